@@ -1,0 +1,7 @@
+"""Backbones, attention modes, pooling heads and the Embedder."""
+from embedlab.models.aliases import ALIASES, DEFAULT_MODEL
+from embedlab.models.backbone import ATTENTION_MODES, Backbone
+from embedlab.models.embedder import Embedder, EncodeStats
+from embedlab.models.pooling import POOLING_HEADS, PoolingHead, build_head
+
+__all__ = ["ALIASES", "DEFAULT_MODEL", "ATTENTION_MODES", "Backbone", "Embedder", "EncodeStats", "POOLING_HEADS", "PoolingHead", "build_head"]

@@ -1,0 +1,253 @@
+"""Backbones: a Hugging Face base model + its tokenizer, with a chosen attention mode.
+
+Sources, tried in order: a packaged alias (``minilm-l6``, ``smollm2-135m``), a local directory
+(HF layout or a saved embedder), a GGUF file, then a hub id (local HF cache first; the network only
+when reachable, failing fast otherwise).
+
+Attention mode for decoders uses transformers >= 5.2's ``config.is_causal`` (read by the mask
+builders and by the SDPA/flash kernels), persisted in ``config.json`` together with
+``use_bidirectional_attention`` for other servers (TEI, llama.cpp). No monkey-patching.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from embedlab.errors import EmbedlabError, ModelNotFoundError
+from embedlab.models import gguf
+from embedlab.models.aliases import ALIASES, alias_names
+
+log = logging.getLogger(__name__)
+
+ATTENTION_MODES = ("causal", "bidirectional")
+DEFAULT_MAX_LENGTH = 512
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def is_decoder_config(config: Any) -> bool:
+    """A causal-LM family (Llama, Mistral, Qwen, Gemma, ...) rather than an encoder (BERT, ...)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    model_type = getattr(config, "model_type", None)
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True if the hub's host answers a TCP connection within ``timeout`` seconds."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_source(name: str | os.PathLike) -> tuple[str, str]:
+    """Map a model name to (what to pass to from_pretrained, a human description of the source)."""
+    name = str(name)
+    if name in ALIASES:
+        alias = ALIASES[name]
+        path = alias.locate()
+        if alias.is_gguf:
+            return str(gguf.converted_dir(path)), f"alias {name} ({alias.package}, GGUF)"
+        return str(path), f"alias {name} ({alias.package})"
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(gguf.converted_dir(path)), f"GGUF file {path}"
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path} is a directory without config.json: not a Hugging Face model or saved embedder")
+        return str(path.resolve()), f"directory {path}"
+    if path.exists() or name.startswith((".", "/", "~")) or not _HUB_ID.match(name):
+        raise ModelNotFoundError(f"unknown model '{name}': not an alias ({alias_names()}), a directory, or a hub id")
+    return name, f"hub id {name}"
+
+
+def _from_hub_or_cache(loader: Any, name: str, **kwargs: Any) -> Any:
+    """Load from the local HF cache, else from the hub if it answers, else fail fast."""
+    try:
+        return loader.from_pretrained(name, local_files_only=True, **kwargs)
+    except OSError:
+        pass
+    if not hub_reachable():
+        raise ModelNotFoundError(
+            f"unknown model '{name}': not an alias ({alias_names()}) or directory, and the Hugging Face hub "
+            "is not reachable (no network, or HF_HUB_OFFLINE=1) and it is not in the local cache"
+        )
+    try:
+        return loader.from_pretrained(name, **kwargs)
+    except OSError as exc:
+        raise ModelNotFoundError(f"could not load '{name}' from the hub: {str(exc).splitlines()[0]}") from None
+
+
+class Backbone(nn.Module):
+    """A transformer base model (no LM head) with its tokenizer and attention mode."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, source: str, max_length: int) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source
+        self.max_length = int(max_length)
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        name: str | os.PathLike,
+        *,
+        attention: str | None = None,
+        attn_implementation: str = "sdpa",
+        dtype: torch.dtype = torch.float32,
+        max_length: int | None = None,
+    ) -> "Backbone":
+        target, source = resolve_source(name)
+        return cls.from_source(
+            target, source, attention=attention, attn_implementation=attn_implementation, dtype=dtype, max_length=max_length
+        )
+
+    @classmethod
+    def from_source(
+        cls,
+        target: str,
+        source: str,
+        *,
+        attention: str | None = None,
+        attn_implementation: str = "sdpa",
+        dtype: torch.dtype = torch.float32,
+        max_length: int | None = None,
+    ) -> "Backbone":
+        """Load from what :func:`resolve_source` returned."""
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        if attention is not None and attention not in ATTENTION_MODES:
+            raise EmbedlabError(f"unknown attention mode '{attention}'; choose causal or bidirectional")
+        is_hub = source.startswith("hub id")
+
+        def load_with(loader: Any, **kwargs: Any) -> Any:
+            if is_hub:
+                return _from_hub_or_cache(loader, target, **kwargs)
+            try:
+                return loader.from_pretrained(target, **kwargs)
+            except (OSError, ValueError) as exc:
+                raise ModelNotFoundError(f"could not load {source}: {str(exc).splitlines()[0]}") from None
+
+        _quiet_transformers()
+        config = load_with(AutoConfig)
+        decoder = is_decoder_config(config)
+        if decoder:
+            mode = attention or ("causal" if getattr(config, "is_causal", True) else "bidirectional")
+            _set_config_attention(config, mode)
+        elif attention == "causal":
+            raise EmbedlabError(f"{source} is an encoder ({config.model_type}): it is bidirectional by design")
+        tokenizer = load_with(AutoTokenizer)
+        model = load_with(AutoModel, config=config, attn_implementation=attn_implementation, dtype=dtype)
+        model.eval()
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        rows = model.get_input_embeddings().weight.shape[0]
+        if len(tokenizer) > rows:
+            # e.g. a GGUF tokenizer with added special tokens beyond the embedding table
+            log.warning("tokenizer has %d entries but the model %d embedding rows: resizing (mean init)", len(tokenizer), rows)
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        return cls(model, tokenizer, source=source, max_length=_resolve_max_length(target, config, tokenizer, max_length))
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def is_decoder(self) -> bool:
+        return is_decoder_config(self.config)
+
+    @property
+    def attention(self) -> str:
+        if not self.is_decoder:
+            return "bidirectional"
+        return "causal" if getattr(self.config, "is_causal", True) else "bidirectional"
+
+    def set_attention(self, mode: str) -> None:
+        if mode not in ATTENTION_MODES:
+            raise EmbedlabError(f"unknown attention mode '{mode}'; choose causal or bidirectional")
+        if not self.is_decoder:
+            if mode == "causal":
+                raise EmbedlabError(f"{self.source} is an encoder: it is bidirectional by design")
+            return
+        _set_config_attention(self.config, mode)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.config.num_hidden_layers)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False) -> dict[str, Any]:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, return_dict=True)
+        features: dict[str, Any] = {"token_embeddings": out.last_hidden_state, "attention_mask": attention_mask}
+        if output_hidden_states:
+            features["hidden_states"] = tuple(out.hidden_states[1:])  # layers 1..L, embeddings excluded
+        return features
+
+    # -- save ------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the HF model, tokenizer and ``sentence_bert_config.json`` into ``path`` (not atomic alone)."""
+        path = Path(path)
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+        (path / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": self.max_length, "do_lower_case": False}, indent=2) + "\n"
+        )
+
+
+def _quiet_transformers() -> None:
+    """Weight-loading progress bars and notices are noise for an embedding library's users."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _set_config_attention(config: Any, mode: str) -> None:
+    config.is_causal = mode == "causal"
+    if mode == "bidirectional":
+        config.use_bidirectional_attention = True  # read by TEI and llama.cpp converters
+    elif getattr(config, "use_bidirectional_attention", None):
+        config.use_bidirectional_attention = False
+
+
+def _resolve_max_length(target: str, config: Any, tokenizer: Any, requested: int | None) -> int:
+    limit = getattr(config, "max_position_embeddings", None) or 10**9
+    if requested is not None:
+        if requested <= 0:
+            raise EmbedlabError(f"max_length must be positive, got {requested}")
+        if requested > limit:
+            raise EmbedlabError(f"max_length {requested} exceeds the model's {limit} positions")
+        return requested
+    st_config = Path(target) / "sentence_bert_config.json"
+    if st_config.is_file():
+        value = json.loads(st_config.read_text()).get("max_seq_length")
+        if value:
+            return int(min(value, limit))
+    tok_max = getattr(tokenizer, "model_max_length", None) or 10**9
+    return int(min(tok_max, limit, DEFAULT_MAX_LENGTH))
