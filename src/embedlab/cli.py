@@ -1,0 +1,153 @@
+"""The ``embedlab`` command line: a thin typer layer that parses, calls the library, and prints."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from embedlab.errors import EmbedlabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, evaluate and serve LLM-based text embedders.")
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+class Attention(str, Enum):
+    causal = "causal"
+    bidirectional = "bidirectional"
+
+
+class DType(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def _embedder(model: str, pooling: Optional[str], attention: Optional[Attention], **kw: Any) -> Any:
+    from embedlab.models import Embedder
+
+    with err.status(f"loading {model}…"):
+        return Embedder.from_pretrained(model, pooling=pooling, attention=attention.value if attention else None, **kw)
+
+
+@app.command()
+def models() -> None:
+    """List the packaged model aliases and where each comes from."""
+    from embedlab.models.aliases import ALIASES, DEFAULT_MODEL
+
+    table = Table(title="packaged models (any local HF directory, saved embedder, .gguf file or hub id also works)")
+    for col in ("alias", "model", "package", "status", "hub id"):
+        table.add_column(col)
+    for alias in ALIASES.values():
+        try:
+            where = str(alias.locate())
+            status = "installed"
+        except EmbedlabError:
+            where, status = alias.install, "[red]missing[/red]"
+        name = alias.name + (" (default)" if alias.name == DEFAULT_MODEL else "")
+        table.add_row(name, alias.description, f"{alias.package}\n{where}", status, alias.hub_id)
+    out.print(table)
+
+
+@app.command()
+def info(
+    model: str = typer.Argument(..., help="alias, saved embedder, HF directory, .gguf file or hub id"),
+    pooling: Optional[str] = typer.Option(None, help="override the pooling head"),
+    attention: Optional[Attention] = typer.Option(None, help="override the attention mode (decoders)"),
+) -> None:
+    """Architecture, layers, dims, parameters, attention mode, pooling and prompts of a model."""
+    emb = _embedder(model, pooling, attention)
+    table = Table(show_header=False, title=model)
+    for key, value in emb.describe().items():
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    out.print(table)
+
+
+@app.command()
+def encode(
+    input: str = typer.Option(..., "--input", "-i", help="a text file (one text per line), JSONL with 'text', or - for stdin"),
+    output: Path = typer.Option(..., "--output", "-o", help="OUT.npy or OUT.jsonl"),
+    model: str = typer.Option("minilm-l6", "--model", "-m", help="alias, saved embedder, HF directory, .gguf or hub id"),
+    pooling: Optional[str] = typer.Option(None, help="cls|mean|weighted_mean|last_token|latent_attention|multi_layer"),
+    attention: Optional[Attention] = typer.Option(None, help="decoders only"),
+    prompt: Optional[str] = typer.Option(None, help="a named prompt of the model (e.g. query, document)"),
+    instruction: Optional[str] = typer.Option(None, help="a free prompt prepended to every text"),
+    dtype: DType = typer.Option(DType.fp32, help="bf16 autocast is ~3x faster on CPUs with bf16 units"),
+    dim: Optional[int] = typer.Option(None, help="Matryoshka truncation to the first DIM dimensions"),
+    max_length: Optional[int] = typer.Option(None, help="truncate texts to this many tokens"),
+) -> None:
+    """Embed texts into a .npy matrix or JSONL file."""
+    import numpy as np
+
+    from embedlab.io import atomic_path, read_texts
+
+    suffix = output.suffix.lower()
+    if suffix not in (".npy", ".jsonl"):
+        raise EmbedlabError(f"--output must end in .npy or .jsonl, got {output}")
+    texts = read_texts(input, stdin_text=sys.stdin.read() if input == "-" else None)
+    emb = _embedder(model, pooling, attention, dim=dim, max_length=max_length)
+    vectors = emb.encode(texts, prompt_name=prompt, prompt=instruction, dtype=dtype.value, show_progress=True)
+    with atomic_path(output) as tmp:
+        if suffix == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, vectors)
+        else:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for i, vec in enumerate(vectors):
+                    f.write(json.dumps({"index": i, "embedding": [round(float(x), 7) for x in vec]}) + "\n")
+    stats = emb.last_stats
+    err.print(
+        f"encoded {stats.texts} texts -> {output} ({vectors.shape[1]}-d, {stats.tokens} tokens, "
+        f"{stats.texts / max(stats.seconds, 1e-9):.1f} texts/s); {stats.truncated} truncated to {stats.max_length} tokens"
+    )
+
+
+@app.command()
+def demo(
+    model: str = typer.Option("minilm-l6", "--model", "-m"),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1),
+) -> None:
+    """Encode the shipped sample corpus and show each sample query's nearest neighbours."""
+    from embedlab.demo import nearest_neighbours
+
+    emb = _embedder(model, None, None)
+    results = nearest_neighbours(emb, top_k=top_k)
+    table = Table(title=f"nearest neighbours with {model} ({emb.head.name} pooling, {emb.attention} attention)")
+    table.add_column("query", style="bold")
+    table.add_column("neighbour")
+    table.add_column("cosine", justify="right")
+    for query, hits in results:
+        for rank, (text, score) in enumerate(hits):
+            table.add_row(query if rank == 0 else "", text, f"{score:.3f}", end_section=rank == len(hits) - 1)
+    out.print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except EmbedlabError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
