@@ -194,11 +194,12 @@ class Embedder(nn.Module):
         """Tokens the prompt occupies at the start of a tokenized text (leading special tokens included)."""
         if not prompt:
             return 0
-        ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        special = set(self.tokenizer.all_special_ids)
-        while ids and ids[-1] in special:
-            ids = ids[:-1]
-        return len(ids)
+        with_special = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        plain = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for offset in range(len(with_special) - len(plain) + 1):  # leading special tokens ([CLS], BOS)
+            if with_special[offset : offset + len(plain)] == plain:
+                return offset + len(plain)
+        return len(plain)
 
     # ------------------------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
@@ -444,7 +445,7 @@ def _read_saved_settings(root: Path) -> dict[str, Any]:
     st_file = root / "config_sentence_transformers.json"
     if st_file.is_file():
         st = json.loads(st_file.read_text())
-        settings["prompts"] = {k: v for k, v in (st.get("prompts") or {}).items() if v}
+        settings["prompts"] = dict(st.get("prompts") or {})
         if st.get("default_prompt_name"):
             settings["default_prompt_name"] = st["default_prompt_name"]
     cfg_file = root / EMBEDLAB_CONFIG
