@@ -152,6 +152,7 @@ def test_bf16_is_close_to_fp32(tiny_llama):
     emb = Embedder.from_pretrained(tiny_llama, pooling="mean")
     a, b = emb.encode(TEXTS), emb.encode(TEXTS, dtype="bf16")
     assert (a * b).sum(1).min() > 0.99
+    assert emb.backbone.config._attn_implementation == "sdpa"  # the bf16 kernel switch is undone
 
 
 def test_saved_settings_are_defaults_and_overridable(tiny_llama, tmp_path):

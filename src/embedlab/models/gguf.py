@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from embedlab.errors import ModelNotFoundError
-from embedlab.io import atomic_path
+from embedlab.io import atomic_path, write_json
 from embedlab.settings import cache_dir
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,30 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def _cached_digest(path: Path) -> str:
+    """SHA-256 of ``path``, remembered per (path, size, mtime) so a cached load does not re-hash 100 MB."""
+    index_file = cache_dir() / "gguf" / "digests.json"
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        index = {}
+    if key not in index:
+        index[key] = file_sha256(path)
+        try:
+            write_json(index_file, index)
+        except OSError:  # a read-only cache still works, it just hashes again next time
+            pass
+    return index[key]
+
+
 def converted_dir(gguf_path: Path) -> Path:
     """Return the cached HF directory for ``gguf_path``, converting it on first use."""
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise ModelNotFoundError(f"GGUF file not found: {gguf_path}")
-    digest = file_sha256(gguf_path)
+    digest = _cached_digest(gguf_path)
     target = cache_dir() / "gguf" / f"{gguf_path.stem}-{digest[:16]}"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
