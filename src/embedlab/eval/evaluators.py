@@ -1,0 +1,331 @@
+"""The six task types, following MTEB 1.12's protocols (the version behind the reference scores).
+
+Each evaluator takes a task spec and ``encode(texts, role) -> np.ndarray`` and returns
+``(scores, per_example)``. ``per_example`` keeps what a paired comparison needs:
+
+* ``{"kind": "mean", "ids": [...], "values": [...]}`` — the score is the mean of per-item values
+  (nDCG@10 per query, AP per reranking query, correctness per classified item);
+* ``{"kind": "spearman", "ids", "pred", "gold"}`` — STS: recompute Spearman on resampled pairs;
+* ``{"kind": "ap", "ids", "pred", "gold"}`` — pair classification: recompute AP on resampled pairs;
+* ``{"kind": "repeats", "values"}`` — clustering: one v-measure per repetition.
+"""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Any, Callable
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, v_measure_score
+from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
+from sklearn.model_selection import StratifiedKFold
+
+from embedlab.eval.data import DatasetError, read_jsonl, read_tsv
+from embedlab.eval.registry import TaskSpec
+
+Encode = Callable[[list[str], str], np.ndarray]
+SEED = 42
+
+
+# ---------------------------------------------------------------------------------------------
+# STS
+# ---------------------------------------------------------------------------------------------
+def evaluate_sts(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+    rows = read_tsv(task.path("test"), ("sentence1", "sentence2", "score"))
+    lo, hi = task.score_range
+    try:
+        gold = np.array([(float(r["score"]) - lo) / (hi - lo) for r in rows])
+    except ValueError as exc:
+        raise DatasetError(f"dataset file corrupt: {task.path('test')} has a non-numeric score ({exc})") from None
+    a = encode([r["sentence1"] for r in rows], "query")
+    b = encode([r["sentence2"] for r in rows], "query")
+    cos = 1 - paired_cosine_distances(a, b)
+    man = -paired_manhattan_distances(a, b)
+    euc = -paired_euclidean_distances(a, b)
+    dot = (a * b).sum(1)
+    scores = {
+        "cosine_spearman": spearmanr(gold, cos).statistic,
+        "cosine_pearson": pearsonr(gold, cos).statistic,
+        "manhattan_spearman": spearmanr(gold, man).statistic,
+        "manhattan_pearson": pearsonr(gold, man).statistic,
+        "euclidean_spearman": spearmanr(gold, euc).statistic,
+        "euclidean_pearson": pearsonr(gold, euc).statistic,
+        "dot_spearman": spearmanr(gold, dot).statistic,
+        "dot_pearson": pearsonr(gold, dot).statistic,
+    }
+    per = {"kind": "spearman", "ids": list(range(len(rows))), "pred": cos.tolist(), "gold": gold.tolist()}
+    return {k: float(v) for k, v in scores.items()}, per
+
+
+# ---------------------------------------------------------------------------------------------
+# Retrieval (BEIR layout, exact search, trec_eval-style metrics)
+# ---------------------------------------------------------------------------------------------
+K_VALUES = (1, 3, 5, 10, 20, 100, 1000)
+
+
+def load_beir(task: TaskSpec) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
+    corpus = {}
+    for doc in read_jsonl(task.path("corpus")):
+        corpus[str(doc["_id"])] = (doc.get("title", "") + " " + doc.get("text", "")).strip()
+    queries = {str(q["_id"]): q["text"] for q in read_jsonl(task.path("queries"))}
+    qrels: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in read_tsv(task.path("qrels"), ("query-id", "corpus-id", "score")):
+        qrels[row["query-id"]][row["corpus-id"]] = int(row["score"])
+    return corpus, queries, dict(qrels)
+
+
+def rank_documents(scores: np.ndarray, doc_ids: list[str], k: int) -> list[str]:
+    """Top-k doc ids by score, ties broken by doc id descending (pytrec_eval's order)."""
+    k = min(k, len(doc_ids))
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(doc_ids) else np.arange(len(doc_ids))
+    ordered = sorted(top.tolist(), key=lambda i: doc_ids[i], reverse=True)
+    ordered.sort(key=lambda i: -scores[i])
+    return [doc_ids[i] for i in ordered]
+
+
+def retrieval_metrics(ranking: list[str], relevant: dict[str, int]) -> dict[str, float]:
+    """nDCG@k, MAP@k, recall@k, precision@k, MRR@k for one query (trec_eval definitions)."""
+    out: dict[str, float] = {}
+    rels = [relevant.get(d, 0) for d in ranking]
+    ideal = sorted((r for r in relevant.values() if r > 0), reverse=True)
+    n_rel = len(ideal)
+    for k in K_VALUES:
+        gains = rels[:k]
+        dcg = sum(g / np.log2(i + 2) for i, g in enumerate(gains) if g > 0)
+        idcg = sum(g / np.log2(i + 2) for i, g in enumerate(ideal[:k]))
+        out[f"ndcg_at_{k}"] = dcg / idcg if idcg > 0 else 0.0
+        hits, ap = 0, 0.0
+        for i, g in enumerate(gains):
+            if g > 0:
+                hits += 1
+                ap += hits / (i + 1)
+        out[f"map_at_{k}"] = ap / n_rel if n_rel else 0.0
+        out[f"recall_at_{k}"] = hits / n_rel if n_rel else 0.0
+        out[f"precision_at_{k}"] = hits / k
+        first = next((i for i, g in enumerate(gains) if g > 0), None)
+        out[f"mrr_at_{k}"] = 1.0 / (first + 1) if first is not None else 0.0
+    return out
+
+
+def evaluate_retrieval(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+    corpus, queries, qrels = load_beir(task)
+    qids = [q for q in qrels if q in queries]
+    if not qids:
+        raise DatasetError(f"dataset file corrupt: {task.path('qrels')} names no query of {task.path('queries')}")
+    doc_ids = list(corpus)
+    d = encode([corpus[i] for i in doc_ids], "document")
+    q = encode([queries[i] for i in qids], "query")
+    d = d / np.linalg.norm(d, axis=1, keepdims=True).clip(1e-12)
+    q = q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12)
+    position = {doc: i for i, doc in enumerate(doc_ids)}
+    per_query: dict[str, dict[str, float]] = {}
+    for start in range(0, len(qids), 256):
+        sims = q[start : start + 256] @ d.T
+        for row, qid in enumerate(qids[start : start + 256]):
+            s = sims[row].astype(np.float64)
+            if task.ignore_identical_ids and qid in position:
+                s[position[qid]] = -np.inf  # MTEB v1: a document whose id equals the query's is dropped
+            ranking = [x for x in rank_documents(s, doc_ids, max(K_VALUES) + 1) if not (task.ignore_identical_ids and x == qid)]
+            per_query[qid] = retrieval_metrics(ranking[: max(K_VALUES)], qrels[qid])
+    keys = next(iter(per_query.values())).keys()
+    scores = {k: float(np.mean([m[k] for m in per_query.values()])) for k in keys}
+    per = {"kind": "mean", "metric": "ndcg_at_10", "ids": qids, "values": [per_query[i]["ndcg_at_10"] for i in qids]}
+    return scores, per
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification
+# ---------------------------------------------------------------------------------------------
+def _read_labelled(task: TaskSpec, role: str) -> tuple[list[str], list[str]]:
+    rows = read_tsv(task.path(role), (task.text_column, task.label_column))
+    return [r[task.text_column] for r in rows], [r[task.label_column] for r in rows]
+
+
+def undersample(labels: list[str], samples_per_label: int, idxs: np.ndarray, rng: np.random.RandomState) -> list[int]:
+    """MTEB's ``_undersample_data``: shuffle the (carried-over) index array, keep the first n per label."""
+    rng.shuffle(idxs)
+    counter: dict[str, int] = defaultdict(int)
+    keep = []
+    for i in idxs:
+        if counter[labels[i]] < samples_per_label:
+            keep.append(int(i))
+            counter[labels[i]] += 1
+    return keep
+
+
+def _logreg() -> LogisticRegression:
+    return LogisticRegression(random_state=SEED, max_iter=100)
+
+
+def _classification_scores(y_true: list[str], y_pred: np.ndarray, binary: bool) -> dict[str, float]:
+    s = {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "f1": f1_score(y_true, y_pred, average="macro"),
+        "f1_weighted": f1_score(y_true, y_pred, average="weighted"),
+    }
+    if binary:
+        classes = sorted(set(y_true))
+        yt = np.array([c == classes[1] for c in y_true], dtype=int)
+        yp = np.array([c == classes[1] for c in y_pred], dtype=int)
+        s["ap"] = average_precision_score(yt, yp, average="macro")
+        s["ap_weighted"] = average_precision_score(yt, yp, average="weighted")
+    return {k: float(v) for k, v in s.items()}
+
+
+def _few_shot(task: TaskSpec, encode: Encode, train: tuple[list[str], list[str]], test: tuple[list[str], list[str]],
+              rng: np.random.RandomState) -> tuple[dict[str, float], dict[str, Any]]:
+    """MTEB logReg protocol: n_experiments undersampled fits, test embeddings encoded once."""
+    x_text, y = train
+    t_text, t_y = test
+    x_test = encode(t_text, "query")
+    binary = len(set(y)) == 2
+    runs, correct = [], np.zeros(len(t_y))
+    idxs = np.arange(len(y))
+    for _ in range(task.n_experiments):
+        if task.samples_per_label is None:
+            keep = list(range(len(y)))
+        else:
+            keep = undersample(y, task.samples_per_label, idxs, rng)
+        x_train = encode([x_text[i] for i in keep], "query")
+        clf = _logreg().fit(x_train, [y[i] for i in keep])
+        pred = clf.predict(x_test)
+        runs.append(_classification_scores(t_y, pred, binary))
+        correct += pred == np.array(t_y)
+    scores = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+    per = {"kind": "mean", "metric": "accuracy", "ids": list(range(len(t_y))), "values": (correct / task.n_experiments).tolist()}
+    return scores, per
+
+
+def _cross_validated(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+    """SentEval-style k-fold CV (stratified, shuffled, seed 42) with logistic regression."""
+    text, y = _read_labelled(task, "all")
+    x = encode(text, "query")
+    y_arr = np.array(y)
+    pred = np.empty(len(y), dtype=object)
+    for train_idx, test_idx in StratifiedKFold(task.cv_folds, shuffle=True, random_state=SEED).split(x, y_arr):
+        pred[test_idx] = _logreg().fit(x[train_idx], y_arr[train_idx]).predict(x[test_idx])
+    scores = _classification_scores(y, pred, len(set(y)) == 2)
+    per = {"kind": "mean", "metric": "accuracy", "ids": list(range(len(y))), "values": (pred == y_arr).astype(float).tolist()}
+    return scores, per
+
+
+def evaluate_classification(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+    if task.cv_folds:
+        return _cross_validated(task, encode)
+    rng = np.random.RandomState(SEED)  # MTEB seeds numpy's global RNG with 42 when a task is created
+    if not task.subsets:
+        return _few_shot(task, encode, _read_labelled(task, "train"), _read_labelled(task, task.split), rng)
+    # multi-subset task: MTEB evaluates split by split, subset by subset, carrying the RNG over
+    scores: dict[str, float] = {}
+    pers: dict[str, Any] = {}
+    for split in task.eval_splits or [task.split]:
+        for sub in task.subsets:
+            s, p = _few_shot(task, encode, _read_labelled(task, f"{sub}/train"), _read_labelled(task, f"{sub}/{split}"), rng)
+            for k, v in s.items():
+                scores[f"{split}/{sub}/{k}"] = v
+            if split == task.split:
+                pers[sub] = p
+    main = [scores[f"{task.split}/{sub}/accuracy"] for sub in task.subsets]
+    scores["accuracy"] = float(np.mean(main))
+    per = {"kind": "mean", "metric": "accuracy",
+           "ids": [f"{sub}/{i}" for sub in task.subsets for i in pers[sub]["ids"]],
+           "values": [v for sub in task.subsets for v in pers[sub]["values"]]}
+    return scores, per
+
+
+# ---------------------------------------------------------------------------------------------
+# Clustering (MTEB "fast" protocol: bootstrap draws with replacement, MiniBatchKMeans)
+# ---------------------------------------------------------------------------------------------
+def evaluate_clustering(task: TaskSpec, encode: Encode, n_draws: int = 10, max_docs: int = 16384) -> tuple[dict[str, float], dict[str, Any]]:
+    text, labels = _read_labelled(task, task.split)
+    x = encode(text, "query")
+    rng = random.Random(SEED)
+    values = []
+    for _ in range(n_draws):
+        idx = rng.choices(range(len(text)), k=min(max_docs, len(text)))
+        y = [labels[i] for i in idx]
+        km = MiniBatchKMeans(n_clusters=len(set(y)), batch_size=512, init="k-means++", n_init=1, random_state=SEED)
+        values.append(v_measure_score(y, km.fit_predict(x[idx])))
+    scores = {"v_measure": float(np.mean(values)), "v_measure_std": float(np.std(values))}
+    return scores, {"kind": "repeats", "values": [float(v) for v in values]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Pair classification
+# ---------------------------------------------------------------------------------------------
+def best_accuracy_and_f1(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Best accuracy and best F1 over all thresholds (scores: higher = more similar)."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    n_pos = y.sum()
+    tp = np.cumsum(y)
+    fp = np.cumsum(1 - y)
+    # a threshold between distinct scores only (ties are not split)
+    last_of_group = np.r_[s[1:] != s[:-1], True]
+    tp, fp = tp[last_of_group], fp[last_of_group]
+    tn = (len(y) - n_pos) - fp
+    acc = max(((tp + tn) / len(y)).max(), (len(y) - n_pos) / len(y))
+    f1 = (2 * tp / (tp + fp + n_pos)).max() if n_pos else 0.0
+    return float(acc), float(f1)
+
+
+def evaluate_pair_classification(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+    rows = read_tsv(task.path(task.split), ("sentence1", "sentence2", "label"))
+    labels = np.array([int(r["label"]) for r in rows])
+    a = encode([r["sentence1"] for r in rows], "query")
+    b = encode([r["sentence2"] for r in rows], "query")
+    sims = {
+        "cosine": 1 - paired_cosine_distances(a, b),
+        "dot": (a * b).sum(1),
+        "manhattan": -paired_manhattan_distances(a, b),
+        "euclidean": -paired_euclidean_distances(a, b),
+    }
+    scores: dict[str, float] = {}
+    for name, s in sims.items():
+        scores[f"{name}_ap"] = float(average_precision_score(labels, s))
+        scores[f"{name}_accuracy"], scores[f"{name}_f1"] = best_accuracy_and_f1(s, labels)
+    scores["max_ap"] = max(scores[f"{n}_ap"] for n in sims)
+    scores["max_f1"] = max(scores[f"{n}_f1"] for n in sims)
+    scores["max_accuracy"] = max(scores[f"{n}_accuracy"] for n in sims)
+    per = {"kind": "ap", "ids": list(range(len(rows))), "pred": sims["cosine"].tolist(), "gold": labels.tolist()}
+    return scores, per
+
+
+# ---------------------------------------------------------------------------------------------
+# Reranking (MTEB v1 RerankingEvaluator)
+# ---------------------------------------------------------------------------------------------
+def evaluate_reranking(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+    rows = read_jsonl(task.path(task.split))
+    rows = [r for r in rows if r.get("positive") and r.get("negative")]  # MTEB skips queries without both
+    if not rows:
+        raise DatasetError(f"dataset file corrupt: {task.path(task.split)} has no query with positives and negatives")
+    q = encode([r["query"] for r in rows], "query")
+    docs = sorted({d for r in rows for d in r["positive"] + r["negative"]})
+    index = {d: i for i, d in enumerate(docs)}
+    dv = encode(docs, "document")
+    q = q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12)
+    dv = dv / np.linalg.norm(dv, axis=1, keepdims=True).clip(1e-12)
+    aps, mrrs = [], []
+    for qi, r in enumerate(rows):
+        cands = r["positive"] + r["negative"]
+        rel = np.array([1] * len(r["positive"]) + [0] * len(r["negative"]))
+        s = dv[[index[c] for c in cands]] @ q[qi]
+        aps.append(float(average_precision_score(rel, s)))
+        order = np.argsort(-s, kind="stable")[:10]
+        first = next((rank for rank, i in enumerate(order) if rel[i]), None)
+        mrrs.append(1.0 / (first + 1) if first is not None else 0.0)
+    scores = {"map": float(np.mean(aps)), "mrr_at_10": float(np.mean(mrrs))}
+    return scores, {"kind": "mean", "metric": "map", "ids": list(range(len(rows))), "values": aps}
+
+
+EVALUATORS: dict[str, Callable[[TaskSpec, Encode], tuple[dict[str, float], dict[str, Any]]]] = {
+    "sts": evaluate_sts,
+    "retrieval": evaluate_retrieval,
+    "classification": evaluate_classification,
+    "clustering": evaluate_clustering,
+    "pair_classification": evaluate_pair_classification,
+    "reranking": evaluate_reranking,
+}

@@ -1,0 +1,186 @@
+"""The task registry: every shared dataset as a named task, plus user tasks from a manifest."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from embedlab.errors import EmbedlabError
+from embedlab.settings import data_dir
+
+TaskType = Literal["sts", "retrieval", "classification", "clustering", "pair_classification", "reranking"]
+CATEGORY = {
+    "sts": "STS",
+    "retrieval": "Retrieval",
+    "classification": "Classification",
+    "clustering": "Clustering",
+    "pair_classification": "PairClassification",
+    "reranking": "Reranking",
+}
+MAIN_METRIC = {
+    "sts": "cosine_spearman",
+    "retrieval": "ndcg_at_10",
+    "classification": "accuracy",
+    "clustering": "v_measure",
+    "pair_classification": "max_ap",
+    "reranking": "map",
+}
+
+
+class TaskSpec(BaseModel):
+    """A task: what to read and how to score it. Unknown fields are errors (typos get caught)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    type: TaskType
+    files: dict[str, str]  # role -> path relative to root (see README of docs/evaluation.md)
+    metric: str | None = None
+    split: str = "test"
+    mteb_name: str | None = None
+    description: str = ""
+    # classification
+    samples_per_label: int | None = Field(default=8, gt=0)  # None: use the whole train split
+    n_experiments: int = Field(default=10, gt=0)
+    cv_folds: int | None = Field(default=None, gt=1)  # SentEval-style k-fold when there is no split
+    subsets: list[str] | None = None  # multi-subset tasks: files keys are "<subset>/<role>"
+    eval_splits: list[str] | None = None  # MTEB order of (split) evaluation, RNG carried over
+    text_column: str = "text"
+    label_column: str = "label"
+    # sts
+    score_range: tuple[float, float] = (0.0, 5.0)
+    # retrieval
+    ignore_identical_ids: bool = True
+    root: Path | None = None
+    quick: bool = False
+    identical_to_mteb: bool = False
+
+    @field_validator("files")
+    @classmethod
+    def _files_not_empty(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("files must name at least one file")
+        return v
+
+    @property
+    def main_metric(self) -> str:
+        return self.metric or MAIN_METRIC[self.type]
+
+    @property
+    def category(self) -> str:
+        return CATEGORY[self.type]
+
+    def path(self, role: str) -> Path:
+        if role not in self.files:
+            raise EmbedlabError(f"task {self.name}: no file for '{role}' in its manifest")
+        assert self.root is not None
+        return self.root / self.files[role]
+
+    def all_paths(self) -> list[Path]:
+        assert self.root is not None
+        return [self.root / f for f in self.files.values()]
+
+
+def _builtin_specs() -> list[dict[str, Any]]:
+    sts = lambda name, folder, mteb, rng=(0.0, 5.0), quick=False: dict(  # noqa: E731
+        name=name, type="sts", files={"test": "test.tsv"}, root=folder, mteb_name=mteb, score_range=rng,
+        quick=quick, identical_to_mteb=True,
+    )
+    amazon_files = {f"{sub}/{split}": f"{folder}/{split}.tsv"
+                    for sub, folder in (("en-ext", "en-ext"), ("en", "en"), ("de", "de"), ("ja", "jp"))
+                    for split in ("train", "validation", "test")}
+    return [
+        sts("STSBenchmark", "stsbenchmark", "STSBenchmark", quick=True),
+        sts("SICK-R", "sick-r", "SICK-R", (1.0, 5.0)),
+        sts("STS12", "sts12", "STS12"),
+        sts("STS14", "sts14", "STS14"),
+        sts("STS15", "sts15", "STS15", quick=True),
+        dict(name="SciFact", type="retrieval", root="scifact", mteb_name="SciFact", identical_to_mteb=True,
+             files={"corpus": "corpus.jsonl.gz", "queries": "queries.jsonl", "qrels": "qrels/test.tsv"}),
+        dict(name="Banking77Classification", type="classification", root="banking77", mteb_name="Banking77Classification",
+             files={"train": "train.tsv", "test": "test.tsv"}, samples_per_label=8, quick=True, identical_to_mteb=True),
+        dict(name="AmazonCounterfactualClassification", type="classification", root="amazon-counterfactual",
+             mteb_name="AmazonCounterfactualClassification", files=amazon_files, subsets=["en-ext", "en", "de", "ja"],
+             eval_splits=["validation", "test"], samples_per_label=32, quick=True, identical_to_mteb=True),
+        dict(name="TweetSentimentExtractionClassification", type="classification", root="tweet-sentiment-extraction",
+             mteb_name="TweetSentimentExtractionClassification", files={"train": "train.tsv", "test": "test.tsv"},
+             samples_per_label=32, identical_to_mteb=True),
+        dict(name="ImdbClassification", type="classification", root="imdb", mteb_name="ImdbClassification",
+             files={"train": "train_subset_2000.tsv.gz", "test": "test.tsv.gz"}, samples_per_label=8,
+             description="train is a 2,000-review subset of MTEB's 25,000", identical_to_mteb=True),
+        dict(name="MR", type="classification", root="senteval-mr", files={"all": "all.tsv"}, cv_folds=10,
+             samples_per_label=None, description="SentEval movie reviews, 10-fold CV"),
+        dict(name="CR", type="classification", root="senteval-cr", files={"all": "all.tsv"}, cv_folds=10,
+             samples_per_label=None, description="SentEval customer reviews, 10-fold CV"),
+        dict(name="SST2", type="classification", root="sst2", files={"train": "train.tsv.gz", "test": "test.tsv"},
+             samples_per_label=None, n_experiments=1, text_column="sentence", description="SST-2, full train split"),
+        dict(name="TwentyNewsgroupsClustering", type="clustering", root="twentynewsgroups",
+             mteb_name="TwentyNewsgroupsClustering", files={"test": "test_subjects.tsv"}, text_column="subject", quick=True,
+             description="subjects of the test split; MTEB v1 scores 10 sampled subsets"),
+        dict(name="AGNewsClustering", type="clustering", root="agnews", files={"test": "test.tsv"}),
+        dict(name="TwitterURLCorpus", type="pair_classification", root="twitter-url-corpus", mteb_name="TwitterURLCorpus",
+             files={"test": "test.tsv"}, description="test split only; MTEB merges train+test"),
+        dict(name="TrecQA", type="reranking", root="trecqa-wang", files={"test": "test.jsonl"}, quick=True,
+             description="answer sentence selection (stand-in for MTEB reranking sets)"),
+    ]
+
+
+def builtin_tasks(root: Path | None = None) -> dict[str, TaskSpec]:
+    """Tasks over the shared data directory (those whose folder exists)."""
+    root = root or data_dir()
+    tasks: dict[str, TaskSpec] = {}
+    if root is None:
+        return tasks
+    for spec in _builtin_specs():
+        folder = Path(root) / spec["root"]
+        if folder.is_dir():
+            task = TaskSpec(**{**spec, "root": folder})
+            tasks[task.name] = task
+    return tasks
+
+
+def load_task_dir(path: str | Path) -> TaskSpec:
+    """A user task: a folder in the shared layout with a ``task.json`` or ``task.yaml`` manifest."""
+    path = Path(path)
+    manifest = next((path / n for n in ("task.json", "task.yaml", "task.yml") if (path / n).is_file()), None)
+    if manifest is None:
+        raise EmbedlabError(f"{path}: no task.json or task.yaml manifest")
+    try:
+        if manifest.suffix == ".json":
+            raw = json.loads(manifest.read_text())
+        else:
+            import yaml
+
+            raw = yaml.safe_load(manifest.read_text())
+    except Exception as exc:
+        raise EmbedlabError(f"{manifest}: cannot be parsed ({exc})") from None
+    if not isinstance(raw, dict):
+        raise EmbedlabError(f"{manifest}: the manifest must be a mapping")
+    try:
+        return TaskSpec(**{**raw, "root": path})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"]) or "manifest"
+        raise EmbedlabError(f"{manifest}: field '{field}': {first['msg']}") from None
+
+
+def select_tasks(names: str, task_dirs: list[str | Path] | None = None) -> list[TaskSpec]:
+    """``all``, ``quick`` or a comma-separated list of names (built-in or from ``task_dirs``)."""
+    available = builtin_tasks()
+    for d in task_dirs or []:
+        task = load_task_dir(d)
+        available[task.name] = task
+    if names == "all":
+        return list(available.values())
+    if names == "quick":
+        return [t for t in available.values() if t.quick]
+    chosen = []
+    for name in [n.strip() for n in names.split(",") if n.strip()]:
+        if name not in available:
+            raise EmbedlabError(f"unknown task '{name}'; known: {', '.join(available) or 'none (is EMBEDLAB_DATA set?)'}")
+        chosen.append(available[name])
+    if not chosen:
+        raise EmbedlabError("no task selected")
+    return chosen

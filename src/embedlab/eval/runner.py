@@ -1,0 +1,141 @@
+"""Run tasks for one embedder: cached encoding, one MTEB-like JSON per (model, task)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from embedlab import __version__
+from embedlab.errors import EmbedlabError
+from embedlab.eval.data import files_digest
+from embedlab.eval.evaluators import EVALUATORS, SEED
+from embedlab.eval.registry import TaskSpec
+from embedlab.io import atomic_path, write_json
+from embedlab.settings import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddingCache:
+    """On-disk cache of embeddings keyed by model fingerprint, prompt, dtype and the texts' hash."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_dir() / "embeddings"
+
+    def path(self, fingerprint: str, prompt: str, dtype: str, texts: list[str]) -> Path:
+        h = hashlib.sha256()
+        h.update(f"{prompt}\x00{dtype}\x00".encode())
+        for t in texts:
+            h.update(hashlib.sha256(t.encode()).digest())
+        return self.root / fingerprint / f"{h.hexdigest()[:32]}.npy"
+
+    def get(self, path: Path, n: int) -> np.ndarray | None:
+        if not path.is_file():
+            return None
+        try:
+            arr = np.load(path)
+        except (OSError, ValueError):
+            return None  # corrupt entry: re-encode
+        return arr if arr.shape[0] == n else None
+
+    def put(self, path: Path, arr: np.ndarray) -> None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+
+
+def make_encoder(embedder: Any, *, prompts: dict[str, str | None], dtype: str, cache: EmbeddingCache | None,
+                 on_encode: Callable[[int], None] | None = None) -> Callable[[list[str], str], np.ndarray]:
+    """``encode(texts, role)`` with de-duplication and the embedding cache; role picks the prompt."""
+    fingerprint = embedder.fingerprint()
+
+    def encode(texts: list[str], role: str) -> np.ndarray:
+        prompt_name = prompts.get(role)
+        prompt = embedder.resolve_prompt(prompt_name) if prompt_name else ""
+        unique = list(dict.fromkeys(texts))
+        key = cache.path(fingerprint, prompt, dtype, unique) if cache else None
+        vecs = cache.get(key, len(unique)) if cache and key else None
+        if vecs is None:
+            vecs = embedder.encode(unique, prompt=prompt or None, dtype=dtype)
+            if on_encode:
+                on_encode(len(unique))
+            if cache and key:
+                cache.put(key, vecs)
+        if not np.isfinite(vecs).all():
+            raise EmbedlabError("the model returned NaN or inf embeddings")
+        pos = {t: i for i, t in enumerate(unique)}
+        return vecs[[pos[t] for t in texts]]
+
+    return encode
+
+
+def model_metadata(embedder: Any, prompts: dict[str, str | None], dtype: str) -> dict[str, Any]:
+    return {
+        "embedlab_version": __version__,
+        "model_source": embedder.backbone.source,
+        "model_fingerprint": embedder.fingerprint(),
+        "pooling": embedder.head.name,
+        "attention": embedder.attention,
+        "normalize": embedder.normalize,
+        "dim": embedder.output_dim,
+        "prompts": {role: embedder.resolve_prompt(name) if name else "" for role, name in prompts.items()},
+        "dtype": dtype,
+        "seed": SEED,
+    }
+
+
+def result_path(out_dir: Path, task: TaskSpec) -> Path:
+    return Path(out_dir) / f"{task.name}.json"
+
+
+def run_task(task: TaskSpec, embedder: Any, out_dir: Path, *, prompts: dict[str, str | None] | None = None,
+             dtype: str = "fp32", cache: EmbeddingCache | None = None) -> dict[str, Any]:
+    """Evaluate one task and write its JSON atomically; returns the result dict."""
+    prompts = prompts or {}
+    start = time.perf_counter()
+    encoded = {"texts": 0}
+    encode = make_encoder(embedder, prompts=prompts, dtype=dtype, cache=cache,
+                          on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n))
+    scores, per_example = EVALUATORS[task.type](task, encode)
+    result = {
+        "task_name": task.name,
+        "mteb_name": task.mteb_name,
+        "type": task.type,
+        "category": task.category,
+        "split": task.split,
+        "main_metric": task.main_metric,
+        "main_score": scores[task.main_metric],
+        "scores": scores,
+        "per_example": per_example,
+        "metadata": {
+            **model_metadata(embedder, prompts, dtype),
+            "dataset_hash": files_digest(task.all_paths()),
+            "evaluation_time_s": round(time.perf_counter() - start, 3),
+            "texts_encoded": encoded["texts"],
+        },
+    }
+    write_json(result_path(out_dir, task), result)
+    return result
+
+
+def load_results(directory: str | Path) -> dict[str, dict[str, Any]]:
+    """Every result JSON in a directory, by task name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise EmbedlabError(f"result directory not found: {directory}")
+    results = {}
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise EmbedlabError(f"{path} is not valid JSON ({exc.msg})") from None
+        if isinstance(data, dict) and "task_name" in data and "main_score" in data:
+            results[data["task_name"]] = data
+    if not results:
+        raise EmbedlabError(f"no result files in {directory}")
+    return results

@@ -1,0 +1,102 @@
+"""Statistical significance for design comparisons (Tang & Yang 2024 use Wilcoxon, p < 0.05).
+
+* across the datasets of a category: two-sided Wilcoxon signed-rank (scipy; exact for small n),
+  Holm correction across the comparisons of one report, effect sizes and win/tie/loss counts;
+* within one dataset: a seeded paired bootstrap over queries/pairs/items, giving a CI for the
+  difference and a two-sided p-value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.stats import spearmanr, wilcoxon
+from sklearn.metrics import average_precision_score
+
+
+@dataclass
+class CategoryComparison:
+    n: int
+    mean_delta: float
+    median_delta: float
+    wins: int
+    ties: int
+    losses: int
+    p_value: float
+
+
+def compare_across_datasets(baseline: Sequence[float], other: Sequence[float], tie_tol: float = 1e-12) -> CategoryComparison:
+    """Wilcoxon signed-rank over paired per-dataset scores (zero differences dropped, 'wilcox')."""
+    a, b = np.asarray(baseline, float), np.asarray(other, float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError("baseline and other must be 1-d sequences of the same length")
+    d = b - a
+    nonzero = np.abs(d) > tie_tol
+    p = 1.0
+    if nonzero.sum() > 0:
+        p = float(wilcoxon(b[nonzero], a[nonzero], alternative="two-sided", zero_method="wilcox").pvalue)
+    return CategoryComparison(
+        n=len(d), mean_delta=float(d.mean()) if len(d) else 0.0, median_delta=float(np.median(d)) if len(d) else 0.0,
+        wins=int((d > tie_tol).sum()), ties=int((~nonzero).sum()), losses=int((d < -tie_tol).sum()), p_value=p,
+    )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    p = np.asarray(p_values, float)
+    m = len(p)
+    order = np.argsort(p)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, (m - rank) * p[i])
+        adjusted[i] = min(1.0, running)
+    return adjusted.tolist()
+
+
+def _statistic(per: dict[str, Any], idx: np.ndarray | None = None) -> float:
+    kind = per["kind"]
+    if kind in ("mean", "repeats"):
+        v = np.asarray(per["values"], float)
+        return float(v[idx].mean() if idx is not None else v.mean())
+    pred, gold = np.asarray(per["pred"], float), np.asarray(per["gold"], float)
+    if idx is not None:
+        pred, gold = pred[idx], gold[idx]
+    if kind == "spearman":
+        return float(spearmanr(gold, pred).statistic)
+    if kind == "ap":
+        return float(average_precision_score(gold, pred))
+    raise ValueError(f"unknown per-example kind {kind!r}")
+
+
+@dataclass
+class BootstrapResult:
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+    resamples: int
+
+
+def paired_bootstrap(per_a: dict[str, Any], per_b: dict[str, Any], resamples: int = 1000, seed: int = 0,
+                     confidence: float = 0.95) -> BootstrapResult:
+    """Resample items with replacement (the same indices for both models) and recompute the statistic.
+
+    p is the two-sided bootstrap p-value of the shifted null: 2·min(P(Δ* <= 0), P(Δ* >= 0)).
+    """
+    if per_a["kind"] != per_b["kind"]:
+        raise ValueError("per-example records of different kinds cannot be paired")
+    if per_a["kind"] != "repeats" and per_a.get("ids") != per_b.get("ids"):
+        raise ValueError("per-example records are over different items: cannot pair them")
+    n = len(per_a["values"] if per_a["kind"] in ("mean", "repeats") else per_a["pred"])
+    observed = _statistic(per_b) - _statistic(per_a)
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(resamples)
+    for r in range(resamples):
+        idx = rng.integers(0, n, n)
+        deltas[r] = _statistic(per_b, idx) - _statistic(per_a, idx)
+    alpha = (1 - confidence) / 2
+    p = min(1.0, 2 * min((deltas <= 0).mean(), (deltas >= 0).mean()))
+    return BootstrapResult(observed, float(np.quantile(deltas, alpha)), float(np.quantile(deltas, 1 - alpha)), float(p), n, resamples)
