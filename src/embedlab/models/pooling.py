@@ -260,7 +260,37 @@ def _resolve_widths(dim: int, num_heads: int, head_dim: int | None, name: str) -
     return head_dim
 
 
-class LatentAttentionPooling(PoolingHead):
+class _LatentHead(PoolingHead):
+    """Shared parts of the trainable heads: a latent array and one pre-norm cross-attention + GEGLU block."""
+
+    trainable = True
+
+    def _build_block(self, dim: int, num_latents: int, num_heads: int, head_dim: int | None, ff_mult: int) -> None:
+        if num_latents <= 0 or ff_mult <= 0:
+            raise PoolingError(f"{self.name}: num_latents and ff_mult must be positive")
+        self.num_latents, self.num_heads, self.ff_mult = num_latents, num_heads, ff_mult
+        self.head_dim = _resolve_widths(dim, num_heads, head_dim, self.name)
+        self.latents = nn.Parameter(torch.randn(num_latents, dim))
+        self.attn = CrossAttention(dim, num_heads, self.head_dim)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, ff_mult)
+
+    def _block(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """``q <- q + MHA(LN(q), LN(context))``, then ``q <- q + FF(LN(q))``."""
+        queries = queries + self.attn(queries, context)
+        return queries + self.ff(self.norm_ff(queries))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "num_latents": self.num_latents,
+            "num_heads": self.num_heads,
+            "head_dim": self.head_dim,
+            "ff_mult": self.ff_mult,
+        }
+
+
+class LatentAttentionPooling(_LatentHead):
     """NV-Embed's latent attention layer (Lee et al. 2024, §3.2).
 
     The token states are the queries; a trainable latent array (r latents) gives keys and values:
@@ -269,7 +299,6 @@ class LatentAttentionPooling(PoolingHead):
     """
 
     name = "latent_attention"
-    trainable = True
     supports_exclude_instruction = True
     description = "NV-Embed latent attention: tokens query a trainable latent array, MLP, masked mean"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -288,33 +317,15 @@ class LatentAttentionPooling(PoolingHead):
         exclude_instruction: bool = False,
     ) -> None:
         super().__init__(dim, exclude_instruction)
-        if num_latents <= 0 or ff_mult <= 0:
-            raise PoolingError(f"{self.name}: num_latents and ff_mult must be positive")
-        self.num_latents, self.num_heads, self.ff_mult = num_latents, num_heads, ff_mult
-        self.head_dim = _resolve_widths(dim, num_heads, head_dim, self.name)
-        self.latents = nn.Parameter(torch.randn(num_latents, dim))
-        self.attn = CrossAttention(dim, num_heads, self.head_dim)
-        self.norm_ff = nn.LayerNorm(dim)
-        self.ff = FeedForward(dim, ff_mult)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "num_latents": self.num_latents,
-            "num_heads": self.num_heads,
-            "head_dim": self.head_dim,
-            "ff_mult": self.ff_mult,
-        }
+        self._build_block(dim, num_latents, num_heads, head_dim, ff_mult)
 
     def forward(self, features: dict[str, Any]) -> torch.Tensor:
         h = features["token_embeddings"]
-        latents = self.latents.unsqueeze(0).expand(h.shape[0], -1, -1)
-        h = h + self.attn(h, latents)
-        h = h + self.ff(self.norm_ff(h))
+        h = self._block(h, self.latents.unsqueeze(0).expand(h.shape[0], -1, -1))  # tokens query the latents
         return masked_mean(h, features["pool_mask"])
 
 
-class MultiLayerPooling(PoolingHead):
+class MultiLayerPooling(_LatentHead):
     """The headline paper's Multi-Layers Trainable Pooling (Tang & Yang 2024, §4).
 
     One summary per hidden layer (last token under causal attention, masked mean under bidirectional),
@@ -323,7 +334,6 @@ class MultiLayerPooling(PoolingHead):
     """
 
     name = "multi_layer"
-    trainable = True
     needs_hidden_states = True
     supports_exclude_instruction = True
     description = "Multi-Layers Trainable Pooling: latents cross-attend over per-layer summaries"
@@ -352,27 +362,12 @@ class MultiLayerPooling(PoolingHead):
             raise PoolingError(f"{self.name}: exclude_instruction needs layer_summary='mean'")
         if not isinstance(num_layers, int) or num_layers <= 0:
             raise PoolingError(f"{self.name}: num_layers must be a positive integer, got {num_layers!r}")
-        if num_latents <= 0 or ff_mult <= 0:
-            raise PoolingError(f"{self.name}: num_latents and ff_mult must be positive")
         self.num_layers, self.layer_summary = num_layers, layer_summary
-        self.num_latents, self.num_heads, self.ff_mult = num_latents, num_heads, ff_mult
-        self.head_dim = _resolve_widths(dim, num_heads, head_dim, self.name)
         self.layer_embedding = nn.Embedding(num_layers, dim)
-        self.latents = nn.Parameter(torch.randn(num_latents, dim))
-        self.attn = CrossAttention(dim, num_heads, self.head_dim)
-        self.norm_ff = nn.LayerNorm(dim)
-        self.ff = FeedForward(dim, ff_mult)
+        self._build_block(dim, num_latents, num_heads, head_dim, ff_mult)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "num_layers": self.num_layers,
-            "layer_summary": self.layer_summary,
-            "num_latents": self.num_latents,
-            "num_heads": self.num_heads,
-            "head_dim": self.head_dim,
-            "ff_mult": self.ff_mult,
-        }
+        return {**super().get_config(), "num_layers": self.num_layers, "layer_summary": self.layer_summary}
 
     def summarize_layers(self, features: dict[str, Any]) -> torch.Tensor:
         """(B, L, d): one vector per hidden layer."""
@@ -391,9 +386,7 @@ class MultiLayerPooling(PoolingHead):
         if layers is None:
             layers = self.summarize_layers(features)
         layers = layers + self.layer_embedding.weight.unsqueeze(0)
-        x = self.latents.unsqueeze(0).expand(layers.shape[0], -1, -1)
-        x = x + self.attn(x, layers)
-        x = x + self.ff(self.norm_ff(x))
+        x = self._block(self.latents.unsqueeze(0).expand(layers.shape[0], -1, -1), layers)  # latents query the layers
         return x.mean(dim=1)
 
 
