@@ -84,3 +84,22 @@ def test_demo_runs_on_the_default_model(monkeypatch, capsys):
     assert code == 0, err
     # the shipped sample has one obvious neighbour per query
     assert "central bank" in out and "Knead the dough" in out
+
+
+def test_tasks_and_eval_with_a_user_task(tiny_bert, tmp_path, monkeypatch, capsys):
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "task.json").write_text(json.dumps({"name": "mysts", "type": "sts", "files": {"test": "t.tsv"}}))
+    (good / "t.tsv").write_text("sentence1\tsentence2\tscore\nthe cat\tthe dog\t4\na sky\tthe sun\t1\nread a book\ti read\t3\n")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "task.json").write_text(json.dumps({"name": "broken", "type": "sts", "files": {"test": "missing.tsv"}}))
+    code, out, _ = run(monkeypatch, capsys, "tasks", "--task-dir", good)
+    assert code == 0 and "mysts" in out
+    code, out, err = run(monkeypatch, capsys, "eval", "-m", tiny_bert, "--tasks", "mysts,broken", "--task-dir", good,
+                         "--task-dir", bad, "--out", tmp_path / "res")
+    assert code == 1 and "missing.tsv" in err and "1 of 2 tasks failed" in err
+    assert (tmp_path / "res" / "mysts.json").is_file() and "mysts" in out
+    (bad / "task.json").write_text(json.dumps({"name": "broken", "type": "sts", "file": {}}))
+    code, _, err = run(monkeypatch, capsys, "tasks", "--task-dir", bad)
+    assert code == 1 and "field 'file'" in err

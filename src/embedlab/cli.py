@@ -109,6 +109,64 @@ def encode(
 
 
 @app.command()
+def tasks(task_dir: Optional[list[Path]] = typer.Option(None, "--task-dir", help="a user task folder with task.json/yaml")) -> None:
+    """The evaluation tasks over the shared data (and any --task-dir), with type, size and MTEB name."""
+    from embedlab.eval.registry import builtin_tasks, load_task_dir
+
+    available = builtin_tasks()
+    for d in task_dir or []:
+        t = load_task_dir(d)
+        available[t.name] = t
+    if not available:
+        raise EmbedlabError("no tasks: set EMBEDLAB_DATA to the benchmark data directory")
+    table = Table(title="evaluation tasks")
+    for col in ("task", "type", "metric", "size", "MTEB name", "quick"):
+        table.add_column(col)
+    for t in available.values():
+        size = sum(p.stat().st_size for p in t.all_paths() if p.is_file())
+        table.add_row(t.name, t.type, t.main_metric, f"{size / 1e6:.1f} MB", t.mteb_name or "-", "yes" if t.quick else "")
+    out.print(table)
+
+
+@app.command("eval")
+def eval_(
+    model: str = typer.Option("minilm-l6", "--model", "-m"),
+    task_names: str = typer.Option("quick", "--tasks", help="NAME,NAME | all | quick"),
+    out_dir: Path = typer.Option(..., "--out", help="one JSON per task is written here"),
+    task_dir: Optional[list[Path]] = typer.Option(None, "--task-dir"),
+    pooling: Optional[str] = typer.Option(None),
+    attention: Optional[Attention] = typer.Option(None),
+    query_prompt: Optional[str] = typer.Option(None, help="named prompt for queries/sentences"),
+    document_prompt: Optional[str] = typer.Option(None, help="named prompt for documents"),
+    dtype: DType = typer.Option(DType.fp32),
+) -> None:
+    """Evaluate a model on tasks; a task that fails is reported and the others still run."""
+    from embedlab.eval.registry import select_tasks
+    from embedlab.eval.runner import EmbeddingCache, run_task
+
+    chosen = select_tasks(task_names, task_dir)
+    emb = _embedder(model, pooling, attention)
+    prompts = {"query": query_prompt, "document": document_prompt}
+    table = Table(title=f"{model}: {emb.head.name} pooling, {emb.attention} attention")
+    for col in ("task", "type", "metric", "score", "time s"):
+        table.add_column(col)
+    failed = 0
+    for task in chosen:
+        with err.status(f"{task.name}…"):
+            try:
+                r = run_task(task, emb, out_dir, prompts=prompts, dtype=dtype.value, cache=EmbeddingCache())
+            except EmbedlabError as exc:
+                failed += 1
+                err.print(f"[red]task {task.name} failed:[/red] {exc}", highlight=False)
+                table.add_row(task.name, task.type, task.main_metric, "[red]failed[/red]", "-")
+                continue
+        table.add_row(task.name, task.type, task.main_metric, f"{100 * r['main_score']:.2f}", f"{r['metadata']['evaluation_time_s']:.1f}")
+    out.print(table)
+    if failed:
+        raise EmbedlabError(f"{failed} of {len(chosen)} tasks failed (results of the others are in {out_dir})")
+
+
+@app.command()
 def demo(
     model: str = typer.Option("minilm-l6", "--model", "-m"),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1),

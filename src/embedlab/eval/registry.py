@@ -161,9 +161,8 @@ def load_task_dir(path: str | Path) -> TaskSpec:
     try:
         return TaskSpec(**{**raw, "root": path})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(x) for x in first["loc"]) or "manifest"
-        raise EmbedlabError(f"{manifest}: field '{field}': {first['msg']}") from None
+        problems = "; ".join(f"field '{'.'.join(str(x) for x in e['loc']) or 'manifest'}': {e['msg']}" for e in exc.errors())
+        raise EmbedlabError(f"{manifest}: {problems}") from None
 
 
 def select_tasks(names: str, task_dirs: list[str | Path] | None = None) -> list[TaskSpec]:
