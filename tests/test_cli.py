@@ -103,3 +103,21 @@ def test_tasks_and_eval_with_a_user_task(tiny_bert, tmp_path, monkeypatch, capsy
     (bad / "task.json").write_text(json.dumps({"name": "broken", "type": "sts", "file": {}}))
     code, _, err = run(monkeypatch, capsys, "tasks", "--task-dir", bad)
     assert code == 1 and "field 'file'" in err
+
+
+def test_eval_then_compare_writes_markdown_and_png(tiny_bert, tmp_path, monkeypatch, capsys):
+    for name in ("s1", "s2", "s3"):
+        d = tmp_path / "tasks" / name
+        d.mkdir(parents=True)
+        (d / "task.json").write_text(json.dumps({"name": name, "type": "sts", "files": {"test": "t.tsv"}}))
+        rows = ["the cat\tthe dog\t4", "a sky\tthe sun\t1", "read a book\ti read\t3", "the red car\ta big car\t2", "we write\ti write code\t5"]
+        (d / "t.tsv").write_text("sentence1\tsentence2\tscore\n" + "\n".join(rows[hash(name) % 2:]) + "\n")
+    dirs = [str(tmp_path / "tasks" / n) for n in ("s1", "s2", "s3")]
+    flags = [x for d in dirs for x in ("--task-dir", d)]
+    for pooling in ("mean", "cls"):
+        code, _, err = run(monkeypatch, capsys, "eval", "-m", tiny_bert, "--pooling", pooling, "--tasks", "s1,s2,s3", *flags, "--out", tmp_path / pooling)
+        assert code == 0, err
+    code, out, err = run(monkeypatch, capsys, "compare", tmp_path / "mean", tmp_path / "cls", "--out", tmp_path / "r.md", "--png", tmp_path / "r.png", "--resamples", "100")
+    assert code == 0, err
+    assert "STS" in out and (tmp_path / "r.md").read_text().startswith("# Comparison against `mean`")
+    assert (tmp_path / "r.png").stat().st_size > 1000

@@ -167,6 +167,32 @@ def eval_(
 
 
 @app.command()
+def compare(
+    dirs: list[Path] = typer.Argument(..., help="two or more result folders written by `embedlab eval`"),
+    baseline: Optional[Path] = typer.Option(None, help="the folder others are compared with (default: the first)"),
+    out_md: Path = typer.Option(Path("comparison.md"), "--out", help="markdown report"),
+    png: Path = typer.Option(Path("comparison.png"), "--png", help="per-task Δ chart with bootstrap CIs"),
+    resamples: int = typer.Option(1000, min=100, help="paired-bootstrap resamples per task"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Per category: baseline score, each model's Δ, Wilcoxon p (Holm-corrected); per task: bootstrap CIs."""
+    from rich.markdown import Markdown
+
+    from embedlab.eval.report import compare as compare_results
+    from embedlab.eval.report import plot, to_markdown
+    from embedlab.io import atomic_path
+
+    with err.status("bootstrapping…"):
+        report = compare_results(list(dirs), baseline, resamples=resamples, seed=seed)
+    text = to_markdown(report)
+    with atomic_path(out_md) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    plot(report, png)
+    out.print(Markdown(text))
+    err.print(f"wrote {out_md} and {png}")
+
+
+@app.command()
 def demo(
     model: str = typer.Option("minilm-l6", "--model", "-m"),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1),

@@ -64,6 +64,8 @@ def _statistic(per: dict[str, Any], idx: np.ndarray | None = None) -> float:
     if idx is not None:
         pred, gold = pred[idx], gold[idx]
     if kind == "spearman":
+        if np.ptp(pred) == 0 or np.ptp(gold) == 0:
+            return float("nan")  # a degenerate resample (tiny sets): dropped by the bootstrap
         return float(spearmanr(gold, pred).statistic)
     if kind == "ap":
         return float(average_precision_score(gold, pred))
@@ -97,6 +99,9 @@ def paired_bootstrap(per_a: dict[str, Any], per_b: dict[str, Any], resamples: in
     for r in range(resamples):
         idx = rng.integers(0, n, n)
         deltas[r] = _statistic(per_b, idx) - _statistic(per_a, idx)
+    deltas = deltas[np.isfinite(deltas)]
+    if not len(deltas):
+        raise ValueError("every bootstrap resample was degenerate (too few items)")
     alpha = (1 - confidence) / 2
     p = min(1.0, 2 * min((deltas <= 0).mean(), (deltas >= 0).mean()))
-    return BootstrapResult(observed, float(np.quantile(deltas, alpha)), float(np.quantile(deltas, 1 - alpha)), float(p), n, resamples)
+    return BootstrapResult(observed, float(np.quantile(deltas, alpha)), float(np.quantile(deltas, 1 - alpha)), float(p), n, len(deltas))
