@@ -273,8 +273,11 @@ def best_accuracy_and_f1(scores: np.ndarray, labels: np.ndarray) -> tuple[float,
 
 
 def evaluate_pair_classification(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
-    rows = read_tsv(task.path(task.split), ("sentence1", "sentence2", "label"))
-    labels = np.array([int(r["label"]) for r in rows])
+    rows = [r for role in (task.merge_roles or [task.split]) for r in read_tsv(task.path(role), ("sentence1", "sentence2", "label"))]
+    try:
+        labels = np.array([int(r["label"]) for r in rows])
+    except ValueError as exc:
+        raise DatasetError(f"dataset file corrupt: a label of task {task.name} is not 0/1 ({exc})") from None
     a = encode([r["sentence1"] for r in rows], "query")
     b = encode([r["sentence2"] for r in rows], "query")
     sims = {

@@ -49,6 +49,8 @@ class TaskSpec(BaseModel):
     eval_splits: list[str] | None = None  # MTEB order of (split) evaluation, RNG carried over
     text_column: str = "text"
     label_column: str = "label"
+    # pair classification: files concatenated into one evaluation set (MTEB merges TwitterURL's train+test)
+    merge_roles: list[str] | None = None
     # sts
     score_range: tuple[float, float] = (0.0, 5.0)
     # retrieval
@@ -115,13 +117,14 @@ def _builtin_specs() -> list[dict[str, Any]]:
         dict(name="CR", type="classification", root="senteval-cr", files={"all": "all.tsv"}, cv_folds=10,
              samples_per_label=None, description="SentEval customer reviews, 10-fold CV"),
         dict(name="SST2", type="classification", root="sst2", files={"train": "train.tsv.gz", "test": "test.tsv"},
-             samples_per_label=None, n_experiments=1, text_column="sentence", description="SST-2, full train split"),
+             samples_per_label=None, n_experiments=1, description="SST-2, full train split"),
         dict(name="TwentyNewsgroupsClustering", type="clustering", root="twentynewsgroups",
              mteb_name="TwentyNewsgroupsClustering", files={"test": "test_subjects.tsv"}, text_column="subject", quick=True,
              description="subjects of the test split; MTEB v1 scores 10 sampled subsets"),
         dict(name="AGNewsClustering", type="clustering", root="agnews", files={"test": "test.tsv"}),
         dict(name="TwitterURLCorpus", type="pair_classification", root="twitter-url-corpus", mteb_name="TwitterURLCorpus",
-             files={"test": "test.tsv"}, description="test split only; MTEB merges train+test"),
+             files={"train": "train_tokenized_lowercased.tsv.gz", "test": "test.tsv"}, merge_roles=["train", "test"],
+             identical_to_mteb=True, description="train (tokenized, lowercased) + test = MTEB's 51,534 pairs"),
         dict(name="TrecQA", type="reranking", root="trecqa-wang", files={"test": "test.jsonl"}, quick=True,
              description="answer sentence selection (stand-in for MTEB reranking sets)"),
     ]
