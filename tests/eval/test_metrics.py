@@ -85,6 +85,8 @@ def test_paired_bootstrap():
     sa = {"kind": "spearman", "ids": list(range(300)), "pred": (gold + rng.normal(0, 0.5, 300)).tolist(), "gold": gold.tolist()}
     r = paired_bootstrap(sa, sa, resamples=100)
     assert r.delta == 0.0 and r.p_value == 1.0
+    w = {"kind": "mean", "ids": [0, 1, 2], "values": [1.0, 0.0, 0.0], "weights": [0.5, 0.25, 0.25]}
+    assert paired_bootstrap(dict(w, values=[0.0, 0.0, 0.0]), w, resamples=10).delta == pytest.approx(0.5)
     with pytest.raises(ValueError, match="different items"):
         paired_bootstrap(a, dict(b, ids=list(range(1, 201))))
 

@@ -1,5 +1,2 @@
-"""Evaluation: task registry over the shared data, six MTEB-style task types, significance.
-
-Work in progress (issue 3): the evaluators, registry, cache and significance tests exist and are
-tested; the CLI (`embedlab tasks/eval/compare`), the reproduction table and the bench are not done.
-"""
+"""Evaluation: task registry over the shared data, six MTEB-style task types, per-example scores,
+an embedding cache, significance tests and comparison reports (see docs/evaluation.md)."""

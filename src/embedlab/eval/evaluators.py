@@ -230,9 +230,11 @@ def evaluate_classification(task: TaskSpec, encode: Encode) -> tuple[dict[str, f
                 pers[sub] = p
     main = [scores[f"{task.split}/{sub}/accuracy"] for sub in task.subsets]
     scores["accuracy"] = float(np.mean(main))
+    # items weighted 1/(subsets x subset size): their weighted mean is the main score (the mean over subsets)
     per = {"kind": "mean", "metric": "accuracy",
            "ids": [f"{sub}/{i}" for sub in task.subsets for i in pers[sub]["ids"]],
-           "values": [v for sub in task.subsets for v in pers[sub]["values"]]}
+           "values": [v for sub in task.subsets for v in pers[sub]["values"]],
+           "weights": [1.0 / (len(task.subsets) * len(pers[sub]["values"])) for sub in task.subsets for _ in pers[sub]["values"]]}
     return scores, per
 
 

@@ -116,7 +116,7 @@ def to_markdown(report: Comparison) -> str:
     for t in report.tasks:
         b = t.bootstrap
         ci = f"[{100 * b.ci_low:+.2f}, {100 * b.ci_high:+.2f}]" if b else "n/a"
-        p = f"{b.p_value:.3g}" if b else "n/a"
+        p = (f"<{1 / b.resamples:.0g}" if b.p_value == 0 else f"{b.p_value:.3g}") if b else "n/a"
         lines.append(f"| {t.task} | {t.category} | {100 * t.baseline_score:.2f} | {t.model} | {100 * t.score:.2f} | "
                      f"{100 * (t.score - t.baseline_score):+.2f} | {ci} | {p} |")
     if report.skipped:
@@ -149,5 +149,5 @@ def plot(report: Comparison, path: str | Path) -> None:
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -59,7 +59,10 @@ def _statistic(per: dict[str, Any], idx: np.ndarray | None = None) -> float:
     kind = per["kind"]
     if kind in ("mean", "repeats"):
         v = np.asarray(per["values"], float)
-        return float(v[idx].mean() if idx is not None else v.mean())
+        w = np.asarray(per["weights"], float) if per.get("weights") is not None else np.ones_like(v)
+        if idx is not None:
+            v, w = v[idx], w[idx]
+        return float((v * w).sum() / w.sum())
     pred, gold = np.asarray(per["pred"], float), np.asarray(per["gold"], float)
     if idx is not None:
         pred, gold = pred[idx], gold[idx]
