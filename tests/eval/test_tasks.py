@@ -84,3 +84,18 @@ def test_builtin_sts_benchmark_matches_reference():
 
     result = run_task(builtin_tasks()["STSBenchmark"], Embedder.from_pretrained("minilm-l6"), tempfile.mkdtemp())
     assert abs(result["main_score"] - ref) * 100 < 0.5
+
+
+def test_nan_model_fails_its_task_clearly(tiny_bert, tmp_path):
+    import torch
+
+    from embedlab.errors import EmbedlabError
+
+    bad = Embedder.from_pretrained(tiny_bert)
+    with torch.no_grad():
+        bad.backbone.model.embeddings.word_embeddings.weight[:] = float("nan")
+    task = write_task(tmp_path / "sts", {"name": "s", "type": "sts", "files": {"test": "t.tsv"}},
+                      {"t.tsv": "sentence1\tsentence2\tscore\nthe cat\tthe dog\t3\na sky\tthe sun\t1\n"})
+    with pytest.raises(EmbedlabError, match="NaN"):
+        run_task(task, bad, tmp_path / "out")
+    assert not (tmp_path / "out" / "s.json").exists()
