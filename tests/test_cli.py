@@ -121,3 +121,32 @@ def test_eval_then_compare_writes_markdown_and_png(tiny_bert, tmp_path, monkeypa
     assert code == 0, err
     assert "STS" in out and (tmp_path / "r.md").read_text().startswith("# Comparison against `mean`")
     assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_index_build_search_add_delete(tiny_bert, tmp_path, monkeypatch, capsys):
+    words = ["the cat sat on the mat", "a dog ran fast", "the sky is blue", "i read a book", "the red car", "a big house",
+             "the moon and the sun", "we write code", "the bird is small", "my tree is green"]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(words[:8])))
+    ix = tmp_path / "ix"
+    code, _, err = run(monkeypatch, capsys, "index", "build", "-m", tiny_bert, "--corpus", corpus, "--codec", "int8", "--out", ix)
+    assert code == 0, err
+    code, out, err = run(monkeypatch, capsys, "search", ix, "the cat sat on the mat", "-k", "3", "--json")
+    assert code == 0, err
+    hit = json.loads(out)["hits"][0]
+    assert hit["id"] == "d0" and hit["text"] == words[0]
+    more = tmp_path / "more.jsonl"
+    more.write_text("".join(json.dumps({"id": f"d{i}", "text": words[i]}) + "\n" for i in (8, 9)))
+    assert run(monkeypatch, capsys, "index", "add", ix, "--corpus", more)[0] == 0
+    (tmp_path / "del.txt").write_text("d0\n")
+    assert run(monkeypatch, capsys, "index", "delete", ix, "--ids", tmp_path / "del.txt")[0] == 0
+    code, out, _ = run(monkeypatch, capsys, "index", "info", ix)
+    assert code == 0 and '"count"' not in out and "9" in out
+    code, out, _ = run(monkeypatch, capsys, "search", ix, "the cat sat on the mat", "-k", "9", "--json")
+    assert "d0" not in [h["id"] for h in json.loads(out)["hits"]]
+    code, _, err = run(monkeypatch, capsys, "search", ix, "cat", "-k", "50")
+    assert code == 1 and "larger than the index" in err
+    code, _, err = run(monkeypatch, capsys, "index", "build", "-m", tiny_bert, "--corpus", corpus, "--codec", "int4", "--out", tmp_path / "x")
+    assert code == 1 and "allowed: float32" in err
+    code, _, err = run(monkeypatch, capsys, "index", "add", ix, "--corpus", more)
+    assert code == 1 and "duplicate ids" in err

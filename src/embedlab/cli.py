@@ -192,6 +192,125 @@ def compare(
     err.print(f"wrote {out_md} and {png}")
 
 
+index_app = typer.Typer(no_args_is_help=True, help="Build and maintain compressed vector indexes.")
+app.add_typer(index_app, name="index")
+
+
+def _index_model(emb: Any, name: str, query_prompt: Optional[str], document_prompt: Optional[str]) -> dict[str, Any]:
+    return {"name": name, "source": emb.backbone.source, "pooling": emb.head.name, "attention": emb.attention,
+            "fingerprint": emb.fingerprint(), "dim": emb.output_dim, "normalize": emb.normalize,
+            "query_prompt": query_prompt, "document_prompt": document_prompt}
+
+
+def _model_for_index(index: Any) -> Any:
+    m = index.model
+    if not m.get("name"):
+        raise EmbedlabError("this index records no model: search it from Python with your own query vectors")
+    emb = _embedder(m["name"], m.get("pooling"), Attention(m["attention"]) if m.get("attention") else None)
+    index.check_model(_index_model(emb, m["name"], m.get("query_prompt"), m.get("document_prompt")))
+    return emb
+
+
+@index_app.command("build")
+def index_build(
+    corpus: Path = typer.Option(..., help="JSONL with id and text, or a BEIR corpus.jsonl[.gz]"),
+    out_dir: Path = typer.Option(..., "--out"),
+    model: str = typer.Option("minilm-l6", "--model", "-m"),
+    codec: str = typer.Option("int8", help="float32|float16|int8|binary|pq<M>|ivf<N>,pq<M>|hnsw[,int8], optional mrl<D>: prefix"),
+    rescore_copy: str = typer.Option("float32", "--rescore-copy", help="float32 or int8 copy kept on disk for rescoring"),
+    pooling: Optional[str] = typer.Option(None),
+    attention: Optional[Attention] = typer.Option(None),
+    query_prompt: Optional[str] = typer.Option(None),
+    document_prompt: Optional[str] = typer.Option(None),
+    dtype: DType = typer.Option(DType.fp32),
+) -> None:
+    """Embed a corpus and write a compressed index directory (atomically)."""
+    from embedlab.index import VectorIndex, parse_codec, read_corpus
+
+    parse_codec(codec)  # fail on a bad codec before encoding anything
+    ids, texts = read_corpus(corpus)
+    emb = _embedder(model, pooling, attention)
+    vectors = emb.encode(texts, prompt_name=document_prompt, dtype=dtype.value, show_progress=True)
+    with err.status("building the index…"):
+        index = VectorIndex.build(vectors, ids, codec, texts=texts, rescore=rescore_copy,
+                                  model=_index_model(emb, model, query_prompt, document_prompt))
+        index.save(out_dir)
+    err.print(f"indexed {len(index)} documents with {codec} ({index.codec.bytes_per_vector(index.dim):g} bytes/vector) -> {out_dir}")
+
+
+@index_app.command("add")
+def index_add(directory: Path = typer.Argument(...), corpus: Path = typer.Option(...), dtype: DType = typer.Option(DType.fp32)) -> None:
+    """Embed and append documents to an index."""
+    from embedlab.index import VectorIndex, read_corpus
+
+    index = VectorIndex.load(directory)
+    ids, texts = read_corpus(corpus)
+    emb = _model_for_index(index)
+    vectors = emb.encode(texts, prompt_name=index.model.get("document_prompt"), dtype=dtype.value, show_progress=True)
+    index.add(vectors, ids, texts if index.texts is not None else None)
+    index.save(directory)
+    err.print(f"added {len(ids)} documents; the index holds {len(index)}")
+
+
+@index_app.command("delete")
+def index_delete(directory: Path = typer.Argument(...), ids: Path = typer.Option(..., help="a file with one id per line")) -> None:
+    """Delete documents by id."""
+    from embedlab.index import VectorIndex
+    from embedlab.io import read_texts
+
+    index = VectorIndex.load(directory)
+    removed = index.delete([line.strip() for line in read_texts(ids) if line.strip()])
+    index.save(directory)
+    err.print(f"deleted {removed} documents; the index holds {len(index)}")
+
+
+@index_app.command("info")
+def index_info(directory: Path = typer.Argument(...)) -> None:
+    """The manifest of an index: codec, count, sizes, model."""
+    from embedlab.index import VectorIndex
+
+    index = VectorIndex.load(directory)
+    table = Table(show_header=False, title=str(directory))
+    for key, value in index.manifest().items():
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    out.print(table)
+
+
+@app.command()
+def search(
+    directory: Path = typer.Argument(..., help="an index directory"),
+    query: Optional[str] = typer.Argument(None),
+    queries: Optional[str] = typer.Option(None, "--queries", help="a file of queries (one per line or JSONL)"),
+    k: int = typer.Option(10, "-k"),
+    rescore: int = typer.Option(4, "--rescore", help="oversampling factor r: rescore k*r candidates (0: off)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Search an index with one query or a file of queries."""
+    from embedlab.index import VectorIndex
+    from embedlab.io import read_texts
+
+    if (query is None) == (queries is None):
+        raise EmbedlabError("give one query, or --queries FILE")
+    texts = [query] if query is not None else read_texts(queries, stdin_text=sys.stdin.read() if queries == "-" else None)
+    index = VectorIndex.load(directory)
+    emb = _model_for_index(index)
+    qv = emb.encode(texts, prompt_name=index.model.get("query_prompt"))
+    ids, scores = index.search(qv, k=k, rescore=rescore)
+    docs = {i: t for i, t in zip(index.ids, index.texts)} if index.texts is not None else {}
+    if as_json:
+        for q, row, sc in zip(texts, ids, scores):
+            hits = [{"id": d, "score": round(float(s), 6), **({"text": docs[d]} if docs else {})} for d, s in zip(row, sc)]
+            out.print_json(json.dumps({"query": q, "hits": hits}))
+        return
+    for q, row, sc in zip(texts, ids, scores):
+        table = Table(title=q)
+        for col in ("rank", "id", "score", "text"):
+            table.add_column(col)
+        for rank, (d, s) in enumerate(zip(row, sc), 1):
+            table.add_row(str(rank), d, f"{s:.4f}", (docs.get(d, "") or "")[:100])
+        out.print(table)
+
+
 @app.command()
 def demo(
     model: str = typer.Option("minilm-l6", "--model", "-m"),

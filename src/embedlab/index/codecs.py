@@ -1,0 +1,122 @@
+"""Vector codecs named by one string, in FAISS's factory spirit.
+
+Grammar: ``[mrl<D>:]<base>`` where ``<base>`` is one of
+
+* ``float32`` / ``float16``   exact / half-precision flat inner-product search;
+* ``int8``                    scalar quantisation, per-dimension ranges calibrated on the corpus;
+* ``binary``                  sign bits, Hamming search (d/8 bytes a vector);
+* ``pq<M>`` or ``pq<M>x<b>``  product quantisation, M sub-quantisers of b bits (default 8);
+* ``ivf<N>,pq<M>[x<b>]``      inverted file with N lists over PQ codes (``nprobe`` at search);
+* ``hnsw[<m>]`` / ``hnsw[<m>],int8``   HNSW graph over float or int8 vectors (m links, default 32).
+
+``mrl<D>:`` first truncates to the first D dimensions and renormalises (Matryoshka). Vectors are
+L2-normalised before encoding, so inner product = cosine. Every codec except ``binary`` is a FAISS
+index built with ``faiss.index_factory``; ``binary`` uses ``faiss.IndexBinaryFlat``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedlab.errors import EmbedlabError
+
+ALLOWED = ("float32, float16, int8, binary, pq<M>[x<bits>], ivf<N>,pq<M>[x<bits>], hnsw[<m>], hnsw[<m>],int8; "
+           "optionally prefixed by mrl<D>: (e.g. mrl256:int8)")
+_BASE = re.compile(
+    r"^(?:(?P<flat>float32|float16|int8|binary)"
+    r"|pq(?P<pq_m>\d+)(?:x(?P<pq_b>\d+))?"
+    r"|ivf(?P<ivf_n>\d+),pq(?P<ivf_m>\d+)(?:x(?P<ivf_b>\d+))?"
+    r"|hnsw(?P<hnsw_m>\d+)?(?P<hnsw_int8>,int8)?)$"
+)
+
+
+class CodecError(EmbedlabError):
+    """A codec string that does not parse or does not fit the vectors."""
+
+
+@dataclass(frozen=True)
+class Codec:
+    spec: str
+    base: str  # float32 | float16 | int8 | binary | pq | ivfpq | hnsw | hnsw_int8
+    mrl_dim: int | None = None
+    m: int = 0  # PQ sub-quantisers or HNSW links
+    bits: int = 8
+    nlist: int = 0
+
+    @property
+    def is_binary(self) -> bool:
+        return self.base == "binary"
+
+    @property
+    def is_exact(self) -> bool:
+        return self.base == "float32" and self.mrl_dim is None
+
+    def input_dim(self, dim: int) -> int:
+        return self.mrl_dim or dim
+
+    def bytes_per_vector(self, dim: int) -> float:
+        d = self.input_dim(dim)
+        return {
+            "float32": 4 * d, "float16": 2 * d, "int8": d, "binary": d / 8, "hnsw": 4 * d, "hnsw_int8": d,
+        }.get(self.base, self.m * self.bits / 8)
+
+    def factory_string(self, dim: int) -> str:
+        d = self.input_dim(dim)
+        if self.base in ("pq", "ivfpq") and d % self.m:
+            raise CodecError(f"codec {self.spec}: {d} dimensions are not divisible into {self.m} PQ sub-vectors")
+        return {
+            "float32": "Flat",
+            "float16": "SQfp16",
+            "int8": "SQ8",
+            "pq": f"PQ{self.m}x{self.bits}",
+            "ivfpq": f"IVF{self.nlist},PQ{self.m}x{self.bits}",
+            "hnsw": f"HNSW{self.m}",
+            "hnsw_int8": f"HNSW{self.m},SQ8",
+        }[self.base]
+
+    def prepare(self, vectors: np.ndarray) -> np.ndarray:
+        """Validate, Matryoshka-truncate and L2-normalise to float32 (what the index stores)."""
+        return prepare(vectors, self.mrl_dim)
+
+
+def parse_codec(spec: str) -> Codec:
+    if not isinstance(spec, str) or not spec.strip():
+        raise CodecError(f"empty codec; allowed: {ALLOWED}")
+    text = spec.strip().lower().replace(" ", "")
+    mrl = None
+    if text.startswith("mrl"):
+        head, sep, rest = text.partition(":")
+        if not sep or not head[3:].isdigit() or int(head[3:]) <= 0:
+            raise CodecError(f"cannot parse codec '{spec}': a Matryoshka prefix is mrl<D>: with D > 0; allowed: {ALLOWED}")
+        mrl, text = int(head[3:]), rest
+    m = _BASE.match(text)
+    if not m:
+        raise CodecError(f"cannot parse codec '{spec}'; allowed: {ALLOWED}")
+    g = m.groupdict()
+    if g["flat"]:
+        return Codec(spec, g["flat"], mrl)
+    if g["pq_m"]:
+        return Codec(spec, "pq", mrl, m=int(g["pq_m"]), bits=int(g["pq_b"] or 8))
+    if g["ivf_n"]:
+        return Codec(spec, "ivfpq", mrl, m=int(g["ivf_m"]), bits=int(g["ivf_b"] or 8), nlist=int(g["ivf_n"]))
+    return Codec(spec, "hnsw_int8" if g["hnsw_int8"] else "hnsw", mrl, m=int(g["hnsw_m"] or 32))
+
+
+def prepare(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
+    """float32, finite, 2-d, optionally truncated to ``dim``, then L2-normalised."""
+    x = np.asarray(vectors)
+    if x.ndim != 2:
+        raise CodecError(f"expected a 2-d array of vectors, got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise CodecError(f"expected float vectors, got {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise CodecError("vectors contain NaN or inf")
+    if dim is not None:
+        if dim > x.shape[1]:
+            raise CodecError(f"mrl{dim} needs at least {dim} dimensions, vectors have {x.shape[1]}")
+        x = x[:, :dim]
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
