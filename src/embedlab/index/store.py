@@ -125,7 +125,10 @@ class VectorIndex:
             needed = {"pq": 2**self.codec.bits, "ivfpq": max(self.codec.nlist, 2**self.codec.bits)}.get(self.codec.base, 1)
             if len(x) < needed:
                 raise CodecError(f"codec {self.codec.spec} needs at least {needed} vectors to train, got {len(x)}")
-            codes.train(x)
+            # FAISS wants ~39-256 points per centroid; a seeded sample keeps training time bounded on large corpora
+            limit = max(65536, 256 * max(self.codec.nlist, 2**self.codec.bits))
+            sample = x if len(x) <= limit else x[np.sort(np.random.default_rng(0).choice(len(x), limit, replace=False))]
+            codes.train(sample)
         codes.add(x)
         return codes
 
