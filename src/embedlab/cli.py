@@ -312,6 +312,20 @@ def search(
 
 
 @app.command()
+def train(
+    config: Path = typer.Argument(..., help="a YAML training config (see docs/training.md)"),
+    output: Optional[str] = typer.Option(None, help="override the config's output directory"),
+) -> None:
+    """Contrastive fine-tuning (in-batch InfoNCE, optional Matryoshka loss) from a validated config."""
+    from embedlab.train import load_config
+    from embedlab.train.contrastive import run
+
+    cfg = load_config(config, output=output)
+    run(cfg)
+    err.print(f"trained {cfg.model} for {cfg.steps} steps -> {cfg.output}/model (log: {cfg.output}/train_log.jsonl)")
+
+
+@app.command()
 def demo(
     model: str = typer.Option("minilm-l6", "--model", "-m"),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1),
