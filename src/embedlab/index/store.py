@@ -14,7 +14,6 @@ Search takes the top ``k x r`` candidates from the codes, then rescores them wit
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 from embedlab import __version__
 from embedlab.errors import EmbedlabError
 from embedlab.index.codecs import Codec, CodecError, parse_codec, prepare
-from embedlab.io import atomic_path
+from embedlab.io import atomic_path, file_sha256
 
 RESCORE_DTYPES = ("float32", "int8")
 MANIFEST = "manifest.json"
@@ -33,14 +32,6 @@ MANIFEST = "manifest.json"
 
 class IndexStoreError(EmbedlabError):
     """A problem with an index directory or an index operation."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 class VectorIndex:
@@ -248,7 +239,7 @@ class VectorIndex:
             if self.texts is not None:
                 (tmp / "texts.jsonl").write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in self.texts), encoding="utf-8")
             manifest = self.manifest()
-            manifest["files"] = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+            manifest["files"] = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
     @classmethod
@@ -268,7 +259,7 @@ class VectorIndex:
             f = path / name
             if not f.is_file():
                 raise IndexStoreError(f"index file missing: {f}")
-            if verify and _sha256(f) != digest:
+            if verify and file_sha256(f) != digest:
                 raise IndexStoreError(f"index file corrupt: {f} does not match its checksum in the manifest")
         index = cls(parse_codec(manifest["codec"]), int(manifest["dim"]), manifest["rescore"], manifest.get("model"))
         reader = faiss.read_index_binary if index.codec.is_binary else faiss.read_index

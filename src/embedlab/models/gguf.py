@@ -6,24 +6,15 @@ transformers dequantises GGUF tensors on load (~20 s for SmolLM2-135M) and refus
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 
 from embedlab.errors import ModelNotFoundError
-from embedlab.io import atomic_path, write_json
+from embedlab.io import atomic_path, file_sha256, write_json
 from embedlab.settings import cache_dir
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _cached_digest(path: Path) -> str:
