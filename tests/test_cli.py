@@ -150,3 +150,14 @@ def test_index_build_search_add_delete(tiny_bert, tmp_path, monkeypatch, capsys)
     assert code == 1 and "allowed: float32" in err
     code, _, err = run(monkeypatch, capsys, "index", "add", ix, "--corpus", more)
     assert code == 1 and "duplicate ids" in err
+
+
+def test_mine_command(tiny_bert, tmp_path, monkeypatch, capsys):
+    pairs = tmp_path / "p.tsv"
+    pairs.write_text("the cat sat\tthe cat sat on the mat\na dog ran\ta dog ran fast\nthe sky\tthe sky is blue\ni read\ti read a book\n")
+    code, _, err = run(monkeypatch, capsys, "mine", "--data", pairs, "--out", tmp_path / "m.jsonl", "-m", tiny_bert, "--num-negatives", "2", "--margin", "0")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["positive"] not in r["negatives"] for r in rows)
+    code, _, err = run(monkeypatch, capsys, "mine", "--data", tmp_path / "nope.tsv", "--out", tmp_path / "x.jsonl", "-m", tiny_bert)
+    assert code == 1 and "not found" in err

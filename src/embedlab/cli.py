@@ -326,6 +326,36 @@ def train(
 
 
 @app.command()
+def mine(
+    data: str = typer.Option(..., help="(query, positive) pairs: JSONL, two-column TSV, or stsb-pairs"),
+    out_file: Path = typer.Option(..., "--out", help="JSONL rows {query, positive, negatives}"),
+    model: str = typer.Option("minilm-l6", "--model", "-m", help="the teacher"),
+    corpus: Optional[Path] = typer.Option(None, help="candidate documents (JSONL id/text); default: every positive"),
+    num_negatives: int = typer.Option(4, min=1),
+    margin: float = typer.Option(0.05, help="keep a negative only if its score < (1 - margin) x the positive's"),
+    strategy: str = typer.Option("topk", help="topk (NV-Retriever TopK-PercPos) or lemon (cluster neighbourhoods)"),
+    clusters: Optional[int] = typer.Option(None, help="k-means clusters for lemon (default sqrt(corpus))"),
+    probe: int = typer.Option(3, help="nearest clusters pooled for lemon"),
+) -> None:
+    """Mine hard negatives with a teacher, never returning a known positive."""
+    from embedlab.index import read_corpus
+    from embedlab.io import atomic_path
+    from embedlab.train.contrastive import load_pairs
+    from embedlab.train.mining import mine_texts
+
+    pairs = load_pairs(data)
+    docs = read_corpus(corpus)[1] if corpus else None
+    teacher = _embedder(model, None, None)
+    with err.status("mining…"):
+        rows = mine_texts(teacher, pairs, docs, num_negatives=num_negatives, relative_margin=margin, strategy=strategy,
+                          n_clusters=clusters, probe=probe)
+    with atomic_path(out_file) as tmp:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    found = sum(len(r["negatives"]) for r in rows)
+    err.print(f"mined {found} negatives for {len(rows)} pairs ({found / max(1, len(rows)):.2f} each) -> {out_file}")
+
+
+@app.command()
 def demo(
     model: str = typer.Option("minilm-l6", "--model", "-m"),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1),
