@@ -50,3 +50,58 @@ def test_config_validation_names_the_field(tmp_path):
     (tmp_path / "c.yaml").write_text("data: x.tsv\noutput: out\nmatryoshka_dims: [0, 8]\n")
     with pytest.raises(EmbedlabError, match="matryoshka_dims"):
         load_config(tmp_path / "c.yaml")
+
+
+def test_contrastive_loss_with_hard_negatives_brute_force():
+    from embedlab.train.contrastive import contrastive_loss
+
+    torch.manual_seed(1)
+    b, k, d, tau = 3, 2, 6, 0.1
+    q, p, n = torch.randn(b, d), torch.randn(b, d), torch.randn(b, k, d)
+
+    def c(x, y):
+        return float(torch.dot(x, y) / (x.norm() * y.norm())) / tau
+
+    def ce(scores, label):
+        return -(scores[label] - math.log(sum(math.exp(s) for s in scores)))
+
+    allc = [p[j] for j in range(b)] + [n[j, m] for j in range(b) for m in range(k)]
+    in_batch = sum(ce([c(q[i], x) for x in allc], i) for i in range(b)) / b
+    assert float(contrastive_loss(q, p, n, temperature=tau)) == pytest.approx(in_batch, rel=1e-5)
+    own = sum(ce([c(q[i], p[i])] + [c(q[i], n[i, m]) for m in range(k)], 0) for i in range(b)) / b
+    assert float(contrastive_loss(q, p, n, temperature=tau, in_batch=False)) == pytest.approx(own, rel=1e-5)
+    # masking candidate 1 for query 0 (a false negative) removes it from query 0's softmax only
+    mask = torch.zeros(b, b + b * k, dtype=torch.bool)
+    mask[0, 1] = True
+    mask[1, 1] = True  # query 1's own positive: never masked
+    masked = (ce([c(q[0], x) for j, x in enumerate(allc) if j != 1], 0) + sum(ce([c(q[i], x) for x in allc], i) for i in (1, 2))) / b
+    assert float(contrastive_loss(q, p, n, temperature=tau, false_negative_mask=mask)) == pytest.approx(masked, rel=1e-5)
+    sym = (info_nce(q, p, tau) + info_nce(p, q, tau)) / 2
+    assert float(contrastive_loss(q, p, temperature=tau, symmetric=True)) == pytest.approx(float(sym), rel=1e-5)
+
+
+def test_training_with_mined_hard_negatives(tiny_bert, tmp_path):
+    import json
+
+    from embedlab.errors import InputError
+    from embedlab.train.contrastive import _false_negative_mask
+
+    words = ["the cat sat", "a dog ran", "the sky is blue", "i read a book", "the red car", "a big house", "the moon", "we write code"]
+    rows = [{"query": w, "positive": f"{w} and more", "negatives": [words[(i + 1) % 8], words[(i + 2) % 8]]} for i, w in enumerate(words)]
+    rows[0]["negatives"][0] = rows[0]["positive"]  # a false negative: masked, not learned against
+    data = tmp_path / "mined.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for in_batch in (True, False):
+        cfg = TrainConfig(model=str(tiny_bert), data=str(data), output=str(tmp_path / f"o{in_batch}"), steps=20, batch_size=4, lr=1e-3,
+                          hard_negatives=2, in_batch_negatives=in_batch, symmetric=True, matryoshka_dims=[32, 8])
+        run(cfg)
+        losses = [json.loads(x)["loss"] for x in (tmp_path / f"o{in_batch}" / "train_log.jsonl").read_text().splitlines()]
+        assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    too_many = TrainConfig(model=str(tiny_bert), data=str(data), output=str(tmp_path / "x"), steps=2, batch_size=4, hard_negatives=3)
+    with pytest.raises(InputError, match="hard_negatives=3"):
+        run(too_many)
+    assert not (tmp_path / "x").exists()
+    mask = _false_negative_mask(["p0", "p1"], ["p1", "n", "p0", "m"], 2, in_batch=True)
+    assert mask.tolist() == [[True, False, False, False, True, False], [False, True, True, False, False, False]]
+    mask = _false_negative_mask(["p0", "p1"], ["p0", "n", "x", "p1"], 2, in_batch=False)
+    assert mask.tolist() == [[False, True, False], [False, False, True]]

@@ -24,6 +24,10 @@ class TrainConfig(BaseModel):
     temperature: float = Field(default=0.05, gt=0)  # scale 20
     seed: int = 42
     max_length: int | None = Field(default=None, gt=0)
+    hard_negatives: int = Field(default=0, ge=0)  # k negatives per query, from the data's "negatives" (embedlab mine)
+    in_batch_negatives: bool = True  # False: only each query's own positive and negatives (NV-Embed stage 2)
+    symmetric: bool = False  # add the positives -> queries term
+    mask_false_negatives: bool = True  # ignore candidates whose text equals the query's positive
     matryoshka_dims: list[int] | None = None  # e.g. [384, 256, 128, 64]: Σ InfoNCE over truncated prefixes
     matryoshka_weights: list[float] | None = None
     log_every: int = Field(default=10, gt=0)
