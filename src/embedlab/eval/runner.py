@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +17,6 @@ from embedlab.eval.registry import TaskSpec
 from embedlab.io import atomic_path, write_json
 from embedlab.settings import cache_dir
 
-log = logging.getLogger(__name__)
 
 
 class EmbeddingCache:

@@ -90,13 +90,15 @@ class VectorIndex:
         lo, step = self.ranges  # type: ignore[misc]
         return lo + (np.asarray(rows, dtype=np.float32) + 0.5) * step
 
-    def _set_rows(self, full: np.ndarray, ids: list[str], texts: list[str] | None) -> None:
-        """Replace every row (full = prepared full-dim vectors) and rebuild the codes."""
+    def _set_rows(self, full: np.ndarray, ids: list[str], texts: list[str] | None, recalibrate: bool = True) -> None:
+        """Replace every row (full = prepared full-dim vectors) and rebuild the codes; ``recalibrate``
+        recomputes the int8 copy's ranges, otherwise the existing calibration is reused."""
         self._check_ids(ids, len(full))
         if texts is not None and len(texts) != len(full):
             raise IndexStoreError(f"{len(full)} vectors but {len(texts)} texts")
         start = time.perf_counter()
-        self.ranges = None
+        if recalibrate:
+            self.ranges = None
         self.store = self._quantize_store(full)
         self.ids, self.texts = ids, texts
         self.codes = self._new_codes(full)
@@ -153,12 +155,9 @@ class VectorIndex:
         keep = [i for i, x in enumerate(self.ids) if x not in drop]
         if not keep:
             raise IndexStoreError("deleting every document would leave an empty index")
-        ranges = self.ranges
         full = prepare(self._dequantize(np.asarray(self.store)[keep]))
         texts = [self.texts[i] for i in keep] if self.texts is not None else None
-        self._set_rows(full, [self.ids[i] for i in keep], texts)
-        if ranges is not None and self.rescore_dtype == "int8":  # keep the original calibration for the kept rows
-            self.ranges = ranges
+        self._set_rows(full, [self.ids[i] for i in keep], texts, recalibrate=False)  # kept rows keep their calibration
         return len(drop)
 
     # -- search -----------------------------------------------------------------------------------
