@@ -26,13 +26,14 @@ def main() -> None:
     from embedlab.eval.runner import run_task
     from embedlab.models import Embedder
     from embedlab.train import TrainConfig
-    from embedlab.train.contrastive import run
+    from embedlab.train import run
+    from embedlab.train.data import DataSpec
 
     task = builtin_tasks()["STSBenchmark"]
     tmp = Path(tempfile.mkdtemp())
     rows = {}
     for name, dims in (("plain InfoNCE", None), ("Matryoshka InfoNCE", [384, 256, 128, 64, 32])):
-        cfg = TrainConfig(model="minilm-l6", data="stsb-pairs", output=str(tmp / name.replace(" ", "_")), steps=args.steps,
+        cfg = TrainConfig(model="minilm-l6", data=DataSpec(source="stsb-pairs", instruction=""), output=str(tmp / name.replace(" ", "_")), steps=args.steps,
                           batch_size=args.batch_size, lr=2e-5, warmup_steps=8, matryoshka_dims=dims)
         run(cfg)
         rows[name] = [100 * run_task(task, Embedder.from_pretrained(Path(cfg.output) / "model", dim=d), tmp / "res")["main_score"]

@@ -315,19 +315,25 @@ def search(
 def train(
     config: Path = typer.Argument(..., help="a YAML training config (see docs/training.md)"),
     output: Optional[str] = typer.Option(None, help="override the config's output directory"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in OUTPUT/checkpoints"),
 ) -> None:
-    """Contrastive fine-tuning (in-batch InfoNCE, optional Matryoshka loss) from a validated config."""
-    from embedlab.train import load_config
-    from embedlab.train.contrastive import run
+    """Contrastive fine-tuning (InfoNCE with in-batch and hard negatives, GradCache, LoRA, stages) from a validated config.
+    Launch with torchrun --nproc-per-node N for data parallelism."""
+    from embedlab.train import Trainer, load_config
 
     cfg = load_config(config, output=output)
-    run(cfg)
-    err.print(f"trained {cfg.model} for {cfg.steps} steps -> {cfg.output}/model (log: {cfg.output}/train_log.jsonl)")
+    trainer = Trainer(cfg)
+    result = trainer.fit(resume=resume)
+    path = trainer.save()
+    if trainer.rank == 0:
+        err.print(f"trained {cfg.model} for {result.steps} steps in {result.seconds:.0f} s "
+                  f"(final loss {result.losses[-1]:.4f}, {result.candidates_per_query:.0f} candidates per query, "
+                  f"{result.tokens / max(result.seconds, 1e-9):.0f} tokens/s, {result.truncated_texts} texts truncated) -> {path}")
 
 
 @app.command()
 def mine(
-    data: str = typer.Option(..., help="(query, positive) pairs: JSONL, two-column TSV, or stsb-pairs"),
+    data: str = typer.Option(..., help="(query, positive) pairs: JSONL, TSV, or an adapter (stsb-pairs, scifact-train, …)"),
     out_file: Path = typer.Option(..., "--out", help="JSONL rows {query, positive, negatives}"),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="the teacher"),
     corpus: Optional[Path] = typer.Option(None, help="candidate documents (JSONL id/text); default: every positive"),
@@ -340,7 +346,7 @@ def mine(
     """Mine hard negatives with a teacher, never returning a known positive."""
     from embedlab.index import read_corpus
     from embedlab.io import atomic_path
-    from embedlab.train.contrastive import load_pairs
+    from embedlab.train.data import load_pairs
     from embedlab.train.mining import mine_texts
 
     pairs = load_pairs(data)

@@ -1,5 +1,8 @@
-"""Contrastive training (first piece: in-batch InfoNCE with an optional Matryoshka loss)."""
-from embedlab.train.config import TrainConfig, load_config
-from embedlab.train.contrastive import info_nce, matryoshka_info_nce, train
+"""Contrastive training: data and instructions, losses, GradCache, the trainer, mining, the design grid."""
+from embedlab.train.config import LoraSettings, StageConfig, TrainConfig, load_config
+from embedlab.train.data import ADAPTERS, DataSpec, Example, load_dataset
+from embedlab.train.losses import contrastive_loss, info_nce, matryoshka_info_nce
+from embedlab.train.trainer import Trainer, TrainingDiverged, run
 
-__all__ = ["TrainConfig", "load_config", "info_nce", "matryoshka_info_nce", "train"]
+__all__ = ["TrainConfig", "StageConfig", "LoraSettings", "load_config", "DataSpec", "Example", "ADAPTERS", "load_dataset",
+           "info_nce", "contrastive_loss", "matryoshka_info_nce", "Trainer", "TrainingDiverged", "run"]

@@ -1,36 +1,47 @@
-"""Training configuration, validated by pydantic: a typo is an error that names the field."""
+"""Training configuration, validated by pydantic: a typo is an error that names the field.
+
+A config is one stage (``data`` + the stage settings at the top level) or several (``stages``: each
+entry overrides the top-level settings for that stage; NV-Embed's two-stage recipe is two entries).
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from embedlab.errors import EmbedlabError
+from embedlab.train.data import DEFAULT_TEMPLATE, DataSpec, check_template
+
+DataField = str | DataSpec | list[str | DataSpec]
 
 
-class TrainConfig(BaseModel):
+class LoraSettings(BaseModel):
+    """LoRA on the backbone (peft); the pooling head is always trained in full."""
+
     model_config = ConfigDict(extra="forbid")
 
-    model: str = "minilm-l6"
-    pooling: str | None = None
-    attention: str | None = None
-    data: str = Field(description="a JSONL/TSV file of (query, positive) pairs, or a named adapter: stsb-pairs")
-    output: str
-    steps: int = Field(default=100, gt=0)
-    batch_size: int = Field(default=32, gt=1)
-    lr: float = Field(default=2e-5, gt=0)
-    warmup_steps: int = Field(default=10, ge=0)
-    temperature: float = Field(default=0.05, gt=0)  # scale 20
-    seed: int = 42
-    max_length: int | None = Field(default=None, gt=0)
-    hard_negatives: int = Field(default=0, ge=0)  # k negatives per query, from the data's "negatives" (embedlab mine)
-    in_batch_negatives: bool = True  # False: only each query's own positive and negatives (NV-Embed stage 2)
-    symmetric: bool = False  # add the positives -> queries term
-    mask_false_negatives: bool = True  # ignore candidates whose text equals the query's positive
-    matryoshka_dims: list[int] | None = None  # e.g. [384, 256, 128, 64]: Σ InfoNCE over truncated prefixes
+    r: int = Field(default=16, gt=0)
+    alpha: float = Field(default=32, gt=0)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class _StageFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int | None = Field(default=None, gt=0)
+    lr: float | None = Field(default=None, gt=0)
+    warmup_steps: int | None = Field(default=None, ge=0)
+    weight_decay: float | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, gt=0)
+    hard_negatives: int | None = Field(default=None, ge=0)  # up to k negatives per query from the data
+    in_batch_negatives: bool | None = None  # False: own positive and negatives only (NV-Embed stage 2)
+    symmetric: bool | None = None  # add the positives -> queries term
+    mask_false_negatives: bool | None = None  # ignore candidates equal to the query's positive
+    matryoshka_dims: list[int] | None = None
     matryoshka_weights: list[float] | None = None
-    log_every: int = Field(default=10, gt=0)
 
     @field_validator("matryoshka_dims")
     @classmethod
@@ -42,7 +53,110 @@ class TrainConfig(BaseModel):
         return v
 
 
-def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
+class StageConfig(_StageFields):
+    name: str | None = None
+    data: DataField
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage with every setting resolved."""
+
+    name: str
+    data: list[DataSpec]
+    steps: int
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    temperature: float
+    hard_negatives: int
+    in_batch_negatives: bool
+    symmetric: bool
+    mask_false_negatives: bool
+    matryoshka_dims: list[int] | None
+    matryoshka_weights: list[float] | None
+
+
+STAGE_DEFAULTS: dict[str, Any] = {
+    "steps": 100, "lr": 2e-5, "warmup_steps": 10, "weight_decay": 0.01, "temperature": 0.05, "hard_negatives": 0,
+    "in_batch_negatives": True, "symmetric": False, "mask_false_negatives": True, "matryoshka_dims": None,
+    "matryoshka_weights": None,
+}
+
+
+def _data_list(data: DataField) -> list[DataSpec]:
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise ValueError("data must name at least one dataset")
+    return [DataSpec(source=d) if isinstance(d, str) else d for d in items]
+
+
+class TrainConfig(_StageFields):
+    model: str = "minilm-l6"
+    pooling: str | None = None
+    pooling_options: dict[str, Any] | None = None
+    head_preset: Literal["small", "paper"] | None = None
+    attention: Literal["causal", "bidirectional"] | None = None
+    append_eos: bool | None = None
+    padding_side: Literal["left", "right"] | None = None
+    output: str
+    data: DataField | None = None
+    stages: list[StageConfig] | None = None
+    instruction_template: str = DEFAULT_TEMPLATE
+    lora: LoraSettings | None = None  # None: full fine-tuning
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of the forward passes
+    batch_size: int = Field(default=32, gt=1)  # queries per contrastive batch (across all processes)
+    micro_batch_size: int | None = Field(default=None, gt=0)  # GradCache chunk; None: no GradCache
+    grad_accumulation: int = Field(default=1, gt=0)  # contrastive batches per optimizer step
+    seed: int = 42
+    max_length: int | None = Field(default=None, gt=0)
+    checkpoint_every: int | None = Field(default=None, gt=0)
+    keep_checkpoints: int = Field(default=2, gt=0)
+    log_every: int = Field(default=10, gt=0)
+    memory_limit_gb: float | None = Field(default=None, gt=0)  # for the up-front memory check; None: detect
+
+    @field_validator("instruction_template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            return check_template(v)
+        except EmbedlabError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _data_or_stages(self) -> "TrainConfig":
+        if (self.data is None) == (self.stages is None):
+            raise ValueError("give either data (one stage) or stages (a list), not both and not neither")
+        if self.stages is not None and not self.stages:
+            raise ValueError("stages must list at least one stage")
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise ValueError(f"micro_batch_size ({self.micro_batch_size}) must not exceed batch_size ({self.batch_size})")
+        for stage in self.resolved_stages():
+            if stage.matryoshka_weights is not None and len(stage.matryoshka_weights) != len(stage.matryoshka_dims or []):
+                raise ValueError(f"stage {stage.name}: matryoshka_weights must have one weight per matryoshka_dims entry")
+        return self
+
+    def resolved_stages(self) -> list[Stage]:
+        base = {k: getattr(self, k) for k in STAGE_DEFAULTS}
+        entries = self.stages if self.stages is not None else [StageConfig(data=self.data)]  # type: ignore[arg-type]
+        out = []
+        for i, st in enumerate(entries):
+            values = {k: (getattr(st, k) if getattr(st, k) is not None else base[k]) for k in STAGE_DEFAULTS}
+            values = {k: (STAGE_DEFAULTS[k] if v is None else v) for k, v in values.items()}
+            out.append(Stage(name=st.name or f"stage{i + 1}", data=_data_list(st.data), **values))
+        return out
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.resolved_stages())
+
+
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    problems = "; ".join(f"field '{'.'.join(str(x) for x in e['loc']) or 'config'}': {e['msg']}" for e in exc.errors())
+    return f"{where}: {problems}"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise EmbedlabError(f"config file not found: {path}")
@@ -54,9 +168,13 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
         raise EmbedlabError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
         raise EmbedlabError(f"{path}: the config must be a mapping")
+    return raw
+
+
+def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    raw = read_yaml(path)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return TrainConfig(**raw)
     except ValidationError as exc:
-        problems = "; ".join(f"field '{'.'.join(str(x) for x in e['loc']) or 'config'}': {e['msg']}" for e in exc.errors())
-        raise EmbedlabError(f"{path}: {problems}") from None
+        raise EmbedlabError(format_validation_error(exc, str(path))) from None

@@ -1,0 +1,128 @@
+"""Contrastive losses: InfoNCE with in-batch and hard negatives, per-row in-batch switch, false-negative
+masking, a symmetric term, and Matryoshka nesting.
+
+Written by hand rather than with sentence-transformers' MultipleNegativesRankingLoss/MatryoshkaLoss
+because those take sentence-transformers modules and texts, not embedlab's pooling heads and cached
+representations (GradCache, cross-process gathering); the arithmetic is the same (cosine x scale,
+cross-entropy on the positive) and is tested against a brute-force computation.
+
+Layout: for B queries the candidates are the B positives followed by N hard negatives (any number per
+query; ``owner[j]`` says whose negative column B+j is). A query row that uses in-batch negatives sees
+every candidate; one that does not (NV-Embed stage 2 for non-retrieval data) sees only its own
+positive and its own negatives.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from embedlab.errors import EmbedlabError
+
+
+def info_nce(q: torch.Tensor, d: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """Mean over queries of -log softmax(cos(q_i, d_j)/τ)_ii: every other positive is a negative."""
+    logits = F.normalize(q, dim=-1) @ F.normalize(d, dim=-1).T / temperature
+    return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+
+
+def candidate_mask(batch: int, owner: torch.Tensor, in_batch: bool | torch.Tensor) -> torch.Tensor:
+    """(B, B+N) True where a query row may see a candidate."""
+    n = len(owner)
+    device = owner.device
+    rows = torch.arange(batch, device=device)
+    own = torch.cat([rows.unsqueeze(1) == rows.unsqueeze(0), rows.unsqueeze(1) == owner.unsqueeze(0)], dim=1)
+    flag = torch.as_tensor(in_batch, dtype=torch.bool, device=device)
+    if flag.dim() == 0:
+        flag = flag.expand(batch)
+    if flag.shape != (batch,):
+        raise EmbedlabError(f"in_batch must be a bool or one bool per query ({batch}), got shape {tuple(flag.shape)}")
+    return own | flag.unsqueeze(1).expand(batch, batch + n)
+
+
+def contrastive_loss_flat(q: torch.Tensor, p: torch.Tensor, negatives: torch.Tensor | None = None, owner: torch.Tensor | None = None,
+                          *, temperature: float = 0.05, in_batch: bool | torch.Tensor = True, symmetric: bool = False,
+                          false_negative_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """InfoNCE of q (B, d) against positives p (B, d) and negatives (N, d) owned by ``owner`` (N,).
+    Returns the loss and the mean number of candidates each query competed against."""
+    b, d = q.shape
+    if p.shape != q.shape:
+        raise EmbedlabError(f"queries {tuple(q.shape)} and positives {tuple(p.shape)} differ in shape")
+    if negatives is None:
+        negatives, owner = q.new_zeros(0, d), torch.zeros(0, dtype=torch.long, device=q.device)
+    if owner is None or len(owner) != len(negatives):
+        raise EmbedlabError("every negative needs an owner (the index of its query)")
+    qn, pn = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
+    cands = torch.cat([pn, F.normalize(negatives, dim=-1)])
+    logits = qn @ cands.T / temperature
+    visible = candidate_mask(b, owner.to(q.device), in_batch)
+    if false_negative_mask is not None:
+        if false_negative_mask.shape != logits.shape:
+            raise EmbedlabError(f"false_negative_mask has shape {tuple(false_negative_mask.shape)}, expected {tuple(logits.shape)}")
+        diagonal = torch.zeros_like(visible)
+        diagonal[torch.arange(b), torch.arange(b)] = True  # the positive itself is never masked
+        visible = visible & ~(false_negative_mask.to(q.device) & ~diagonal)
+    logits = logits.masked_fill(~visible, float("-inf"))
+    labels = torch.arange(b, device=q.device)
+    loss = F.cross_entropy(logits, labels)
+    if symmetric:
+        loss = (loss + F.cross_entropy(pn @ qn.T / temperature, labels)) / 2
+    return loss, float(visible.sum(dim=1).float().mean())
+
+
+def contrastive_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor | None = None, *, temperature: float = 0.05,
+                     in_batch: bool | torch.Tensor = True, symmetric: bool = False,
+                     false_negative_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE of queries q (B, d) against their positives p (B, d) and k hard negatives each n (B, k, d).
+
+    ``in_batch=True``: every query competes against all B positives and all B·k negatives (B·(1+k)
+    candidates); ``False``: only its own positive and its own k negatives. ``false_negative_mask``
+    (B, B+B·k) marks candidates to ignore; ``symmetric`` adds the positives -> queries term.
+    """
+    negs = owner = None
+    if n is not None:
+        negs = n.reshape(-1, q.shape[1])
+        owner = torch.arange(len(q), device=q.device).repeat_interleave(n.shape[1])
+    return contrastive_loss_flat(q, p, negs, owner, temperature=temperature, in_batch=in_batch, symmetric=symmetric,
+                                 false_negative_mask=false_negative_mask)[0]
+
+
+def matryoshka_info_nce(q: torch.Tensor, d: torch.Tensor, dims: Sequence[int], weights: Sequence[float] | None = None,
+                        temperature: float = 0.05, **loss_kwargs: Any) -> torch.Tensor:
+    """Σ_m w_m · InfoNCE(q[:, :m], d[:, :m]) over nested prefix sizes m (each prefix renormalised;
+    Kusupati et al. 2022). ``loss_kwargs`` (hard negatives ``n``, ``in_batch``, ...) go to
+    :func:`contrastive_loss`."""
+    n = loss_kwargs.pop("n", None)
+    return matryoshka_flat(q, d, None if n is None else n.reshape(-1, q.shape[1]),
+                           None if n is None else torch.arange(len(q)).repeat_interleave(n.shape[1]),
+                           dims, weights, temperature=temperature, **loss_kwargs)[0]
+
+
+def matryoshka_flat(q: torch.Tensor, p: torch.Tensor, negatives: torch.Tensor | None, owner: torch.Tensor | None,
+                    dims: Sequence[int], weights: Sequence[float] | None = None, **kwargs: Any) -> tuple[torch.Tensor, float]:
+    weights = list(weights) if weights is not None else [1.0] * len(dims)
+    if len(weights) != len(dims):
+        raise EmbedlabError("matryoshka_weights must have one weight per dimension")
+    if max(dims) > q.shape[1]:
+        raise EmbedlabError(f"a Matryoshka dimension ({max(dims)}) exceeds the embedding size ({q.shape[1]})")
+    total, cands = 0.0, 0.0
+    for m, w in zip(dims, weights):
+        loss, cands = contrastive_loss_flat(q[:, :m], p[:, :m], None if negatives is None else negatives[:, :m], owner, **kwargs)
+        total = total + w * loss
+    return total, cands  # type: ignore[return-value]
+
+
+def false_negative_mask(queries: Sequence[str], positives: Sequence[str], negatives: Sequence[str]) -> torch.Tensor:
+    """(B, B+N) True where a candidate is a false negative for a query: its text equals the query's
+    positive, or it is the positive of another row with the same query text (duplicate queries)."""
+    cands = list(positives) + list(negatives)
+    b = len(positives)
+    rows = []
+    for i, pos in enumerate(positives):
+        row = [c == pos for c in cands]
+        for j in range(b):
+            if j != i and queries[j] == queries[i]:
+                row[j] = True
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.bool).reshape(b, len(cands))

@@ -1,0 +1,423 @@
+"""The contrastive trainer: LoRA (peft) or full fine-tuning, the pooling head always in full; AdamW,
+warmup then linear decay per stage; gradient accumulation; bf16 autocast; GradCache; data parallelism
+with candidates gathered across processes; atomic checkpoints and exact resume; JSONL log and a
+progress bar with loss and throughput.
+
+Written by hand rather than on ``transformers.Trainer``/``SentenceTransformerTrainer``: GradCache's
+two-pass step, the cross-process candidate gather and exact resume of a custom sampler do not fit
+their loops; the pieces (optimizer, scheduler, peft, autocast) are the libraries'.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from embedlab.errors import EmbedlabError
+from embedlab.io import atomic_path, write_json
+from embedlab.models.batching import pad_batch
+from embedlab.train import distributed as dist_utils
+from embedlab.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from embedlab.train.config import Stage, TrainConfig
+from embedlab.train.data import DataStats, Example, format_document, format_query, load_datasets
+from embedlab.train.gradcache import cached_backward
+from embedlab.train.losses import contrastive_loss_flat, false_negative_mask, matryoshka_flat
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(EmbedlabError):
+    """The loss or the gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+class BatchSampler:
+    """Seeded epoch permutations; the state (epoch, cursor) is all a resume needs."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        if n < batch_size:
+            raise EmbedlabError(f"the stage has {n} training examples, fewer than batch_size={batch_size}")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.cursor = 0, 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> list[int]:
+        order = list(range(self.n))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def next(self) -> list[int]:
+        if self.cursor + self.batch_size > self.n:
+            self.epoch += 1
+            self.cursor = 0
+            self._order = self._permutation(self.epoch)
+        batch = self._order[self.cursor : self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return batch
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def restore(self, state: dict[str, int]) -> None:
+        self.epoch, self.cursor = state["epoch"], state["cursor"]
+        self._order = self._permutation(self.epoch)
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    tokens: int = 0
+    truncated_texts: int = 0
+    candidates_per_query: float = 0.0
+    trainable_parameters: int = 0
+    head_parameters: int = 0
+    lora_parameters: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model set-up
+# ---------------------------------------------------------------------------------------------
+def load_embedder(config: TrainConfig) -> Any:
+    from embedlab.models import Embedder
+
+    torch.manual_seed(config.seed)  # the head's initialisation
+    return Embedder.from_pretrained(config.model, pooling=config.pooling, attention=config.attention, max_length=config.max_length,
+                                    append_eos=config.append_eos, padding_side=config.padding_side,
+                                    pooling_options=config.pooling_options, preset=config.head_preset)
+
+
+def apply_lora(embedder: Any, config: TrainConfig) -> int:
+    """Wrap the backbone with LoRA adapters (peft); freeze the rest of the backbone. Returns the
+    number of LoRA parameters."""
+    from peft import LoraConfig, get_peft_model
+
+    assert config.lora is not None
+    settings = config.lora
+    lora = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                      target_modules=settings.target_modules, bias="none")
+    embedder.backbone.model = get_peft_model(embedder.backbone.model, lora)
+    return sum(p.numel() for n, p in embedder.backbone.named_parameters() if p.requires_grad)
+
+
+def merge_lora(embedder: Any) -> None:
+    from peft import PeftModel
+
+    if isinstance(embedder.backbone.model, PeftModel):
+        embedder.backbone.model = embedder.backbone.model.merge_and_unload()
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory foresight
+# ---------------------------------------------------------------------------------------------
+def available_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return info.get("MemAvailable", info["MemTotal"])
+    except (OSError, KeyError, ValueError):
+        return 1 << 62  # unknown: don't refuse
+
+
+def estimate_memory_bytes(embedder: Any, texts_per_forward: int, seq_len: int, trainable: int, precision: str) -> int:
+    """Activations of one forward-with-graph (Korthikanti et al. 2022: per layer 34·s·b·h + 5·a·s²·b
+    bytes in 16-bit; doubled for fp32) + weights + AdamW state for the trainable parameters."""
+    cfg = embedder.backbone.config
+    h, layers = embedder.backbone.hidden_size, embedder.backbone.num_layers
+    heads = int(getattr(cfg, "num_attention_heads", 1) or 1)
+    per_layer = 34 * seq_len * texts_per_forward * h + 5 * heads * seq_len * seq_len * texts_per_forward
+    factor = 1.0 if precision == "bf16" else 2.0
+    weights = 4 * sum(p.numel() for p in embedder.parameters())
+    return int(factor * per_layer * layers + weights + 12 * trainable)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------
+class Trainer:
+    """``Trainer(config).fit()``; pass ``embedder`` to train one built elsewhere (e.g. by the grid),
+    ``on_step(step, loss)`` to observe (or interrupt) the run."""
+
+    def __init__(self, config: TrainConfig, embedder: Any | None = None, *,
+                 on_step: Callable[[int, float], None] | None = None, show_progress: bool = True) -> None:
+        self.config = config
+        self.distributed = dist_utils.init_from_env()
+        self.rank, self.world_size = dist_utils.world()
+        if config.batch_size % self.world_size:
+            raise EmbedlabError(f"batch_size {config.batch_size} is not divisible by the {self.world_size} processes")
+        self.embedder = embedder if embedder is not None else load_embedder(config)
+        self.device = next(self.embedder.parameters()).device
+        self.on_step = on_step
+        self.show_progress = show_progress and dist_utils.is_main()
+        self.lora_parameters = 0
+        if config.lora is not None:
+            self.lora_parameters = apply_lora(self.embedder, config)
+        elif embedder is None or any(p.requires_grad for p in self.embedder.backbone.parameters()):
+            for p in self.embedder.parameters():
+                p.requires_grad_(True)
+        for p in self.embedder.head.parameters():
+            p.requires_grad_(True)
+        dist_utils.broadcast_parameters(p for p in self.embedder.parameters() if p.requires_grad)
+        self.params = [p for p in self.embedder.parameters() if p.requires_grad]
+        if not self.params:
+            raise EmbedlabError("nothing to train: the model has no trainable parameter")
+        self.out = Path(config.output)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.log_path = self.out / "train_log.jsonl"
+        self.stats = DataStats()
+        self.result = TrainResult(trainable_parameters=sum(p.numel() for p in self.params),
+                                  head_parameters=self.embedder.head.num_parameters(), lora_parameters=self.lora_parameters)
+
+    # -- texts -> representations ------------------------------------------------------------------
+    def _autocast(self) -> Any:
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        emb = self.embedder
+        ids, truncated = emb.tokenize(texts)
+        if torch.is_grad_enabled() is False or self.config.micro_batch_size is None:
+            self._truncated += truncated
+            self._tokens += sum(len(x) for x in ids)
+        input_ids, mask = pad_batch(ids, emb.tokenizer.pad_token_id, emb.padding_side)
+        with self._autocast():
+            features = emb.forward_features(input_ids.to(self.device), mask.to(self.device))
+            pooled = emb.head(features)
+        return pooled.float()
+
+    # -- one contrastive batch ----------------------------------------------------------------------
+    def _batch_texts(self, batch: list[Example], k: int) -> tuple[list[str], list[str], list[str], list[int], list[bool]]:
+        template = self.config.instruction_template
+        queries = [format_query(e, template) for e in batch]
+        positives = [format_document(e.positive, e, template) for e in batch]
+        negatives, owner = [], []
+        for i, e in enumerate(batch):
+            for text in e.negatives[:k]:
+                negatives.append(format_document(text, e, template))
+                owner.append(i)
+        return queries, positives, negatives, owner, [e.in_batch for e in batch]
+
+    def _contrastive_step(self, batch: list[Example], stage: Stage, scale: float) -> tuple[float, float]:
+        """Forward + backward of one contrastive batch (this process's share); returns (loss, candidates/query)."""
+        local = batch[self.rank * len(batch) // self.world_size : (self.rank + 1) * len(batch) // self.world_size]
+        queries, positives, negatives, owner, in_batch = self._batch_texts(local, stage.hard_negatives)
+        # every rank needs the global texts for the false-negative mask and the owners / flags
+        meta = dist_utils.gather_objects((queries, positives, negatives, owner, in_batch))
+        all_q, all_p, all_n, all_owner, all_flags = [], [], [], [], []
+        for q, p, n, o, f in meta:
+            all_owner += [x + len(all_q) for x in o]
+            all_q += q
+            all_p += p
+            all_n += n
+            all_flags += f
+        fn_mask = false_negative_mask(all_q, all_p, all_n) if stage.mask_false_negatives else None
+        owner_t = torch.tensor(all_owner, dtype=torch.long, device=self.device)
+        flags_t = torch.tensor(all_flags, dtype=torch.bool, device=self.device)
+        cands = [0.0]
+
+        def loss_fn(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+            q, p = dist_utils.gather_with_grad(q), dist_utils.gather_with_grad(p)
+            n = dist_utils.gather_with_grad(n)
+            kwargs = dict(temperature=stage.temperature, in_batch=flags_t, symmetric=stage.symmetric,
+                          false_negative_mask=None if fn_mask is None else fn_mask.to(self.device))
+            if stage.matryoshka_dims:
+                loss, cands[0] = matryoshka_flat(q, p, n, owner_t, stage.matryoshka_dims, stage.matryoshka_weights, **kwargs)
+            else:
+                loss, cands[0] = contrastive_loss_flat(q, p, n, owner_t, **kwargs)
+            return loss
+
+        if self.config.micro_batch_size is not None:
+            loss = cached_backward(self.embed, [queries, positives, negatives], loss_fn, self.config.micro_batch_size, scale)
+        else:
+            q, p = self.embed(queries), self.embed(positives)
+            n = self.embed(negatives) if negatives else q.new_zeros(0, q.shape[1])
+            loss = loss_fn(q, p, n)
+            (loss * scale).backward()
+            loss = loss.detach()
+        return float(loss), cands[0]
+
+    # -- checks --------------------------------------------------------------------------------------
+    def _check_memory(self, stage: Stage, examples: list[Example]) -> int:
+        cfg = self.config
+        sample = examples[: min(len(examples), 512)]
+        lengths = [len(x) for x in self.embedder.tokenize([format_query(e, cfg.instruction_template) for e in sample] +
+                                                          [e.positive for e in sample])[0]]
+        seq = int(np.percentile(lengths, 99))
+        k = stage.hard_negatives
+        per_forward = cfg.micro_batch_size or cfg.batch_size // self.world_size
+        texts = per_forward if cfg.micro_batch_size else per_forward * (2 + k)
+        trainable = self.result.trainable_parameters
+        need = estimate_memory_bytes(self.embedder, texts, seq, trainable, cfg.precision)
+        static = estimate_memory_bytes(self.embedder, 0, seq, trainable, cfg.precision)
+        have = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb else available_memory_bytes(self.device)
+        if need > 0.9 * have:
+            fit = int(texts * (0.9 * have - static) / max(1, need - static))
+            hint = (f"set micro_batch_size (GradCache) to at most {fit}" if fit >= 1 else "lower max_length or use LoRA")
+            raise EmbedlabError(
+                f"stage {stage.name}: one forward pass of {texts} texts x {seq} tokens needs about {_size(need)}, "
+                f"but {_size(have)} is available; {hint}")
+        return need
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _log(self, record: dict[str, Any]) -> None:
+        if dist_utils.is_main():
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _prepare_output(self, resume: bool) -> dict[str, Any] | None:
+        if (self.out / "model").exists() and not resume:
+            raise EmbedlabError(f"{self.out} already holds a trained model; choose another output or pass --resume")
+        state = None
+        if resume:
+            found = list_checkpoints(self.ckpt_dir)
+            if found:
+                state = load_checkpoint(found[-1], self.embedder)
+                state["path"] = str(found[-1])
+                log.info("resuming from %s", found[-1])
+            else:
+                log.warning("no checkpoint in %s: starting from the beginning", self.ckpt_dir)
+        if dist_utils.is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+            if state is not None and self.log_path.is_file():  # drop log records written after the checkpoint
+                kept = [line for line in self.log_path.read_text().splitlines()
+                        if json.loads(line).get("step", -1) <= state["global_step"] or "event" in json.loads(line)]
+                with atomic_path(self.log_path) as tmp:
+                    tmp.write_text("".join(line + "\n" for line in kept))
+            elif state is None and self.log_path.exists():
+                self.log_path.unlink()
+        return state
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        cfg = self.config
+        stages = cfg.resolved_stages()
+        state = self._prepare_output(resume)
+        self._truncated, self._tokens = 0, 0
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        start_stage, start_step, global_step = 0, 0, 0
+        if state is not None:
+            start_stage, start_step, global_step = state["stage"], state["step"], state["global_step"]
+            self.result.losses = list(state["losses"])
+            self._tokens, self._truncated = state.get("tokens", 0), state.get("truncated", 0)
+        self.embedder.train()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.total_steps, initial=global_step, desc="train", unit="step", disable=not self.show_progress)
+        t0 = time.perf_counter()
+        last_ckpt = state["path"] if state is not None else None
+        try:
+            for s_idx, stage in enumerate(stages):
+                if s_idx < start_stage:
+                    continue
+                examples = load_datasets(stage.data, in_batch_default=stage.in_batch_negatives, seed=cfg.seed, stats=self.stats)
+                memory = self._check_memory(stage, examples)
+                sampler = BatchSampler(len(examples), cfg.batch_size, cfg.seed + s_idx)
+                optimizer = torch.optim.AdamW(self.params, lr=stage.lr, weight_decay=stage.weight_decay)
+                warm = stage.warmup_steps
+                schedule = torch.optim.lr_scheduler.LambdaLR(
+                    optimizer, lambda s, w=warm, n=stage.steps: min(1.0, (s + 1) / w if w else 1.0) * max(0.0, 1 - s / n))
+                first = 0
+                if state is not None and s_idx == start_stage and state["step"] == 0:  # checkpoint at a stage boundary
+                    set_rng_states(state["rng"])
+                    state = None
+                if state is not None and s_idx == start_stage:
+                    optimizer.load_state_dict(state["optimizer"])
+                    schedule.load_state_dict(state["schedule"])
+                    sampler.restore(state["sampler"])
+                    set_rng_states(state["rng"])
+                    first = start_step
+                if first == 0:
+                    self._log({"event": "stage", "stage": stage.name, "steps": stage.steps, "examples": len(examples),
+                               "data": {k: v for k, v in self.stats.examples.items()},
+                               "duplicates_dropped": dict(self.stats.duplicates_dropped),
+                               "duplicate_queries": dict(self.stats.duplicate_queries),
+                               "memory_estimate_gib": round(memory / 2**30, 3), "processes": self.world_size,
+                               "trainable_parameters": self.result.trainable_parameters,
+                               "head_parameters": self.result.head_parameters, "lora_parameters": self.lora_parameters})
+                for step in range(first, stage.steps):
+                    t_step, tokens_before = time.perf_counter(), self._tokens
+                    optimizer.zero_grad(set_to_none=True)
+                    loss_sum, cands = 0.0, 0.0
+                    for _ in range(cfg.grad_accumulation):
+                        batch = [examples[i] for i in sampler.next()]
+                        loss, cands = self._contrastive_step(batch, stage, 1.0 / cfg.grad_accumulation)
+                        loss_sum += loss / cfg.grad_accumulation
+                    dist_utils.sum_gradients(self.params)
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, 1.0))
+                    if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
+                        keep = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+                        raise TrainingDiverged(f"the loss became {loss_sum} (gradient norm {grad_norm}) at step {global_step} "
+                                               f"of stage {stage.name}: stopped without updating; {keep}. Lower the learning rate.")
+                    optimizer.step()
+                    schedule.step()
+                    global_step += 1
+                    self.result.losses.append(loss_sum)
+                    self.result.candidates_per_query = cands
+                    elapsed = time.perf_counter() - t_step
+                    tokens = (self._tokens - tokens_before) * self.world_size
+                    bar.set_postfix(loss=f"{loss_sum:.4f}", tok_s=f"{tokens / elapsed:.0f}", cands=f"{cands:.0f}")
+                    bar.update(1)
+                    if step % cfg.log_every == 0 or step == stage.steps - 1:
+                        self._log({"stage": stage.name, "step": global_step, "loss": loss_sum, "lr": schedule.get_last_lr()[0],
+                                   "grad_norm": grad_norm, "candidates_per_query": cands, "tokens_per_s": round(tokens / elapsed, 1),
+                                   "truncated_texts": self._truncated * self.world_size})
+                    if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and dist_utils.is_main():
+                        last_ckpt = str(save_checkpoint(self.ckpt_dir, global_step, self.embedder, {
+                            "stage": s_idx if step + 1 < stage.steps else s_idx + 1,
+                            "step": step + 1 if step + 1 < stage.steps else 0, "global_step": global_step,
+                            "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "sampler": sampler.state(),
+                            "rng": rng_states(), "losses": self.result.losses, "tokens": self._tokens,
+                            "truncated": self._truncated}, cfg.keep_checkpoints))
+                    if self.on_step is not None:
+                        self.on_step(global_step, loss_sum)
+                state = None
+        finally:
+            bar.close()
+        self.embedder.eval()
+        self.embedder._fingerprint = None
+        self.result.steps = global_step
+        self.result.seconds = time.perf_counter() - t0
+        self.result.tokens = self._tokens * self.world_size
+        self.result.truncated_texts = self._truncated * self.world_size
+        self.result.data = {"examples": dict(self.stats.examples), "duplicates_dropped": dict(self.stats.duplicates_dropped)}
+        if self._truncated:
+            log.warning("%d training texts were longer than max_length=%d and were truncated", self._truncated, self.embedder.max_length)
+        return self.result
+
+    def save(self) -> Path:
+        """Merge LoRA, write ``model/`` and ``train_config.json`` atomically (main process)."""
+        merge_lora(self.embedder)
+        self.embedder._fingerprint = None
+        if dist_utils.is_main():
+            self.embedder.save(self.out / "model")
+            with atomic_path(self.out / "train_config.json") as tmp:
+                tmp.write_text(self.config.model_dump_json(indent=2) + "\n")
+            summary = {k: v for k, v in self.result.__dict__.items() if k != "losses"}
+            write_json(self.out / "train_summary.json", {**summary, "final_loss": self.result.losses[-1] if self.result.losses else None})
+        return self.out / "model"
+
+
+def run(config: TrainConfig, *, resume: bool = False, on_step: Callable[[int, float], None] | None = None) -> Any:
+    """Train from a config and save; returns the trained embedder."""
+    trainer = Trainer(config, on_step=on_step)
+    trainer.fit(resume=resume)
+    trainer.save()
+    return trainer.embedder

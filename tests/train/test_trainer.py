@@ -1,0 +1,195 @@
+"""The trainer on tiny random models: learning, GradCache equivalence, exact resume, LoRA, stages,
+NaN handling, memory foresight, config validation."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from embedlab.errors import EmbedlabError
+from embedlab.train import Trainer, TrainConfig, TrainingDiverged, load_config, run
+
+WORDS = ["the cat sat", "a dog ran", "the sky is blue", "i read a book", "the red car", "a big house", "the moon", "we write code",
+         "the sun is big", "a bird sat on the mat", "the river ran fast", "we read the data"]
+
+
+@pytest.fixture()
+def triplets(tmp_path):
+    rows = [{"query": w, "positive": f"{w} and more", "negatives": [WORDS[(i + 1) % len(WORDS)], WORDS[(i + 2) % len(WORDS)]]}
+            for i, w in enumerate(WORDS)]
+    path = tmp_path / "triplets.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _log(out):
+    return [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_training_lowers_the_loss_and_saves(tiny_bert, triplets, tmp_path):
+    cfg = TrainConfig(model=str(tiny_bert), data=str(triplets), output=str(tmp_path / "out"), steps=25, batch_size=8, lr=1e-3,
+                      warmup_steps=2, hard_negatives=1, matryoshka_dims=[32, 16, 8], log_every=1)
+    emb = run(cfg)
+    records = [r for r in _log(tmp_path / "out") if "loss" in r]
+    assert records[-1]["loss"] < records[0]["loss"]
+    assert records[0]["candidates_per_query"] == 16  # 8 positives + 8 hard negatives
+    event = next(r for r in _log(tmp_path / "out") if r.get("event") == "stage")
+    assert event["examples"] == len(WORDS) and event["trainable_parameters"] > 0
+    out = tmp_path / "out"
+    assert (out / "model" / "modules.json").is_file() and (out / "train_config.json").is_file()
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 25
+    assert emb.encode(["the cat sat"]).shape == (1, 32)
+    with pytest.raises(EmbedlabError, match="already holds a trained model"):
+        Trainer(cfg).fit()
+
+
+def test_gradcache_gives_the_gradients_of_one_big_batch(tiny_llama, triplets, tmp_path):
+    grads = {}
+    for micro in (None, 3):
+        cfg = TrainConfig(model=str(tiny_llama), pooling="mean", data=str(triplets), output=str(tmp_path / f"g{micro}"), steps=1,
+                          batch_size=8, hard_negatives=2, micro_batch_size=micro, symmetric=True)
+        trainer = Trainer(cfg, show_progress=False)
+        trainer.embedder.train()
+        from embedlab.train.data import load_dataset
+
+        examples = load_dataset(str(triplets))[:8]
+        stage = cfg.resolved_stages()[0]
+        trainer._truncated = trainer._tokens = 0
+        loss, cands = trainer._contrastive_step(examples, stage, 1.0)
+        grads[micro] = (loss, {n: p.grad.clone() for n, p in trainer.embedder.named_parameters() if p.grad is not None})
+        assert cands == 24
+    (loss_a, ga), (loss_b, gb) = grads[None], grads[3]
+    assert loss_a == pytest.approx(loss_b, rel=1e-5)
+    assert ga.keys() == gb.keys() and len(ga) > 5
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_resume_after_a_kill_gives_the_same_losses(tiny_bert, triplets, tmp_path):
+    """Dropout is on (tiny BERT): exact resume needs the RNG, sampler, optimizer and schedule restored."""
+    base = dict(model=str(tiny_bert), data=str(triplets), steps=7, batch_size=4, lr=1e-3, warmup_steps=2, hard_negatives=1,
+                checkpoint_every=2, log_every=1, grad_accumulation=2)
+    straight = Trainer(TrainConfig(**base, output=str(tmp_path / "a")), show_progress=False).fit().losses
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_5(step, loss):
+        if step == 5:
+            raise Killed
+
+    cfg = TrainConfig(**base, output=str(tmp_path / "b"))
+    with pytest.raises(Killed):
+        Trainer(cfg, on_step=kill_at_5, show_progress=False).fit()
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-0000002", "step-0000004"]
+    resumed = Trainer(cfg, show_progress=False).fit(resume=True).losses
+    assert resumed == straight  # bit-identical, step 5 recomputed from the step-4 checkpoint
+    logged = [r["loss"] for r in _log(tmp_path / "b") if "loss" in r]
+    assert logged == straight  # the log holds each step once
+
+
+def test_two_stages_lora_and_head(tiny_llama, triplets, tmp_path):
+    cfg_text = f"""
+model: {tiny_llama}
+pooling: latent_attention
+pooling_options: {{num_latents: 4, num_heads: 2}}
+attention: bidirectional
+output: {tmp_path / "two"}
+batch_size: 4
+lr: 0.001
+lora: {{r: 4, alpha: 8, dropout: 0.0}}
+precision: bf16
+stages:
+  - name: retrieval
+    data: [{{source: {triplets}, instruction: "Retrieve the text"}}]
+    steps: 3
+    hard_negatives: 1
+  - name: blend
+    data: [{{source: {triplets}, in_batch_negatives: false}}]
+    steps: 2
+    hard_negatives: 2
+log_every: 1
+"""
+    (tmp_path / "c.yaml").write_text(cfg_text)
+    cfg = load_config(tmp_path / "c.yaml")
+    trainer = Trainer(cfg, show_progress=False)
+    before_backbone = {n: p.detach().clone() for n, p in trainer.embedder.backbone.named_parameters() if "lora_" not in n}
+    before_head = {n: p.detach().clone() for n, p in trainer.embedder.head.named_parameters()}
+    result = trainer.fit()
+    assert result.lora_parameters > 0 and result.head_parameters > 0
+    assert result.trainable_parameters == result.lora_parameters + result.head_parameters
+    for n, p in trainer.embedder.backbone.named_parameters():
+        if "lora_" not in n:
+            assert torch.equal(p, before_backbone[n]), n  # the base weights are frozen
+    assert any(not torch.equal(p, before_head[n]) for n, p in trainer.embedder.head.named_parameters())
+    records = _log(tmp_path / "two")
+    assert [r["stage"] for r in records if r.get("event") == "stage"] == ["retrieval", "blend"]
+    steps = [r for r in records if "loss" in r]
+    assert [r["candidates_per_query"] for r in steps] == [8, 8, 8, 3, 3]  # stage 2: own positive + 2 negatives
+    q = trainer.embedder.encode(["the cat sat"], prompt="Instruct: Retrieve the text\nQuery: ")
+    path = trainer.save()
+    from embedlab.models import Embedder
+
+    loaded = Embedder.from_pretrained(path)
+    assert loaded.attention == "bidirectional" and loaded.head.name == "latent_attention"
+    torch.testing.assert_close(torch.tensor(loaded.encode(["the cat sat"], prompt="Instruct: Retrieve the text\nQuery: ")),
+                               torch.tensor(q), atol=2e-2, rtol=0)  # LoRA merged into the weights (trained under bf16)
+
+
+def test_nan_loss_stops_and_keeps_the_checkpoint(tiny_bert, triplets, tmp_path):
+    cfg = TrainConfig(model=str(tiny_bert), data=str(triplets), output=str(tmp_path / "nan"), steps=6, batch_size=4,
+                      checkpoint_every=2, log_every=1)
+    trainer = Trainer(cfg, show_progress=False)
+
+    def poison(step, loss):
+        if step == 3:
+            with torch.no_grad():
+                next(trainer.embedder.backbone.parameters()).fill_(float("nan"))
+
+    trainer.on_step = poison
+    with pytest.raises(TrainingDiverged, match=r"at step 3 .*last good checkpoint is .*step-0000002"):
+        trainer.fit()
+    assert (tmp_path / "nan" / "checkpoints" / "step-0000002" / "trainable.safetensors").is_file()
+    assert not (tmp_path / "nan" / "model").exists()
+    resumed = Trainer(cfg, show_progress=False).fit(resume=True)  # a fresh process resumes from step 2
+    assert len(resumed.losses) == 6 and all(math.isfinite(x) for x in resumed.losses)
+
+
+def test_memory_foresight_and_truncation(tiny_bert, triplets, tmp_path):
+    cfg = TrainConfig(model=str(tiny_bert), data=str(triplets), output=str(tmp_path / "m"), steps=1, batch_size=12,
+                      hard_negatives=2, memory_limit_gb=0.0015)
+    with pytest.raises(EmbedlabError, match=r"48 texts .* set micro_batch_size \(GradCache\) to at most \d+"):
+        Trainer(cfg, show_progress=False).fit()
+    cfg = cfg.model_copy(update={"micro_batch_size": 4})
+    assert Trainer(cfg, show_progress=False).fit().steps == 1  # GradCache fits the same contrastive batch
+    long = tmp_path / "long.tsv"
+    long.write_text("".join(f"{w} {'the cat sat on the mat ' * 12}\t{w}\n" for w in WORDS))
+    cfg = TrainConfig(model=str(tiny_bert), data=str(long), output=str(tmp_path / "t"), steps=1, batch_size=4, max_length=16)
+    result = Trainer(cfg, show_progress=False).fit()
+    assert result.truncated_texts == 4  # the four long queries; positives fit
+
+
+def test_config_validation_names_the_field(tmp_path):
+    cases = [("data: x.tsv\noutput: out\nstepz: 3\n", "field 'stepz'"),
+             ("data: x.tsv\noutput: out\nmatryoshka_dims: [0, 8]\n", "matryoshka_dims"),
+             ("output: out\n", "either data"),
+             ("data: x.tsv\noutput: out\nlora: {r: 0}\n", "field 'lora.r'"),
+             ("data: x.tsv\noutput: out\ninstruction_template: 'no text'\n", "instruction_template"),
+             ("data: x.tsv\noutput: out\nbatch_size: 4\nmicro_batch_size: 8\n", "micro_batch_size"),
+             ("output: out\nstages: [{data: x.tsv, stepz: 2}]\n", "field 'stages.0.stepz'"),
+             ("data: x.tsv\noutput: out\nprecision: fp8\n", "field 'precision'")]
+    for text, msg in cases:
+        (tmp_path / "c.yaml").write_text(text)
+        with pytest.raises(EmbedlabError, match=msg):
+            load_config(tmp_path / "c.yaml")
+    cfg = TrainConfig(data="x", output="o", steps=5, stages=None)
+    assert cfg.resolved_stages()[0].steps == 5 and cfg.resolved_stages()[0].temperature == 0.05
+
+
+def test_unknown_pooling_and_data(tiny_bert, tmp_path):
+    with pytest.raises(EmbedlabError, match="unknown pooling"):
+        Trainer(TrainConfig(model=str(tiny_bert), pooling="maxx", data="x", output=str(tmp_path / "o")))
+    with pytest.raises(EmbedlabError, match="training data not found"):
+        Trainer(TrainConfig(model=str(tiny_bert), data="nope.jsonl", output=str(tmp_path / "o")), show_progress=False).fit()
