@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/embedlab demo
+	HF_HUB_OFFLINE=1 $(BIN)/embedlab grid --preset cpu-small --output runs/demo-grid
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
@@ -25,7 +25,9 @@ test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/encode_throughput.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/train_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

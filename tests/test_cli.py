@@ -161,3 +161,27 @@ def test_mine_command(tiny_bert, tmp_path, monkeypatch, capsys):
     assert len(rows) == 4 and all(r["positive"] not in r["negatives"] for r in rows)
     code, _, err = run(monkeypatch, capsys, "mine", "--data", tmp_path / "nope.tsv", "--out", tmp_path / "x.jsonl", "-m", tiny_bert)
     assert code == 1 and "not found" in err
+
+
+def test_train_resume_and_grid_commands(tiny_llama, tmp_path, monkeypatch, capsys):
+    rows = [{"query": f"the {w} sat", "positive": f"a {w} sat on the mat", "negatives": ["the sky is blue"]}
+            for w in ("cat", "dog", "bird", "star", "moon", "sun", "car", "tree")]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"model: {tiny_llama}\npooling: mean\ndata: {data}\noutput: {tmp_path / 'o'}\nsteps: 4\nbatch_size: 4\n"
+                   f"hard_negatives: 1\ncheckpoint_every: 2\nmicro_batch_size: 2\n")
+    code, _, err = run(monkeypatch, capsys, "train", cfg)
+    assert code == 0, err
+    assert "trained" in err and "8 candidates per query" in err.replace("\n", " ")  # 4 positives + 4 negatives
+    code, _, err = run(monkeypatch, capsys, "train", cfg)
+    assert code == 1 and "already holds a trained model" in err
+    code, _, err = run(monkeypatch, capsys, "train", cfg, "--resume")
+    assert code == 0, err
+    (tmp_path / "bad.yaml").write_text(f"data: {data}\noutput: x\nbatch_sise: 4\n")
+    code, _, err = run(monkeypatch, capsys, "train", tmp_path / "bad.yaml")
+    assert code == 1 and "field 'batch_sise'" in err
+    code, _, err = run(monkeypatch, capsys, "grid")
+    assert code == 1 and "--preset" in err
+    code, _, err = run(monkeypatch, capsys, "grid", "--preset", "cpu-small", "--output", tmp_path / "g", "--report-only")
+    assert code == 1 and "fewer than two evaluated designs" in err

@@ -362,6 +362,57 @@ def mine(
 
 
 @app.command()
+def grid(
+    config: Optional[Path] = typer.Argument(None, help="a YAML grid config (see docs/grid.md); optional with --preset"),
+    preset: Optional[str] = typer.Option(None, help="paper (GPU, Mistral-7B) or cpu-small (SmolLM2-135M on a CPU)"),
+    mode: Optional[str] = typer.Option(None, help="lora (the paper's protocol) or frozen (heads on cached features: a fast screen)"),
+    output: Optional[str] = typer.Option(None, help="where models, results and the report go"),
+    tasks: Optional[str] = typer.Option(None, help="all, quick or comma-separated task names"),
+    report_only: bool = typer.Option(False, "--report-only", help="rebuild the report from existing results"),
+) -> None:
+    """The headline paper's experiment: train every pooling x attention design the same way, evaluate,
+    and report which differences are significant."""
+    from embedlab.train.grid import load_grid_config, run_grid, write_report
+
+    if config is None and preset is None:
+        raise EmbedlabError("give a grid config file or --preset (paper, cpu-small)")
+    cfg = load_grid_config(config, preset=preset, mode=mode, output=output, tasks=tasks)
+    report = write_report(cfg) if report_only else run_grid(cfg, progress=lambda msg: err.print(f"[bold]grid[/bold] {msg}"))
+    cats = sorted({r["category"] for r in report["categories"]})
+    sizes = {r["category"]: r["n"] for r in report["categories"]}
+    table = Table(title=f"{cfg.model}, {cfg.mode} mode: score of {cfg.baseline}, then each design's Δ (×100)",
+                  caption="† Holm-corrected p < 0.05, * raw p < 0.05 (Wilcoxon over the category's datasets); "
+                          "tasks ↑/↓: tasks whose 95% bootstrap CI of Δ lies above / below 0")
+    table.add_column("design", no_wrap=True)
+    table.add_column("head params", justify="right")
+    for c in cats:
+        table.add_column(f"{c} (n={sizes[c]})", justify="right")
+    table.add_column("tasks ↑/↓", justify="right")
+    base_scores = {r["category"]: r["baseline"] for r in report["categories"]}
+    table.add_row(cfg.baseline, f"{report['designs'].get(cfg.baseline, {}).get('head_parameters', 0):,}",
+                  *[f"{100 * base_scores[c]:.2f}" for c in cats], "", end_section=True)
+    for design in cfg.designs:
+        rows = {r["category"]: r for r in report["categories"] if r["design"] == design.replace("/", "-")}
+        if design == cfg.baseline or not rows:
+            continue
+        cells = []
+        for c in cats:
+            r = rows[c]
+            mark = "†" if r["p_holm"] < 0.05 else ("*" if r["p"] < 0.05 else "")
+            cells.append(f"{100 * r['mean_delta']:+.2f}{mark} p={r['p']:.2g}")
+        cis = [t["ci"] for t in report["tasks"] if t["design"] == design.replace("/", "-") and t["ci"]]
+        better, worse = sum(lo > 0 for lo, _ in cis), sum(hi < 0 for _, hi in cis)
+        table.add_row(design, f"{report['designs'].get(design, {}).get('head_parameters', 0):,}", *cells, f"{better}/{worse}")
+    out.print(table, width=max(out.width, 110))
+    if cfg.mode == "frozen":
+        from embedlab.train.frozen import FROZEN_NOTE
+
+        err.print(f"[yellow]{FROZEN_NOTE}[/yellow]")
+    took = f" in {report['seconds']:.0f} s" if "seconds" in report else ""
+    err.print(f"report{took}: {report['report']} (per-task bootstrap CIs) and {report['plot']}")
+
+
+@app.command()
 def demo(
     model: str = typer.Option("minilm-l6", "--model", "-m"),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1),

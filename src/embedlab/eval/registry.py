@@ -41,6 +41,7 @@ class TaskSpec(BaseModel):
     split: str = "test"
     mteb_name: str | None = None
     description: str = ""
+    instruction: str = ""  # E5-style task definition, used when an instruction template is given at evaluation
     # classification
     samples_per_label: int | None = Field(default=8, gt=0)  # None: use the whole train split
     n_experiments: int = Field(default=10, gt=0)
@@ -85,15 +86,33 @@ class TaskSpec(BaseModel):
         return [self.root / f for f in self.files.values()]
 
 
+# E5-mistral / NV-Embed task definitions (query side; documents get none)
+INSTRUCTIONS = {
+    "sts": "Retrieve semantically similar text.",
+    "SciFact": "Given a scientific claim, retrieve documents that support or refute the claim",
+    "Banking77Classification": "Given a online banking query, find the corresponding intents",
+    "AmazonCounterfactualClassification": "Classify a given Amazon customer review text as either counterfactual or not-counterfactual",
+    "TweetSentimentExtractionClassification": "Classify the sentiment of a given tweet as either positive, negative, or neutral",
+    "ImdbClassification": "Classify the sentiment expressed in the given movie review text from the IMDB dataset",
+    "MR": "Classify the sentiment of a given movie review",
+    "CR": "Classify the sentiment of a given customer review",
+    "SST2": "Classify the sentiment expressed in the given movie review text",
+    "TwentyNewsgroupsClustering": "Identify the topic or theme of the given news articles",
+    "AGNewsClustering": "Identify the topic or theme of the given news articles",
+    "TwitterURLCorpus": "Retrieve tweets that are semantically similar to the given tweet",
+    "TrecQA": "Given a question, retrieve sentences that answer the question",
+}
+
+
 def _builtin_specs() -> list[dict[str, Any]]:
     sts = lambda name, folder, mteb, rng=(0.0, 5.0), quick=False: dict(  # noqa: E731
         name=name, type="sts", files={"test": "test.tsv"}, root=folder, mteb_name=mteb, score_range=rng,
-        quick=quick, identical_to_mteb=True,
+        quick=quick, identical_to_mteb=True, instruction=INSTRUCTIONS["sts"],
     )
     amazon_files = {f"{sub}/{split}": f"{folder}/{split}.tsv"
                     for sub, folder in (("en-ext", "en-ext"), ("en", "en"), ("de", "de"), ("ja", "jp"))
                     for split in ("train", "validation", "test")}
-    return [
+    specs: list[dict[str, Any]] = [
         sts("STSBenchmark", "stsbenchmark", "STSBenchmark", quick=True),
         sts("SICK-R", "sick-r", "SICK-R", (1.0, 5.0)),
         sts("STS12", "sts12", "STS12"),
@@ -128,6 +147,9 @@ def _builtin_specs() -> list[dict[str, Any]]:
         dict(name="TrecQA", type="reranking", root="trecqa-wang", files={"test": "test.jsonl"}, quick=True,
              description="answer sentence selection (stand-in for MTEB reranking sets)"),
     ]
+    for spec in specs:
+        spec.setdefault("instruction", INSTRUCTIONS.get(spec["name"], ""))
+    return specs
 
 
 def builtin_tasks(root: Path | None = None) -> dict[str, TaskSpec]:

@@ -47,19 +47,34 @@ class EmbeddingCache:
                 np.save(f, arr)
 
 
+EncodeFn = Callable[[list[str], str], np.ndarray]  # (texts, prompt) -> vectors
+
+
+def instruction_prefix(template: str, instruction: str) -> str:
+    """The prompt an instruction template gives a query: the part before ``{text}``."""
+    if not template.endswith("{text}"):
+        raise EmbedlabError(f"an evaluation instruction template must end with {{text}}, got {template!r}")
+    return template[: -len("{text}")].format(task=instruction) if instruction else ""
+
+
 def make_encoder(embedder: Any, *, prompts: dict[str, str | None], dtype: str, cache: EmbeddingCache | None,
-                 on_encode: Callable[[int], None] | None = None) -> Callable[[list[str], str], np.ndarray]:
-    """``encode(texts, role)`` with de-duplication and the embedding cache; role picks the prompt."""
+                 on_encode: Callable[[int], None] | None = None, raw_prompts: dict[str, str] | None = None,
+                 encode_fn: EncodeFn | None = None) -> Callable[[list[str], str], np.ndarray]:
+    """``encode(texts, role)`` with de-duplication and the embedding cache; role picks the prompt
+    (a named prompt of the model, or a literal one from ``raw_prompts``). ``encode_fn`` replaces
+    ``embedder.encode`` (the grid's frozen mode embeds from cached backbone features)."""
     fingerprint = embedder.fingerprint()
 
     def encode(texts: list[str], role: str) -> np.ndarray:
         prompt_name = prompts.get(role)
         prompt = embedder.resolve_prompt(prompt_name) if prompt_name else ""
+        if raw_prompts and raw_prompts.get(role):
+            prompt = raw_prompts[role]
         unique = list(dict.fromkeys(texts))
         key = cache.path(fingerprint, prompt, dtype, unique) if cache else None
         vecs = cache.get(key, len(unique)) if cache and key else None
         if vecs is None:
-            vecs = embedder.encode(unique, prompt=prompt or None, dtype=dtype)
+            vecs = encode_fn(unique, prompt) if encode_fn else embedder.encode(unique, prompt=prompt or None, dtype=dtype)
             if on_encode:
                 on_encode(len(unique))
             if cache and key:
@@ -92,12 +107,15 @@ def result_path(out_dir: Path, task: TaskSpec) -> Path:
 
 
 def run_task(task: TaskSpec, embedder: Any, out_dir: Path, *, prompts: dict[str, str | None] | None = None,
-             dtype: str = "fp32", cache: EmbeddingCache | None = None) -> dict[str, Any]:
-    """Evaluate one task and write its JSON atomically; returns the result dict."""
+             dtype: str = "fp32", cache: EmbeddingCache | None = None, instruction_template: str | None = None,
+             encode_fn: EncodeFn | None = None, extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate one task and write its JSON atomically; returns the result dict. With
+    ``instruction_template`` the task's instruction prefixes every query-side text."""
     prompts = prompts or {}
     start = time.perf_counter()
     encoded = {"texts": 0}
-    encode = make_encoder(embedder, prompts=prompts, dtype=dtype, cache=cache,
+    raw = {"query": instruction_prefix(instruction_template, task.instruction)} if instruction_template else None
+    encode = make_encoder(embedder, prompts=prompts, dtype=dtype, cache=cache, raw_prompts=raw, encode_fn=encode_fn,
                           on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n))
     scores, per_example = EVALUATORS[task.type](task, encode)
     result = {
@@ -115,6 +133,8 @@ def run_task(task: TaskSpec, embedder: Any, out_dir: Path, *, prompts: dict[str,
             "dataset_hash": files_digest(task.all_paths()),
             "evaluation_time_s": round(time.perf_counter() - start, 3),
             "texts_encoded": encoded["texts"],
+            **({"instruction": raw["query"]} if raw and raw["query"] else {}),
+            **(extra_metadata or {}),
         },
     }
     write_json(result_path(out_dir, task), result)

@@ -105,6 +105,7 @@ class TrainConfig(_StageFields):
     instruction_template: str = DEFAULT_TEMPLATE
     lora: LoraSettings | None = None  # None: full fine-tuning
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of the forward passes
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     batch_size: int = Field(default=32, gt=1)  # queries per contrastive batch (across all processes)
     micro_batch_size: int | None = Field(default=None, gt=0)  # GradCache chunk; None: no GradCache
     grad_accumulation: int = Field(default=1, gt=0)  # contrastive batches per optimizer step
@@ -145,6 +146,15 @@ class TrainConfig(_StageFields):
             values = {k: (STAGE_DEFAULTS[k] if v is None else v) for k, v in values.items()}
             out.append(Stage(name=st.name or f"stage{i + 1}", data=_data_list(st.data), **values))
         return out
+
+    def torch_device(self) -> Any:
+        import torch
+
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise EmbedlabError("device: cuda was asked for, but no CUDA device is available")
+        return torch.device(self.device)
 
     @property
     def total_steps(self) -> int:

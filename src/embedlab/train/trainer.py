@@ -92,9 +92,10 @@ def load_embedder(config: TrainConfig) -> Any:
     from embedlab.models import Embedder
 
     torch.manual_seed(config.seed)  # the head's initialisation
-    return Embedder.from_pretrained(config.model, pooling=config.pooling, attention=config.attention, max_length=config.max_length,
-                                    append_eos=config.append_eos, padding_side=config.padding_side,
-                                    pooling_options=config.pooling_options, preset=config.head_preset)
+    emb = Embedder.from_pretrained(config.model, pooling=config.pooling, attention=config.attention, max_length=config.max_length,
+                                   append_eos=config.append_eos, padding_side=config.padding_side,
+                                   pooling_options=config.pooling_options, preset=config.head_preset)
+    return emb.to(config.torch_device())
 
 
 def apply_lora(embedder: Any, config: TrainConfig) -> int:
