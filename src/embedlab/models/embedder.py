@@ -13,6 +13,7 @@ Layout written by :meth:`Embedder.save`::
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -302,13 +303,9 @@ class Embedder(nn.Module):
 
             was_training = self.training
             self.eval()
-            model = self.backbone.model
-            impl = getattr(model.config, "_attn_implementation", None)
-            if on_cpu and dtype != "fp32" and impl == "sdpa":
-                # measured: PyTorch's CPU flash-attention kernel is ~10% slower than the eager path in bf16
-                model.set_attn_implementation("eager")
             try:
-                with torch.inference_mode(), _autocast(device, DTYPES[dtype]), tqdm(
+                with torch.inference_mode(), _autocast(device, DTYPES[dtype]), low_precision_cpu_attention(
+                    self.backbone.model, device, dtype != "fp32"), tqdm(
                     total=n, disable=not show_progress, unit="text", desc="encode", file=sys.stderr
                 ) as bar:
                     for batch in token_budget_batches(lengths, token_budget, max_batch_size):
@@ -319,8 +316,6 @@ class Embedder(nn.Module):
                         bar.update(len(batch))
             finally:
                 self.train(was_training)
-                if impl is not None and getattr(model.config, "_attn_implementation", None) != impl:
-                    model.set_attn_implementation(impl)
             if not torch.isfinite(result).all():
                 bad = int((~torch.isfinite(result).all(dim=1)).nonzero()[0])
                 raise EmbedlabError(f"the model produced NaN/inf for text {bad}: check the model weights and dtype")
@@ -419,6 +414,21 @@ class Embedder(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def low_precision_cpu_attention(model: Any, device: torch.device, low_precision: bool) -> Iterator[None]:
+    """Eager attention for bf16/fp16 on CPU, restored afterwards (measured: PyTorch's CPU
+    flash-attention kernel is ~10% slower than the eager path in bf16)."""
+    impl = getattr(model.config, "_attn_implementation", None)
+    switch = device.type == "cpu" and low_precision and impl == "sdpa"
+    if switch:
+        model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation(impl)
+
+
 def _autocast(device: torch.device, dtype: torch.dtype) -> Any:
     if dtype == torch.float32:
         return torch.autocast(device.type, enabled=False)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from embedlab.models.batching import pad_batch, token_budget_batches
+from embedlab.models.embedder import low_precision_cpu_attention
 from embedlab.models.pooling import gather_positions, last_token_index, masked_mean
 from embedlab.train.trainer import Trainer
 
@@ -53,13 +54,9 @@ class FeatureCache:
 
         was_training = emb.training
         emb.eval()
-        model = emb.backbone.model
-        impl = getattr(model.config, "_attn_implementation", None)
-        if device.type == "cpu" and impl == "sdpa":
-            model.set_attn_implementation("eager")  # faster in bf16 on CPU (measured, see Embedder.encode)
         try:
             with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=self.dtype), \
-                    tqdm(total=len(todo), desc=f"backbone ({emb.attention})", unit="text", disable=not progress, file=sys.stderr) as bar:
+                    low_precision_cpu_attention(emb.backbone.model, device, True), tqdm(total=len(todo), desc=f"backbone ({emb.attention})", unit="text", disable=not progress, file=sys.stderr) as bar:
                 for batch in token_budget_batches([len(x) for x in ids], self.token_budget, 64):
                     input_ids, mask = pad_batch([ids[i] for i in batch], emb.tokenizer.pad_token_id, emb.padding_side)
                     input_ids, mask = input_ids.to(device), mask.to(device)
@@ -78,8 +75,6 @@ class FeatureCache:
                     bar.update(len(batch))
         finally:
             emb.train(was_training)
-            if impl is not None and getattr(model.config, "_attn_implementation", None) != impl:
-                model.set_attn_implementation(impl)
 
     def features(self, texts: Sequence[str]) -> dict[str, Any]:
         """The features dict a head reads, for a batch of cached texts (float32, padded)."""
