@@ -134,7 +134,8 @@ def main() -> None:
         tps = r["tokens"] / r["seconds"]
         lines.append(f"| {name} | {r['tokens']:,} | {r['seconds']:.1f} | {tps:,.0f} | {tps / peer_tps:.2f} |")
     mem = {}
-    for label, micro in (("no GradCache", 0), ("GradCache, micro-batch 32", 32)):
+    micro = min(32, args.memory_batch)
+    for label, micro in (("no GradCache", 0), (f"GradCache, micro-batch {micro}", micro)):
         mem[label] = _run("embedlab", data=data, steps=args.memory_steps, batch=args.memory_batch, max_length=args.max_length, micro=micro)
     base = mem["no GradCache"]["peak"]
     lines += ["", f"Peak memory (process RSS on CPU) for a contrastive batch of {args.memory_batch} triplets "

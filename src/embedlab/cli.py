@@ -381,13 +381,13 @@ def grid(
     cats = sorted({r["category"] for r in report["categories"]})
     sizes = {r["category"]: r["n"] for r in report["categories"]}
     table = Table(title=f"{cfg.model}, {cfg.mode} mode: score of {cfg.baseline}, then each design's Δ (×100)",
-                  caption="† Holm-corrected p < 0.05, * raw p < 0.05 (Wilcoxon over the category's datasets); "
-                          "tasks ↑/↓: tasks whose 95% bootstrap CI of Δ lies above / below 0")
+                  caption="mean Δ per category; † Holm-corrected p < 0.05, * raw p < 0.05 (Wilcoxon over the category's n "
+                          "datasets; p-values in the report); tasks ↑/↓: tasks whose 95% bootstrap CI of Δ lies above / below 0")
     table.add_column("design", no_wrap=True)
-    table.add_column("head params", justify="right")
+    table.add_column("head params", justify="right", no_wrap=True)
     for c in cats:
-        table.add_column(f"{c} (n={sizes[c]})", justify="right")
-    table.add_column("tasks ↑/↓", justify="right")
+        table.add_column(f"{c}\n(n={sizes[c]})", justify="right", no_wrap=True)
+    table.add_column("tasks\n↑/↓", justify="right", no_wrap=True)
     base_scores = {r["category"]: r["baseline"] for r in report["categories"]}
     table.add_row(cfg.baseline, f"{report['designs'].get(cfg.baseline, {}).get('head_parameters', 0):,}",
                   *[f"{100 * base_scores[c]:.2f}" for c in cats], "", end_section=True)
@@ -399,11 +399,11 @@ def grid(
         for c in cats:
             r = rows[c]
             mark = "†" if r["p_holm"] < 0.05 else ("*" if r["p"] < 0.05 else "")
-            cells.append(f"{100 * r['mean_delta']:+.2f}{mark} p={r['p']:.2g}")
+            cells.append(f"{100 * r['mean_delta']:+.2f}{mark}")
         cis = [t["ci"] for t in report["tasks"] if t["design"] == design.replace("/", "-") and t["ci"]]
         better, worse = sum(lo > 0 for lo, _ in cis), sum(hi < 0 for _, hi in cis)
         table.add_row(design, f"{report['designs'].get(design, {}).get('head_parameters', 0):,}", *cells, f"{better}/{worse}")
-    out.print(table, width=max(out.width, 110))
+    (out if out.is_terminal else Console(width=130)).print(table)  # pipes get 80 columns by default
     if cfg.mode == "frozen":
         from embedlab.train.frozen import FROZEN_NOTE
 

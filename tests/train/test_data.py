@@ -29,11 +29,10 @@ def test_adapters_read_the_shared_data(name):
 
 @needs_data
 def test_adapter_counts_match_the_sources():
-    assert 5000 < len(load_dataset("snli-triplets")) <= 5883  # 5,883 triplets; exact duplicates are dropped
-    sci = load_dataset("scifact-train")
-    assert 900 <= len(sci) <= 930  # 919 relevant (query, abstract) pairs in qrels/train.tsv
+    assert len(load_dataset("snli-triplets")) == 5883  # SOURCE.md: 5,883 triplets
+    assert len(load_dataset("scifact-train")) == 916  # 919 qrels/train.tsv rows, 3 of them repeated
     trec = load_dataset("trecqa-train")
-    assert len({e.query for e in trec}) <= 93
+    assert len({e.query for e in trec}) == 83 and len(trec) == 348  # one per correct answer; 10 of 93 questions have none
 
 
 def test_files_instructions_duplicates_and_errors(tmp_path):

@@ -93,6 +93,16 @@ def test_lora_grid_and_config_errors(tiny_llama, setup, tmp_path):
     assert d["lora_parameters"] > 0 and d["head_parameters"] > 0 and d["steps"] == 2
     assert (tmp_path / "lora" / "models" / "latent_attention-causal" / "model" / "modules.json").is_file()
     assert list(report["designs"]) == ["latent_attention/causal", "last_token/causal"]
+    first = json.loads((tmp_path / "lora" / "results" / "latent_attention-causal" / "stsA.json").read_text())["main_score"]
+    (tmp_path / "lora" / "results" / "latent_attention-causal" / "stsA.json").unlink()  # an interrupted evaluation
+    messages = []
+    again = run_grid(grid_config(raw), progress=messages.append)
+    assert any("trained earlier" in m for m in messages)
+    for design, info in report["designs"].items():
+        assert {k: v for k, v in again["designs"][design].items() if k != "eval_seconds"} == \
+            {k: v for k, v in info.items() if k != "eval_seconds"}
+    assert json.loads((tmp_path / "lora" / "results" / "latent_attention-causal" / "stsA.json").read_text())["main_score"] == \
+        pytest.approx(first, abs=1e-6)  # the saved (merged) model scores like the one that was trained
     for bad, msg in [({**raw, "poolings": ["maxx"]}, "unknown pooling"), ({**raw, "only": ["mean/sideways"]}, "pooling/attention"), ({**raw, "baseline": "cls/causal"}, "baseline"),
                      ({**raw, "train": {"pooling": "mean"}}, "must not set"), ({**raw, "preset": "huge"}, "unknown grid preset"),
                      ({**raw, "modee": "x"}, "field 'modee'")]:

@@ -173,6 +173,7 @@ def run_grid(grid: GridConfig, *, progress: Any = None) -> dict[str, Any]:
     from embedlab.models import Embedder
     from embedlab.models.pooling import build_head
     from embedlab.train.frozen import FROZEN_NOTE, FeatureCache, FrozenHeadTrainer
+    from embedlab.train.checkpoint import list_checkpoints
     from embedlab.train.trainer import Trainer, load_embedder
 
     say = progress or (lambda msg: log.info(msg))
@@ -222,22 +223,32 @@ def run_grid(grid: GridConfig, *, progress: Any = None) -> dict[str, Any]:
                     info.update(final_loss=None, steps=0, note="no trainable parameters: evaluated as is")
                 info["train_seconds"] = round(time.perf_counter() - t0, 1)
                 say(f"{design}: evaluating {len(tasks)} tasks")
+                t_eval = time.perf_counter()
                 emb.eval()
                 _eval_design(grid, tasks, emb, results, lambda texts, prompt, h=head: cache.encode(h, texts, prompt),
                              {"grid_mode": "frozen", "grid_design": design, "note": FROZEN_NOTE})
             else:
-                say(f"{design}: LoRA training")
-                emb = load_embedder(cfg)
-                emb.append_eos = emb.backbone.is_decoder  # the paper appends EOS for every design
-                trainer = Trainer(cfg, emb, show_progress=True)
-                result = trainer.fit(resume=True)
-                trainer.save()
-                info.update(head_parameters=result.head_parameters, lora_parameters=result.lora_parameters,
-                            final_loss=result.losses[-1], steps=result.steps, candidates_per_query=result.candidates_per_query,
-                            train_seconds=round(result.seconds, 1), tokens_per_s=round(result.tokens / max(result.seconds, 1e-9), 1))
+                done = Path(cfg.output) / "train_summary.json"
+                if done.is_file() and (Path(cfg.output) / "model").is_dir():  # trained earlier, evaluation interrupted
+                    say(f"{design}: trained earlier, loading {cfg.output}/model")
+                    trained = Embedder.from_pretrained(Path(cfg.output) / "model")
+                    saved = json.loads(done.read_text())
+                else:
+                    say(f"{design}: LoRA training")
+                    emb = load_embedder(cfg)
+                    emb.append_eos = emb.backbone.is_decoder  # the paper appends EOS for every design
+                    trainer = Trainer(cfg, emb, show_progress=True)
+                    trainer.fit(resume=bool(list_checkpoints(trainer.ckpt_dir)))  # continue an interrupted design
+                    trainer.save()
+                    trained = trainer.embedder
+                    saved = json.loads(done.read_text())
+                info.update(head_parameters=saved["head_parameters"], lora_parameters=saved["lora_parameters"],
+                            final_loss=saved["final_loss"], steps=saved["steps"], candidates_per_query=saved["candidates_per_query"],
+                            train_seconds=round(saved["seconds"], 1), tokens_per_s=round(saved["tokens"] / max(saved["seconds"], 1e-9), 1))
                 say(f"{design}: evaluating {len(tasks)} tasks")
-                _eval_design(grid, tasks, trainer.embedder, results, None, {"grid_mode": "lora", "grid_design": design})
-            info["eval_seconds"] = round(time.perf_counter() - t0 - info.get("train_seconds", 0), 1)
+                t_eval = time.perf_counter()
+                _eval_design(grid, tasks, trained, results, None, {"grid_mode": "lora", "grid_design": design})
+            info["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
             summary[design] = info
             write_json(summary_path, summary)
         del cache
