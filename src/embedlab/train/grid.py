@@ -290,7 +290,7 @@ def write_report(grid: GridConfig) -> dict[str, Any]:
     for d in grid.designs:
         s = summary.get(d, {})
         hp, lp = s.get("head_parameters", 0), s.get("lora_parameters", 0)
-        ratio = f"{hp / lp:.1f}×" if lp else "–"
+        ratio = f"{hp / lp:.1f}×" if lp and hp else "–"
         loss = f"{s['final_loss']:.4f}" if s.get("final_loss") is not None else "–"
         lines.append(f"| {d} | {hp:,} | {lp:,} | {ratio} | {s.get('steps', 0)} | {loss} | {s.get('train_seconds', 0)} | "
                      f"{s.get('eval_seconds', 0)} |")

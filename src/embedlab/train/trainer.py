@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -107,7 +108,9 @@ def apply_lora(embedder: Any, config: TrainConfig) -> int:
     settings = config.lora
     lora = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                       target_modules=settings.target_modules, bias="none")
-    embedder.backbone.model = get_peft_model(embedder.backbone.model, lora)
+    with warnings.catch_warnings():  # peft 0.21 calls a transformers property deprecated in 5.x
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        embedder.backbone.model = get_peft_model(embedder.backbone.model, lora)
     return sum(p.numel() for n, p in embedder.backbone.named_parameters() if p.requires_grad)
 
 
@@ -115,7 +118,9 @@ def merge_lora(embedder: Any) -> None:
     from peft import PeftModel
 
     if isinstance(embedder.backbone.model, PeftModel):
-        embedder.backbone.model = embedder.backbone.model.merge_and_unload()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            embedder.backbone.model = embedder.backbone.model.merge_and_unload()
 
 
 # ---------------------------------------------------------------------------------------------
