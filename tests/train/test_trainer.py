@@ -193,3 +193,16 @@ def test_unknown_pooling_and_data(tiny_bert, tmp_path):
         Trainer(TrainConfig(model=str(tiny_bert), pooling="maxx", data="x", output=str(tmp_path / "o")))
     with pytest.raises(EmbedlabError, match="training data not found"):
         Trainer(TrainConfig(model=str(tiny_bert), data="nope.jsonl", output=str(tmp_path / "o")), show_progress=False).fit()
+
+
+@pytest.mark.slow
+def test_lora_on_the_packaged_smollm2(tmp_path, triplets):
+    """LoRA r16 on every linear layer of SmolLM2-135M: r·(in+out) per layer, hand-computed —
+    q 576→576, k/v 576→192, o 576→576, gate/up 576→1536, down 1536→576, 30 layers."""
+    per_layer = 16 * ((576 + 576) + 2 * (576 + 192) + (576 + 576) + 2 * (576 + 1536) + (1536 + 576))
+    cfg = TrainConfig(model="smollm2-135m", pooling="multi_layer", attention="bidirectional", data=str(triplets),
+                      output=str(tmp_path / "s"), steps=2, batch_size=4, max_length=24, lr=1e-4, precision="bf16",
+                      lora={"r": 16, "alpha": 32, "dropout": 0.1}, hard_negatives=1, micro_batch_size=4)
+    result = Trainer(cfg, show_progress=False).fit()
+    assert result.lora_parameters == 30 * per_layer == 4_884_480
+    assert all(math.isfinite(x) for x in result.losses) and result.candidates_per_query == 8
