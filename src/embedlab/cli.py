@@ -138,6 +138,8 @@ def eval_(
     attention: Optional[Attention] = typer.Option(None),
     query_prompt: Optional[str] = typer.Option(None, help="named prompt for queries/sentences"),
     document_prompt: Optional[str] = typer.Option(None, help="named prompt for documents"),
+    instructions: bool = typer.Option(False, "--instructions", help="prefix query-side texts with each task's E5-style instruction"),
+    instruction_template: str = typer.Option("Instruct: {task}\nQuery: {text}", help="with --instructions"),
     dtype: DType = typer.Option(DType.fp32),
 ) -> None:
     """Evaluate a model on tasks; a task that fails is reported and the others still run."""
@@ -154,7 +156,8 @@ def eval_(
     for task in chosen:
         with err.status(f"{task.name}…"):
             try:
-                r = run_task(task, emb, out_dir, prompts=prompts, dtype=dtype.value, cache=EmbeddingCache())
+                r = run_task(task, emb, out_dir, prompts=prompts, dtype=dtype.value, cache=EmbeddingCache(),
+                             instruction_template=instruction_template if instructions else None)
             except EmbedlabError as exc:
                 failed += 1
                 err.print(f"[red]task {task.name} failed:[/red] {exc}", highlight=False)
