@@ -167,14 +167,7 @@ def _eval_design(grid: GridConfig, tasks: list[Any], embedder: Any, out_dir: Pat
 
 def run_grid(grid: GridConfig, *, progress: Any = None) -> dict[str, Any]:
     """Train and evaluate every design, then write the report. ``progress(msg)`` receives status lines."""
-    import torch
-
     from embedlab.eval.registry import select_tasks
-    from embedlab.models import Embedder
-    from embedlab.models.pooling import build_head
-    from embedlab.train.frozen import FROZEN_NOTE, FeatureCache, FrozenHeadTrainer
-    from embedlab.train.checkpoint import list_checkpoints
-    from embedlab.train.trainer import Trainer, load_embedder
 
     say = progress or (lambda msg: log.info(msg))
     tasks = select_tasks(grid.tasks if isinstance(grid.tasks, str) else ",".join(grid.tasks), grid.task_dirs)
@@ -189,72 +182,93 @@ def run_grid(grid: GridConfig, *, progress: Any = None) -> dict[str, Any]:
     for d in grid.designs:
         by_attention.setdefault(d.partition("/")[2], []).append(d.partition("/")[0])
     for attention, poolings in by_attention.items():
-        cache = None
+        cache: list[Any] = []  # the frozen mode's feature cache for this attention mode, built on first use
         for pooling in poolings:
             design = f"{pooling}/{attention}"
-            name = design_dir_name(design)
-            results = out / "results" / name
+            results = out / "results" / design_dir_name(design)
             if design in summary and all((results / f"{t.name}.json").is_file() for t in tasks):
                 say(f"{design}: done earlier, skipped")
                 continue
-            cfg = grid.train_config(pooling, attention, out / "models" / name)
-            t0 = time.perf_counter()
-            info: dict[str, Any] = {"pooling": pooling, "attention": attention, "mode": grid.mode}
-            if grid.mode == "frozen":
-                if cache is None:
-                    base = Embedder.from_pretrained(grid.model, pooling="mean", attention=attention, max_length=cfg.max_length,
-                                                    padding_side=grid.padding_side)
-                    base.append_eos = base.backbone.is_decoder  # the paper appends EOS for every design
-                    cache = FeatureCache(base.to(cfg.torch_device()))
-                torch.manual_seed(cfg.seed)
-                backbone = cache.embedder.backbone
-                head = _head(build_head, pooling, backbone, attention, grid.head_preset)
-                emb = Embedder(backbone, head, append_eos=cache.embedder.append_eos, padding_side=grid.padding_side)
-                emb.to(cfg.torch_device())
-                info["head_parameters"] = head.num_parameters()
-                info["lora_parameters"] = 0
-                if head.num_parameters():
-                    say(f"{design}: training the head ({head.num_parameters():,} parameters) on cached features")
-                    trainer = FrozenHeadTrainer(cfg, emb, cache, show_progress=True)
-                    result = trainer.fit()
-                    info.update(final_loss=result.losses[-1], steps=result.steps, candidates_per_query=result.candidates_per_query)
-                    head.save(out / "models" / name / "head")
-                else:
-                    info.update(final_loss=None, steps=0, note="no trainable parameters: evaluated as is")
-                info["train_seconds"] = round(time.perf_counter() - t0, 1)
-                say(f"{design}: evaluating {len(tasks)} tasks")
-                t_eval = time.perf_counter()
-                emb.eval()
-                _eval_design(grid, tasks, emb, results, lambda texts, prompt, h=head: cache.encode(h, texts, prompt),
-                             {"grid_mode": "frozen", "grid_design": design, "note": FROZEN_NOTE})
-            else:
-                done = Path(cfg.output) / "train_summary.json"
-                if done.is_file() and (Path(cfg.output) / "model").is_dir():  # trained earlier, evaluation interrupted
-                    say(f"{design}: trained earlier, loading {cfg.output}/model")
-                    trained = Embedder.from_pretrained(Path(cfg.output) / "model")
-                    saved = json.loads(done.read_text())
-                else:
-                    say(f"{design}: LoRA training")
-                    emb = load_embedder(cfg)
-                    emb.append_eos = emb.backbone.is_decoder  # the paper appends EOS for every design
-                    trainer = Trainer(cfg, emb, show_progress=True)
-                    trainer.fit(resume=bool(list_checkpoints(trainer.ckpt_dir)))  # continue an interrupted design
-                    trainer.save()
-                    trained = trainer.embedder
-                    saved = json.loads(done.read_text())
-                info.update(head_parameters=saved["head_parameters"], lora_parameters=saved["lora_parameters"],
-                            final_loss=saved["final_loss"], steps=saved["steps"], candidates_per_query=saved["candidates_per_query"],
-                            train_seconds=round(saved["seconds"], 1), tokens_per_s=round(saved["tokens"] / max(saved["seconds"], 1e-9), 1))
-                say(f"{design}: evaluating {len(tasks)} tasks")
-                t_eval = time.perf_counter()
-                _eval_design(grid, tasks, trained, results, None, {"grid_mode": "lora", "grid_design": design})
-            info["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
-            summary[design] = info
+            cfg = grid.train_config(pooling, attention, out / "models" / design_dir_name(design))
+            run = _run_frozen_design if grid.mode == "frozen" else _run_lora_design
+            summary[design] = run(grid, cfg, design, tasks, results, say, cache)
             write_json(summary_path, summary)
-        del cache
     report = write_report(grid)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
+
+
+def _run_frozen_design(grid: GridConfig, cfg: TrainConfig, design: str, tasks: list[Any], results: Path, say: Any,
+                       cache: list[Any]) -> dict[str, Any]:
+    """Train the head on cached backbone features (if it has parameters) and evaluate it."""
+    import torch
+
+    from embedlab.models import Embedder
+    from embedlab.models.pooling import build_head
+    from embedlab.train.frozen import FROZEN_NOTE, FeatureCache, FrozenHeadTrainer
+
+    pooling, _, attention = design.partition("/")
+    t0 = time.perf_counter()
+    if not cache:
+        base = Embedder.from_pretrained(grid.model, pooling="mean", attention=attention, max_length=cfg.max_length,
+                                        padding_side=grid.padding_side)
+        base.append_eos = base.backbone.is_decoder  # the paper appends EOS for every design
+        cache.append(FeatureCache(base.to(cfg.torch_device())))
+    features: FeatureCache = cache[0]
+    torch.manual_seed(cfg.seed)  # every design's head starts from the same draws
+    backbone = features.embedder.backbone
+    head = _head(build_head, pooling, backbone, attention, grid.head_preset)
+    emb = Embedder(backbone, head, append_eos=features.embedder.append_eos, padding_side=grid.padding_side).to(cfg.torch_device())
+    info: dict[str, Any] = {"pooling": pooling, "attention": attention, "mode": "frozen",
+                            "head_parameters": head.num_parameters(), "lora_parameters": 0}
+    if head.num_parameters():
+        say(f"{design}: training the head ({head.num_parameters():,} parameters) on cached features")
+        result = FrozenHeadTrainer(cfg, emb, features, show_progress=True).fit()
+        info.update(final_loss=result.losses[-1], steps=result.steps, candidates_per_query=result.candidates_per_query)
+        head.save(Path(cfg.output) / "head")
+    else:
+        info.update(final_loss=None, steps=0, note="no trainable parameters: evaluated as is")
+    info["train_seconds"] = round(time.perf_counter() - t0, 1)
+    say(f"{design}: evaluating {len(tasks)} tasks")
+    t_eval = time.perf_counter()
+    emb.eval()
+    _eval_design(grid, tasks, emb, results, lambda texts, prompt: features.encode(head, texts, prompt),
+                 {"grid_mode": "frozen", "grid_design": design, "note": FROZEN_NOTE})
+    info["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
+    return info
+
+
+def _run_lora_design(grid: GridConfig, cfg: TrainConfig, design: str, tasks: list[Any], results: Path, say: Any,
+                     cache: list[Any]) -> dict[str, Any]:
+    """LoRA + head training through the full trainer (resuming an interrupted run), then evaluation."""
+    from embedlab.models import Embedder
+    from embedlab.train.checkpoint import list_checkpoints
+    from embedlab.train.trainer import Trainer, load_embedder
+
+    pooling, _, attention = design.partition("/")
+    done = Path(cfg.output) / "train_summary.json"
+    if done.is_file() and (Path(cfg.output) / "model").is_dir():  # trained earlier, evaluation interrupted
+        say(f"{design}: trained earlier, loading {cfg.output}/model")
+        trained = Embedder.from_pretrained(Path(cfg.output) / "model")
+    else:
+        say(f"{design}: LoRA training")
+        emb = load_embedder(cfg)
+        emb.append_eos = emb.backbone.is_decoder  # the paper appends EOS for every design
+        trainer = Trainer(cfg, emb, show_progress=True)
+        trainer.fit(resume=bool(list_checkpoints(trainer.ckpt_dir)))  # continue an interrupted design
+        trainer.save()
+        trained = trainer.embedder
+    saved = json.loads(done.read_text())
+    info: dict[str, Any] = {
+        "pooling": pooling, "attention": attention, "mode": "lora", "head_parameters": saved["head_parameters"],
+        "lora_parameters": saved["lora_parameters"], "final_loss": saved["final_loss"], "steps": saved["steps"],
+        "candidates_per_query": saved["candidates_per_query"], "train_seconds": round(saved["seconds"], 1),
+        "tokens_per_s": round(saved["tokens"] / max(saved["seconds"], 1e-9), 1)}
+    say(f"{design}: evaluating {len(tasks)} tasks")
+    t_eval = time.perf_counter()
+    _eval_design(grid, tasks, trained, results, None, {"grid_mode": "lora", "grid_design": design})
+    info["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
+    return info
 
 
 def _head(build_head: Any, pooling: str, backbone: Any, attention: str, preset: str) -> Any:
