@@ -108,6 +108,12 @@ def test_lora_grid_and_config_errors(tiny_llama, setup, tmp_path):
                      ({**raw, "modee": "x"}, "field 'modee'")]:
         with pytest.raises(EmbedlabError, match=msg):
             grid_config(bad)
+    from embedlab.settings import data_dir
+
+    leak = grid_config({**raw, "tasks": "TwitterURLCorpus", "train": {**raw["train"], "data": "twitter-url-train"}})
+    if data_dir() is not None:  # the task lives in the shared data
+        with pytest.raises(EmbedlabError, match="contains it"):
+            run_grid(leak)
     paper = grid_config({"preset": "paper", "model": "x"})
     cfg = paper.train_config("multi_layer", "bidirectional", tmp_path / "p")
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lr, cfg.steps, cfg.temperature, cfg.hard_negatives) == (16, 32, 0.1, 1e-5, 1000, 0.05, 1)
