@@ -50,6 +50,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def read_json(path: str | os.PathLike, error: type[Exception], what: str) -> Any:
+    """Parse a JSON file, raising ``error`` with a message naming ``what`` when it is missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} missing: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} is corrupt: not valid JSON ({exc})") from None
+
+
 def read_texts(path: str | os.PathLike | None, *, stdin_text: str | None = None) -> list[str]:
     """Read one text per line, or JSONL objects with a ``text`` field. ``-`` reads ``stdin_text``.
 

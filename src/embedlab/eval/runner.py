@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -14,7 +13,7 @@ from embedlab.errors import EmbedlabError
 from embedlab.eval.data import files_digest
 from embedlab.eval.evaluators import EVALUATORS, SEED
 from embedlab.eval.registry import TaskSpec
-from embedlab.io import atomic_path, write_json
+from embedlab.io import atomic_path, read_json, write_json
 from embedlab.settings import cache_dir
 
 
@@ -148,10 +147,7 @@ def load_results(directory: str | Path) -> dict[str, dict[str, Any]]:
         raise EmbedlabError(f"result directory not found: {directory}")
     results = {}
     for path in sorted(directory.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise EmbedlabError(f"{path} is not valid JSON ({exc.msg})") from None
+        data = read_json(path, EmbedlabError, "result file")
         if isinstance(data, dict) and "task_name" in data and "main_score" in data:
             results[data["task_name"]] = data
     if not results:

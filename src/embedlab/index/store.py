@@ -24,7 +24,7 @@ import numpy as np
 from embedlab import __version__
 from embedlab.errors import EmbedlabError
 from embedlab.index.codecs import Codec, CodecError, parse_codec, prepare
-from embedlab.io import atomic_path, file_sha256
+from embedlab.io import atomic_path, file_sha256, read_json
 
 RESCORE_DTYPES = ("float32", "int8")
 MANIFEST = "manifest.json"
@@ -246,13 +246,9 @@ class VectorIndex:
         import faiss
 
         path = Path(path)
-        mfile = path / MANIFEST
-        if not mfile.is_file():
+        if not (path / MANIFEST).is_file():
             raise IndexStoreError(f"{path} is not an embedlab index (no {MANIFEST})")
-        try:
-            manifest = json.loads(mfile.read_text())
-        except json.JSONDecodeError as exc:
-            raise IndexStoreError(f"{mfile} is corrupt ({exc.msg})") from None
+        manifest = read_json(path / MANIFEST, IndexStoreError, "index manifest")
         files = manifest.get("files", {})
         for name, digest in files.items():
             f = path / name

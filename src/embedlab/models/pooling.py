@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from embedlab.errors import PoolingError
-from embedlab.io import atomic_path
+from embedlab.io import atomic_path, read_json
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -130,13 +130,7 @@ class PoolingHead(nn.Module):
     def load(path: str | Path) -> "PoolingHead":
         """Load any head saved by :meth:`save` (or a sentence-transformers ``Pooling`` folder)."""
         path = Path(path)
-        cfg_file = path / CONFIG_NAME
-        if not cfg_file.is_file():
-            raise PoolingError(f"pooling config missing: {cfg_file}")
-        try:
-            config = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise PoolingError(f"pooling config {cfg_file} is not valid JSON ({exc.msg})") from None
+        config = read_json(path / CONFIG_NAME, PoolingError, "pooling config")
         head = head_from_config(config)
         if head.trainable:
             weights = path / WEIGHTS_NAME

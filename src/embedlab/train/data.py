@@ -17,6 +17,7 @@ from typing import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from embedlab.errors import EmbedlabError, InputError
+from embedlab.eval.data import read_jsonl, read_tsv
 
 log = logging.getLogger(__name__)
 DEFAULT_TEMPLATE = "Instruct: {task}\nQuery: {text}"
@@ -71,21 +72,14 @@ def _root(folder: str) -> Path:
 
 
 def _snli() -> Rows:
-    from embedlab.eval.data import read_tsv
-
     rows = read_tsv(_root("snli") / "triplets_from_validation_and_test.tsv", ("anchor", "positive", "negative"))
     return [(r["anchor"].strip(), r["positive"].strip(), [r["negative"].strip()]) for r in rows]
 
 
 def _scifact() -> Rows:
-    import gzip
-
-    from embedlab.eval.data import read_jsonl, read_tsv
-
     root = _root("scifact")
     queries = {str(r["_id"]): r["text"] for r in read_jsonl(root / "queries.jsonl")}
-    with gzip.open(root / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
-        corpus = {str(d["_id"]): (d.get("title", "") + " " + d.get("text", "")).strip() for d in map(json.loads, f)}
+    corpus = {str(d["_id"]): (d.get("title", "") + " " + d.get("text", "")).strip() for d in read_jsonl(root / "corpus.jsonl.gz")}
     out = []
     for r in read_tsv(root / "qrels" / "train.tsv", ("query-id", "corpus-id", "score")):
         if int(r["score"]) > 0 and r["query-id"] in queries and r["corpus-id"] in corpus:
@@ -94,16 +88,12 @@ def _scifact() -> Rows:
 
 
 def _stsb() -> Rows:
-    from embedlab.eval.data import read_tsv
-
     rows = read_tsv(_root("stsbenchmark") / "train.tsv", ("sentence1", "sentence2", "score"))
     good = [(r["sentence1"], r["sentence2"]) for r in rows if float(r["score"]) >= 4.0]
     return [(a, b, []) for a, b in good] + [(b, a, []) for a, b in good]  # NV-Embed: both directions
 
 
 def _twitter_url() -> Rows:
-    from embedlab.eval.data import read_tsv
-
     rows = read_tsv(_root("twitter-url-corpus") / "train_tokenized_lowercased.tsv.gz", ("sentence1", "sentence2", "label"))
     pos: dict[str, list[str]] = {}
     neg: dict[str, list[str]] = {}
@@ -113,8 +103,6 @@ def _twitter_url() -> Rows:
 
 
 def _trecqa() -> Rows:
-    from embedlab.eval.data import read_jsonl
-
     out = []
     for r in read_jsonl(_root("trecqa-wang") / "train.jsonl"):
         negatives = [n for n in r.get("negative", []) if n]

@@ -122,10 +122,8 @@ class FrozenHeadTrainer(Trainer):
         super().__init__(config, embedder, **kwargs)
 
     def embed(self, texts: list[str]) -> torch.Tensor:
-        self.cache.add(texts)
-        self._tokens += sum(len(self.cache.tokens[t]) for t in texts) if (not torch.is_grad_enabled() or
-                                                                            self.config.micro_batch_size is None) else 0
-        features = self.cache.features(texts)
+        features = self.cache.features(texts)  # computes the features of new texts
+        self._count(int(features["attention_mask"].sum()))
         with self._autocast():
             return self.embedder.head(features).float()
 

@@ -71,6 +71,13 @@ def contrastive_loss_flat(q: torch.Tensor, p: torch.Tensor, negatives: torch.Ten
     return loss, float(visible.sum(dim=1).float().mean())
 
 
+def _flatten(n: torch.Tensor | None, q: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(B, k, d) per-query negatives -> the flat layout: (B·k, d) negatives and their owners."""
+    if n is None:
+        return None, None
+    return n.reshape(-1, q.shape[1]), torch.arange(len(q), device=q.device).repeat_interleave(n.shape[1])
+
+
 def contrastive_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor | None = None, *, temperature: float = 0.05,
                      in_batch: bool | torch.Tensor = True, symmetric: bool = False,
                      false_negative_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -80,11 +87,7 @@ def contrastive_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor | None = 
     candidates); ``False``: only its own positive and its own k negatives. ``false_negative_mask``
     (B, B+B·k) marks candidates to ignore; ``symmetric`` adds the positives -> queries term.
     """
-    negs = owner = None
-    if n is not None:
-        negs = n.reshape(-1, q.shape[1])
-        owner = torch.arange(len(q), device=q.device).repeat_interleave(n.shape[1])
-    return contrastive_loss_flat(q, p, negs, owner, temperature=temperature, in_batch=in_batch, symmetric=symmetric,
+    return contrastive_loss_flat(q, p, *_flatten(n, q), temperature=temperature, in_batch=in_batch, symmetric=symmetric,
                                  false_negative_mask=false_negative_mask)[0]
 
 
@@ -93,10 +96,8 @@ def matryoshka_info_nce(q: torch.Tensor, d: torch.Tensor, dims: Sequence[int], w
     """Σ_m w_m · InfoNCE(q[:, :m], d[:, :m]) over nested prefix sizes m (each prefix renormalised;
     Kusupati et al. 2022). ``loss_kwargs`` (hard negatives ``n``, ``in_batch``, ...) go to
     :func:`contrastive_loss`."""
-    n = loss_kwargs.pop("n", None)
-    return matryoshka_flat(q, d, None if n is None else n.reshape(-1, q.shape[1]),
-                           None if n is None else torch.arange(len(q)).repeat_interleave(n.shape[1]),
-                           dims, weights, temperature=temperature, **loss_kwargs)[0]
+    return matryoshka_flat(q, d, *_flatten(loss_kwargs.pop("n", None), q), dims, weights, temperature=temperature,
+                           **loss_kwargs)[0]
 
 
 def matryoshka_flat(q: torch.Tensor, p: torch.Tensor, negatives: torch.Tensor | None, owner: torch.Tensor | None,

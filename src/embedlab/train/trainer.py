@@ -18,7 +18,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -99,6 +99,14 @@ def load_embedder(config: TrainConfig) -> Any:
     return emb.to(config.torch_device())
 
 
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft 0.21 reads a transformers property deprecated in 5.x; hide that FutureWarning only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def apply_lora(embedder: Any, config: TrainConfig) -> int:
     """Wrap the backbone with LoRA adapters (peft); freeze the rest of the backbone. Returns the
     number of LoRA parameters."""
@@ -108,8 +116,7 @@ def apply_lora(embedder: Any, config: TrainConfig) -> int:
     settings = config.lora
     lora = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                       target_modules=settings.target_modules, bias="none")
-    with warnings.catch_warnings():  # peft 0.21 calls a transformers property deprecated in 5.x
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with _quiet_peft():
         embedder.backbone.model = get_peft_model(embedder.backbone.model, lora)
     return sum(p.numel() for n, p in embedder.backbone.named_parameters() if p.requires_grad)
 
@@ -118,8 +125,7 @@ def merge_lora(embedder: Any) -> None:
     from peft import PeftModel
 
     if isinstance(embedder.backbone.model, PeftModel):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with _quiet_peft():
             embedder.backbone.model = embedder.backbone.model.merge_and_unload()
 
 
@@ -163,7 +169,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, embedder: Any | None = None, *,
                  on_step: Callable[[int, float], None] | None = None, show_progress: bool = True) -> None:
         self.config = config
-        self.distributed = dist_utils.init_from_env()
+        dist_utils.init_from_env()
         self.rank, self.world_size = dist_utils.world()
         if config.batch_size % self.world_size:
             raise EmbedlabError(f"batch_size {config.batch_size} is not divisible by the {self.world_size} processes")
@@ -174,7 +180,7 @@ class Trainer:
         self.lora_parameters = 0
         if config.lora is not None:
             self.lora_parameters = apply_lora(self.embedder, config)
-        elif embedder is None or any(p.requires_grad for p in self.embedder.backbone.parameters()):
+        elif any(p.requires_grad for p in self.embedder.backbone.parameters()):  # full fine-tuning unless the caller froze it
             for p in self.embedder.parameters():
                 p.requires_grad_(True)
         for p in self.embedder.head.parameters():
@@ -191,6 +197,12 @@ class Trainer:
                                   head_parameters=self.embedder.head.num_parameters(), lora_parameters=self.lora_parameters)
 
     # -- texts -> representations ------------------------------------------------------------------
+    def _count(self, tokens: int, truncated: int = 0) -> None:
+        """Tokens and truncations, once per text (GradCache's re-forward pass with a graph is not counted)."""
+        if self.config.micro_batch_size is None or not torch.is_grad_enabled():
+            self._tokens += tokens
+            self._truncated += truncated
+
     def _autocast(self) -> Any:
         if self.config.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
@@ -199,9 +211,7 @@ class Trainer:
     def embed(self, texts: list[str]) -> torch.Tensor:
         emb = self.embedder
         ids, truncated = emb.tokenize(texts)
-        if torch.is_grad_enabled() is False or self.config.micro_batch_size is None:
-            self._truncated += truncated
-            self._tokens += sum(len(x) for x in ids)
+        self._count(sum(len(x) for x in ids), truncated)
         input_ids, mask = pad_batch(ids, emb.tokenizer.pad_token_id, emb.padding_side)
         with self._autocast():
             features = emb.forward_features(input_ids.to(self.device), mask.to(self.device))
