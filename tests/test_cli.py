@@ -23,6 +23,22 @@ def run(monkeypatch, capsys, *args, stdin: str = ""):
     return code, captured.out, captured.err
 
 
+def _table_rows(text: str) -> dict[str, str]:
+    """{first cell: second cell} of a two-column rich table (continuation lines of wrapped cells joined)."""
+    rows: dict[str, str] = {}
+    key = None
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│┃|").split("│")]
+        if len(cells) != 2:
+            continue
+        if cells[0]:
+            key = cells[0]
+            rows[key] = cells[1]
+        elif key is not None:
+            rows[key] += cells[1]
+    return rows
+
+
 def test_encode_npy_and_jsonl(tiny_llama, tmp_path, monkeypatch, capsys):
     src = tmp_path / "in.txt"
     src.write_text("the cat sat\na dog ran\n")
@@ -141,7 +157,9 @@ def test_index_build_search_add_delete(tiny_bert, tmp_path, monkeypatch, capsys)
     (tmp_path / "del.txt").write_text("d0\n")
     assert run(monkeypatch, capsys, "index", "delete", ix, "--ids", tmp_path / "del.txt")[0] == 0
     code, out, _ = run(monkeypatch, capsys, "index", "info", ix)
-    assert code == 0 and '"count"' not in out and "9" in out
+    rows = _table_rows(out)
+    assert code == 0 and rows["count"] == "9" and rows["codec"] == "int8" and rows["dim"] == "32"
+    assert rows["bytes_per_vector"] == "32" and rows["has_texts"] == "True"
     code, out, _ = run(monkeypatch, capsys, "search", ix, "the cat sat on the mat", "-k", "9", "--json")
     assert "d0" not in [h["id"] for h in json.loads(out)["hits"]]
     code, _, err = run(monkeypatch, capsys, "search", ix, "cat", "-k", "50")
@@ -185,3 +203,44 @@ def test_train_resume_and_grid_commands(tiny_llama, tmp_path, monkeypatch, capsy
     assert code == 1 and "--preset" in err
     code, _, err = run(monkeypatch, capsys, "grid", "--preset", "cpu-small", "--output", tmp_path / "g", "--report-only")
     assert code == 1 and "fewer than two evaluated designs" in err
+
+
+def test_train_refuses_old_checkpoints_and_says_a_run_is_finished(tiny_llama, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    rows = [{"query": f"the {w} sat", "positive": f"a {w} sat on the mat", "negatives": ["the sky is blue"]}
+            for w in ("cat", "dog", "bird", "star", "moon", "sun", "car", "tree")]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tmp_path / "t.yaml"
+    out_dir = tmp_path / "o"
+    cfg.write_text(f"model: {tiny_llama}\npooling: mean\ndata: {data}\noutput: {out_dir}\nsteps: 3\nbatch_size: 4\n"
+                   f"hard_negatives: 1\ncheckpoint_every: 2\n")
+    code, _, err = run(monkeypatch, capsys, "train", cfg)
+    assert code == 0, err
+    assert "trained" in err and "resumed" not in err
+    # --resume on the finished run: one line saying so, nothing trained or rewritten
+    model_mtime = (out_dir / "model" / "config.json").stat().st_mtime_ns
+    code, _, err = run(monkeypatch, capsys, "train", cfg, "--resume")
+    assert code == 0, err
+    line = " ".join(err.split())
+    assert "already holds a finished run (3 steps" in line and "nothing to resume" in line and "--overwrite" in line
+    assert "tokens/s" not in line and "trained" not in line
+    assert (out_dir / "model" / "config.json").stat().st_mtime_ns == model_mtime
+    # a killed run (checkpoints, no model) is not silently restarted over its checkpoints
+    shutil.rmtree(out_dir / "model")
+    (out_dir / "train_summary.json").unlink()
+    code, _, err = run(monkeypatch, capsys, "train", cfg)
+    line = " ".join(err.split())
+    assert code == 1 and line.startswith("error:") and "Traceback" not in err
+    assert "already holds checkpoints" in line and "--resume" in line and "--overwrite" in line
+    assert [p.name for p in (out_dir / "checkpoints").iterdir()] == ["step-0000002"]
+    code, _, err = run(monkeypatch, capsys, "train", cfg, "--resume", "--overwrite")
+    assert code == 1 and "one of them" in err
+    code, _, err = run(monkeypatch, capsys, "train", cfg, "--resume")
+    assert code == 0, err
+    assert "resumed at step 2" in " ".join(err.split()) and (out_dir / "model").is_dir()
+    code, _, err = run(monkeypatch, capsys, "train", cfg, "--overwrite")
+    assert code == 0, err
+    assert "trained" in err and "resumed" not in err
+    assert [r["step"] for r in map(json.loads, (out_dir / "train_log.jsonl").read_text().splitlines()) if "loss" in r] == [1, 3]  # log_every 10: the first and last step, once

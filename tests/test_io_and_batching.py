@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 from embedlab.errors import InputError
-from embedlab.io import read_texts, write_json
+from embedlab.io import atomic_path, read_texts, write_json
 from embedlab.models.batching import pad_batch, token_budget_batches
 
 
@@ -49,8 +50,76 @@ def test_read_texts(tmp_path):
         read_texts(tmp_path / "bad.jsonl")
 
 
-def test_write_json_is_atomic(tmp_path):
-    write_json(tmp_path / "x.json", {"a": 1})
-    write_json(tmp_path / "x.json", {"a": 2})
-    assert (tmp_path / "x.json").read_text().strip().endswith("}")
+def test_write_json_is_atomic(tmp_path, monkeypatch):
+    """The new content arrives whole, by one rename of a finished sibling file over the target; until
+    then the target holds the old content."""
+    import json
+    import os
+
+    target = tmp_path / "x.json"
+    write_json(target, {"a": 1})
+    old = target.read_text()
+    new_obj = {"a": 2, "rows": list(range(1000))}
+    renames = []
+    real_replace, real_rename = os.replace, os.rename
+
+    def spy(real):
+        def move(src, dst):
+            src, dst = Path(src), Path(dst)
+            if dst == target:
+                assert target.read_text() == old  # nothing written into the target before the rename
+                assert json.loads(src.read_text()) == new_obj  # the temporary file is complete
+                assert os.stat(src).st_dev == os.stat(target.parent).st_dev  # same filesystem: the rename is atomic
+                renames.append(src)
+            return real(src, dst)
+        return move
+
+    monkeypatch.setattr(os, "replace", spy(real_replace))
+    monkeypatch.setattr(os, "rename", spy(real_rename))
+    write_json(target, new_obj)
+    assert len(renames) == 1 and renames[0] != target
+    assert json.loads(target.read_text()) == new_obj
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temporary left
+
+
+def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "x.json"
+    write_json(target, {"a": 1})
+    old = target.read_text()
+
+    class Unserialisable:
+        pass
+
+    with pytest.raises(TypeError):  # fails midway through serialising
+        write_json(target, {"a": 2, "rows": list(range(1000)), "z": Unserialisable()})
+    assert target.read_text() == old
+
+    def half_then_fail(self, data, *args, **kwargs):  # e.g. the disk fills up halfway through the write
+        with open(self, "w") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        write_json(target, {"a": 3, "rows": list(range(1000))})
+    assert target.read_text() == old
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_atomic_directory_replacement_fails_cleanly(tmp_path):
+    target = tmp_path / "index"
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "a.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "b.txt").write_text("new")
+            raise RuntimeError("killed while writing")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"] and (target / "a.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "b.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]

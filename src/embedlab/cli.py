@@ -25,6 +25,7 @@ class Attention(str, Enum):
 
 
 class DType(str, Enum):
+    auto = "auto"  # bf16 where the hardware runs it natively, else fp32
     fp32 = "fp32"
     bf16 = "bf16"
 
@@ -78,7 +79,7 @@ def encode(
     attention: Optional[Attention] = typer.Option(None, help="decoders only"),
     prompt: Optional[str] = typer.Option(None, help="a named prompt of the model (e.g. query, document)"),
     instruction: Optional[str] = typer.Option(None, help="a free prompt prepended to every text"),
-    dtype: DType = typer.Option(DType.fp32, help="bf16 autocast is ~3x faster on CPUs with bf16 units"),
+    dtype: DType = typer.Option(DType.fp32, help="bf16 autocast is ~3x faster on CPUs with native bf16 (AVX-512 BF16, AMX) and ~5x slower without; auto picks"),
     dim: Optional[int] = typer.Option(None, help="Matryoshka truncation to the first DIM dimensions"),
     max_length: Optional[int] = typer.Option(None, help="truncate texts to this many tokens"),
 ) -> None:
@@ -120,18 +121,19 @@ def tasks(task_dir: Optional[list[Path]] = typer.Option(None, "--task-dir", help
     if not available:
         raise EmbedlabError("no tasks: set EMBEDLAB_DATA to the benchmark data directory")
     table = Table(title="evaluation tasks")
-    for col in ("task", "type", "metric", "size", "MTEB name", "quick"):
+    for col in ("task", "type", "metric", "splits", "size", "MTEB name", "quick"):
         table.add_column(col)
     for t in available.values():
         size = sum(p.stat().st_size for p in t.all_paths() if p.is_file())
-        table.add_row(t.name, t.type, t.main_metric, f"{size / 1e6:.1f} MB", t.mteb_name or "-", "yes" if t.quick else "")
+        table.add_row(t.name, t.type, t.main_metric, " → ".join(t.evaluation_splits), f"{size / 1e6:.1f} MB", t.mteb_name or "-",
+                      "yes" if t.quick else "")
     out.print(table)
 
 
 @app.command("eval")
 def eval_(
     model: str = typer.Option("minilm-l6", "--model", "-m"),
-    task_names: str = typer.Option("quick", "--tasks", help="NAME,NAME | all | quick"),
+    task_names: Optional[str] = typer.Option(None, "--tasks", help="NAME,NAME (any case) | all | quick; default: the --task-dir tasks, else quick"),
     out_dir: Path = typer.Option(..., "--out", help="one JSON per task is written here"),
     task_dir: Optional[list[Path]] = typer.Option(None, "--task-dir"),
     pooling: Optional[str] = typer.Option(None),
@@ -174,25 +176,27 @@ def compare(
     dirs: list[Path] = typer.Argument(..., help="two or more result folders written by `embedlab eval`"),
     baseline: Optional[Path] = typer.Option(None, help="the folder others are compared with (default: the first)"),
     out_md: Path = typer.Option(Path("comparison.md"), "--out", help="markdown report"),
-    png: Path = typer.Option(Path("comparison.png"), "--png", help="per-task Δ chart with bootstrap CIs"),
-    resamples: int = typer.Option(1000, min=100, help="paired-bootstrap resamples per task"),
+    png: Path = typer.Option(Path("comparison.png"), "--png", help="category and per-task Δ chart with bootstrap CIs"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON"),
+    resamples: int = typer.Option(1000, min=100, help="bootstrap resamples (per task and per category)"),
     seed: int = typer.Option(0),
 ) -> None:
-    """Per category: baseline score, each model's Δ, Wilcoxon p (Holm-corrected); per task: bootstrap CIs."""
-    from rich.markdown import Markdown
-
+    """Per category: baseline score, each model's Δ, Wilcoxon p (raw and Holm-corrected) and a
+    hierarchical-bootstrap 95% CI; per task: paired-bootstrap CIs (in the markdown and PNG)."""
     from embedlab.eval.report import compare as compare_results
-    from embedlab.eval.report import plot, to_markdown
+    from embedlab.eval.report import plot, to_json_dict, to_markdown, to_rich_table
     from embedlab.io import atomic_path
 
     with err.status("bootstrapping…"):
         report = compare_results(list(dirs), baseline, resamples=resamples, seed=seed)
-    text = to_markdown(report)
     with atomic_path(out_md) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(to_markdown(report), encoding="utf-8")
     plot(report, png)
-    out.print(Markdown(text))
-    err.print(f"wrote {out_md} and {png}")
+    if json_out is not None:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(to_json_dict(report), indent=2) + "\n", encoding="utf-8")
+    out.print(to_rich_table(report))
+    err.print(f"wrote {out_md}, {png}" + (f" and {json_out}" if json_out is not None else ""))
 
 
 index_app = typer.Typer(no_args_is_help=True, help="Build and maintain compressed vector indexes.")
@@ -319,6 +323,7 @@ def train(
     config: Path = typer.Argument(..., help="a YAML training config (see docs/training.md)"),
     output: Optional[str] = typer.Option(None, help="override the config's output directory"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in OUTPUT/checkpoints"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="discard the model, checkpoints and log already in OUTPUT and start over"),
 ) -> None:
     """Contrastive fine-tuning (InfoNCE with in-batch and hard negatives, GradCache, LoRA, stages) from a validated config.
     Launch with torchrun --nproc-per-node N for data parallelism."""
@@ -326,11 +331,18 @@ def train(
 
     cfg = load_config(config, output=output)
     trainer = Trainer(cfg)
-    result = trainer.fit(resume=resume)
+    result = trainer.fit(resume=resume, overwrite=overwrite)
+    loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
+    if result.already_finished:
+        if trainer.rank == 0:
+            err.print(f"{trainer.out} already holds a finished run ({result.steps} steps, final loss {loss}): nothing to resume; "
+                      f"pass --overwrite to train it again")
+        return
     path = trainer.save()
     if trainer.rank == 0:
-        err.print(f"trained {cfg.model} for {result.steps} steps in {result.seconds:.0f} s "
-                  f"(final loss {result.losses[-1]:.4f}, {result.candidates_per_query:.0f} candidates per query, "
+        resumed = f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else ""
+        err.print(f"trained {cfg.model} for {result.steps} steps in {result.seconds:.0f} s{resumed} "
+                  f"(final loss {loss}, {result.candidates_per_query:.0f} candidates per query, "
                   f"{result.tokens / max(result.seconds, 1e-9):.0f} tokens/s, {result.truncated_texts} texts truncated) -> {path}")
 
 
@@ -367,48 +379,41 @@ def mine(
 @app.command()
 def grid(
     config: Optional[Path] = typer.Argument(None, help="a YAML grid config (see docs/grid.md); optional with --preset"),
-    preset: Optional[str] = typer.Option(None, help="paper (GPU, Mistral-7B) or cpu-small (SmolLM2-135M on a CPU)"),
-    mode: Optional[str] = typer.Option(None, help="lora (the paper's protocol) or frozen (heads on cached features: a fast screen)"),
+    preset: Optional[str] = typer.Option(None, help="paper (GPU, Mistral-7B, Models 1-5), cpu-small (make demo) or cpu-full"),
+    mode: Optional[str] = typer.Option(None, help="lora (the paper's protocol) or frozen (a fair screen on cached features)"),
     output: Optional[str] = typer.Option(None, help="where models, results and the report go"),
     tasks: Optional[str] = typer.Option(None, help="all, quick or comma-separated task names"),
     report_only: bool = typer.Option(False, "--report-only", help="rebuild the report from existing results"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the designs and parameter counts; train nothing (offline)"),
 ) -> None:
     """The headline paper's experiment: train every pooling x attention design the same way, evaluate,
     and report which differences are significant."""
-    from embedlab.train.grid import load_grid_config, run_grid, write_report
+    from embedlab.eval.report import to_rich_table
+    from embedlab.experiments.grid import dry_run as grid_dry_run
+    from embedlab.experiments.grid import load_grid_config, run_grid, write_report
 
     if config is None and preset is None:
-        raise EmbedlabError("give a grid config file or --preset (paper, cpu-small)")
+        raise EmbedlabError("give a grid config file or --preset (paper, cpu-small, cpu-full)")
     cfg = load_grid_config(config, preset=preset, mode=mode, output=output, tasks=tasks)
+    console = out if out.is_terminal else Console(width=200)  # pipes get 80 columns by default
+    if dry_run:
+        plan = grid_dry_run(cfg)
+        table = Table(title=f"{plan['source']}: {plan['layers']} layers x {plan['hidden_size']}, "
+                            f"{plan['backbone_parameters']:,} backbone parameters; mode {plan['mode']}, "
+                            f"head preset {plan['head_preset']}",
+                      caption="▲ = more trainable parameters than the baseline")
+        for col in ("design", "paper", "head", "projection", "LoRA", "trainable"):
+            table.add_column(col, justify="left" if col in ("design", "paper") else "right", no_wrap=True)
+        for r in plan["designs"]:
+            table.add_row(r["design"], f"Model {r['paper_model']}" if r["paper_model"] else "–", f"{r['head_parameters']:,}",
+                          f"{r['projection_parameters']:,}", f"{r['lora_parameters']:,}",
+                          f"{r['trainable_parameters']:,}" + (" ▲" if r["more_than_baseline"] else ""))
+        console.print(table)
+        return
     report = write_report(cfg) if report_only else run_grid(cfg, progress=lambda msg: err.print(f"[bold]grid[/bold] {msg}"))
-    cats = sorted({r["category"] for r in report["categories"]})
-    sizes = {r["category"]: r["n"] for r in report["categories"]}
-    table = Table(title=f"{cfg.model}, {cfg.mode} mode: score of {cfg.baseline}, then each design's Δ (×100)",
-                  caption="mean Δ per category; † Holm-corrected p < 0.05, * raw p < 0.05 (Wilcoxon over the category's n "
-                          "datasets; p-values in the report); tasks ↑/↓: tasks whose 95% bootstrap CI of Δ lies above / below 0")
-    table.add_column("design", no_wrap=True)
-    table.add_column("head params", justify="right", no_wrap=True)
-    for c in cats:
-        table.add_column(f"{c}\n(n={sizes[c]})", justify="right", no_wrap=True)
-    table.add_column("tasks\n↑/↓", justify="right", no_wrap=True)
-    base_scores = {r["category"]: r["baseline"] for r in report["categories"]}
-    table.add_row(cfg.baseline, f"{report['designs'].get(cfg.baseline, {}).get('head_parameters', 0):,}",
-                  *[f"{100 * base_scores[c]:.2f}" for c in cats], "", end_section=True)
-    for design in cfg.designs:
-        rows = {r["category"]: r for r in report["categories"] if r["design"] == design.replace("/", "-")}
-        if design == cfg.baseline or not rows:
-            continue
-        cells = []
-        for c in cats:
-            r = rows[c]
-            mark = "†" if r["p_holm"] < 0.05 else ("*" if r["p"] < 0.05 else "")
-            cells.append(f"{100 * r['mean_delta']:+.2f}{mark}")
-        cis = [t["ci"] for t in report["tasks"] if t["design"] == design.replace("/", "-") and t["ci"]]
-        better, worse = sum(lo > 0 for lo, _ in cis), sum(hi < 0 for _, hi in cis)
-        table.add_row(design, f"{report['designs'].get(design, {}).get('head_parameters', 0):,}", *cells, f"{better}/{worse}")
-    (out if out.is_terminal else Console(width=130)).print(table)  # pipes get 80 columns by default
+    console.print(to_rich_table(report["table"], extra_columns=report["columns"]))
     if cfg.mode == "frozen":
-        from embedlab.train.frozen import FROZEN_NOTE
+        from embedlab.experiments.frozen import FROZEN_NOTE
 
         err.print(f"[yellow]{FROZEN_NOTE}[/yellow]")
     took = f" in {report['seconds']:.0f} s" if "seconds" in report else ""

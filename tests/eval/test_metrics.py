@@ -1,6 +1,7 @@
 """Evaluation arithmetic against hand-computed cases, brute force and scipy."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ from scipy.stats import wilcoxon
 from embedlab.errors import EmbedlabError
 from embedlab.eval.evaluators import best_accuracy_and_f1, rank_documents, retrieval_metrics, undersample
 from embedlab.eval.registry import load_task_dir
-from embedlab.eval.significance import compare_across_datasets, holm, paired_bootstrap
+from embedlab.eval.significance import compare_across_datasets, hierarchical_bootstrap, holm, paired_bootstrap
 
 
 def test_retrieval_metrics_hand_case():
@@ -46,16 +47,25 @@ def test_best_accuracy_and_f1_brute_force():
         assert acc == pytest.approx(best_acc) and f1 == pytest.approx(best_f1)
 
 
-def test_undersample_is_mtebs_rule():
+class Reverser:
+    """An RNG whose shuffle reverses the array in place: makes the undersampling rule hand-checkable."""
+
+    def shuffle(self, a):
+        a[:] = a[::-1].copy()
+
+
+def test_undersample_hand_cases():
     labels = ["a", "b", "a", "a", "b", "c"]
     idxs = np.arange(6)
-    keep = undersample(labels, 1, idxs, np.random.RandomState(42))
-    expected = np.arange(6)
-    np.random.RandomState(42).shuffle(expected)
-    first = {}
-    for i in expected:
-        first.setdefault(labels[i], int(i))
-    assert sorted(keep) == sorted(first.values())
+    # reversed order 5 4 3 2 1 0 -> first of each label: c=5, b=4, a=3
+    assert undersample(labels, 1, idxs, Reverser()) == [5, 4, 3]
+    # MTEB shuffles the same index array again on the next experiment (cumulative): back to 0..5,
+    # two per label -> 0(a) 1(b) 2(a) [3 is a third a] 4(b) 5(c)
+    assert undersample(labels, 2, idxs, Reverser()) == [0, 1, 2, 4, 5]
+    assert idxs.tolist() == [0, 1, 2, 3, 4, 5]
+    # with numpy's RandomState(42), arange(6) shuffles to [0, 1, 5, 2, 4, 3] (MTEB's first draw):
+    # first a, b, c in that order are 0, 1, 5
+    assert undersample(labels, 1, np.arange(6), np.random.RandomState(42)) == [0, 1, 5]
 
 
 def test_wilcoxon_matches_scipy_and_hand_case():
@@ -98,3 +108,67 @@ def test_manifest_validation_names_the_field(tmp_path):
     (tmp_path / "task.json").write_text(json.dumps({"name": "mine", "type": "stss", "files": {"test": "t.tsv"}}))
     with pytest.raises(EmbedlabError, match="field 'type'"):
         load_task_dir(tmp_path)
+
+
+def _mean_record(values):
+    return {"kind": "mean", "ids": list(range(len(values))), "values": list(values)}
+
+
+def test_hierarchical_bootstrap_with_one_dataset_is_the_paired_bootstrap():
+    rng = np.random.default_rng(3)
+    gold = rng.random(40)
+    a = {"kind": "spearman", "ids": list(range(40)), "pred": (gold + rng.normal(0, 0.6, 40)).tolist(), "gold": gold.tolist()}
+    b = dict(a, pred=(gold + rng.normal(0, 0.3, 40)).tolist())
+    for seed in (0, 7):
+        h = hierarchical_bootstrap([(a, b)], resamples=300, seed=seed)
+        p = paired_bootstrap(a, b, resamples=300, seed=seed)
+        assert (h.delta, h.ci_low, h.ci_high, h.resamples) == (p.delta, p.ci_low, p.ci_high, p.resamples)
+        assert h.n_datasets == 1
+
+
+def test_hierarchical_bootstrap_matches_exact_enumeration_on_two_datasets_of_two_items():
+    # dataset 1: per-item Δ 0 and 1; dataset 2: per-item Δ 2 and 3 (baseline all 0)
+    deltas = [[0.0, 1.0], [2.0, 3.0]]
+    pairs = [(_mean_record([0.0, 0.0]), _mean_record(d)) for d in deltas]
+    # exact distribution of Δ*: 2 dataset draws (4 ordered pairs), then 2 item draws per drawn dataset
+    dist: dict[float, float] = {}
+    for j1, j2 in itertools.product(range(2), repeat=2):
+        for e1 in itertools.product(range(2), repeat=2):
+            for e2 in itertools.product(range(2), repeat=2):
+                v = (np.mean([deltas[j1][i] for i in e1]) + np.mean([deltas[j2][i] for i in e2])) / 2
+                dist[v] = dist.get(v, 0.0) + 1 / 4 * 1 / 4 * 1 / 4
+    values = sorted(dist)
+    cdf = np.cumsum([dist[v] for v in values])
+    lo = values[int(np.argmax(cdf >= 0.025))]
+    hi = values[int(np.argmax(cdf >= 0.975))]
+    assert (lo, hi) == (0.25, 2.75)  # by hand: P(0) = 1/64 < 2.5% < P(<= 0.25) = 5/64, symmetric on top
+    h = hierarchical_bootstrap(pairs, resamples=20_000, seed=1)
+    assert h.delta == pytest.approx(1.5) and h.n_datasets == 2
+    assert (h.ci_low, h.ci_high) == pytest.approx((lo, hi))
+    # resampling only items (datasets fixed) could never go below (0 + 2) / 2 = 1: the dataset level matters
+    assert h.ci_low < 1.0
+
+
+def test_hierarchical_bootstrap_follows_its_documented_random_stream():
+    pairs = [(_mean_record([0.0, 0.0]), _mean_record([0.0, 1.0])), (_mean_record([0.0, 0.0]), _mean_record([2.0, 3.0]))]
+    resamples = 4000
+    rng = np.random.default_rng(5)
+    # replay the documented stream by hand: per resample, the dataset indices, then item indices per draw
+    draws = []
+    for _ in range(resamples):
+        ds = rng.integers(0, 2, 2)
+        total = 0.0
+        for j in ds:
+            idx = rng.integers(0, 2, 2)
+            total += np.mean(np.asarray(pairs[j][1]["values"])[idx])
+        draws.append(total / 2)
+    h = hierarchical_bootstrap(pairs, resamples=resamples, seed=5)
+    assert (h.ci_low, h.ci_high) == pytest.approx((np.quantile(draws, 0.025), np.quantile(draws, 0.975)))
+    assert np.mean(np.asarray(draws) < 1.0) > 0.1  # both draws on dataset 1 happen about a quarter of the time
+
+
+def test_hierarchical_bootstrap_rejects_unpaired_records():
+    with pytest.raises(ValueError, match="at least one dataset"):
+        hierarchical_bootstrap([])
+    with pytest.raises(ValueError, match="different items"):
+        hierarchical_bootstrap([(_mean_record([1.0, 2.0]), dict(_mean_record([1.0, 2.0]), ids=[5, 6]))])

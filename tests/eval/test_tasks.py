@@ -5,8 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
-from embedlab.eval.data import DatasetError
+from embedlab.readers import DatasetError
 from embedlab.eval.registry import load_task_dir
 from embedlab.eval.runner import EmbeddingCache, load_results, run_task
 from embedlab.models import Embedder
@@ -51,8 +52,17 @@ def test_every_task_type_runs_and_is_cached(emb, tmp_path):
     cache = EmbeddingCache(tmp_path / "cache")
     first = {t.name: run_task(t, emb, tmp_path / "out", cache=cache) for t in tasks}
     for name, r in first.items():
-        assert 0 <= r["main_score"] <= 1 or r["type"] == "sts", (name, r["main_score"])
+        lo = -1.0 if r["type"] == "sts" else 0.0  # Spearman lies in [-1, 1]; every other main metric in [0, 1]
+        assert lo <= r["main_score"] <= 1, (name, r["main_score"])
         assert r["metadata"]["model_fingerprint"] == emb.fingerprint()
+    # STS's main score is Spearman(gold, cosine) over the pairs, recomputed here with scipy from the model
+    rows = [line.split("\t") for line in pairs.splitlines()[1:]]
+    a = emb.encode([r[0] for r in rows])
+    b = emb.encode([r[1] for r in rows])
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert first["s"]["main_score"] == pytest.approx(spearmanr([float(r[2]) for r in rows], cos).statistic, abs=1e-6)
+    # classification: accuracy = mean per-item correctness over the experiments (hand identity)
+    assert first["c"]["main_score"] == pytest.approx(np.mean(first["c"]["per_example"]["values"]))
     # retrieval: the query text equals its relevant document's text -> perfect for q0, q1
     assert first["r"]["per_example"]["values"][:2] == [1.0, 1.0]
     assert first["rr"]["main_score"] == 1.0

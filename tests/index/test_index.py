@@ -154,7 +154,19 @@ def test_bytes_per_vector():
     assert parse_codec("binary").bytes_per_vector(384) == 48
     assert parse_codec("mrl256:int8").bytes_per_vector(384) == 256
     assert parse_codec("pq48").bytes_per_vector(384) == 48
-    assert json.dumps(VectorIndex.build(X[:300], IDS[:300], "binary").manifest())
+
+    from embedlab import __version__
+
+    manifest = VectorIndex.build(X[:300], IDS[:300], "binary").manifest()
+    assert manifest == {"embedlab_version": __version__, "codec": "binary", "dim": D, "count": 300, "rescore": "float32",
+                        "bytes_per_vector": D // 8, "model": {}, "has_texts": False}
+    assert json.loads(json.dumps(manifest)) == manifest  # plain JSON types (no NumPy integers)
+    model = {"name": "m", "query_prompt": "q: "}
+    manifest = VectorIndex.build(X[:300], IDS[:300], "mrl32:int8", texts=[f"t{i}" for i in range(300)], rescore="int8",
+                                 model=model).manifest()
+    assert manifest == {"embedlab_version": __version__, "codec": "mrl32:int8", "dim": D, "count": 300, "rescore": "int8",
+                        "bytes_per_vector": 32, "model": model, "has_texts": True}
+    assert json.loads(json.dumps(manifest)) == manifest
 
 
 def test_delete_with_an_int8_copy_keeps_rescored_scores_exact():

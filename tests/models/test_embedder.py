@@ -76,7 +76,8 @@ def test_exclude_instruction_pools_only_the_text(tiny_llama):
     ids = tok(prompt + "the cat sat")["input_ids"]
     n_prompt = len(tok(prompt)["input_ids"])
     with torch.no_grad():
-        states = emb.backbone(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))["token_embeddings"][0]
+        states = emb.backbone({"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)})[
+            "token_embeddings"][0]
     np.testing.assert_allclose(got, states[n_prompt:].mean(0).numpy(), atol=1e-5)
     plain = Embedder.from_pretrained(tiny_llama, pooling="mean", normalize=False).encode(["the cat sat"], prompt=prompt)[0]
     assert not np.allclose(plain, got)
@@ -110,7 +111,8 @@ def test_padding_side_and_batching_do_not_change_vectors(tiny_llama, attention, 
 def test_append_eos_and_truncation(tiny_llama):
     emb = Embedder.from_pretrained(tiny_llama, max_length=6)
     assert emb.head.name == "last_token" and emb.append_eos  # the headline paper's default for decoders
-    ids, truncated = emb.tokenize(["the cat sat on the mat and the dog", "a dog"])
+    tokenized = emb.tokenize(["the cat sat on the mat and the dog", "a dog"])
+    ids, truncated = tokenized.ids, tokenized.truncated
     eos = emb.tokenizer.eos_token_id
     assert [len(s) for s in ids] == [6, 3] and ids[0][-1] == eos and ids[1][-1] == eos and truncated == 1
     emb.encode(["the cat sat on the mat and the dog", "a dog"])
@@ -160,9 +162,12 @@ def test_saved_settings_are_defaults_and_overridable(tiny_llama, tmp_path):
     emb = Embedder.from_pretrained(tiny_llama, pooling="weighted_mean", dim=16, prompts={"query": "query :"}, default_prompt_name="query")
     emb.save(tmp_path / "e")
     cfg = json.loads((tmp_path / "e" / "embedlab.json").read_text())
-    assert cfg["dim"] == 16 and cfg["pooling"] == "weighted_mean"
+    assert cfg["truncate_dim"] == 16 and cfg["pooling"] == "weighted_mean"
+    assert [m["type"] for m in json.loads((tmp_path / "e" / "modules.json").read_text())][1:] == [
+        "sentence_transformers.sentence_transformer.modules.pooling.Pooling", "embedlab.truncate",
+        "sentence_transformers.base.modules.normalize.Normalize"]
     again = Embedder.from_pretrained(tmp_path / "e")
-    assert (again.dim, again.default_prompt_name, again.head.name) == (16, "query", "weighted_mean")
+    assert (again.truncate_dim, again.default_prompt_name, again.head.name) == (16, "query", "weighted_mean")
     np.testing.assert_array_equal(again.encode(TEXTS), emb.encode(TEXTS))
     other = Embedder.from_pretrained(tmp_path / "e", pooling="mean")
     assert other.head.name == "mean"

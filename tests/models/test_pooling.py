@@ -55,7 +55,7 @@ def test_plain_heads_match_reference(side, prompt):
     x, mask = f["token_embeddings"], f["attention_mask"]
     for name in ("cls", "mean", "weighted_mean", "last_token"):
         head = build_head(name, D, exclude_instruction=bool(prompt) and name in ("mean", "weighted_mean"))
-        got = head(f)
+        got = head.pool(f)
         for i in range(B):
             pos = real_positions(mask[i])
             pooled_pos = pos[prompt:] if head.exclude_instruction and len(pos) > prompt else pos
@@ -93,7 +93,7 @@ def reference_ff(head, x):
 def test_latent_attention_matches_reference(side):
     f = make_batch(side, prompt=1)
     head = build_head("latent_attention", D, num_latents=5, num_heads=2, head_dim=4, ff_mult=2, exclude_instruction=True)
-    got = head(f)
+    got = head.pool(f)
     x = f["token_embeddings"]
     lat = head.latents.unsqueeze(0).expand(B, -1, -1)
     h = x + reference_cross_attention(head.attn, x, lat)
@@ -103,7 +103,7 @@ def test_latent_attention_matches_reference(side):
         torch.testing.assert_close(got[i], h[i, pos].mean(0))
     # tokens are the queries: padding positions must not influence real rows
     f2 = dict(f, token_embeddings=x.masked_fill(f["attention_mask"].unsqueeze(-1) == 0, 1e3))
-    torch.testing.assert_close(head(f2), got)
+    torch.testing.assert_close(head.pool(f2), got)
 
 
 @pytest.mark.parametrize("summary", ["last_token", "mean"])
@@ -113,7 +113,7 @@ def test_multi_layer_matches_reference(summary, side):
     L = 3
     f["hidden_states"] = tuple(torch.randn(B, T, D) for _ in range(L))
     head = build_head("multi_layer", D, num_layers=L, layer_summary=summary, num_latents=4, num_heads=2, head_dim=8)
-    got = head(f)
+    got = head.pool(f)
     rows = []
     for i in range(B):
         pos = real_positions(f["attention_mask"][i])
@@ -134,7 +134,38 @@ def test_save_load_round_trip(tmp_path, name):
     head.save(tmp_path / "p")
     again = PoolingHead.load(tmp_path / "p")
     assert type(again) is type(head) and again.get_config() == head.get_config()
-    torch.testing.assert_close(again(f), head(f), rtol=0, atol=0)
+    torch.testing.assert_close(again.pool(f), head.pool(f), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("context", ["tokens", "last_token"])
+def test_last_layer_matches_reference(side, context):
+    """Tang & Yang's last-layer head: latents are the queries over the last layer's tokens (Model 4) or
+    over the EOS state alone (Model 2); padding never enters the keys."""
+    f = make_batch(side, prompt=1 if context == "tokens" else 0)
+    head = build_head("last_layer", D, context=context, num_latents=4, num_heads=2, head_dim=8,
+                      exclude_instruction=context == "tokens")
+    got = head.pool(f)
+    x = f["token_embeddings"]
+    for i in range(B):
+        pos = real_positions(f["attention_mask"][i])
+        keep = [t for t in range(T) if f["pool_mask"][i, t]] if context == "tokens" else [pos[-1]]
+        lat = head.latents.unsqueeze(0)
+        ctx = x[i, keep].unsqueeze(0)
+        y = lat + reference_cross_attention(head.attn, lat, ctx)
+        y = y + reference_ff(head, y)
+        torch.testing.assert_close(got[i], y[0].mean(0))
+    f2 = dict(f, token_embeddings=x.masked_fill(f["attention_mask"].unsqueeze(-1) == 0, 1e3))
+    torch.testing.assert_close(head.pool(f2), got)
+
+
+def test_attention_dependent_defaults_live_in_the_head():
+    """The paper's rule (last token if causal, else mean / all tokens) is the head's, applied by build_head."""
+    assert build_head("multi_layer", D, num_layers=2, attention="causal").layer_summary == "last_token"
+    assert build_head("multi_layer", D, num_layers=2, attention="bidirectional").layer_summary == "mean"
+    assert build_head("last_layer", D, attention="causal").context == "last_token"
+    assert build_head("last_layer", D, attention="bidirectional").context == "tokens"
+    assert build_head("last_layer", D, attention="causal", context="tokens").context == "tokens"  # explicit wins
 
 
 def test_paper_presets_parameter_counts():
@@ -144,6 +175,9 @@ def test_paper_presets_parameter_counts():
         la = build_head("latent_attention", 4096, preset="paper")
     assert 1.25e9 < ml.num_parameters() < 1.31e9
     assert 0.72e9 < la.num_parameters() < 0.76e9
+    with torch.device("meta"):
+        ll = build_head("last_layer", 4096, preset="paper")
+    assert ml.num_parameters() - ll.num_parameters() == 32 * 4096  # the same block without the layer embedding
 
 
 def test_bad_configs():

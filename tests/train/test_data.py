@@ -45,9 +45,10 @@ def test_files_instructions_duplicates_and_errors(tmp_path):
     assert len(ex) == 3 and stats.duplicates_dropped[str(f)] == 1 and stats.duplicate_queries[str(f)] == 1
     assert ex[2].negatives == ("n3",) and not ex[0].in_batch
     template = "Instruct: {task}\nQuery: {text}"
-    assert format_query(ex[0], template) == "Instruct: Find it\nQuery: q1"
-    assert format_document("p1", ex[0], template) == "p1"  # documents get no instruction by default
-    assert format_query(load_dataset(str(f))[0], template) == "q1"  # files have no default instruction
+    assert format_query(ex[0], template) == ("Instruct: Find it\nQuery: ", "q1")  # (prefix, text)
+    assert format_document("p1", ex[0], template) == ("", "p1")  # documents get no instruction by default
+    assert format_query(load_dataset(str(f))[0], template) == ("", "q1")  # files have no default instruction
+    assert format_query(ex[0], "{task}: {text} (end)") == ("Find it: ", "q1 (end)")  # a suffix stays with the text
     for bad, msg in [({"query": "q", "positive": ""}, "empty or missing positive"), ({"query": "q"}, "missing positive"),
                      ({"query": "", "positive": "p"}, "missing query"), ({"query": "q", "positive": "p", "negatives": [""]}, "negatives")]:
         f.write_text(json.dumps(bad) + "\n")

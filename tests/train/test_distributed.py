@@ -22,7 +22,7 @@ def _free_port() -> int:
 
 
 def test_two_processes_match_one(tiny_llama, tmp_path):
-    rows = [{"query": w, "positive": f"{w} and more", "negatives": [WORDS[(i + 3) % 8]]} for i, w in enumerate(WORDS)]
+    rows = [{"query": w, "positive": f"{w} and more", "negatives": [f"not {WORDS[(i + 3) % 8]}"]} for i, w in enumerate(WORDS)]  # never another row's query
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     # batch 6 of 8 examples: process 0 and 1 each embed 3 queries, 3 positives, 3 negatives

@@ -95,3 +95,80 @@ def test_false_negative_mask_by_text_and_duplicate_queries():
     exp = (_ce([_cos(q[0], p[0], 0.1), _cos(q[0], p[2], 0.1)], 0) + _ce([_cos(q[1], p[1], 0.1), _cos(q[1], p[2], 0.1)], 0)
            + _ce([_cos(q[2], x, 0.1) for x in p], 2)) / 3
     assert got == pytest.approx(exp, rel=1e-5)
+
+
+def brute_contrastive(q, p, negs, owner, in_batch, fn_mask, tau, symmetric):
+    """InfoNCE by hand, one row at a time. Query i sees positive/negative c when c is its own (its
+    positive, or a negative it owns) or when it uses in-batch negatives; a candidate marked in
+    ``fn_mask`` is dropped unless it is the query's own positive. The symmetric term: positive j sees
+    query i when query i sees positive j (i == j always)."""
+    b = len(q)
+    cands = [p[j] for j in range(b)] + [negs[j] for j in range(len(negs))]
+    forward = 0.0
+    for i in range(b):
+        scores, label = [], None
+        for c, x in enumerate(cands):
+            own = c == i or (c >= b and owner[c - b] == i)
+            if not own and not in_batch[i]:
+                continue
+            if c != i and fn_mask[i][c]:
+                continue
+            if c == i:
+                label = len(scores)
+            scores.append(_cos(q[i], x, tau))
+        forward += _ce(scores, label)
+    forward /= b
+    if not symmetric:
+        return forward
+    backward = 0.0
+    for j in range(b):
+        scores, label = [], None
+        for i in range(b):
+            if i != j and (not in_batch[i] or fn_mask[i][j]):
+                continue
+            if i == j:
+                label = len(scores)
+            scores.append(_cos(p[j], q[i], tau))
+        backward += _ce(scores, label)
+    return (forward + backward / b) / 2
+
+
+# stsb-pairs style: both directions of a pair, and queries that reappear as other rows' negatives
+PAIR_QUERIES = ["a man plays", "a guitar is played", "a dog runs", "a cat sleeps"]
+PAIR_POSITIVES = ["a guitar is played", "a man plays", "a puppy runs", "a kitten naps"]
+PAIR_NEGATIVES = ["a cat sleeps", "a man plays", "a dog runs"]
+PAIR_OWNER = [0, 2, 3]
+
+
+def test_false_negative_mask_masks_the_query_own_text():
+    mask = false_negative_mask(PAIR_QUERIES, PAIR_POSITIVES, PAIR_NEGATIVES)
+    #                     p0     p1     p2     p3     n0     n1     n2
+    assert mask.tolist() == [[True, True, False, False, False, True, False],   # p1, n1 are "a man plays" (the query)
+                             [True, True, False, False, False, True, False],   # p0 is the query; n1 is its positive
+                             [False, False, True, False, False, False, True],  # n2 is the query "a dog runs"
+                             [False, False, False, True, True, False, False]]  # n0 is the query "a cat sleeps"
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("in_batch", [(True, True, True, True), (True, False, True, False), (False, False, False, False)])
+def test_masked_symmetric_loss_matches_brute_force(symmetric, in_batch):
+    torch.manual_seed(4)
+    tau = 0.07
+    q, p, n = torch.randn(4, 6), torch.randn(4, 6), torch.randn(3, 6)
+    owner = torch.tensor(PAIR_OWNER)
+    fn = false_negative_mask(PAIR_QUERIES, PAIR_POSITIVES, PAIR_NEGATIVES)
+    for mask in (None, fn):
+        expected = brute_contrastive(q, p, n, PAIR_OWNER, in_batch, (mask if mask is not None else torch.zeros(4, 7, dtype=torch.bool)).tolist(),
+                                     tau, symmetric)
+        got, _ = contrastive_loss_flat(q, p, n, owner, temperature=tau, in_batch=torch.tensor(in_batch), symmetric=symmetric,
+                                       false_negative_mask=mask)
+        assert float(got) == pytest.approx(expected, rel=1e-5), (mask is not None)
+
+
+def test_symmetric_term_follows_the_in_batch_switch():
+    """No in-batch negatives: each positive sees only its own query, so the backward term is zero."""
+    torch.manual_seed(5)
+    q, p = torch.randn(3, 4), torch.randn(3, 4)
+    forward = float(contrastive_loss(q, p, temperature=0.1, in_batch=False))
+    assert forward == pytest.approx(0.0, abs=1e-6)
+    assert float(contrastive_loss(q, p, temperature=0.1, in_batch=False, symmetric=True)) == pytest.approx(0.0, abs=1e-6)

@@ -17,7 +17,8 @@ WORDS = ["the cat sat", "a dog ran", "the sky is blue", "i read a book", "the re
 
 @pytest.fixture()
 def triplets(tmp_path):
-    rows = [{"query": w, "positive": f"{w} and more", "negatives": [WORDS[(i + 1) % len(WORDS)], WORDS[(i + 2) % len(WORDS)]]}
+    # negatives are not other rows' queries (a query's own text among the candidates is masked as a false negative)
+    rows = [{"query": w, "positive": f"{w} and more", "negatives": [f"not {WORDS[(i + 1) % len(WORDS)]}", f"not {WORDS[(i + 2) % len(WORDS)]}"]}
             for i, w in enumerate(WORDS)]
     path = tmp_path / "triplets.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -206,3 +207,132 @@ def test_lora_on_the_packaged_smollm2(tmp_path, triplets):
     result = Trainer(cfg, show_progress=False).fit()
     assert result.lora_parameters == 30 * per_layer == 4_884_480
     assert all(math.isfinite(x) for x in result.losses) and result.candidates_per_query == 8
+
+
+def test_gradcache_empty_group_follows_the_model_device_and_dtype():
+    """No hard negatives: the empty group must live where the representations live (a CPU tensor
+    next to CUDA representations is a device error); the meta device stands in for a GPU."""
+    from embedlab.train.gradcache import cached_backward
+
+    lin = torch.nn.Linear(4, 3, device="meta", dtype=torch.float64)
+    seen = {}
+
+    def embed(texts):
+        return lin(torch.ones(len(texts), 4, device="meta", dtype=torch.float64))
+
+    def loss_fn(q, p, n):
+        seen["n"] = (n.device, n.dtype, tuple(n.shape))
+        return (q * p).sum()
+
+    cached_backward(embed, [["a", "b", "c"], ["d", "e", "f"], []], loss_fn, micro_batch_size=2)
+    assert seen["n"] == (torch.device("meta"), torch.float64, (0, 3))
+    assert lin.weight.grad is not None and lin.weight.grad.device.type == "meta"
+
+
+@pytest.fixture()
+def tiny_llama_dropout(tiny_llama, tmp_path):
+    """The tiny Llama with attention dropout on (Llama has no other dropout)."""
+    import shutil
+
+    path = tmp_path / "llama-dropout"
+    shutil.copytree(tiny_llama, path)
+    config = json.loads((path / "config.json").read_text())
+    config["attention_dropout"] = 0.2
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_gradcache_with_lora_and_dropout_gives_the_gradients_of_one_big_batch(tiny_llama_dropout, triplets, tmp_path):
+    """Dropout on (attention 0.2, LoRA 0.1): GradCache's re-forward must replay the dropout masks of its
+    first pass. The reference is one graph over the whole batch, embedded in the same micro-batches in
+    the same order from the same RNG state (so the same masks), with one backward."""
+    from embedlab.train.data import load_dataset
+    from embedlab.train.gradcache import chunks
+
+    examples = load_dataset(str(triplets))[:8]
+    results = {}
+    for mode, micro in (("gradcache", 3), ("one_graph", None), ("gradcache_whole", 8), ("plain", None)):
+        cfg = TrainConfig(model=str(tiny_llama_dropout), pooling="mean", data=str(triplets), output=str(tmp_path / mode), steps=1,
+                          batch_size=8, hard_negatives=1 if mode in ("gradcache_whole", "plain") else 2, micro_batch_size=micro,
+                          symmetric=True, lora={"r": 4, "alpha": 8, "dropout": 0.1})
+        trainer = Trainer(cfg, show_progress=False)
+        assert trainer.lora_parameters > 0
+        assert trainer.embedder.backbone.config.attention_dropout == 0.2
+        gen = torch.Generator().manual_seed(7)
+        with torch.no_grad():  # LoRA B starts at zero: make the adapters (and their dropout) change the forward pass
+            for n, p in trainer.embedder.backbone.named_parameters():
+                if "lora_B" in n:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+        trainer.embedder.train()
+        if mode == "one_graph":
+            whole = trainer.embed
+            trainer.embed = lambda texts: torch.cat([whole(c) for c in chunks(texts, 3)])  # with a graph throughout
+        stage = cfg.resolved_stages()[0]
+        trainer._truncated = trainer._tokens = 0
+        torch.manual_seed(123)
+        loss, _ = trainer._contrastive_step(examples, stage, 1.0)
+        results[mode] = (loss, {n: p.grad.clone() for n, p in trainer.embedder.named_parameters() if p.grad is not None})
+    for a, b in (("gradcache", "one_graph"), ("gradcache_whole", "plain")):
+        (loss_a, ga), (loss_b, gb) = results[a], results[b]
+        assert loss_a == pytest.approx(loss_b, rel=1e-6), (a, b)
+        assert ga.keys() == gb.keys() and any("lora_A" in n for n in ga) and any("head" in n or "lora_B" in n for n in ga)
+        for name in ga:
+            torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-6, msg=f"{a} vs {b}: {name}")
+    # dropout is really on: another RNG state gives another loss
+    assert results["gradcache"][0] != pytest.approx(results["gradcache_whole"][0], rel=1e-3)
+
+
+def test_an_output_with_checkpoints_is_refused_without_resume_or_overwrite(tiny_bert, triplets, tmp_path):
+    base = dict(model=str(tiny_bert), data=str(triplets), batch_size=4, lr=1e-3, warmup_steps=0, checkpoint_every=2, log_every=1)
+    cfg = TrainConfig(**base, steps=6, output=str(tmp_path / "o"))
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_5(step, loss):
+        if step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer(cfg, on_step=kill_at_5, show_progress=False).fit()
+    ckpts = tmp_path / "o" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-0000002", "step-0000004"]
+    log_before = (tmp_path / "o" / "train_log.jsonl").read_text()
+    with pytest.raises(EmbedlabError, match=r"already holds checkpoints .*step-0000004.*--resume.*--overwrite") as info:
+        Trainer(cfg, show_progress=False).fit()
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-0000002", "step-0000004"]  # left as they were
+    assert (tmp_path / "o" / "train_log.jsonl").read_text() == log_before
+    with pytest.raises(EmbedlabError, match="one of them"):
+        Trainer(cfg, show_progress=False).fit(resume=True, overwrite=True)
+    # --overwrite discards the old run: a 3-step run leaves only its own checkpoint and log
+    short = TrainConfig(**base, steps=3, output=str(tmp_path / "o"))
+    fresh = Trainer(short, show_progress=False).fit(overwrite=True)
+    assert fresh.steps == 3 and fresh.resumed_from_step == 0
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-0000002"]
+    assert [r["step"] for r in _log(tmp_path / "o") if "loss" in r] == [1, 2, 3]
+    alone = Trainer(TrainConfig(**base, steps=3, output=str(tmp_path / "p")), show_progress=False).fit()
+    assert fresh.losses == alone.losses  # started over from the initial weights
+
+
+def test_resume_of_a_finished_run_says_so_and_trains_nothing(tiny_bert, triplets, tmp_path):
+    cfg = TrainConfig(model=str(tiny_bert), data=str(triplets), output=str(tmp_path / "f"), steps=3, batch_size=4, lr=1e-3,
+                      warmup_steps=0, checkpoint_every=2, log_every=1)
+    run(cfg)
+    out = tmp_path / "f"
+    summary = json.loads((out / "train_summary.json").read_text())
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    steps_seen = []
+    trainer = Trainer(cfg, on_step=lambda step, loss: steps_seen.append(step), show_progress=False)
+    result = trainer.fit(resume=True)
+    assert result.already_finished and steps_seen == []
+    assert result.steps == 3 and result.final_loss == summary["final_loss"] and result.seconds == summary["seconds"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing rewritten
+    emb = run(cfg, resume=True)  # the library call returns the saved model
+    assert emb.encode(["the cat sat"]).shape[0] == 1
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    # more steps in the config: --resume continues from the newest checkpoint (step 2) and saves again
+    longer = cfg.model_copy(update={"steps": 4})
+    more = Trainer(longer, show_progress=False).fit(resume=True)
+    assert not more.already_finished and more.resumed_from_step == 2 and more.steps == 4
+    assert more.seconds >= torch.load(out / "checkpoints" / "step-0000002" / "state.pt", weights_only=False)["seconds"] > 0

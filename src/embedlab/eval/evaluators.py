@@ -23,7 +23,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score, v
 from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
 from sklearn.model_selection import StratifiedKFold
 
-from embedlab.eval.data import DatasetError, read_jsonl, read_tsv
+from embedlab.readers import DatasetError, read_jsonl, read_tsv
 from embedlab.eval.registry import TaskSpec
 
 Encode = Callable[[list[str], str], np.ndarray]
@@ -33,13 +33,13 @@ SEED = 42
 # ---------------------------------------------------------------------------------------------
 # STS
 # ---------------------------------------------------------------------------------------------
-def evaluate_sts(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
-    rows = read_tsv(task.path("test"), ("sentence1", "sentence2", "score"))
+def evaluate_sts(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    rows = read_tsv(task.path(task.split), ("sentence1", "sentence2", "score"))
     lo, hi = task.score_range
     try:
         gold = np.array([(float(r["score"]) - lo) / (hi - lo) for r in rows])
     except ValueError as exc:
-        raise DatasetError(f"dataset file corrupt: {task.path('test')} has a non-numeric score ({exc})") from None
+        raise DatasetError(f"dataset file corrupt: {task.path(task.split)} has a non-numeric score ({exc})") from None
     a = encode([r["sentence1"] for r in rows], "query")
     b = encode([r["sentence2"] for r in rows], "query")
     cos = 1 - paired_cosine_distances(a, b)
@@ -110,7 +110,7 @@ def retrieval_metrics(ranking: list[str], relevant: dict[str, int]) -> dict[str,
     return out
 
 
-def evaluate_retrieval(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_retrieval(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     corpus, queries, qrels = load_beir(task)
     qids = [q for q in qrels if q in queries]
     if not qids:
@@ -212,23 +212,23 @@ def _cross_validated(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], 
     return scores, per
 
 
-def evaluate_classification(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_classification(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """One split (``task.split``). ``rng`` stands for numpy's global RNG, which MTEB seeds with 42 when a
+    task is created and carries across its splits and subsets (see ``evaluate_task``)."""
     if task.cv_folds:
         return _cross_validated(task, encode)
-    rng = np.random.RandomState(SEED)  # MTEB seeds numpy's global RNG with 42 when a task is created
+    rng = rng if rng is not None else np.random.RandomState(SEED)
     if not task.subsets:
         return _few_shot(task, encode, _read_labelled(task, "train"), _read_labelled(task, task.split), rng)
-    # multi-subset task: MTEB evaluates split by split, subset by subset, carrying the RNG over
+    # multi-subset task: MTEB evaluates subset by subset within a split, carrying the RNG over
     scores: dict[str, float] = {}
     pers: dict[str, Any] = {}
-    for split in task.eval_splits or [task.split]:
-        for sub in task.subsets:
-            s, p = _few_shot(task, encode, _read_labelled(task, f"{sub}/train"), _read_labelled(task, f"{sub}/{split}"), rng)
-            for k, v in s.items():
-                scores[f"{split}/{sub}/{k}"] = v
-            if split == task.split:
-                pers[sub] = p
-    main = [scores[f"{task.split}/{sub}/accuracy"] for sub in task.subsets]
+    split = task.split
+    for sub in task.subsets:
+        s, pers[sub] = _few_shot(task, encode, _read_labelled(task, f"{sub}/train"), _read_labelled(task, f"{sub}/{split}"), rng)
+        for k, v in s.items():
+            scores[f"{split}/{sub}/{k}"] = v
+    main = [scores[f"{split}/{sub}/accuracy"] for sub in task.subsets]
     scores["accuracy"] = float(np.mean(main))
     # items weighted 1/(subsets x subset size): their weighted mean is the main score (the mean over subsets)
     per = {"kind": "mean", "metric": "accuracy",
@@ -239,20 +239,61 @@ def evaluate_classification(task: TaskSpec, encode: Encode) -> tuple[dict[str, f
 
 
 # ---------------------------------------------------------------------------------------------
-# Clustering (MTEB "fast" protocol: bootstrap draws with replacement, MiniBatchKMeans)
+# Clustering (MTEB 1.12 "fast" protocol: AbsTaskClusteringFast / evaluate_clustering_bootstrapped)
 # ---------------------------------------------------------------------------------------------
-def evaluate_clustering(task: TaskSpec, encode: Encode, n_draws: int = 10, max_docs: int = 16384) -> tuple[dict[str, float], dict[str, Any]]:
+def label_levels(labels: list[str], separator: str | None) -> list[list[str]]:
+    """Each document's labels, one per hierarchy level (a flat label is one level)."""
+    return [lab.split(separator) if separator else [lab] for lab in labels]
+
+
+def clustering_bootstrapped(x: np.ndarray, labels: list[list[str]], *, n_bootstrap: int, cluster_size: int,
+                            kmeans_batch_size: int, max_depth: int | None, rng: random.Random,
+                            np_rng: np.random.RandomState) -> dict[str, list[float]]:
+    """mteb 1.12's ``evaluate_clustering_bootstrapped``: per level, k = the number of distinct labels
+    of that level over the whole (downsampled) set; ``n_bootstrap`` draws of ``cluster_size``
+    documents **with** replacement (``rng.choices``), each clustered by
+    ``MiniBatchKMeans(k, batch_size, n_init="auto")`` and scored by V-measure.
+
+    mteb passes no ``random_state``, so k-means draws from numpy's global RNG, which every task seeds
+    with 42 at creation; ``np_rng`` plays that role here (one stream, carried across draws and levels).
+    Documents lacking a level are left out of that level."""
+    depth = max(map(len, labels))
+    depth = min(max_depth, depth) if max_depth is not None else depth
+    out: dict[str, list[float]] = {}
+    for level in range(depth):
+        valid = np.array([len(lab) > level for lab in labels])
+        level_labels = np.array([lab[level] for lab in labels if len(lab) > level], dtype=object)
+        level_x = x[valid]
+        k = len(set(level_labels.tolist()))
+        values = []
+        for _ in range(n_bootstrap):
+            idx = rng.choices(range(len(level_x)), k=cluster_size)
+            km = MiniBatchKMeans(n_clusters=k, batch_size=kmeans_batch_size, n_init="auto", random_state=np_rng)
+            values.append(float(v_measure_score(level_labels[idx].tolist(), km.fit_predict(level_x[idx]))))
+        out[f"Level {level}"] = values
+    return out
+
+
+def evaluate_clustering(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """mteb 1.12 ``AbsTaskClusteringFast._evaluate_subset``: ``random.Random(42)`` first downsamples the
+    split to ``max_documents_to_embed`` (``sample``, without replacement, only when larger), the
+    downsampled documents are embedded once, then the same ``random.Random`` drives the bootstrap
+    draws (``clustering_bootstrapped``). Main score = mean V-measure over every draw of every level."""
     text, labels = _read_labelled(task, task.split)
+    py_rng = random.Random(SEED)
+    if len(text) > task.max_documents_to_embed:
+        keep = py_rng.sample(range(len(text)), k=task.max_documents_to_embed)
+        text, labels = [text[i] for i in keep], [labels[i] for i in keep]
     x = encode(text, "query")
-    rng = random.Random(SEED)
-    values = []
-    for _ in range(n_draws):
-        idx = rng.choices(range(len(text)), k=min(max_docs, len(text)))
-        y = [labels[i] for i in idx]
-        km = MiniBatchKMeans(n_clusters=len(set(y)), batch_size=512, init="k-means++", n_init=1, random_state=SEED)
-        values.append(v_measure_score(y, km.fit_predict(x[idx])))
+    levels = clustering_bootstrapped(
+        x, label_levels(labels, task.label_separator), n_bootstrap=task.n_bootstrap,
+        cluster_size=task.max_documents_per_cluster, kmeans_batch_size=task.kmeans_batch_size, max_depth=task.max_depth,
+        rng=py_rng, np_rng=rng if rng is not None else np.random.RandomState(SEED))
+    values = [v for vs in levels.values() for v in vs]
     scores = {"v_measure": float(np.mean(values)), "v_measure_std": float(np.std(values))}
-    return scores, {"kind": "repeats", "values": [float(v) for v in values]}
+    if len(levels) > 1:
+        scores.update({f"v_measure_level_{i}": float(np.mean(vs)) for i, vs in enumerate(levels.values())})
+    return scores, {"kind": "repeats", "values": values}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +315,7 @@ def best_accuracy_and_f1(scores: np.ndarray, labels: np.ndarray) -> tuple[float,
     return float(acc), float(f1)
 
 
-def evaluate_pair_classification(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_pair_classification(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     rows = [r for role in (task.merge_roles or [task.split]) for r in read_tsv(task.path(role), ("sentence1", "sentence2", "label"))]
     try:
         labels = np.array([int(r["label"]) for r in rows])
@@ -302,7 +343,7 @@ def evaluate_pair_classification(task: TaskSpec, encode: Encode) -> tuple[dict[s
 # ---------------------------------------------------------------------------------------------
 # Reranking (MTEB v1 RerankingEvaluator)
 # ---------------------------------------------------------------------------------------------
-def evaluate_reranking(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_reranking(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     rows = read_jsonl(task.path(task.split))
     rows = [r for r in rows if r.get("positive") and r.get("negative")]  # MTEB skips queries without both
     if not rows:
@@ -326,7 +367,8 @@ def evaluate_reranking(task: TaskSpec, encode: Encode) -> tuple[dict[str, float]
     return scores, {"kind": "mean", "metric": "map", "ids": list(range(len(rows))), "values": aps}
 
 
-EVALUATORS: dict[str, Callable[[TaskSpec, Encode], tuple[dict[str, float], dict[str, Any]]]] = {
+Evaluator = Callable[[TaskSpec, Encode, "np.random.RandomState | None"], tuple[dict[str, float], dict[str, Any]]]
+EVALUATORS: dict[str, Evaluator] = {
     "sts": evaluate_sts,
     "retrieval": evaluate_retrieval,
     "classification": evaluate_classification,
@@ -334,3 +376,21 @@ EVALUATORS: dict[str, Callable[[TaskSpec, Encode], tuple[dict[str, float], dict[
     "pair_classification": evaluate_pair_classification,
     "reranking": evaluate_reranking,
 }
+
+
+def evaluate_task(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+    """Every split of ``task.evaluation_splits`` in order (validation before test, as ``MTEB.run``
+    does with a task's ``eval_splits``), one numpy RNG seeded 42 carried across them (MTEB seeds the
+    global RNG once, when the task is created). The scores and per-example record are those of
+    ``task.split``, the reported split; the other splits' scores are kept as ``"<split>/<metric>"``."""
+    rng = np.random.RandomState(SEED)
+    scores: dict[str, float] = {}
+    per: dict[str, Any] = {}
+    for split in task.evaluation_splits:
+        s, p = EVALUATORS[task.type](task.model_copy(update={"split": split}), encode, rng)
+        if split == task.split:
+            scores.update(s)
+            per = p
+        else:
+            scores.update({k if k.startswith(f"{split}/") else f"{split}/{k}": v for k, v in s.items()})
+    return scores, per

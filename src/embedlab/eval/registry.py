@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from embedlab.errors import EmbedlabError
 from embedlab.settings import data_dir
@@ -27,6 +27,9 @@ MAIN_METRIC = {
     "pair_classification": "max_ap",
     "reranking": "map",
 }
+
+
+SPLIT_ROLES = ("train", "validation", "dev", "test")
 
 
 class TaskSpec(BaseModel):
@@ -52,6 +55,13 @@ class TaskSpec(BaseModel):
     label_column: str = "label"
     # pair classification: files concatenated into one evaluation set (MTEB merges TwitterURL's train+test)
     merge_roles: list[str] | None = None
+    # clustering (MTEB 1.12 AbsTaskClusteringFast defaults)
+    max_documents_to_embed: int = Field(default=16_384, gt=0)  # downsample (without replacement) before embedding
+    max_documents_per_cluster: int = Field(default=2_048, gt=0)  # size of each bootstrap draw (with replacement)
+    n_bootstrap: int = Field(default=10, gt=0)  # draws per level (mteb calls it n_clusters)
+    kmeans_batch_size: int = Field(default=512, gt=0)
+    max_depth: int | None = Field(default=None, gt=0)  # hierarchical labels: levels evaluated (None: all)
+    label_separator: str | None = Field(default=None, min_length=1)  # "a/b" -> levels ["a", "b"] when set to "/"
     # sts
     score_range: tuple[float, float] = (0.0, 5.0)
     # retrieval
@@ -66,6 +76,46 @@ class TaskSpec(BaseModel):
         if not v:
             raise ValueError("files must name at least one file")
         return v
+
+    @model_validator(mode="after")
+    def _known_roles(self) -> "TaskSpec":
+        known = self.known_roles()
+        for role in self.files:
+            if self.subsets and self.type != "retrieval":
+                sub, _, base = role.partition("/")
+                if sub not in self.subsets or not base:
+                    raise ValueError(f"unknown file role '{role}': a multi-subset task names its files "
+                                     f"'<subset>/<role>' with subset in {', '.join(self.subsets)}")
+            else:
+                base = role
+            if base not in known:
+                raise ValueError(f"unknown file role '{role}' for a {self.type} task (known: {', '.join(sorted(known))})")
+        return self
+
+    def known_roles(self) -> set[str]:
+        """The file roles a task of this type reads (split names; corpus/queries/qrels; ``all`` for CV)."""
+        if self.type == "retrieval":
+            return {"corpus", "queries", "qrels"}
+        roles = set(SPLIT_ROLES) | {self.split} | set(self.eval_splits or []) | set(self.merge_roles or [])
+        if self.type == "classification":
+            roles.add("all")
+        return roles
+
+    @property
+    def evaluation_splits(self) -> list[str]:
+        """The splits evaluated, in order; the last one is ``split`` (the reported main score).
+
+        As MTEB 1.12 (``MTEB.run`` loops over the task's ``eval_splits``, carrying numpy's RNG): a task
+        with a ``validation`` file besides its ``split`` file evaluates validation first, then ``split``.
+        ``eval_splits`` in the manifest overrides this. Retrieval, CV and merged-roles tasks have one
+        evaluation set."""
+        if self.eval_splits:
+            splits = [s for s in self.eval_splits if s != self.split]
+            return [*splits, self.split]
+        if self.type == "retrieval" or self.cv_folds or self.merge_roles or self.split == "validation":
+            return [self.split]
+        bases = {r.partition("/")[2] if self.subsets else r for r in self.files}
+        return ["validation", self.split] if "validation" in bases else [self.split]
 
     @property
     def main_metric(self) -> str:
@@ -166,6 +216,12 @@ def builtin_tasks(root: Path | None = None) -> dict[str, TaskSpec]:
     return tasks
 
 
+def _problem(error: Any) -> str:
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    loc = ".".join(str(x) for x in error["loc"])
+    return f"field '{loc}': {msg}" if loc else msg
+
+
 def load_task_dir(path: str | Path) -> TaskSpec:
     """A user task: a folder in the shared layout with a ``task.json`` or ``task.yaml`` manifest."""
     path = Path(path)
@@ -186,25 +242,45 @@ def load_task_dir(path: str | Path) -> TaskSpec:
     try:
         return TaskSpec(**{**raw, "root": path})
     except ValidationError as exc:
-        problems = "; ".join(f"field '{'.'.join(str(x) for x in e['loc']) or 'manifest'}': {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise EmbedlabError(f"{manifest}: {problems}") from None
 
 
-def select_tasks(names: str, task_dirs: list[str | Path] | None = None) -> list[TaskSpec]:
-    """``all``, ``quick`` or a comma-separated list of names (built-in or from ``task_dirs``)."""
+def find_task(name: str, available: dict[str, TaskSpec]) -> TaskSpec:
+    """A task by name, case-insensitively (``stsbenchmark`` is STSBenchmark); an exact match wins."""
+    if name in available:
+        return available[name]
+    matches = [t for n, t in available.items() if n.casefold() == name.casefold()]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise EmbedlabError(f"task name '{name}' is ambiguous: {', '.join(t.name for t in matches)}")
+    raise EmbedlabError(f"unknown task '{name}'; known: {', '.join(available) or 'none (is EMBEDLAB_DATA set?)'}")
+
+
+def select_tasks(names: str | None, task_dirs: list[str | Path] | None = None) -> list[TaskSpec]:
+    """``all``, ``quick`` or a comma-separated list of names (built-in or from ``task_dirs``), matched
+    case-insensitively. ``names=None`` selects the tasks of ``task_dirs`` when any are given, else ``quick``."""
     available = builtin_tasks()
+    own: list[TaskSpec] = []
     for d in task_dirs or []:
         task = load_task_dir(d)
         available[task.name] = task
-    if names == "all":
+        own.append(task)
+    if names is None:
+        if own:
+            return list({t.name: t for t in own}.values())
+        names = "quick"
+    keyword = names.strip().casefold()
+    if keyword == "all":
         return list(available.values())
-    if names == "quick":
+    if keyword == "quick":
         return [t for t in available.values() if t.quick]
-    chosen = []
+    chosen: list[TaskSpec] = []
     for name in [n.strip() for n in names.split(",") if n.strip()]:
-        if name not in available:
-            raise EmbedlabError(f"unknown task '{name}'; known: {', '.join(available) or 'none (is EMBEDLAB_DATA set?)'}")
-        chosen.append(available[name])
+        task = find_task(name, available)
+        if task not in chosen:
+            chosen.append(task)
     if not chosen:
         raise EmbedlabError("no task selected")
     return chosen

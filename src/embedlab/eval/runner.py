@@ -10,8 +10,8 @@ import numpy as np
 
 from embedlab import __version__
 from embedlab.errors import EmbedlabError
-from embedlab.eval.data import files_digest
-from embedlab.eval.evaluators import EVALUATORS, SEED
+from embedlab.readers import files_digest
+from embedlab.eval.evaluators import SEED, evaluate_task
 from embedlab.eval.registry import TaskSpec
 from embedlab.io import atomic_path, read_json, write_json
 from embedlab.settings import cache_dir
@@ -46,9 +46,6 @@ class EmbeddingCache:
                 np.save(f, arr)
 
 
-EncodeFn = Callable[[list[str], str], np.ndarray]  # (texts, prompt) -> vectors
-
-
 def instruction_prefix(template: str, instruction: str) -> str:
     """The prompt an instruction template gives a query: the part before ``{text}``."""
     if not template.endswith("{text}"):
@@ -57,11 +54,10 @@ def instruction_prefix(template: str, instruction: str) -> str:
 
 
 def make_encoder(embedder: Any, *, prompts: dict[str, str | None], dtype: str, cache: EmbeddingCache | None,
-                 on_encode: Callable[[int], None] | None = None, raw_prompts: dict[str, str] | None = None,
-                 encode_fn: EncodeFn | None = None) -> Callable[[list[str], str], np.ndarray]:
+                 on_encode: Callable[[int], None] | None = None,
+                 raw_prompts: dict[str, str] | None = None) -> Callable[[list[str], str], np.ndarray]:
     """``encode(texts, role)`` with de-duplication and the embedding cache; role picks the prompt
-    (a named prompt of the model, or a literal one from ``raw_prompts``). ``encode_fn`` replaces
-    ``embedder.encode`` (the grid's frozen mode embeds from cached backbone features)."""
+    (a named prompt of the model, or a literal one from ``raw_prompts``)."""
     fingerprint = embedder.fingerprint()
 
     def encode(texts: list[str], role: str) -> np.ndarray:
@@ -73,7 +69,7 @@ def make_encoder(embedder: Any, *, prompts: dict[str, str | None], dtype: str, c
         key = cache.path(fingerprint, prompt, dtype, unique) if cache else None
         vecs = cache.get(key, len(unique)) if cache and key else None
         if vecs is None:
-            vecs = encode_fn(unique, prompt) if encode_fn else embedder.encode(unique, prompt=prompt or None, dtype=dtype)
+            vecs = embedder.encode(unique, prompt=prompt or None, dtype=dtype)
             if on_encode:
                 on_encode(len(unique))
             if cache and key:
@@ -107,22 +103,27 @@ def result_path(out_dir: Path, task: TaskSpec) -> Path:
 
 def run_task(task: TaskSpec, embedder: Any, out_dir: Path, *, prompts: dict[str, str | None] | None = None,
              dtype: str = "fp32", cache: EmbeddingCache | None = None, instruction_template: str | None = None,
-             encode_fn: EncodeFn | None = None, extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+             extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate one task and write its JSON atomically; returns the result dict. With
-    ``instruction_template`` the task's instruction prefixes every query-side text."""
+    ``instruction_template`` the task's instruction prefixes every query-side text. ``dtype="auto"``
+    is resolved here (bf16 where native, else fp32), so results and cache keys name the real one."""
+    from embedlab.models.embedder import resolve_dtype
+
+    dtype = resolve_dtype(dtype, embedder.device)
     prompts = prompts or {}
     start = time.perf_counter()
     encoded = {"texts": 0}
     raw = {"query": instruction_prefix(instruction_template, task.instruction)} if instruction_template else None
-    encode = make_encoder(embedder, prompts=prompts, dtype=dtype, cache=cache, raw_prompts=raw, encode_fn=encode_fn,
+    encode = make_encoder(embedder, prompts=prompts, dtype=dtype, cache=cache, raw_prompts=raw,
                           on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n))
-    scores, per_example = EVALUATORS[task.type](task, encode)
+    scores, per_example = evaluate_task(task, encode)
     result = {
         "task_name": task.name,
         "mteb_name": task.mteb_name,
         "type": task.type,
         "category": task.category,
         "split": task.split,
+        "evaluated_splits": task.evaluation_splits,
         "main_metric": task.main_metric,
         "main_score": scores[task.main_metric],
         "scores": scores,

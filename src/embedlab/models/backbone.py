@@ -16,20 +16,25 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
-from embedlab.errors import EmbedlabError, ModelNotFoundError
-from embedlab.models import gguf
+from embedlab.errors import ConfigError, EmbedlabError, ModelNotFoundError
+from embedlab.io import read_json
+from embedlab.models import gguf, st_compat
+from embedlab.models.features import exclude_prefix
+from embedlab.models.modules import Module, register
+from embedlab.tokenize import Tokenized, tokenize_prompted
 from embedlab.models.aliases import ALIASES, alias_names
 
 log = logging.getLogger(__name__)
 
 ATTENTION_MODES = ("causal", "bidirectional")
 DEFAULT_MAX_LENGTH = 512
+BACKBONE_CONFIG = "embedlab_backbone.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -42,6 +47,22 @@ def is_decoder_config(config: Any) -> bool:
 
     model_type = getattr(config, "model_type", None)
     return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def check_transformers_version(minimum: str = "5.2") -> None:
+    """Refuse transformers older than 5.2: their mask builders ignore ``config.is_causal``, so a
+    bidirectional decoder would silently stay causal."""
+    import transformers
+    from packaging.version import InvalidVersion, Version
+
+    found = str(transformers.__version__)
+    try:
+        too_old = Version(found) < Version(minimum)
+    except InvalidVersion:
+        too_old = False  # an unparsable (source) build: let it through
+    if too_old:
+        raise EmbedlabError(f"transformers {found} is too old: embedlab needs transformers >= {minimum} (older versions keep "
+                            f"decoders causal even in bidirectional mode); upgrade with pip install 'transformers>={minimum}'")
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -94,19 +115,41 @@ def _from_hub_or_cache(loader: Any, name: str, **kwargs: Any) -> Any:
         raise ModelNotFoundError(f"could not load '{name}' from the hub: {str(exc).splitlines()[0]}") from None
 
 
-class Backbone(nn.Module):
-    """A transformer base model (no LM head) with its tokenizer and attention mode."""
+@register
+class Backbone(Module):
+    """The source module: a transformer base model (no LM head) with its tokenizer, attention mode and
+    tokenization settings (``max_length``, ``append_eos``, ``padding_side``). It tokenizes texts and
+    writes ``token_embeddings``, ``pool_mask`` and, on request, ``hidden_states`` into the features."""
 
-    def __init__(self, model: nn.Module, tokenizer: Any, *, source: str, max_length: int) -> None:
+    kind = "transformer"
+    config_keys = ("max_length", "append_eos", "padding_side")
+    is_source = True
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, source: str, max_length: int, append_eos: bool = False,
+                 padding_side: str = "right") -> None:
         super().__init__()
+        if padding_side not in ("left", "right"):
+            raise ConfigError(f"backbone: 'padding_side' must be one of left, right; got {padding_side!r}")
+        if append_eos and tokenizer.eos_token_id is None:
+            raise ConfigError(f"append_eos is set but the tokenizer of {source} has no EOS token")
         self.model = model
         self.tokenizer = tokenizer
         self.source = source
         self.max_length = int(max_length)
+        self.append_eos = bool(append_eos)
+        self.padding_side = padding_side
+
+    def with_options(self, **changes: Any) -> "Backbone":
+        """A new source sharing this one's model and tokenizer, with other tokenization settings."""
+        settings = {**self.get_config(), **changes}
+        unknown = set(settings) - set(self.config_keys)
+        if unknown:
+            raise ConfigError(f"backbone: unknown option(s) {sorted(unknown)}; options: {list(self.config_keys)}")
+        return Backbone(self.model, self.tokenizer, source=self.source, **settings)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def load(
+    def from_name(
         cls,
         name: str | os.PathLike,
         *,
@@ -130,12 +173,15 @@ class Backbone(nn.Module):
         attn_implementation: str = "sdpa",
         dtype: torch.dtype = torch.float32,
         max_length: int | None = None,
+        append_eos: bool | None = None,
+        padding_side: str | None = None,
     ) -> "Backbone":
-        """Load from what :func:`resolve_source` returned."""
+        """Load from what :func:`resolve_source` returned. Settings saved with the model are defaults."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+        check_transformers_version()
         if attention is not None and attention not in ATTENTION_MODES:
-            raise EmbedlabError(f"unknown attention mode '{attention}'; choose causal or bidirectional")
+            raise ConfigError(f"unknown attention mode '{attention}'; choose causal or bidirectional")
         is_hub = source.startswith("hub id")
 
         def load_with(loader: Any, **kwargs: Any) -> Any:
@@ -153,7 +199,7 @@ class Backbone(nn.Module):
             mode = attention or ("causal" if getattr(config, "is_causal", True) else "bidirectional")
             _set_config_attention(config, mode)
         elif attention == "causal":
-            raise EmbedlabError(f"{source} is an encoder ({config.model_type}): it is bidirectional by design")
+            raise ConfigError(f"{source} is an encoder ({config.model_type}): it is bidirectional by design")
         tokenizer = load_with(AutoTokenizer)
         model = load_with(AutoModel, config=config, attn_implementation=attn_implementation, dtype=dtype)
         model.eval()
@@ -164,7 +210,10 @@ class Backbone(nn.Module):
             # e.g. a GGUF tokenizer with added special tokens beyond the embedding table
             log.warning("tokenizer has %d entries but the model %d embedding rows: resizing (mean init)", len(tokenizer), rows)
             model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-        return cls(model, tokenizer, source=source, max_length=_resolve_max_length(target, config, tokenizer, max_length))
+        saved = _read_backbone_settings(Path(target))
+        return cls(model, tokenizer, source=source, max_length=_resolve_max_length(target, config, tokenizer, max_length),
+                   append_eos=saved.get("append_eos", False) if append_eos is None else append_eos,
+                   padding_side=padding_side or saved.get("padding_side", "right"))
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -181,15 +230,6 @@ class Backbone(nn.Module):
             return "bidirectional"
         return "causal" if getattr(self.config, "is_causal", True) else "bidirectional"
 
-    def set_attention(self, mode: str) -> None:
-        if mode not in ATTENTION_MODES:
-            raise EmbedlabError(f"unknown attention mode '{mode}'; choose causal or bidirectional")
-        if not self.is_decoder:
-            if mode == "causal":
-                raise EmbedlabError(f"{self.source} is an encoder: it is bidirectional by design")
-            return
-        _set_config_attention(self.config, mode)
-
     @property
     def hidden_size(self) -> int:
         return int(self.model.get_input_embeddings().weight.shape[1])
@@ -201,23 +241,51 @@ class Backbone(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    # -- forward ---------------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False) -> dict[str, Any]:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, return_dict=True)
-        features: dict[str, Any] = {"token_embeddings": out.last_hidden_state, "attention_mask": attention_mask}
+    def st_type(self) -> str:
+        return st_compat.ST_TRANSFORMER
+
+    # -- texts -> features ---------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str], prompts: Sequence[str] | str | None = None) -> Tokenized:
+        """Token ids of ``prompts[i] + texts[i]`` and the prompt's token count in each (:mod:`embedlab.tokenize`)."""
+        return tokenize_prompted(self.tokenizer, texts, prompts, max_length=self.max_length, append_eos=self.append_eos)
+
+    def forward(self, features: dict[str, Any], output_hidden_states: bool = False) -> dict[str, Any]:
+        mask = features["attention_mask"]
+        out = self.model(input_ids=features["input_ids"], attention_mask=mask, output_hidden_states=output_hidden_states,
+                         return_dict=True)
+        features["token_embeddings"] = out.last_hidden_state.float()
         if output_hidden_states:
-            features["hidden_states"] = tuple(out.hidden_states[1:])  # layers 1..L, embeddings excluded
+            features["hidden_states"] = tuple(h.float() for h in out.hidden_states[1:])  # layers 1..L, embeddings excluded
+        prompt_length = features.get("prompt_length")
+        features["pool_mask"] = mask if prompt_length is None else exclude_prefix(mask, prompt_length)
         return features
 
     # -- save ------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write the HF model, tokenizer and ``sentence_bert_config.json`` into ``path`` (not atomic alone)."""
+        """Write the HF model, tokenizer, ``sentence_bert_config.json`` and the tokenization settings into
+        ``path`` (the chain's root; not atomic alone: the embedder's save is)."""
         path = Path(path)
         self.model.save_pretrained(str(path))
         self.tokenizer.save_pretrained(str(path))
         (path / "sentence_bert_config.json").write_text(
             json.dumps({"max_seq_length": self.max_length, "do_lower_case": False}, indent=2) + "\n"
         )
+        (path / BACKBONE_CONFIG).write_text(json.dumps(self.get_config(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> "Backbone":  # type: ignore[override]
+        """Load by name (alias, directory, GGUF file or hub id); keyword arguments as :meth:`from_name`."""
+        return cls.from_name(path, **kwargs)
+
+
+def _read_backbone_settings(root: Path) -> dict[str, Any]:
+    """Tokenization settings saved with a model (``embedlab_backbone.json``, or embedlab.json before 0.2)."""
+    for name, keys in ((BACKBONE_CONFIG, ("append_eos", "padding_side")), ("embedlab.json", ("append_eos", "padding_side"))):
+        f = root / name
+        if f.is_file():
+            cfg = read_json(f, ConfigError, "backbone settings")
+            return {k: cfg[k] for k in keys if k in cfg}
+    return {}
 
 
 def _quiet_transformers() -> None:

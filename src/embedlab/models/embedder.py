@@ -1,15 +1,21 @@
-"""Embedder = backbone + attention mode + pooling head + optional L2 norm + optional Matryoshka
-truncation + named prompts. Saves in the sentence-transformers layout.
+"""Embedder: a chain of small modules, in the sentence-transformers spirit.
 
-Layout written by :meth:`Embedder.save`::
+``source -> pooling -> [projection] -> [truncate] -> [normalize] -> ...``, each module owning its
+config and its files (:mod:`embedlab.models.modules`), passing one features dict along
+(:mod:`embedlab.models.features`). The source is pluggable: the live :class:`Backbone`, or any module
+with the same protocol (``tokenize``, ``forward(features, output_hidden_states)``, ``hidden_size``,
+``num_layers``, ``is_decoder``, ``attention``, ``tokenizer``, ``max_length``, ``padding_side``), such
+as the design grid's cached-feature source. Named prompts are model data.
 
-    modules.json                      # 0: Transformer (root), 1: pooling, [2: Normalize]
+Layout written by :meth:`Embedder.save` (sentence-transformers')::
+
+    modules.json                      # 0: Transformer (root), then one folder per module
     config_sentence_transformers.json # prompts, default prompt, similarity
     sentence_bert_config.json         # max_seq_length
-    config.json, model.safetensors, tokenizer files   # the backbone (is_causal persisted)
+    config.json, model.safetensors, tokenizer files, embedlab_backbone.json   # the source (is_causal persisted)
     1_Pooling/config.json [+ model.safetensors for trainable heads]
-    2_Normalize/config.json
-    embedlab.json                     # what sentence-transformers has no key for (dim, append_eos, ...)
+    2_Dense/ ... 3_Normalize/         # whatever follows
+    embedlab.json                     # a summary (version, design); informational
 """
 from __future__ import annotations
 
@@ -26,26 +32,41 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from embedlab import __version__
-from embedlab.errors import EmbedlabError, InputError, PoolingError
-from embedlab.io import atomic_path
+from embedlab.errors import ConfigError, EmbedlabError, InputError
+from embedlab.io import atomic_path, read_json
+from embedlab.models import st_compat
 from embedlab.models.backbone import Backbone, resolve_source
 from embedlab.models.batching import pad_batch, token_budget_batches
-from embedlab.models.pooling import MultiLayerPooling, PoolingHead, build_head, exclude_prefix
+from embedlab.models.modules import Module, Normalize, Truncate, module_class_for
+from embedlab.models.pooling import PoolingHead, build_head
 
 log = logging.getLogger(__name__)
 
 EMBEDLAB_CONFIG = "embedlab.json"
-ST_TRANSFORMER = "sentence_transformers.base.modules.transformer.Transformer"
-ST_POOLING = "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
-ST_NORMALIZE = "sentence_transformers.base.modules.normalize.Normalize"
-_ST_TRANSFORMER_TYPES = {ST_TRANSFORMER, "sentence_transformers.models.Transformer"}
-_ST_POOLING_TYPES = {ST_POOLING, "sentence_transformers.models.Pooling"}
-_ST_NORMALIZE_TYPES = {ST_NORMALIZE, "sentence_transformers.models.Normalize"}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether bf16 runs natively here (CUDA with bf16, or a CPU with AVX-512 BF16 or AMX). Without it
+    PyTorch emulates bf16 and autocast is several times *slower* than fp32 (measured: 5x on an AVX2 CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def resolve_dtype(dtype: str, device: torch.device | str = "cpu") -> str:
+    """``auto`` -> ``bf16`` where it is native, else ``fp32``; other names are returned as they are."""
+    if dtype == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype '{dtype}'; choose one of auto, {', '.join(DTYPES)}")
+    return dtype
 
 
 @dataclass
@@ -61,54 +82,65 @@ class EncodeStats:
 
 
 class Embedder(nn.Module):
-    def __init__(
-        self,
-        backbone: Backbone,
-        head: PoolingHead,
-        *,
-        normalize: bool = True,
-        dim: int | None = None,
-        prompts: dict[str, str] | None = None,
-        default_prompt_name: str | None = None,
-        append_eos: bool = False,
-        padding_side: str = "right",
-    ) -> None:
+    """An ordered chain of modules plus named prompts. The first module is the source, one module is
+    the pooling head; the rest map ``sentence_embedding`` to ``sentence_embedding``."""
+
+    def __init__(self, modules: Sequence[Module], *, prompts: dict[str, str] | None = None,
+                 default_prompt_name: str | None = None) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.head = head
-        self.normalize = bool(normalize)
-        self.dim = dim
+        self.chain = nn.ModuleList(modules)
         self.prompts = dict(prompts or {})
         self.default_prompt_name = default_prompt_name
-        self.append_eos = bool(append_eos)
-        self.padding_side = padding_side
         self.last_stats = EncodeStats()
-        self._fingerprint: str | None = None
+        self._fingerprint: tuple[Any, str] | None = None
         self._validate()
 
     # ------------------------------------------------------------------------------------------
     def _validate(self) -> None:
-        bb, head = self.backbone, self.head
-        if head.needs_cls_token and bb.is_decoder:
-            raise PoolingError(
-                f"pooling '{head.name}' needs an encoder's [CLS] token, but {bb.source} is a decoder "
-                f"({bb.config.model_type}); use last_token, mean, weighted_mean, latent_attention or multi_layer"
-            )
-        if head.dim != bb.hidden_size:
-            raise PoolingError(f"pooling '{head.name}' expects {head.dim}-d states, the backbone gives {bb.hidden_size}")
-        if isinstance(head, MultiLayerPooling) and head.num_layers != bb.num_layers:
-            raise PoolingError(f"multi_layer pooling was built for {head.num_layers} layers, the backbone has {bb.num_layers}")
-        if self.dim is not None and not (isinstance(self.dim, int) and 0 < self.dim <= head.output_dim):
-            raise EmbedlabError(f"dim must be an integer in 1..{head.output_dim}, got {self.dim!r}")
-        if self.padding_side not in ("left", "right"):
-            raise EmbedlabError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
-        if self.append_eos and bb.tokenizer.eos_token_id is None:
-            raise EmbedlabError(f"append_eos is set but the tokenizer of {bb.source} has no EOS token")
-        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
-            raise EmbedlabError(f"default prompt '{self.default_prompt_name}' is not among the prompts {list(self.prompts)}")
+        if len(self.chain) < 2 or not getattr(self.chain[0], "is_source", False):
+            raise ConfigError("an embedder chain starts with a source module (a backbone) followed by a pooling head")
+        heads = [i for i, m in enumerate(self.chain) if isinstance(m, PoolingHead)]
+        if heads != [1]:
+            raise ConfigError(f"an embedder chain has exactly one pooling head, right after the source; got modules "
+                              f"{[m.kind for m in self.chain]}")
+        source = self.chain[0]
+        width = source.hidden_size
+        for module in self.chain[1:]:
+            module.check(source, width)  # each adjacent pair, once
+            width = module.output_dim(width)
+        self._output_dim = width
+        self._needs_hidden_states = any(m.needs_hidden_states for m in self.chain[1:])
         for key, value in self.prompts.items():
             if not isinstance(key, str) or not isinstance(value, str):
-                raise EmbedlabError("prompts must map names to strings")
+                raise ConfigError("prompts must map names to strings")
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ConfigError(f"default prompt '{self.default_prompt_name}' is not among the prompts {list(self.prompts)}")
+
+    @classmethod
+    def build(cls, source: Any, head: PoolingHead, *, projection: Module | None = None, normalize: bool = True,
+              truncate_dim: int | None = None, **kwargs: Any) -> "Embedder":
+        """The usual chain: source, head, [projection], [truncate], [normalize]."""
+        modules: list[Module] = [source, head]
+        if projection is not None:
+            modules.append(projection)
+        if truncate_dim is not None:
+            modules.append(Truncate(truncate_dim))
+        if normalize:
+            modules.append(Normalize())
+        return cls(modules, **kwargs)
+
+    def with_modules(self, modules: Sequence[Module]) -> "Embedder":
+        """A new embedder over ``modules`` with this one's prompts (modules are shared, not copied)."""
+        return type(self)(modules, prompts=self.prompts, default_prompt_name=self.default_prompt_name)
+
+    def with_source(self, source: Any) -> "Embedder":
+        """The same chain over another source (e.g. a backbone with other tokenization settings)."""
+        return self.with_modules([source, *self.chain[1:]])
+
+    def with_options(self, **backbone_options: Any) -> "Embedder":
+        """A new embedder whose source has other tokenization settings (``append_eos``, ``padding_side``,
+        ``max_length``); validated like a new one."""
+        return self.with_source(self.source.with_options(**backbone_options))
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -119,6 +151,7 @@ class Embedder(nn.Module):
         pooling: str | None = None,
         attention: str | None = None,
         normalize: bool | None = None,
+        truncate_dim: int | None = None,
         dim: int | None = None,
         prompts: dict[str, str] | None = None,
         default_prompt_name: str | None = None,
@@ -130,57 +163,98 @@ class Embedder(nn.Module):
         attn_implementation: str = "sdpa",
     ) -> "Embedder":
         """Build an embedder from an alias, a saved embedder, a sentence-transformers or HF directory,
-        a GGUF file or a hub id. Settings saved with the model are defaults; arguments override them.
+        a GGUF file or a hub id. The saved chain and settings are defaults; arguments override them:
+        ``pooling``/``pooling_options``/``preset`` replace the head, ``normalize`` adds or drops the
+        final normalisation, ``truncate_dim`` (alias ``dim``) sets the Matryoshka truncation.
         """
-        target, source = resolve_source(model)
-        backbone = Backbone.from_source(
-            target, source, attention=attention, attn_implementation=attn_implementation, max_length=max_length
-        )
-        saved = _read_saved_settings(Path(target))
-        head: PoolingHead | None = saved.pop("head", None)
-        same_head = head is not None and (pooling is None or pooling == head.name) and not pooling_options and preset is None
-        if not same_head:
-            name = pooling or (head.name if head is not None else ("last_token" if backbone.is_decoder else "mean"))
-            options = dict(pooling_options or {})
-            if name == "multi_layer" and "layer_summary" not in options:
-                options["layer_summary"] = "last_token" if backbone.attention == "causal" else "mean"
-            head = build_head(name, backbone.hidden_size, num_layers=backbone.num_layers, preset=preset, **options)
-        assert head is not None
+        if dim is not None and truncate_dim is not None and dim != truncate_dim:
+            raise ConfigError("give truncate_dim or dim (its alias), not both")
+        truncate_dim = truncate_dim if truncate_dim is not None else dim
+        target, where = resolve_source(model)
+        source = Backbone.from_source(target, where, attention=attention, attn_implementation=attn_implementation,
+                                      max_length=max_length, padding_side=padding_side)
+        saved_modules, saved_prompts = _read_saved_chain(Path(target))
+        head = saved_modules[0] if saved_modules and isinstance(saved_modules[0], PoolingHead) else None
+        rest = saved_modules[1:] if head is not None else []
+        if head is None or (pooling is not None and pooling != head.name) or pooling_options or preset is not None:
+            name = pooling or (head.name if head is not None else ("last_token" if source.is_decoder else "mean"))
+            head = build_head(name, source.hidden_size, num_layers=source.num_layers, attention=source.attention,
+                              preset=preset, **dict(pooling_options or {}))
+            rest = [m for m in rest if not m.has_weights()]  # a trained projection belongs to the replaced head
         if append_eos is None:
-            append_eos = saved.get("append_eos", backbone.is_decoder and head.name == "last_token")
-        return cls(
-            backbone,
-            head,
-            normalize=saved.get("normalize", True) if normalize is None else normalize,
-            dim=saved.get("dim") if dim is None else dim,
-            prompts={**saved.get("prompts", {}), **(prompts or {})},
-            default_prompt_name=default_prompt_name or saved.get("default_prompt_name"),
-            append_eos=append_eos,
-            padding_side=padding_side or saved.get("padding_side", "right"),
-        )
+            append_eos = source.append_eos or (source.is_decoder and head.name == "last_token" and not saved_modules)
+        if append_eos != source.append_eos:
+            source = source.with_options(append_eos=append_eos)
+        if normalize is not None:
+            has = any(isinstance(m, Normalize) for m in rest)
+            if normalize and not has:
+                rest.append(Normalize())
+            elif not normalize:
+                rest = [m for m in rest if not isinstance(m, Normalize)]
+        elif not saved_modules:
+            rest.append(Normalize())
+        if truncate_dim is not None:
+            rest = [m for m in rest if not isinstance(m, Truncate)]
+            at = next((i for i, m in enumerate(rest) if isinstance(m, Normalize)), len(rest))
+            rest.insert(at, Truncate(truncate_dim))
+        return cls([source, head, *rest], prompts={**saved_prompts.get("prompts", {}), **(prompts or {})},
+                   default_prompt_name=default_prompt_name or saved_prompts.get("default_prompt_name"))
 
     load = from_pretrained
 
     # ------------------------------------------------------------------------------------------
     @property
+    def source(self) -> Any:
+        return self.chain[0]
+
+    @property
+    def backbone(self) -> Any:
+        """The source module (a :class:`Backbone`, or a source that wraps one)."""
+        return self.chain[0]
+
+    @property
+    def head(self) -> PoolingHead:
+        return self.chain[1]  # type: ignore[return-value]
+
+    @property
     def tokenizer(self) -> Any:
-        return self.backbone.tokenizer
+        return self.source.tokenizer
 
     @property
     def attention(self) -> str:
-        return self.backbone.attention
+        return self.source.attention
+
+    @property
+    def append_eos(self) -> bool:
+        return self.source.append_eos
+
+    @property
+    def padding_side(self) -> str:
+        return self.source.padding_side
+
+    @property
+    def normalize(self) -> bool:
+        return any(isinstance(m, Normalize) for m in self.chain)
+
+    @property
+    def truncate_dim(self) -> int | None:
+        return next((m.truncate_dim for m in self.chain if isinstance(m, Truncate)), None)
 
     @property
     def output_dim(self) -> int:
-        return self.dim or self.head.output_dim
+        return self._output_dim
 
     @property
     def max_length(self) -> int:
-        return self.backbone.max_length
+        return self.source.max_length
+
+    def trainable_modules(self) -> list[Module]:
+        """The modules after the source that hold parameters (head, projection, ...)."""
+        return [m for m in self.chain[1:] if m.num_parameters()]
 
     def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str:
         if prompt is not None and prompt_name is not None:
-            raise EmbedlabError("give either prompt_name or prompt, not both")
+            raise ConfigError("give either prompt_name or prompt, not both")
         if prompt is not None:
             return prompt
         name = prompt_name if prompt_name is not None else self.default_prompt_name
@@ -188,66 +262,41 @@ class Embedder(nn.Module):
             return ""
         if name not in self.prompts:
             known = ", ".join(self.prompts) or "none defined"
-            raise EmbedlabError(f"unknown prompt '{name}' (prompts: {known})")
+            raise ConfigError(f"unknown prompt '{name}' (prompts: {known})")
         return self.prompts[name]
 
-    def prompt_length(self, prompt: str) -> int:
-        """Tokens the prompt occupies at the start of a tokenized text (leading special tokens included)."""
-        if not prompt:
-            return 0
-        with_special = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        plain = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        for offset in range(len(with_special) - len(plain) + 1):  # leading special tokens ([CLS], BOS)
-            if with_special[offset : offset + len(plain)] == plain:
-                return offset + len(plain)
-        return len(plain)
-
     # ------------------------------------------------------------------------------------------
-    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
-        """Token ids per text (special tokens, truncation and the optional EOS applied) and the
-        number of texts that were truncated."""
-        tok = self.tokenizer
-        limit = self.max_length - (1 if self.append_eos else 0)
-        ids = tok(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        too_long = [i for i, seq in enumerate(ids) if len(seq) > limit]
-        if too_long:
-            cut = tok([texts[i] for i in too_long], add_special_tokens=True, truncation=True, max_length=limit)["input_ids"]
-            for i, seq in zip(too_long, cut):
-                ids[i] = seq
-        if self.append_eos:
-            eos = tok.eos_token_id
-            ids = [seq if seq and seq[-1] == eos else [*seq, eos] for seq in ids]
-        for i, seq in enumerate(ids):
-            if not seq:
-                raise InputError(
-                    f"text {i} gives no tokens ({texts[i]!r}): this model adds no special tokens to an empty text; "
-                    "drop it or enable append_eos"
-                )
-        return ids, len(too_long)
+    def tokenize(self, texts: Sequence[str], prompts: Sequence[str] | str | None = None) -> Any:
+        """``Tokenized`` ids of ``prompts[i] + texts[i]`` with each prompt's token count (the one
+        mechanism used by encode, training and serving)."""
+        return self.source.tokenize(texts, prompts)
 
-    def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_length: int = 0) -> dict[str, Any]:
-        """Backbone forward + pool mask; returns the features a head reads (float32)."""
-        features = self.backbone(input_ids, attention_mask, output_hidden_states=self.head.needs_hidden_states)
-        features["token_embeddings"] = features["token_embeddings"].float()
-        if "hidden_states" in features:
-            features["hidden_states"] = tuple(h.float() for h in features["hidden_states"])
-        if self.head.exclude_instruction and prompt_length:
-            prefix = torch.full((input_ids.shape[0],), prompt_length, device=input_ids.device)
-            features["pool_mask"] = exclude_prefix(attention_mask, prefix)
-        else:
-            features["pool_mask"] = attention_mask
+    def batch_features(self, ids: Sequence[Sequence[int]], prompt_lengths: Sequence[int] | None = None,
+                       device: torch.device | None = None) -> dict[str, Any]:
+        """Pad token ids into the features a source reads (``prompt_length`` only when the head
+        excludes the instruction)."""
+        input_ids, mask = pad_batch(ids, self.tokenizer.pad_token_id, self.padding_side)
+        device = device or self.device
+        features: dict[str, Any] = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+        if self.head.exclude_instruction and prompt_lengths is not None and any(prompt_lengths):
+            features["prompt_length"] = torch.as_tensor(list(prompt_lengths), dtype=torch.long, device=device)
         return features
 
-    def postprocess(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Matryoshka truncation, then L2 normalisation."""
-        if self.dim is not None:
-            pooled = pooled[:, : self.dim]
-        if self.normalize:
-            pooled = F.normalize(pooled, p=2, dim=-1)
-        return pooled
+    def forward(self, features: dict[str, Any], *, postprocess: bool = True) -> dict[str, Any]:
+        """Run the chain on a features dict holding ``input_ids`` and ``attention_mask``. With
+        ``postprocess=False`` the truncation/normalisation modules are skipped (training losses
+        normalise and truncate themselves)."""
+        features = self.source(features, output_hidden_states=self._needs_hidden_states)
+        for module in self.chain[1:]:
+            if postprocess or not module.postprocess:
+                features = module(features)
+        return features
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_length: int = 0) -> torch.Tensor:
-        return self.postprocess(self.head(self.forward_features(input_ids, attention_mask, prompt_length)))
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
 
     # ------------------------------------------------------------------------------------------
     def encode(
@@ -266,6 +315,7 @@ class Embedder(nn.Module):
 
         ``token_budget`` bounds padded tokens per batch (default 2,048 on CPU, where small batches of
         similar length are fastest, and 32,768 on GPU); ``max_batch_size`` defaults to 64 / 512.
+        ``dtype="auto"`` is bf16 where bf16 is native (:func:`native_bf16`), else fp32.
         Empty strings are encoded as the model would (e.g. ``[CLS] [SEP]`` for BERT); a text that
         gives no tokens at all (a decoder without BOS) raises :class:`InputError`.
         """
@@ -277,26 +327,23 @@ class Embedder(nn.Module):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise InputError(f"text {i} is {type(t).__name__}, not str")
-        if dtype not in DTYPES:
-            raise EmbedlabError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
+        dtype = resolve_dtype(dtype, self.device)
         if output not in ("numpy", "torch"):
-            raise EmbedlabError("output must be 'numpy' or 'torch'")
+            raise ConfigError("output must be 'numpy' or 'torch'")
         start = time.perf_counter()
         pre = self.resolve_prompt(prompt_name, prompt)
-        full = [pre + t for t in texts] if pre else list(texts)
-        n = len(full)
+        n = len(texts)
         result = torch.empty((n, self.output_dim), dtype=torch.float32)
         stats = EncodeStats(texts=n, max_length=self.max_length)
         if n:
-            ids, stats.truncated = self.tokenize(full)
-            lengths = [len(s) for s in ids]
+            tokenized = self.tokenize(list(texts), pre)
+            stats.truncated = tokenized.truncated
+            lengths = tokenized.lengths
             stats.tokens = sum(lengths)
-            plen = self.prompt_length(pre) if self.head.exclude_instruction else 0
-            device = next(self.parameters()).device
+            device = self.device
             on_cpu = device.type == "cpu"
             token_budget = token_budget or (2048 if on_cpu else 32768)
             max_batch_size = max_batch_size or (64 if on_cpu else 512)
-            pad_id = self.tokenizer.pad_token_id
             if show_progress is None:
                 show_progress = n >= 512 and sys.stderr.isatty()
             from tqdm.auto import tqdm
@@ -304,13 +351,13 @@ class Embedder(nn.Module):
             was_training = self.training
             self.eval()
             try:
-                with torch.inference_mode(), _autocast(device, DTYPES[dtype]), low_precision_cpu_attention(
-                    self.backbone.model, device, dtype != "fp32"), tqdm(
-                    total=n, disable=not show_progress, unit="text", desc="encode", file=sys.stderr
-                ) as bar:
+                with torch.inference_mode(), autocast(device, DTYPES[dtype]), low_precision_cpu_attention(
+                        self.source, device, dtype != "fp32"), tqdm(
+                        total=n, disable=not show_progress, unit="text", desc="encode", file=sys.stderr) as bar:
                     for batch in token_budget_batches(lengths, token_budget, max_batch_size):
-                        input_ids, mask = pad_batch([ids[i] for i in batch], pad_id, self.padding_side)
-                        out = self.forward(input_ids.to(device), mask.to(device), plen)
+                        features = self.batch_features([tokenized.ids[i] for i in batch],
+                                                       [tokenized.prompt_lengths[i] for i in batch], device)
+                        out = self.forward(features)["sentence_embedding"]
                         result[torch.as_tensor(batch)] = out.float().cpu()
                         stats.batches += 1
                         bar.update(len(batch))
@@ -330,15 +377,17 @@ class Embedder(nn.Module):
     # ------------------------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
         """Everything that defines this embedder apart from weights."""
+        source = self.source
         return {
             "embedlab_version": __version__,
-            "source": self.backbone.source,
-            "architecture": self.backbone.config.model_type,
+            "source": getattr(source, "source", None),
+            "architecture": source.config.model_type,
             "attention": self.attention,
             "pooling": self.head.name,
             "pooling_config": self.head.get_config(),
+            "modules": [{"kind": m.kind, **m.get_config()} for m in self.chain],
             "normalize": self.normalize,
-            "dim": self.dim,
+            "truncate_dim": self.truncate_dim,
             "append_eos": self.append_eos,
             "padding_side": self.padding_side,
             "max_length": self.max_length,
@@ -347,37 +396,34 @@ class Embedder(nn.Module):
         }
 
     def fingerprint(self) -> str:
-        """SHA-256 over the config (minus where it came from) and every weight: same vectors <=> same fingerprint."""
-        if self._fingerprint is None:
+        """SHA-256 over the config (minus where it came from) and every weight: same vectors <=> same
+        fingerprint. It cannot go stale: the cached digest is reused only while the config and every
+        tensor's identity and in-place version counter are unchanged (an optimizer step, a
+        ``load_state_dict`` or a LoRA merge all change them)."""
+        cfg = {k: v for k, v in self.config_dict().items() if k not in ("source", "embedlab_version")}
+        state = self.state_dict(keep_vars=True)
+        key = (json.dumps(cfg, sort_keys=True),
+               tuple((name, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for name, t in state.items()))
+        if self._fingerprint is None or self._fingerprint[0] != key:
             h = hashlib.sha256()
-            cfg = {k: v for k, v in self.config_dict().items() if k not in ("source", "embedlab_version")}
-            h.update(json.dumps(cfg, sort_keys=True).encode())
-            for name, tensor in sorted(self.state_dict().items()):
+            h.update(key[0].encode())
+            for name, tensor in sorted(state.items()):
                 h.update(name.encode())
                 h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-            self._fingerprint = h.hexdigest()[:16]
-        return self._fingerprint
+            self._fingerprint = (key, h.hexdigest()[:16])
+        return self._fingerprint[1]
 
     def save(self, path: str | os.PathLike) -> None:
         """Save atomically in the sentence-transformers layout (see module docstring)."""
         path = Path(path)
         with atomic_path(path) as tmp:
             tmp.mkdir(parents=True)
-            self.backbone.save(tmp)
-            self.head.save(tmp / "1_Pooling")
-            modules = [
-                {"idx": 0, "name": "0", "path": "", "type": ST_TRANSFORMER},
-                {
-                    "idx": 1,
-                    "name": "1",
-                    "path": "1_Pooling",
-                    "type": ST_POOLING if self.head.st_pooling_mode else f"{type(self.head).__module__}.{type(self.head).__name__}",
-                },
-            ]
-            if self.normalize:
-                (tmp / "2_Normalize").mkdir()
-                (tmp / "2_Normalize" / "config.json").write_text("{}\n")
-                modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": ST_NORMALIZE})
+            self.source.save(tmp)
+            modules = [{"idx": 0, "name": "0", "path": "", "type": self.source.st_type()}]
+            for idx, module in enumerate(self.chain[1:], start=1):
+                folder = f"{idx}_{module.folder_name}"
+                module.save(tmp / folder)
+                modules.append({"idx": idx, "name": str(idx), "path": folder, "type": module.st_type()})
             (tmp / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
             st_config = {
                 "__version__": _versions(),
@@ -391,7 +437,7 @@ class Embedder(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """A summary for ``embedlab info``."""
-        bb = self.backbone
+        bb = self.source
         cfg = bb.config
         return {
             "source": bb.source,
@@ -401,10 +447,12 @@ class Embedder(nn.Module):
             "hidden size": bb.hidden_size,
             "output dim": self.output_dim,
             "backbone parameters": f"{bb.num_parameters():,}",
+            "modules": " -> ".join(m.kind if m.kind != "pooling" else f"pooling:{m.name}" for m in self.chain),
             "pooling": f"{self.head.name} ({self.head.num_parameters():,} parameters)",
             "pooling config": self.head.get_config(),
             "attention": self.attention,
             "normalize": self.normalize,
+            "truncate dim": self.truncate_dim,
             "append EOS": self.append_eos,
             "padding side": self.padding_side,
             "max length": self.max_length,
@@ -415,10 +463,11 @@ class Embedder(nn.Module):
 
 # ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def low_precision_cpu_attention(model: Any, device: torch.device, low_precision: bool) -> Iterator[None]:
+def low_precision_cpu_attention(source: Any, device: torch.device, low_precision: bool) -> Iterator[None]:
     """Eager attention for bf16/fp16 on CPU, restored afterwards (measured: PyTorch's CPU
     flash-attention kernel is ~10% slower than the eager path in bf16)."""
-    impl = getattr(model.config, "_attn_implementation", None)
+    model = getattr(source, "model", None)
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
     switch = device.type == "cpu" and low_precision and impl == "sdpa"
     if switch:
         model.set_attn_implementation("eager")
@@ -429,7 +478,7 @@ def low_precision_cpu_attention(model: Any, device: torch.device, low_precision:
             model.set_attn_implementation(impl)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype) -> Any:
+def autocast(device: torch.device, dtype: torch.dtype) -> Any:
     if dtype == torch.float32:
         return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=dtype)
@@ -443,40 +492,36 @@ def _versions() -> dict[str, str]:
             "transformers": transformers.__version__, "pytorch": torch.__version__}
 
 
-def _read_saved_settings(root: Path) -> dict[str, Any]:
-    """Settings of a saved embedder or sentence-transformers model in ``root`` ({} for a plain HF dir)."""
-    settings: dict[str, Any] = {}
+def _read_saved_chain(root: Path) -> tuple[list[Module], dict[str, Any]]:
+    """The modules after the source of a saved embedder or sentence-transformers model in ``root``,
+    and its prompts ([] and {} for a plain HF directory)."""
     modules_file = root / "modules.json"
     if not root.is_dir() or not modules_file.is_file():
-        return settings
-    try:
-        modules = json.loads(modules_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise EmbedlabError(f"{modules_file} is not valid JSON ({exc.msg})") from None
-    settings["normalize"] = False
-    for module in modules:
-        mtype, mpath = module.get("type", ""), module.get("path", "")
-        if mtype in _ST_TRANSFORMER_TYPES:
-            continue
-        if mtype in _ST_NORMALIZE_TYPES:
-            settings["normalize"] = True
-        elif mtype in _ST_POOLING_TYPES or mtype.startswith("embedlab."):
-            settings["head"] = PoolingHead.load(root / mpath)
-        else:
-            raise EmbedlabError(f"{root}: module type {mtype} is not supported by embedlab (Transformer, Pooling, Normalize only)")
+        return [], {}
+    entries = read_json(modules_file, ConfigError, "modules.json")
+    if not isinstance(entries, list):
+        raise ConfigError(f"{modules_file} must hold a list of modules")
+    modules: list[Module] = []
+    for entry in sorted(entries, key=lambda e: e.get("idx", 0)):
+        mtype, mpath = entry.get("type", ""), entry.get("path", "")
+        cls = module_class_for(mtype, root, mpath)
+        if getattr(cls, "is_source", False):
+            continue  # the source is loaded by from_pretrained
+        modules.append(cls.load(root / mpath))
+    prompts: dict[str, Any] = {}
     st_file = root / "config_sentence_transformers.json"
     if st_file.is_file():
-        st = json.loads(st_file.read_text())
-        settings["prompts"] = dict(st.get("prompts") or {})
+        st = read_json(st_file, ConfigError, "sentence-transformers config")
+        prompts["prompts"] = dict(st.get("prompts") or {})
         if st.get("default_prompt_name"):
-            settings["default_prompt_name"] = st["default_prompt_name"]
-    cfg_file = root / EMBEDLAB_CONFIG
-    if cfg_file.is_file():
-        cfg = json.loads(cfg_file.read_text())
-        for key in ("dim", "append_eos", "padding_side", "prompts", "default_prompt_name", "normalize"):
-            if key in cfg:
-                settings[key] = cfg[key]
-    return settings
+            prompts["default_prompt_name"] = st["default_prompt_name"]
+    legacy = root / EMBEDLAB_CONFIG  # embedlab < 0.2 kept the truncation here, not as a module
+    if legacy.is_file() and not any(isinstance(m, Truncate) for m in modules):
+        dim = read_json(legacy, ConfigError, "embedlab config").get("dim")
+        if dim:
+            at = next((i for i, m in enumerate(modules) if isinstance(m, Normalize)), len(modules))
+            modules.insert(at, Truncate(int(dim)))
+    return modules, prompts
 
 
-__all__ = ["Embedder", "EncodeStats"]
+__all__ = ["Embedder", "EncodeStats", "DTYPES", "autocast", "low_precision_cpu_attention", "native_bf16", "resolve_dtype"]

@@ -1,18 +1,15 @@
-"""Pooling heads: token (or per-layer) states -> one vector per text.
+"""Pooling heads: token (or per-layer) states -> ``sentence_embedding``.
 
-Each head is a small ``nn.Module`` that owns its config and its save/load, in the spirit of
-sentence-transformers modules. Plain heads (cls, mean, weighted_mean, last_token) are saved in
-sentence-transformers' own ``Pooling`` format so that ``SentenceTransformer(path)`` loads them; the
-trainable heads (latent_attention, multi_layer) are saved as ``config.json`` + ``model.safetensors``.
+Each head is a chain :class:`~embedlab.models.modules.Module` of kind ``pooling``. ``pool(features)``
+returns the (B, k) vectors; ``forward(features)`` stores them as ``features["sentence_embedding"]``.
+Plain heads (cls, mean, weighted_mean, last_token) are saved in sentence-transformers' own ``Pooling``
+format, so ``SentenceTransformer(path)`` loads them; the trainable heads (latent_attention,
+last_layer, multi_layer) as ``config.json`` + ``model.safetensors``.
 
-Every head reads a ``features`` dict:
-
-* ``token_embeddings`` (B, T, d): last-layer token states;
-* ``attention_mask`` (B, T): 1 for real tokens, 0 for padding (either padding side);
-* ``pool_mask`` (B, T): ``attention_mask`` with instruction/prompt tokens zeroed where the head
-  excludes them (never empty: the embedder falls back to ``attention_mask`` for such rows);
-* ``hidden_states``: the L per-layer states (B, T, d), layers 1..L (the embedding output is excluded;
-  the last one is post-final-norm), only for heads with ``needs_hidden_states``.
+A head reads ``token_embeddings``, ``attention_mask`` and ``pool_mask``, and, for multi_layer,
+``hidden_states`` or a caching source's ``layer_summaries`` (see :mod:`embedlab.models.features`).
+Options that depend on the attention mode (the paper's "last token if causal, else mean" rule) live in
+the head's :meth:`PoolingHead.defaults_for`, applied by :func:`build_head`.
 """
 from __future__ import annotations
 
@@ -23,128 +20,121 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from embedlab.errors import PoolingError
 from embedlab.io import atomic_path, read_json
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-
-# ---------------------------------------------------------------------------------------------
-# Mask helpers (correct under left and right padding)
-# ---------------------------------------------------------------------------------------------
-def first_token_index(mask: torch.Tensor) -> torch.Tensor:
-    """Index of the first real token of each row."""
-    return mask.to(torch.int32).argmax(dim=1)
-
-
-def last_token_index(mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last real token of each row."""
-    seq_len = mask.shape[1]
-    return seq_len - 1 - mask.to(torch.int32).flip(1).argmax(dim=1)
-
-
-def gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x (B, T, d), index (B,) -> (B, d)."""
-    return x[torch.arange(x.shape[0], device=x.device), index]
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of x (B, T, d) over the positions where mask (B, T) is 1."""
-    m = mask.to(x.dtype).unsqueeze(-1)
-    return (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-
-
-def exclude_prefix(mask: torch.Tensor, prefix_lengths: torch.Tensor) -> torch.Tensor:
-    """Zero the first ``prefix_lengths[i]`` real tokens of row i (padding side agnostic).
-
-    Rows that would be left with no token keep their full mask (a prompt longer than the
-    truncated text must not produce an empty pool).
-    """
-    position = mask.to(torch.int64).cumsum(dim=1)  # 1..n over real tokens, under either padding
-    out = mask * (position > prefix_lengths.unsqueeze(1)).to(mask.dtype)
-    empty = out.sum(dim=1) == 0
-    if bool(empty.any()):
-        out[empty] = mask[empty]
-    return out
+from embedlab.models import st_compat
+from embedlab.models.features import (
+    LAYER_SUMMARIES,
+    default_summary,
+    exclude_prefix,
+    first_token_index,
+    gather_positions,
+    last_token_index,
+    masked_mean,
+    summarize_layers,
+)
+from embedlab.models.modules import CONFIG_NAME, WEIGHTS_NAME, Module, load_weights, register
 
 
 # ---------------------------------------------------------------------------------------------
 # Base class
 # ---------------------------------------------------------------------------------------------
-class PoolingHead(nn.Module):
-    """Base class: subclasses set ``name`` and implement ``forward(features) -> (B, out_dim)``."""
+@register
+class PoolingHead(Module):
+    """Base class: subclasses set ``name`` and implement ``pool(features) -> (B, out_dim)``.
 
-    name: ClassVar[str]
+    ``input_dim`` is the width of the token states the head reads (the backbone's hidden size).
+    """
+
+    kind = "pooling"
+    folder_name = "Pooling"
+    name: ClassVar[str] = "pooling"
     trainable: ClassVar[bool] = False
-    needs_hidden_states: ClassVar[bool] = False
     supports_exclude_instruction: ClassVar[bool] = False
     needs_cls_token: ClassVar[bool] = False
     st_pooling_mode: ClassVar[str | None] = None  # sentence-transformers' name for plain heads
     description: ClassVar[str] = ""
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
-    def __init__(self, dim: int, exclude_instruction: bool = False) -> None:
+    def __init__(self, input_dim: int, exclude_instruction: bool = False) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim <= 0:
-            raise PoolingError(f"{self.name}: dim must be a positive integer, got {dim!r}")
-        if exclude_instruction and not self.supports_exclude_instruction:
+        if not isinstance(input_dim, int) or isinstance(input_dim, bool) or input_dim <= 0:
+            raise PoolingError(f"{self.name}: 'input_dim' must be a positive integer; got {input_dim!r}")
+        if exclude_instruction and not self.can_exclude_instruction():
             raise PoolingError(
                 f"pooling '{self.name}' cannot exclude instruction tokens "
-                "(only mean-type heads can: mean, weighted_mean, latent_attention, multi_layer with mean summary)"
+                "(only heads that average tokens can: mean, weighted_mean, latent_attention, "
+                "last_layer over tokens, multi_layer with mean summary)"
             )
-        self.dim = dim
+        self.input_dim = input_dim
         self.exclude_instruction = bool(exclude_instruction)
 
+    def can_exclude_instruction(self) -> bool:
+        return self.supports_exclude_instruction
+
+    @classmethod
+    def defaults_for(cls, attention: str) -> dict[str, Any]:
+        """Options whose default depends on the attention mode (none for most heads)."""
+        return {}
+
     @property
-    def output_dim(self) -> int:
-        return self.dim
+    def embedding_dim(self) -> int:
+        return self.input_dim
+
+    def output_dim(self, input_dim: int) -> int:
+        return self.embedding_dim
+
+    def check(self, source: Any, input_dim: int) -> None:
+        if self.needs_cls_token and source.is_decoder:
+            raise PoolingError(
+                f"pooling '{self.name}' needs an encoder's [CLS] token, but {source.source} is a decoder; "
+                "use last_token, mean, weighted_mean, latent_attention, last_layer or multi_layer"
+            )
+        if self.input_dim != input_dim:
+            raise PoolingError(f"pooling '{self.name}' expects {self.input_dim}-d states, the backbone gives {input_dim}")
 
     def get_config(self) -> dict[str, Any]:
-        return {"dim": self.dim, "exclude_instruction": self.exclude_instruction}
+        return {"input_dim": self.input_dim, "exclude_instruction": self.exclude_instruction}
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def has_weights(self) -> bool:
+        return self.trainable
+
+    def st_type(self) -> str:
+        return st_compat.ST_POOLING if self.st_pooling_mode is not None else "embedlab.pooling"
+
+    def pool(self, features: dict[str, Any]) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, features: dict[str, Any]) -> dict[str, Any]:
+        features["sentence_embedding"] = self.pool(features)
+        return features
 
     # -- save / load ---------------------------------------------------------------------------
+    def saved_config(self) -> dict[str, Any]:
+        if self.st_pooling_mode is not None:
+            return {"embedding_dimension": self.input_dim, "pooling_mode": self.st_pooling_mode,
+                    "include_prompt": not self.exclude_instruction}
+        return {"embedlab_pooling": self.name, **self.get_config()}
+
     def save(self, path: str | Path) -> None:
-        """Write this head into directory ``path`` (atomically)."""
         with atomic_path(path) as tmp:
             tmp.mkdir(parents=True)
-            if self.st_pooling_mode is not None:
-                config = {
-                    "embedding_dimension": self.dim,
-                    "pooling_mode": self.st_pooling_mode,
-                    "include_prompt": not self.exclude_instruction,
-                }
-            else:
-                config = {"embedlab_pooling": self.name, **self.get_config()}
-            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+            (tmp / CONFIG_NAME).write_text(json.dumps(self.saved_config(), indent=2) + "\n")
             if self.trainable:
-                state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-                save_file(state, str(tmp / WEIGHTS_NAME))
+                from safetensors.torch import save_file
 
-    @staticmethod
-    def load(path: str | Path) -> "PoolingHead":
+                save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(tmp / WEIGHTS_NAME))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PoolingHead":
         """Load any head saved by :meth:`save` (or a sentence-transformers ``Pooling`` folder)."""
         path = Path(path)
-        config = read_json(path / CONFIG_NAME, PoolingError, "pooling config")
-        head = head_from_config(config)
+        head = head_from_config(read_json(path / CONFIG_NAME, PoolingError, "pooling config"))
         if head.trainable:
-            weights = path / WEIGHTS_NAME
-            if not weights.is_file():
-                raise PoolingError(f"pooling weights missing: {weights}")
-            try:
-                state = load_file(str(weights))
-            except Exception as exc:  # safetensors raises its own error types for corrupt files
-                raise PoolingError(f"pooling weights {weights} are corrupt: {exc}") from None
-            head.load_state_dict(state)
+            head.load_state_dict(load_weights(path / WEIGHTS_NAME, "pooling", PoolingError))
         return head
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.get_config().items())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,9 +146,8 @@ class CLSPooling(PoolingHead):
     needs_cls_token = True
     description = "state of the first ([CLS]) token; encoders only (BERT)"
 
-    def forward(self, features: dict[str, Any]) -> torch.Tensor:
-        x = features["token_embeddings"]
-        return gather_positions(x, first_token_index(features["attention_mask"]))
+    def pool(self, features: dict[str, Any]) -> torch.Tensor:
+        return gather_positions(features["token_embeddings"], first_token_index(features["attention_mask"]))
 
 
 class MeanPooling(PoolingHead):
@@ -167,7 +156,7 @@ class MeanPooling(PoolingHead):
     supports_exclude_instruction = True
     description = "masked mean of the last-layer token states (Sentence-BERT)"
 
-    def forward(self, features: dict[str, Any]) -> torch.Tensor:
+    def pool(self, features: dict[str, Any]) -> torch.Tensor:
         return masked_mean(features["token_embeddings"], features["pool_mask"])
 
 
@@ -177,10 +166,9 @@ class WeightedMeanPooling(PoolingHead):
     supports_exclude_instruction = True
     description = "position-weighted mean, weight i for the i-th real token (SGPT, Muennighoff 2022)"
 
-    def forward(self, features: dict[str, Any]) -> torch.Tensor:
+    def pool(self, features: dict[str, Any]) -> torch.Tensor:
         x = features["token_embeddings"]
-        mask = features["attention_mask"]
-        positions = mask.to(x.dtype).cumsum(dim=1)  # 1..n from the first real token, any padding side
+        positions = features["attention_mask"].to(x.dtype).cumsum(dim=1)  # 1..n from the first real token
         weights = (positions * features["pool_mask"].to(x.dtype)).unsqueeze(-1)
         return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
@@ -188,11 +176,10 @@ class WeightedMeanPooling(PoolingHead):
 class LastTokenPooling(PoolingHead):
     name = "last_token"
     st_pooling_mode = "lasttoken"
-    description = "state of the last real token (EOS when appended; the headline paper's baseline)"
+    description = "state of the last real token (EOS when appended; the headline paper's baseline, Model 1)"
 
-    def forward(self, features: dict[str, Any]) -> torch.Tensor:
-        x = features["token_embeddings"]
-        return gather_positions(x, last_token_index(features["attention_mask"]))
+    def pool(self, features: dict[str, Any]) -> torch.Tensor:
+        return gather_positions(features["token_embeddings"], last_token_index(features["attention_mask"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +203,8 @@ class FeedForward(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Multi-head cross-attention with pre-LayerNorm on the query and context sides, no mask."""
+    """Multi-head cross-attention with pre-LayerNorm on the query and context sides; an optional
+    context mask (B, Nc), 1 = attend."""
 
     def __init__(self, dim: int, num_heads: int, head_dim: int) -> None:
         super().__init__()
@@ -229,7 +217,7 @@ class CrossAttention(nn.Module):
         self.to_kv = nn.Linear(dim, inner * 2, bias=False)
         self.to_out = nn.Linear(inner, dim)
 
-    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
         """queries (B, Nq, d), context (B, Nc, d) -> (B, Nq, d) (the residual is added by the caller)."""
         b, nq, _ = queries.shape
         q = self.to_q(self.norm_q(queries))
@@ -238,19 +226,20 @@ class CrossAttention(nn.Module):
         def split(t: torch.Tensor) -> torch.Tensor:
             return t.reshape(t.shape[0], t.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+        mask = None if context_mask is None else context_mask.bool()[:, None, None, :]
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask)
         return self.to_out(out.transpose(1, 2).reshape(b, nq, self.num_heads * self.head_dim))
 
 
 def _resolve_widths(dim: int, num_heads: int, head_dim: int | None, name: str) -> int:
-    if num_heads <= 0:
-        raise PoolingError(f"{name}: num_heads must be positive, got {num_heads}")
+    if not isinstance(num_heads, int) or num_heads <= 0:
+        raise PoolingError(f"{name}: 'num_heads' must be a positive integer; got {num_heads!r}")
     if head_dim is None:
         if dim % num_heads:
-            raise PoolingError(f"{name}: dim {dim} is not divisible by num_heads {num_heads}; set head_dim")
+            raise PoolingError(f"{name}: input_dim {dim} is not divisible by num_heads {num_heads}; set head_dim")
         head_dim = dim // num_heads
-    if head_dim <= 0:
-        raise PoolingError(f"{name}: head_dim must be positive, got {head_dim}")
+    if not isinstance(head_dim, int) or head_dim <= 0:
+        raise PoolingError(f"{name}: 'head_dim' must be a positive integer; got {head_dim!r}")
     return head_dim
 
 
@@ -260,8 +249,9 @@ class _LatentHead(PoolingHead):
     trainable = True
 
     def _build_block(self, dim: int, num_latents: int, num_heads: int, head_dim: int | None, ff_mult: int) -> None:
-        if num_latents <= 0 or ff_mult <= 0:
-            raise PoolingError(f"{self.name}: num_latents and ff_mult must be positive")
+        for key, v in (("num_latents", num_latents), ("ff_mult", ff_mult)):
+            if not isinstance(v, int) or v <= 0:
+                raise PoolingError(f"{self.name}: '{key}' must be a positive integer; got {v!r}")
         self.num_latents, self.num_heads, self.ff_mult = num_latents, num_heads, ff_mult
         self.head_dim = _resolve_widths(dim, num_heads, head_dim, self.name)
         self.latents = nn.Parameter(torch.randn(num_latents, dim))
@@ -269,19 +259,17 @@ class _LatentHead(PoolingHead):
         self.norm_ff = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, ff_mult)
 
-    def _block(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def _block(self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``q <- q + MHA(LN(q), LN(context))``, then ``q <- q + FF(LN(q))``."""
-        queries = queries + self.attn(queries, context)
+        queries = queries + self.attn(queries, context, context_mask)
         return queries + self.ff(self.norm_ff(queries))
 
+    def _latent_queries(self, batch: int) -> torch.Tensor:
+        return self.latents.unsqueeze(0).expand(batch, -1, -1)
+
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "num_latents": self.num_latents,
-            "num_heads": self.num_heads,
-            "head_dim": self.head_dim,
-            "ff_mult": self.ff_mult,
-        }
+        return {**super().get_config(), "num_latents": self.num_latents, "num_heads": self.num_heads,
+                "head_dim": self.head_dim, "ff_mult": self.ff_mult}
 
 
 class LatentAttentionPooling(_LatentHead):
@@ -289,38 +277,79 @@ class LatentAttentionPooling(_LatentHead):
 
     The token states are the queries; a trainable latent array (r latents) gives keys and values:
     ``h <- h + W_o·MHA(Q=W_q·LN(h), K,V=W_kv·LN(latents))``, then ``h <- h + FF(LN(h))`` with a GEGLU
-    MLP, then a masked mean over tokens.
+    MLP, then a masked mean over tokens. Not the headline paper's last-layer head (see last_layer).
     """
 
     name = "latent_attention"
     supports_exclude_instruction = True
     description = "NV-Embed latent attention: tokens query a trainable latent array, MLP, masked mean"
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+    PRESETS = {
         "small": {"num_latents": 512, "num_heads": 8, "head_dim": None, "ff_mult": 1},
         # NV-Embed: 512 latents, 8 heads, cross_dim_head = hidden size (4096), FF 4096 -> 2·16384 -> 4096
         "paper": {"num_latents": 512, "num_heads": 8, "head_dim": "dim", "ff_mult": 4},
     }
 
-    def __init__(
-        self,
-        dim: int,
-        num_latents: int = 512,
-        num_heads: int = 8,
-        head_dim: int | None = None,
-        ff_mult: int = 1,
-        exclude_instruction: bool = False,
-    ) -> None:
-        super().__init__(dim, exclude_instruction)
-        self._build_block(dim, num_latents, num_heads, head_dim, ff_mult)
+    def __init__(self, input_dim: int, num_latents: int = 512, num_heads: int = 8, head_dim: int | None = None,
+                 ff_mult: int = 1, exclude_instruction: bool = False) -> None:
+        super().__init__(input_dim, exclude_instruction)
+        self._build_block(input_dim, num_latents, num_heads, head_dim, ff_mult)
 
-    def forward(self, features: dict[str, Any]) -> torch.Tensor:
+    def pool(self, features: dict[str, Any]) -> torch.Tensor:
         h = features["token_embeddings"]
-        h = self._block(h, self.latents.unsqueeze(0).expand(h.shape[0], -1, -1))  # tokens query the latents
+        h = self._block(h, self._latent_queries(h.shape[0]))  # tokens query the latents
         return masked_mean(h, features["pool_mask"])
 
 
+class LastLayerPooling(_LatentHead):
+    """The headline paper's Last-Layer Trainable Pooling (Tang & Yang 2024, Models 2 and 4).
+
+    Perceiver-style: trainable latents are the queries and cross-attend over the last layer's token
+    states (``x <- x + W_o·MHA(Q=W_q·LN(latents), K,V=W_kv·LN(h))``, then ``x <- x + FF(LN(x))``), then a
+    mean over the latents. The multi-layer head's block applied to tokens instead of layers, without the
+    layer embedding. ``context`` follows the paper's code: ``last_token`` (Model 2, causal: the EOS state
+    is the only key) or ``tokens`` (Model 4, bidirectional: every token). Deviation: padding is masked
+    out of the keys here; the paper's code let left-padding tokens into K/V.
+    """
+
+    name = "last_layer"
+    description = "Tang & Yang last-layer trainable pooling: latents cross-attend over the last layer's tokens"
+    CONTEXTS: ClassVar[tuple[str, ...]] = ("tokens", "last_token")
+    PRESETS = {
+        "small": {"num_latents": 32, "num_heads": 8, "head_dim": None, "ff_mult": 1},
+        # paper (LastLayersTrainablePooling = the multi-layer block): 768 latents, 32 heads x 2048, FF d -> 8d -> d
+        "paper": {"num_latents": 768, "num_heads": 32, "head_dim": 2048, "ff_mult": 4},
+    }
+
+    def __init__(self, input_dim: int, context: str = "tokens", num_latents: int = 32, num_heads: int = 8,
+                 head_dim: int | None = None, ff_mult: int = 1, exclude_instruction: bool = False) -> None:
+        if context not in self.CONTEXTS:
+            raise PoolingError(f"{self.name}: 'context' must be one of {', '.join(self.CONTEXTS)}; got {context!r}")
+        self.context = context
+        super().__init__(input_dim, exclude_instruction)
+        self._build_block(input_dim, num_latents, num_heads, head_dim, ff_mult)
+
+    def can_exclude_instruction(self) -> bool:
+        return self.context == "tokens"
+
+    @classmethod
+    def defaults_for(cls, attention: str) -> dict[str, Any]:
+        return {"context": "last_token" if attention == "causal" else "tokens"}
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "context": self.context}
+
+    def pool(self, features: dict[str, Any]) -> torch.Tensor:
+        h = features["token_embeddings"]
+        if self.context == "last_token":
+            context = gather_positions(h, last_token_index(features["attention_mask"])).unsqueeze(1)
+            mask = None
+        else:
+            context, mask = h, features["pool_mask"]
+        return self._block(self._latent_queries(h.shape[0]), context, mask).mean(dim=1)
+
+
 class MultiLayerPooling(_LatentHead):
-    """The headline paper's Multi-Layers Trainable Pooling (Tang & Yang 2024, §4).
+    """The headline paper's Multi-Layers Trainable Pooling (Tang & Yang 2024, §4; Models 3 and 5).
 
     One summary per hidden layer (last token under causal attention, masked mean under bidirectional),
     plus a learned per-layer embedding; trainable latents cross-attend over the layer axis, then a
@@ -329,59 +358,54 @@ class MultiLayerPooling(_LatentHead):
 
     name = "multi_layer"
     needs_hidden_states = True
-    supports_exclude_instruction = True
     description = "Multi-Layers Trainable Pooling: latents cross-attend over per-layer summaries"
-    SUMMARIES: ClassVar[tuple[str, ...]] = ("last_token", "mean")
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+    SUMMARIES: ClassVar[tuple[str, ...]] = LAYER_SUMMARIES
+    PRESETS = {
         "small": {"num_latents": 32, "num_heads": 8, "head_dim": None, "ff_mult": 1},
         # paper: 768 latents, 32 heads x 2048 channels, FF d -> 8d (GEGLU) -> d
         "paper": {"num_latents": 768, "num_heads": 32, "head_dim": 2048, "ff_mult": 4},
     }
 
-    def __init__(
-        self,
-        dim: int,
-        num_layers: int,
-        layer_summary: str = "last_token",
-        num_latents: int = 32,
-        num_heads: int = 8,
-        head_dim: int | None = None,
-        ff_mult: int = 1,
-        exclude_instruction: bool = False,
-    ) -> None:
-        super().__init__(dim, exclude_instruction)
+    def __init__(self, input_dim: int, num_layers: int, layer_summary: str = "last_token", num_latents: int = 32,
+                 num_heads: int = 8, head_dim: int | None = None, ff_mult: int = 1, exclude_instruction: bool = False) -> None:
         if layer_summary not in self.SUMMARIES:
-            raise PoolingError(f"{self.name}: layer_summary must be one of {self.SUMMARIES}, got {layer_summary!r}")
-        if exclude_instruction and layer_summary != "mean":
-            raise PoolingError(f"{self.name}: exclude_instruction needs layer_summary='mean'")
-        if not isinstance(num_layers, int) or num_layers <= 0:
-            raise PoolingError(f"{self.name}: num_layers must be a positive integer, got {num_layers!r}")
-        self.num_layers, self.layer_summary = num_layers, layer_summary
-        self.layer_embedding = nn.Embedding(num_layers, dim)
-        self._build_block(dim, num_latents, num_heads, head_dim, ff_mult)
+            raise PoolingError(f"{self.name}: 'layer_summary' must be one of {', '.join(self.SUMMARIES)}; got {layer_summary!r}")
+        self.layer_summary = layer_summary
+        super().__init__(input_dim, exclude_instruction)
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers <= 0:
+            raise PoolingError(f"{self.name}: 'num_layers' must be a positive integer; got {num_layers!r}")
+        self.num_layers = num_layers
+        self.layer_embedding = nn.Embedding(num_layers, input_dim)
+        self._build_block(input_dim, num_latents, num_heads, head_dim, ff_mult)
+
+    def can_exclude_instruction(self) -> bool:
+        return self.layer_summary == "mean"
+
+    @classmethod
+    def defaults_for(cls, attention: str) -> dict[str, Any]:
+        return {"layer_summary": default_summary(attention)}
+
+    def check(self, source: Any, input_dim: int) -> None:
+        super().check(source, input_dim)
+        if self.num_layers != source.num_layers:
+            raise PoolingError(f"multi_layer pooling was built for {self.num_layers} layers, the backbone has {source.num_layers}")
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_layers": self.num_layers, "layer_summary": self.layer_summary}
 
     def summarize_layers(self, features: dict[str, Any]) -> torch.Tensor:
         """(B, L, d): one vector per hidden layer."""
-        hidden = features.get("hidden_states")
-        if hidden is None or len(hidden) != self.num_layers:
-            got = None if hidden is None else len(hidden)
-            raise PoolingError(f"{self.name}: expected {self.num_layers} hidden layers, got {got}")
-        if self.layer_summary == "last_token":
-            index = last_token_index(features["attention_mask"])
-            return torch.stack([gather_positions(h, index) for h in hidden], dim=1)
-        mask = features["pool_mask"]
-        return torch.stack([masked_mean(h, mask) for h in hidden], dim=1)
+        try:
+            layers = summarize_layers(features, self.layer_summary)
+        except KeyError:
+            raise PoolingError(f"{self.name}: the source gave no hidden states") from None
+        if layers.shape[1] != self.num_layers:
+            raise PoolingError(f"{self.name}: expected {self.num_layers} hidden layers, got {layers.shape[1]}")
+        return layers
 
-    def forward(self, features: dict[str, Any]) -> torch.Tensor:
-        layers = features.get("layer_summaries")
-        if layers is None:
-            layers = self.summarize_layers(features)
-        layers = layers + self.layer_embedding.weight.unsqueeze(0)
-        x = self._block(self.latents.unsqueeze(0).expand(layers.shape[0], -1, -1), layers)  # latents query the layers
-        return x.mean(dim=1)
+    def pool(self, features: dict[str, Any]) -> torch.Tensor:
+        layers = self.summarize_layers(features) + self.layer_embedding.weight.unsqueeze(0)
+        return self._block(self._latent_queries(layers.shape[0]), layers).mean(dim=1)  # latents query the layers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,32 +413,38 @@ class MultiLayerPooling(_LatentHead):
 # ---------------------------------------------------------------------------------------------
 POOLING_HEADS: dict[str, type[PoolingHead]] = {
     cls.name: cls
-    for cls in (CLSPooling, MeanPooling, WeightedMeanPooling, LastTokenPooling, LatentAttentionPooling, MultiLayerPooling)
+    for cls in (CLSPooling, MeanPooling, WeightedMeanPooling, LastTokenPooling, LatentAttentionPooling, LastLayerPooling,
+                MultiLayerPooling)
 }
 _ST_MODES = {cls.st_pooling_mode: cls for cls in POOLING_HEADS.values() if cls.st_pooling_mode}
 
 
-def build_head(name: str, dim: int, *, num_layers: int | None = None, preset: str | None = None, **options: Any) -> PoolingHead:
-    """Build a pooling head by name; ``preset`` ('small' or 'paper') fills widths for trainable heads."""
+def build_head(name: str, input_dim: int, *, num_layers: int | None = None, attention: str | None = None,
+               preset: str | None = None, **options: Any) -> PoolingHead:
+    """Build a pooling head by name. ``preset`` ('small' or 'paper') fills the trainable heads' widths;
+    ``attention`` fills the options whose default depends on it (:meth:`PoolingHead.defaults_for`);
+    explicit ``options`` win over both."""
     if name not in POOLING_HEADS:
         raise PoolingError(f"unknown pooling '{name}'; choose one of: {', '.join(POOLING_HEADS)}")
     cls = POOLING_HEADS[name]
     kwargs: dict[str, Any] = {}
-    presets = getattr(cls, "PRESETS", None)
     if preset is not None:
-        if not presets or preset not in presets:
-            raise PoolingError(f"pooling '{name}' has no preset {preset!r}" + (f"; presets: {', '.join(presets)}" if presets else ""))
-        kwargs.update({k: (dim if v == "dim" else v) for k, v in presets[preset].items()})
+        if preset not in cls.PRESETS:
+            known = f"; presets: {', '.join(cls.PRESETS)}" if cls.PRESETS else " (it has no trainable widths)"
+            raise PoolingError(f"pooling '{name}' has no preset {preset!r}{known}")
+        kwargs.update({k: (input_dim if v == "dim" else v) for k, v in cls.PRESETS[preset].items()})
+    if attention is not None:
+        kwargs.update(cls.defaults_for(attention))
     kwargs.update(options)
-    if cls is MultiLayerPooling:
+    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "input_dim"}
+    if "num_layers" in allowed:
         if num_layers is None:
-            raise PoolingError("multi_layer pooling needs the backbone's number of layers")
+            raise PoolingError(f"{name} pooling needs the backbone's number of layers")
         kwargs["num_layers"] = num_layers
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "dim"}
     unknown = set(kwargs) - allowed
     if unknown:
         raise PoolingError(f"pooling '{name}' has no option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
-    return cls(dim, **kwargs)
+    return cls(input_dim, **kwargs)
 
 
 def head_from_config(config: dict[str, Any]) -> PoolingHead:
@@ -422,8 +452,10 @@ def head_from_config(config: dict[str, Any]) -> PoolingHead:
     config = dict(config)
     if "embedlab_pooling" in config:
         name = config.pop("embedlab_pooling")
-        dim = config.pop("dim")
-        return build_head(name, dim, **config)
+        input_dim = config.pop("input_dim", None) or config.pop("dim", None)  # "dim" before embedlab 0.2
+        if name not in POOLING_HEADS:
+            raise PoolingError(f"saved pooling {name!r} is unknown; known: {', '.join(POOLING_HEADS)}")
+        return POOLING_HEADS[name](input_dim, **config)
     dim = config.get("embedding_dimension", config.get("word_embedding_dimension"))
     mode = config.get("pooling_mode")
     if mode is None:  # legacy sentence-transformers keys
@@ -444,18 +476,7 @@ def head_from_config(config: dict[str, Any]) -> PoolingHead:
 
 
 __all__ = [
-    "POOLING_HEADS",
-    "PoolingHead",
-    "CLSPooling",
-    "MeanPooling",
-    "WeightedMeanPooling",
-    "LastTokenPooling",
-    "LatentAttentionPooling",
-    "MultiLayerPooling",
-    "build_head",
-    "head_from_config",
-    "exclude_prefix",
-    "masked_mean",
-    "last_token_index",
-    "first_token_index",
+    "POOLING_HEADS", "PoolingHead", "CLSPooling", "MeanPooling", "WeightedMeanPooling", "LastTokenPooling",
+    "LatentAttentionPooling", "LastLayerPooling", "MultiLayerPooling", "build_head", "head_from_config",
+    "exclude_prefix", "masked_mean", "last_token_index", "first_token_index",
 ]

@@ -17,7 +17,7 @@ from typing import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from embedlab.errors import EmbedlabError, InputError
-from embedlab.eval.data import read_jsonl, read_tsv
+from embedlab.readers import read_jsonl, read_tsv
 
 log = logging.getLogger(__name__)
 DEFAULT_TEMPLATE = "Instruct: {task}\nQuery: {text}"
@@ -213,12 +213,29 @@ def load_datasets(specs: list[DataSpec], *, in_batch_default: bool = True, seed:
     return examples
 
 
-def format_query(example: Example, template: str) -> str:
-    return template.format(task=example.instruction, text=example.query) if example.instruction else example.query
+Prompted = tuple[str, str]  # (instruction prefix, text): the model sees prefix + text
 
 
-def format_document(text: str, example: Example, template: str) -> str:
-    return template.format(task=example.instruction, text=text) if example.instruction and example.instruct_documents else text
+def split_template(template: str, task: str) -> tuple[str, str]:
+    """The instruction prefix and suffix around ``{text}`` in ``template``, with the task filled in."""
+    head, _, tail = template.partition("{text}")
+    return head.format(task=task), tail.format(task=task)
+
+
+def _apply(template: str, task: str, text: str) -> Prompted:
+    prefix, suffix = split_template(template, task)
+    return prefix, text + suffix
+
+
+def format_query(example: Example, template: str) -> Prompted:
+    """(prefix, text) of the query: the dataset's instruction in ``template`` (no prefix without one)."""
+    return _apply(template, example.instruction, example.query) if example.instruction else ("", example.query)
+
+
+def format_document(text: str, example: Example, template: str) -> Prompted:
+    if example.instruction and example.instruct_documents:
+        return _apply(template, example.instruction, text)
+    return "", text
 
 
 def check_template(template: str) -> str:

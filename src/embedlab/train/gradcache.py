@@ -38,21 +38,21 @@ def cached_backward(embed: EmbedFn, groups: Sequence[Sequence[str]], loss_fn: Ca
                     micro_batch_size: int, scale: float = 1.0) -> torch.Tensor:
     """Backpropagate ``scale * loss_fn(*reps)`` into the parameters behind ``embed``, where ``reps[i]``
     embeds ``groups[i]``, holding at most ``micro_batch_size`` texts' activations at a time.
-    Returns the (detached) loss. An empty group gives an empty (0, d) tensor."""
+    Returns the (detached) loss. An empty group gives an empty (0, d) tensor on the device and with
+    the dtype of the other groups' representations."""
     states: list[list] = []
     reps: list[torch.Tensor | None] = []
-    width = None
     with torch.no_grad():
         for group in groups:
             parts, group_states = [], []
             for chunk in chunks(group, micro_batch_size):
                 group_states.append(_rng_state())
                 parts.append(embed(chunk))
-                width = parts[-1].shape[1]
             states.append(group_states)
             reps.append(torch.cat(parts) if parts else None)
-    assert width is not None, "no text to embed"
-    leaves = [(r if r is not None else torch.zeros(0, width)).detach().requires_grad_() for r in reps]
+    ref = next((r for r in reps if r is not None), None)
+    assert ref is not None, "no text to embed"
+    leaves = [(r if r is not None else ref.new_zeros(0, ref.shape[1])).detach().requires_grad_() for r in reps]
     loss = loss_fn(*leaves)
     (loss * scale).backward()
     for group, group_states, leaf in zip(groups, states, leaves):

@@ -9,7 +9,8 @@ cross-entropy on the positive) and is tested against a brute-force computation.
 Layout: for B queries the candidates are the B positives followed by N hard negatives (any number per
 query; ``owner[j]`` says whose negative column B+j is). A query row that uses in-batch negatives sees
 every candidate; one that does not (NV-Embed stage 2 for non-retrieval data) sees only its own
-positive and its own negatives.
+positive and its own negatives. The symmetric term (positive j -> the B queries) uses the transpose
+of the query -> positive visibility: the same in-batch switch and false-negative mask.
 """
 from __future__ import annotations
 
@@ -67,7 +68,10 @@ def contrastive_loss_flat(q: torch.Tensor, p: torch.Tensor, negatives: torch.Ten
     labels = torch.arange(b, device=q.device)
     loss = F.cross_entropy(logits, labels)
     if symmetric:
-        loss = (loss + F.cross_entropy(pn @ qn.T / temperature, labels)) / 2
+        # positives -> queries: positive j may see query i exactly when query i may see positive j (the
+        # in-batch switch and the false-negative mask, transposed); its own query is always visible
+        back = (pn @ qn.T / temperature).masked_fill(~visible[:, :b].T, float("-inf"))
+        loss = (loss + F.cross_entropy(back, labels)) / 2
     return loss, float(visible.sum(dim=1).float().mean())
 
 
@@ -116,12 +120,16 @@ def matryoshka_flat(q: torch.Tensor, p: torch.Tensor, negatives: torch.Tensor | 
 
 def false_negative_mask(queries: Sequence[str], positives: Sequence[str], negatives: Sequence[str]) -> torch.Tensor:
     """(B, B+N) True where a candidate is a false negative for a query: its text equals the query's
-    positive, or it is the positive of another row with the same query text (duplicate queries)."""
+    positive or the query's own text (pair data with both directions, e.g. ``stsb-pairs``: a query
+    appears as another row's positive or negative), or it is the positive of another row with the
+    same query text (duplicate queries). The loss never masks a query's own positive (the diagonal)."""
+    if len(queries) != len(positives):
+        raise EmbedlabError(f"{len(queries)} queries but {len(positives)} positives")
     cands = list(positives) + list(negatives)
     b = len(positives)
     rows = []
     for i, pos in enumerate(positives):
-        row = [c == pos for c in cands]
+        row = [c == pos or c == queries[i] for c in cands]
         for j in range(b):
             if j != i and queries[j] == queries[i]:
                 row[j] = True

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,11 +26,10 @@ import torch
 
 from embedlab.errors import EmbedlabError
 from embedlab.io import atomic_path, write_json
-from embedlab.models.batching import pad_batch
 from embedlab.train import distributed as dist_utils
 from embedlab.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from embedlab.train.config import Stage, TrainConfig
-from embedlab.train.data import DataStats, Example, format_document, format_query, load_datasets
+from embedlab.train.data import DataStats, Example, Prompted, format_document, format_query, load_datasets
 from embedlab.train.gradcache import cached_backward
 from embedlab.train.losses import contrastive_loss_flat, false_negative_mask, matryoshka_flat
 
@@ -84,6 +84,9 @@ class TrainResult:
     head_parameters: int = 0
     lora_parameters: int = 0
     data: dict[str, Any] = field(default_factory=dict)
+    final_loss: float | None = None
+    resumed_from_step: int = 0  # the checkpoint's step when resumed; seconds and tokens include the earlier sessions
+    already_finished: bool = False  # --resume on a finished run: nothing was trained (fields from train_summary.json)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,8 +186,9 @@ class Trainer:
         elif any(p.requires_grad for p in self.embedder.backbone.parameters()):  # full fine-tuning unless the caller froze it
             for p in self.embedder.parameters():
                 p.requires_grad_(True)
-        for p in self.embedder.head.parameters():
-            p.requires_grad_(True)
+        for module in self.embedder.trainable_modules():  # the head and any projection, always in full
+            for p in module.parameters():
+                p.requires_grad_(True)
         dist_utils.broadcast_parameters(p for p in self.embedder.parameters() if p.requires_grad)
         self.params = [p for p in self.embedder.parameters() if p.requires_grad]
         if not self.params:
@@ -193,6 +197,7 @@ class Trainer:
         self.ckpt_dir = self.out / "checkpoints"
         self.log_path = self.out / "train_log.jsonl"
         self.stats = DataStats()
+        self._tokens, self._truncated = 0, 0
         self.result = TrainResult(trainable_parameters=sum(p.numel() for p in self.params),
                                   head_parameters=self.embedder.head.num_parameters(), lora_parameters=self.lora_parameters)
 
@@ -208,18 +213,20 @@ class Trainer:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def embed(self, texts: list[str]) -> torch.Tensor:
+    def embed(self, items: list[Prompted]) -> torch.Tensor:
+        """Representations of ``(prompt, text)`` items through the chain, before truncation and
+        normalisation (the loss does both). Tokenized like :meth:`Embedder.encode`: one mechanism
+        counts the prompt's tokens, so ``exclude_instruction`` pools the same tokens here as there."""
         emb = self.embedder
-        ids, truncated = emb.tokenize(texts)
-        self._count(sum(len(x) for x in ids), truncated)
-        input_ids, mask = pad_batch(ids, emb.tokenizer.pad_token_id, emb.padding_side)
+        tokenized = emb.tokenize([t for _, t in items], [p for p, _ in items])
+        self._count(sum(tokenized.lengths), tokenized.truncated)
+        features = emb.batch_features(tokenized.ids, tokenized.prompt_lengths, self.device)
         with self._autocast():
-            features = emb.forward_features(input_ids.to(self.device), mask.to(self.device))
-            pooled = emb.head(features)
+            pooled = emb(features, postprocess=False)["sentence_embedding"]
         return pooled.float()
 
     # -- one contrastive batch ----------------------------------------------------------------------
-    def _batch_texts(self, batch: list[Example], k: int) -> tuple[list[str], list[str], list[str], list[int], list[bool]]:
+    def _batch_texts(self, batch: list[Example], k: int) -> tuple[list[Prompted], list[Prompted], list[Prompted], list[int], list[bool]]:
         template = self.config.instruction_template
         queries = [format_query(e, template) for e in batch]
         positives = [format_document(e.positive, e, template) for e in batch]
@@ -243,7 +250,10 @@ class Trainer:
             all_p += p
             all_n += n
             all_flags += f
-        fn_mask = false_negative_mask(all_q, all_p, all_n) if stage.mask_false_negatives else None
+        def full(items: list[Prompted]) -> list[str]:
+            return [p + t for p, t in items]
+
+        fn_mask = false_negative_mask(full(all_q), full(all_p), full(all_n)) if stage.mask_false_negatives else None
         owner_t = torch.tensor(all_owner, dtype=torch.long, device=self.device)
         flags_t = torch.tensor(all_flags, dtype=torch.bool, device=self.device)
         cands = [0.0]
@@ -271,10 +281,12 @@ class Trainer:
 
     # -- checks --------------------------------------------------------------------------------------
     def _check_memory(self, stage: Stage, examples: list[Example]) -> int:
+        if getattr(self.embedder.source, "caches_features", False):
+            return 0  # modules on cached, frozen features: activations of a few small layers
         cfg = self.config
         sample = examples[: min(len(examples), 512)]
-        lengths = [len(x) for x in self.embedder.tokenize([format_query(e, cfg.instruction_template) for e in sample] +
-                                                          [e.positive for e in sample])[0]]
+        items = [format_query(e, cfg.instruction_template) for e in sample] + [("", e.positive) for e in sample]
+        lengths = self.embedder.tokenize([t for _, t in items], [p for p, _ in items]).lengths
         seq = int(np.percentile(lengths, 99))
         k = stage.hard_negatives
         per_forward = cfg.micro_batch_size or cfg.batch_size // self.world_size
@@ -297,12 +309,40 @@ class Trainer:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def _prepare_output(self, resume: bool) -> dict[str, Any] | None:
-        if (self.out / "model").exists() and not resume:
-            raise EmbedlabError(f"{self.out} already holds a trained model; choose another output or pass --resume")
+    RUN_FILES = ("model", "checkpoints", "train_log.jsonl", "train_config.json", "train_summary.json")
+
+    def _finished_summary(self) -> dict[str, Any] | None:
+        """The saved summary when the output holds a model trained for every step of this config."""
+        summary = self.out / "train_summary.json"
+        if not (self.out / "model").is_dir() or not summary.is_file():
+            return None
+        try:
+            saved = json.loads(summary.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return saved if isinstance(saved, dict) and saved.get("steps", -1) >= self.config.total_steps else None
+
+    def _prepare_output(self, resume: bool, overwrite: bool = False) -> dict[str, Any] | None:
+        found = [] if overwrite else list_checkpoints(self.ckpt_dir)
+        has_model = (self.out / "model").exists() and not overwrite
+        if not resume and has_model:
+            raise EmbedlabError(f"{self.out} already holds a trained model; choose another output, pass --resume to continue "
+                                f"its run, or --overwrite to discard it and train again")
+        if not resume and found:
+            raise EmbedlabError(f"{self.out} already holds checkpoints of a run (newest {found[-1].name}); pass --resume to "
+                                f"continue it, or --overwrite to discard them and start over, or choose another output")
+        if resume and has_model and not found and self._finished_summary() is None:
+            raise EmbedlabError(f"{self.out} holds a trained model but no checkpoint to continue from to "
+                                f"{self.config.total_steps} steps; pass --overwrite to train again, or choose another output")
+        if overwrite and dist_utils.is_main():
+            for name in self.RUN_FILES:
+                target = self.out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
         state = None
         if resume:
-            found = list_checkpoints(self.ckpt_dir)
             if found:
                 state = load_checkpoint(found[-1], self.embedder)
                 state["path"] = str(found[-1])
@@ -320,17 +360,31 @@ class Trainer:
                 self.log_path.unlink()
         return state
 
-    def fit(self, resume: bool = False) -> TrainResult:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train every stage. ``resume``: continue from the newest checkpoint (a finished run is left as
+        it is: the result has ``already_finished``); ``overwrite``: discard the run in the output first.
+        Without either, an output holding a model or checkpoints is refused."""
         cfg = self.config
         stages = cfg.resolved_stages()
-        state = self._prepare_output(resume)
+        if resume and overwrite:
+            raise EmbedlabError("--resume continues the run in the output and --overwrite discards it: pass one of them")
+        if resume and (finished := self._finished_summary()) is not None:
+            known = {k: v for k, v in finished.items() if k in TrainResult.__dataclass_fields__ and k != "losses"}
+            self.result = TrainResult(**{**known, "already_finished": True})
+            log.info("%s already holds a finished run of %d steps: nothing to resume", self.out, self.result.steps)
+            return self.result
+        state = self._prepare_output(resume, overwrite)
         self._truncated, self._tokens = 0, 0
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         start_stage, start_step, global_step = 0, 0, 0
+        seconds_before = 0.0
         if state is not None:
             start_stage, start_step, global_step = state["stage"], state["step"], state["global_step"]
+            seconds_before = float(state.get("seconds", 0.0))
+            self.result.resumed_from_step = global_step
+            self.result.candidates_per_query = float(state.get("candidates_per_query", 0.0))
             self.result.losses = list(state["losses"])
             self._tokens, self._truncated = state.get("tokens", 0), state.get("truncated", 0)
         self.embedder.train()
@@ -401,16 +455,18 @@ class Trainer:
                             "step": step + 1 if step + 1 < stage.steps else 0, "global_step": global_step,
                             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "sampler": sampler.state(),
                             "rng": rng_states(), "losses": self.result.losses, "tokens": self._tokens,
-                            "truncated": self._truncated}, cfg.keep_checkpoints))
+                            "truncated": self._truncated, "seconds": seconds_before + time.perf_counter() - t0,
+                            "candidates_per_query": cands},
+                            cfg.keep_checkpoints))
                     if self.on_step is not None:
                         self.on_step(global_step, loss_sum)
                 state = None
         finally:
             bar.close()
         self.embedder.eval()
-        self.embedder._fingerprint = None
         self.result.steps = global_step
-        self.result.seconds = time.perf_counter() - t0
+        self.result.seconds = seconds_before + time.perf_counter() - t0  # over every session of the run
+        self.result.final_loss = self.result.losses[-1] if self.result.losses else None
         self.result.tokens = self._tokens * self.world_size
         self.result.truncated_texts = self._truncated * self.world_size
         self.result.data = {"examples": dict(self.stats.examples), "duplicates_dropped": dict(self.stats.duplicates_dropped)}
@@ -421,7 +477,6 @@ class Trainer:
     def save(self) -> Path:
         """Merge LoRA, write ``model/`` and ``train_config.json`` atomically (main process)."""
         merge_lora(self.embedder)
-        self.embedder._fingerprint = None
         if dist_utils.is_main():
             self.embedder.save(self.out / "model")
             with atomic_path(self.out / "train_config.json") as tmp:
@@ -431,9 +486,14 @@ class Trainer:
         return self.out / "model"
 
 
-def run(config: TrainConfig, *, resume: bool = False, on_step: Callable[[int, float], None] | None = None) -> Any:
-    """Train from a config and save; returns the trained embedder."""
+def run(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+        on_step: Callable[[int, float], None] | None = None) -> Any:
+    """Train from a config and save; returns the trained embedder (a finished run's saved one when
+    ``resume`` finds the run finished). ``overwrite`` discards a run already in the output."""
     trainer = Trainer(config, on_step=on_step)
-    trainer.fit(resume=resume)
+    if trainer.fit(resume=resume, overwrite=overwrite).already_finished:
+        from embedlab.models import Embedder
+
+        return Embedder.from_pretrained(trainer.out / "model").to(config.torch_device())
     trainer.save()
     return trainer.embedder
