@@ -440,6 +440,33 @@ def demo(
     out.print(table)
 
 
+@app.command()
+def serve(
+    model: str = typer.Argument(..., help="alias, saved embedder, HF directory, .gguf file or hub id"),
+    index: Optional[list[str]] = typer.Option(None, "--index", help="an index directory to search (name = its directory name, or NAME=DIR); repeatable"),
+    host: str = typer.Option("127.0.0.1", help="the address to bind (0.0.0.0 exposes the server to the network)"),
+    port: int = typer.Option(8080),
+    dtype: DType = typer.Option(DType.auto, help="auto = bf16 where the hardware runs it natively, else fp32"),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda[:N] (default: cuda if available)"),
+    max_batch_tokens: Optional[int] = typer.Option(None, min=1, help="padded tokens (rows x longest) per forward pass; default 2048 on CPU, 32768 on GPU"),
+    max_queue_tokens: Optional[int] = typer.Option(None, min=1, help="tokens admitted and not yet answered before new requests get 429; default 32 batches"),
+    max_input_tokens: Optional[int] = typer.Option(None, min=1, help="tokens per input; default the model's max length"),
+    truncate: bool = typer.Option(True, "--truncate/--no-truncate", help="cut longer inputs (usage reports how many), or answer 413"),
+    api_key_file: Optional[Path] = typer.Option(None, help="a file holding the key clients send as 'Authorization: Bearer KEY'"),
+    request_timeout: float = typer.Option(30.0, min=0.001, help="seconds a request may wait for the model, then 503"),
+    model_name: Optional[str] = typer.Option(None, help="the model id shown in /v1/models and responses (default: MODEL)"),
+    log_level: str = typer.Option("info", help="uvicorn's log level"),
+) -> None:
+    """Serve MODEL over HTTP: OpenAI /v1/embeddings, TEI /embed /similarity /rerank /tokenize, /v1/search over
+    --index directories, /health, /metrics and a search page at / (see docs/serving.md). SIGTERM drains."""
+    from embedlab.serve import serve as run_server
+
+    run_server(model, indexes=index or [], host=host, port=port, dtype=dtype.value, device=device,
+               max_batch_tokens=max_batch_tokens, max_queue_tokens=max_queue_tokens, max_input_tokens=max_input_tokens,
+               truncate=truncate, api_key_file=api_key_file, request_timeout=request_timeout,
+               model_name=model_name or model, log_level=log_level)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
