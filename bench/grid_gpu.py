@@ -1,19 +1,22 @@
 """The `lora` design grid (the paper's protocol) on a GPU, for a lent device.
 
-    python bench/grid_gpu.py --output runs/grid-gpu [--steps 200] [--tasks ...]
+    python bench/grid_gpu.py --output runs/grid-gpu [--steps 200] [--tasks ...] [--out docs/grid_gpu.md]
 
-SmolLM2-135M (the packaged model; no hub here), 8 designs = {last_token, mean, latent_attention,
-multi_layer} x {causal, bidirectional}, LoRA r16/alpha32/dropout 0.1 on all linear layers, the head in
+SmolLM2-135M (the packaged model; no hub here), the `cpu-small` designs (the paper's Models 1-5, mean
+under both attentions and NV-Embed's latent attention), LoRA r16/alpha32/dropout 0.1 on all linear layers, the head in
 full, bf16, one hard negative, GradCache micro-batches of 64 under a contrastive batch of 128. Writes
-OUTPUT/report.md (+ .png, .json) and prints the device name and wall time; copy the table into
-docs/grid.md with the device named.
+OUTPUT/report.md (+ .png, .json), prints the device name and wall time, and writes OUTPUT's report with
+the command, date, device, wall time and machine facts to ``--out`` (default docs/grid_gpu.md; the chart
+beside it as docs/grid_gpu.png).
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
+from _report import copy_file, write_markdown
 
 
 def main() -> None:
@@ -22,10 +25,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--tasks", default="STSBenchmark,STS12,STS14,STS15,SICK-R,TrecQA,SciFact,Banking77Classification")
+    p.add_argument("--out", default="docs/grid_gpu.md", help="the report, device and wall time are written here")
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this script is for a lent GPU (the CPU grid is `embedlab grid --preset cpu-small`)")
-    from embedlab.train.grid import grid_config, run_grid
+    from embedlab.experiments.grid import grid_config, run_grid
 
     grid = grid_config({
         "preset": "cpu-small", "mode": "lora", "output": args.output, "tasks": args.tasks.split(","),
@@ -37,8 +41,20 @@ def main() -> None:
     })
     t0 = time.perf_counter()
     report = run_grid(grid, progress=print)
+    wall = time.perf_counter() - t0
+    device = torch.cuda.get_device_name()
     print(report["markdown"])
-    print(f"device: {torch.cuda.get_device_name()}; wall time {time.perf_counter() - t0:.0f} s")
+    print(f"device: {device}; wall time {wall:.0f} s")
+    out = Path(args.out)
+    body = [f"The `lora` design grid on a GPU: device **{device}**, wall time **{wall:.0f} s** "
+            f"({args.steps} steps, contrastive batch {args.batch_size}, results in `{args.output}`).", ""]
+    if Path(report["plot"]).is_file():
+        png = copy_file(report["plot"], out.with_suffix(".png"))
+        body += [f"![design grid]({png.name})", ""]
+    # OUTPUT/report.md, its title demoted one level under this file's
+    body += [("#" + line) if line.startswith("#") else line for line in report["markdown"].splitlines()]
+    write_markdown(out, "Design grid on a GPU (bench/grid_gpu.py)", body,
+                   extra={"wall time": f"{wall:.0f} s"})
 
 
 if __name__ == "__main__":

@@ -83,3 +83,21 @@ def tiny_bert(tiny_models) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_models) -> Path:
     return tiny_models["llama"]
+
+
+def run_cli(monkeypatch, capsys, *args, stdin: str = ""):
+    """Run ``embedlab ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    import io
+    import sys
+
+    from embedlab.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["embedlab", *map(str, args)])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

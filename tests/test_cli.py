@@ -1,26 +1,15 @@
 """The CLI: clear one-line errors with a non-zero exit, never a traceback."""
 from __future__ import annotations
 
-import io
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from embedlab.cli import main
+from .conftest import run_cli
 
 
-def run(monkeypatch, capsys, *args, stdin: str = ""):
-    monkeypatch.setattr(sys, "argv", ["embedlab", *map(str, args)])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+run = run_cli
 
 
 def _table_rows(text: str) -> dict[str, str]:

@@ -2,9 +2,7 @@
 test (MTEB 1.12's eval_splits order, the test split reported), case-insensitive names."""
 from __future__ import annotations
 
-import io
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,8 @@ from scipy.stats import spearmanr
 from embedlab.errors import EmbedlabError
 from embedlab.eval import evaluators as ev
 from embedlab.eval.registry import builtin_tasks, load_task_dir, select_tasks
+
+from ..conftest import run_cli
 
 PAIRS = {
     "validation": [("the cat", "the dog", 4.0), ("a sky", "the sun", 1.0), ("read a book", "i read", 3.0)],
@@ -126,32 +126,18 @@ def test_classification_carries_the_rng_from_validation_to_test(tmp_path, monkey
     assert seen[0] == [f"doc {i}" for i in range(100, 106)]  # validation's test texts are encoded first
 
 
-def _run_cli(monkeypatch, capsys, *args):
-    from embedlab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["embedlab", *map(str, args)])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_cli_eval_runs_the_task_dir_tasks_by_default_and_matches_names_in_any_case(tiny_bert, tmp_path, monkeypatch, capsys):
     d = sts_dir(tmp_path / "mine", "MySTS", splits=("validation", "test"))
-    code, out, err = _run_cli(monkeypatch, capsys, "eval", "-m", tiny_bert, "--task-dir", d, "--out", tmp_path / "res")
+    code, out, err = run_cli(monkeypatch, capsys, "eval", "-m", tiny_bert, "--task-dir", d, "--out", tmp_path / "res")
     assert code == 0, err
     assert [p.name for p in (tmp_path / "res").glob("*.json")] == ["MySTS.json"]  # not the quick set
     result = json.loads((tmp_path / "res" / "MySTS.json").read_text())
     assert result["evaluated_splits"] == ["validation", "test"] and "validation/cosine_spearman" in result["scores"]
-    code, _, err = _run_cli(monkeypatch, capsys, "eval", "-m", tiny_bert, "--tasks", "mysts", "--task-dir", d, "--out", tmp_path / "r2")
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", tiny_bert, "--tasks", "mysts", "--task-dir", d, "--out", tmp_path / "r2")
     assert code == 0, err
     assert (tmp_path / "r2" / "MySTS.json").is_file()
-    code, out, _ = _run_cli(monkeypatch, capsys, "tasks", "--task-dir", d)
+    code, out, _ = run_cli(monkeypatch, capsys, "tasks", "--task-dir", d)
     assert code == 0 and "MySTS" in out
     bad = sts_dir(tmp_path / "bad", "bad", files={"tests": "test.tsv"})
-    code, _, err = _run_cli(monkeypatch, capsys, "eval", "-m", tiny_bert, "--task-dir", bad, "--out", tmp_path / "r3")
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", tiny_bert, "--task-dir", bad, "--out", tmp_path / "r3")
     assert code == 1 and "unknown file role 'tests'" in err
