@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.embedlab-installed
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup browser demo test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,10 +15,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Debian's chromium + chromedriver for the browser test (tests/serve/test_page.py). Installs them with apt
+# when missing and possible (root, apt-get present); otherwise says so, and that test skips.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "browser: apt-get could not install chromium chromium-driver; the browser test will skip"; \
+	else echo "browser: no chromium/chromedriver and no root apt-get; the browser test will skip"; fi
+
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/embedlab grid --preset cpu-small --output runs/demo-grid
 
-test: $(STAMP)
+test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
