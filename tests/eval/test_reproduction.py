@@ -23,9 +23,11 @@ from embedlab.settings import data_dir
 pytestmark = pytest.mark.slow
 DTYPE = resolve_dtype("auto")  # bf16 where native (the scores hold to ±0.5 either way); emulated bf16 is ~6x slower
 EXACT = ["STSBenchmark", "SICK-R", "STS12", "STS14", "STS15", "SciFact", "Banking77Classification", "TwitterURLCorpus"]
-STREAM_DEPENDENT = {  # (task, split, subset)
+# (task, split, subset). ImdbClassification (25,000 reviews of 256 tokens: ~40 min on a 2-core AVX2 CPU) is
+# left to bench/eval_suite.py, which scores it against MTEB's figure (docs/eval_suite.md).
+STREAM_DEPENDENT = {
     ("AmazonCounterfactualClassification", "test", "en-ext"), ("AmazonCounterfactualClassification", "test", "en"),
-    ("TweetSentimentExtractionClassification", "test", "default"), ("ImdbClassification", "test", "default"),
+    ("TweetSentimentExtractionClassification", "test", "default"),
 }
 
 
