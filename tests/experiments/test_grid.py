@@ -109,6 +109,10 @@ def test_frozen_screen_runs_the_real_chain(tiny_llama):
             screen = Embedder([cached, head]).encode(texts, prompt="instruct find :")
             np.testing.assert_allclose(screen, live, atol=1e-5, err_msg=f"{pooling}/{attention}")
         assert cached.computed == len(cached) <= 2 * len(texts)  # with and without the prompt length key
+        from embedlab.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="cannot be saved"):
+            Embedder([cached, head]).save("/tmp/never-written")
 
 
 def test_design_parse_and_paper_models():

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
+from embedlab.errors import ConfigError
 from embedlab.models.backbone import Backbone
 from embedlab.models.batching import pad_batch, token_budget_batches
 from embedlab.models.embedder import DTYPES, low_precision_cpu_attention, resolve_dtype
@@ -64,8 +65,10 @@ class CachedFeatureSource(Module):
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def save(self, path: Any) -> None:  # pragma: no cover - a screen is never saved as a model
-        raise NotImplementedError("a cached-feature source is a screening device; save the head and projection instead")
+    def save(self, path: Any) -> None:
+        """Refused: the cache is a screening device, not a model (the grid saves the head and projection)."""
+        raise ConfigError("a cached-feature source cannot be saved as a model; save the head and projection modules, "
+                          "or train the design with --mode lora")
 
     # -- features ----------------------------------------------------------------------------------
     def _compute(self, keys: list[_Key]) -> None:
