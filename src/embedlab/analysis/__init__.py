@@ -1,0 +1,8 @@
+"""Analyses of embedders: bias (WEAT, SEAT, the bias subspace, hard debiasing)."""
+from embedlab.analysis.bias import (BiasTest, StaticVectors, Subspace, WeatResult, bias_subspace, builtin_tests, direct_bias,
+                                    equalise, gonen_goldberg, hard_debias, load_tests, neutralise, permutation_p, run_test,
+                                    run_tests, select_tests, weat_from_vectors)
+
+__all__ = ["BiasTest", "StaticVectors", "Subspace", "WeatResult", "bias_subspace", "builtin_tests", "direct_bias", "equalise",
+           "gonen_goldberg", "hard_debias", "load_tests", "neutralise", "permutation_p", "run_test", "run_tests",
+           "select_tests", "weat_from_vectors"]
