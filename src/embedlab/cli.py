@@ -467,6 +467,39 @@ def serve(
                model_name=model_name or model, log_level=log_level)
 
 
+@app.command()
+def distill(
+    model: str = typer.Argument(..., help="the teacher: alias, saved embedder, HF directory, .gguf file or hub id"),
+    out_dir: Path = typer.Option(..., "--out", help="the static model's folder (model2vec's layout)"),
+    dims: Optional[int] = typer.Option(None, help="PCA width (default: 256, or the teacher's width if smaller)"),
+    corpus: Optional[Path] = typer.Option(None, help="texts (one a line, or JSONL with 'text') for SIF weights from real token frequencies; default: Zipf by token rank"),
+    prompt: Optional[str] = typer.Option(None, help="a named prompt of the teacher, put before every token"),
+    pooling: Optional[str] = typer.Option(None, help="override the teacher's pooling head"),
+    attention: Optional[Attention] = typer.Option(None, help="override the teacher's attention mode (decoders)"),
+    sif_coefficient: float = typer.Option(1e-4, "--sif-a", help="a in a/(a + p(w))"),
+    no_pca: bool = typer.Option(False, "--no-pca", help="keep the teacher's width and axes"),
+) -> None:
+    """Distil MODEL into a static embedder (Model2Vec-style): ~100x faster encoding, loadable by embedlab,
+    model2vec and sentence-transformers (see docs/static.md)."""
+    from embedlab.models.static import DEFAULT_DIMS
+    from embedlab.models.static import distill as run_distill
+
+    if no_pca and dims is not None:
+        raise EmbedlabError("give --dims or --no-pca, not both")
+    teacher = _embedder(model, pooling, attention)
+    if no_pca:
+        width = None
+    else:
+        width = dims if dims is not None else min(DEFAULT_DIMS, teacher.output_dim)
+    student, provenance = run_distill(teacher, dims=width, corpus=corpus, sif_coefficient=sif_coefficient,
+                                      prompt_name=prompt, show_progress=True)
+    provenance["teacher_name"] = model
+    student.save(out_dir, provenance=provenance)
+    err.print(f"distilled {provenance['vocabulary']} tokens -> {out_dir} ({student.output_dim}-d, "
+              f"{provenance['weighting']} weights, PCA keeps {100 * provenance['explained_variance']:.1f}% of the variance) "
+              f"in {provenance['seconds']:.1f} s")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:

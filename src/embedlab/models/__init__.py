@@ -4,6 +4,7 @@ from embedlab.models.backbone import ATTENTION_MODES, Backbone
 from embedlab.models.embedder import Embedder, EncodeStats
 from embedlab.models.modules import REGISTRY, Module, Normalize, Projection, Truncate, register
 from embedlab.models.pooling import POOLING_HEADS, PoolingHead, build_head
+from embedlab.models.static import StaticEmbedder  # static (model2vec-layout) models: embedlab distill
 
 __all__ = ["ALIASES", "DEFAULT_MODEL", "ATTENTION_MODES", "Backbone", "Embedder", "EncodeStats", "POOLING_HEADS",
            "PoolingHead", "build_head", "Module", "Normalize", "Projection", "Truncate", "REGISTRY", "register"]

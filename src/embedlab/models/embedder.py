@@ -171,6 +171,13 @@ class Embedder(nn.Module):
             raise ConfigError("give truncate_dim or dim (its alias), not both")
         truncate_dim = truncate_dim if truncate_dim is not None else dim
         target, where = resolve_source(model)
+        from embedlab.models.static import is_static_dir, load_static  # here: static.py imports this module
+
+        if is_static_dir(target):  # a static (model2vec-layout) model has no backbone to load
+            return load_static(target, where, pooling=pooling, attention=attention, normalize=normalize,
+                               truncate_dim=truncate_dim, max_length=max_length, prompts=prompts,
+                               default_prompt_name=default_prompt_name, pooling_options=pooling_options,
+                               preset=preset, append_eos=append_eos)
         source = Backbone.from_source(target, where, attention=attention, attn_implementation=attn_implementation,
                                       max_length=max_length, padding_side=padding_side)
         saved_modules, saved_prompts = _read_saved_chain(Path(target))

@@ -1,0 +1,640 @@
+"""Static embeddings distilled from any embedlab model (Model2Vec-style), and the static model itself.
+
+Distillation (:func:`distill`), after Model2Vec (MinishLab) and SIF (Arora et al. 2017):
+
+1. every vocabulary token goes alone through the teacher's *own* chain: its special tokens, its named
+   prompt (``prompt_name``), its attention mode, its pooling head and any projection or Matryoshka
+   truncation (the final L2 normalisation is left out), one short sequence per token;
+2. PCA to ``dims`` (centred; ``dims`` equal to the width still rotates; ``dims=None`` skips it);
+3. each row is scaled by ``a / (a + p(w))``: ``p`` from Zipf's law over the token id order
+   (``p_r`` proportional to ``1 / (r + 2)``, Model2Vec's rule) when no corpus is given, or from the token
+   frequencies of a real corpus (SIF) when one is; tokens the corpus never shows get weight 1.
+
+The result is a :class:`StaticEmbedder`: an :class:`~embedlab.models.embedder.Embedder` whose chain
+is ``StaticSource -> mean pooling [-> truncate] [-> normalize]``, so ``encode``, ``eval``, ``index``
+and ``serve`` use it like any model. Its :meth:`StaticEmbedder.encode` is a tokenizer pass and a mean
+over table rows in numpy (no torch). It is saved in Model2Vec's own layout (``config.json`` with
+``model_type: model2vec``, ``model.safetensors`` holding ``embeddings``, ``tokenizer.json``), plus a
+``modules.json`` naming sentence-transformers' ``StaticEmbedding``, so the same folder loads in
+``model2vec.StaticModel.from_pretrained``, ``SentenceTransformer`` and ``embedlab.load``.
+
+Tokenization matches ``model2vec.StaticModel.encode``: no special tokens; each text is first cut to
+``max_length * median token length`` characters, then to ``max_length`` tokens; unknown tokens are
+dropped. A text left with no token (empty, or only unknown tokens) gets the zero vector, never NaN.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from embedlab import __version__
+from embedlab.errors import ConfigError, EmbedlabError, InputError
+from embedlab.io import atomic_path, file_sha256, read_json
+from embedlab.models.embedder import Embedder, EncodeStats
+from embedlab.models.modules import Module, Normalize, Truncate
+from embedlab.models.pooling import MeanPooling
+from embedlab.tokenize import Tokenized
+
+log = logging.getLogger(__name__)
+
+MODEL_TYPE = "model2vec"  # config.json's model_type: what makes a folder a static model
+PROVENANCE = "embedlab_static.json"  # how it was distilled (informational)
+ST_STATIC_EMBEDDING = "sentence_transformers.models.StaticEmbedding"
+ST_NORMALIZE = "sentence_transformers.models.Normalize"
+DEFAULT_DIMS = 256
+DEFAULT_SIF = 1e-4  # Model2Vec's sif_coefficient
+DEFAULT_MAX_LENGTH = 512  # model2vec.StaticModel's default when config.json gives none
+ENCODE_CHUNK = 8192  # texts per numpy pass (bounds the gathered rows' memory)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer helpers
+# ---------------------------------------------------------------------------------------------
+def backend_tokenizer(tokenizer: Any, what: str = "the teacher") -> Any:
+    """A private copy of a fast tokenizer's ``tokenizers.Tokenizer`` with padding and truncation off.
+    A tokenizer without one (a slow, Python-only tokenizer) has no vocabulary a static model can use."""
+    from tokenizers import Tokenizer
+
+    if isinstance(tokenizer, Tokenizer):
+        backend = tokenizer
+    else:
+        backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None:
+        raise ConfigError(f"{what} has no fast tokenizer (tokenizer.json), so its vocabulary cannot be read: "
+                          "static distillation needs a Hugging Face fast tokenizer")
+    copy = Tokenizer.from_str(backend.to_str())
+    copy.no_padding()
+    copy.no_truncation()
+    return copy
+
+
+def vocabulary_size(backend: Any) -> int:
+    """Rows of the static table: every id of the vocabulary (added tokens included), which must be 0..n-1."""
+    vocab = backend.get_vocab(with_added_tokens=True)
+    if not vocab:
+        raise ConfigError("the tokenizer has an empty vocabulary")
+    n = len(vocab)
+    if max(vocab.values()) != n - 1:
+        raise ConfigError(f"the tokenizer's ids are not 0..{n - 1} (largest id {max(vocab.values())}): "
+                          "a static table needs one row per id")
+    return n
+
+
+def unknown_token_id(backend: Any) -> int | None:
+    """The id a word-level or WordPiece/BPE/Unigram model gives unknown text, if any (dropped when encoding)."""
+    model = backend.model
+    if hasattr(model, "unk_token"):
+        token = model.unk_token
+        return None if token is None else backend.token_to_id(token)
+    return json.loads(backend.to_str())["model"].get("unk_id")
+
+
+def median_token_length(backend: Any) -> int:
+    """Median character length of the vocabulary's token strings (model2vec's character pre-cut)."""
+    return int(np.median([len(t) for t in backend.get_vocab(with_added_tokens=True)]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The static source module
+# ---------------------------------------------------------------------------------------------
+class StaticSource(Module):
+    """A chain source made of a (vocabulary x dim) table: ``token_embeddings`` are table rows.
+
+    ``tokenize`` follows model2vec (see the module docstring); ``forward`` looks rows up for the
+    torch path (the server's batches); :meth:`mean_rows` is the numpy path of ``encode``."""
+
+    kind = "static"
+    folder_name = "StaticEmbedding"
+    config_keys = ("max_length",)
+    is_source = True
+    is_decoder = False
+    attention = None  # no attention at all: a text is the mean of its tokens' rows
+    append_eos = False
+    padding_side = "right"
+    num_layers = 0
+
+    def __init__(self, vectors: np.ndarray | torch.Tensor, tokenizer: Any, *, source: str,
+                 max_length: int | None = DEFAULT_MAX_LENGTH, hf_tokenizer: Any = None) -> None:
+        super().__init__()
+        table = torch.as_tensor(np.asarray(vectors, dtype=np.float32)) if not isinstance(vectors, torch.Tensor) \
+            else vectors.detach().float()
+        if table.ndim != 2 or table.shape[0] == 0 or table.shape[1] == 0:
+            raise ConfigError(f"a static table must be a non-empty 2-D matrix; got shape {tuple(table.shape)}")
+        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0):
+            raise ConfigError(f"static: 'max_length' must be a positive integer or null; got {max_length!r}")
+        self.backend = backend_tokenizer(tokenizer, source)
+        n = vocabulary_size(self.backend)
+        if n != table.shape[0]:
+            raise ConfigError(f"{source}: the table has {table.shape[0]} rows but the tokenizer {n} tokens")
+        self.embedding = nn.Embedding.from_pretrained(table, freeze=True)
+        self.source = source
+        self.max_length = max_length
+        self.unk_id = unknown_token_id(self.backend)
+        self.median_token_length = median_token_length(self.backend)
+        self._hf_tokenizer = hf_tokenizer
+        self.config = SimpleNamespace(model_type=MODEL_TYPE, vocab_size=n, max_position_embeddings=None)
+
+    @property
+    def tokenizer(self) -> Any:
+        """A transformers fast tokenizer over the same vocabulary (for the server's /tokenize)."""
+        if self._hf_tokenizer is None:
+            from transformers import PreTrainedTokenizerFast
+
+            unk = self.backend.id_to_token(self.unk_id) if self.unk_id is not None else None
+            self._hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend_tokenizer(self.backend), unk_token=unk)
+        return self._hf_tokenizer
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.embedding.weight.shape[1])
+
+    @property
+    def table(self) -> np.ndarray:
+        """The (vocabulary x dim) float32 table as a numpy view (CPU)."""
+        return self.embedding.weight.detach().cpu().numpy()
+
+    def num_parameters(self) -> int:
+        return int(self.embedding.weight.numel())
+
+    def st_type(self) -> str:
+        return ST_STATIC_EMBEDDING
+
+    def with_options(self, **changes: Any) -> "StaticSource":
+        unknown = set(changes) - {"max_length"}
+        if unknown:
+            raise ConfigError(f"a static model has no option(s) {sorted(unknown)}; it has: max_length")
+        return StaticSource(self.embedding.weight, self.backend, source=self.source,
+                            max_length=changes.get("max_length", self.max_length), hf_tokenizer=self._hf_tokenizer)
+
+    # -- texts -> ids ----------------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str], prompts: Sequence[str] | str | None = None) -> Tokenized:
+        """Token ids of ``prompts[i] + texts[i]`` as ``model2vec.StaticModel.encode`` makes them. The prompt's
+        tokens are averaged like the text's (``prompt_lengths`` are 0): a static model has no instruction
+        to leave out, its distillation prompt is already in its rows."""
+        n = len(texts)
+        if prompts is None or isinstance(prompts, str):
+            prompts = [prompts or ""] * n
+        if len(prompts) != n:
+            raise InputError(f"{len(prompts)} prompts for {n} texts")
+        full = [p + t for p, t in zip(prompts, texts)]
+        limit = self.max_length
+        if limit is not None:
+            chars = limit * self.median_token_length
+            full = [t[:chars] for t in full]
+        ids = [e.ids for e in self.backend.encode_batch_fast(full, add_special_tokens=False)]
+        truncated = 0
+        if limit is not None:
+            truncated = sum(len(x) > limit for x in ids)
+            if truncated:
+                ids = [x[:limit] for x in ids]
+        if self.unk_id is not None:
+            unk = self.unk_id
+            ids = [[i for i in x if i != unk] if unk in x else x for x in ids]
+        return Tokenized(ids=[list(x) for x in ids], prompt_lengths=[0] * n, truncated=truncated)
+
+    # -- ids -> vectors ------------------------------------------------------------------------
+    def forward(self, features: dict[str, Any], output_hidden_states: bool = False) -> dict[str, Any]:
+        if output_hidden_states:
+            raise ConfigError("a static model has no hidden layers (a head that needs hidden_states cannot follow it)")
+        features["token_embeddings"] = self.embedding(features["input_ids"])
+        features["pool_mask"] = features["attention_mask"]
+        return features
+
+    def mean_rows(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """(len(ids), dim) float32: the mean of each id list's rows; the zero vector for an empty list."""
+        table = self.table
+        out = np.zeros((len(ids), table.shape[1]), dtype=np.float32)
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        filled = np.flatnonzero(lengths)
+        if filled.size == 0:
+            return out
+        flat = np.fromiter((i for k in filled for i in ids[k]), dtype=np.int64, count=int(lengths[filled].sum()))
+        starts = np.concatenate(([0], np.cumsum(lengths[filled])[:-1]))
+        sums = np.add.reduceat(table[flat], starts, axis=0)
+        out[filled] = sums / lengths[filled, None].astype(np.float32)
+        return out
+
+    def save(self, path: str | Path) -> None:  # pragma: no cover - saved by StaticEmbedder.save
+        raise ConfigError("a static source is saved with its embedder (StaticEmbedder.save)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The static embedder
+# ---------------------------------------------------------------------------------------------
+class StaticEmbedder(Embedder):
+    """An embedder over a :class:`StaticSource`. ``encode`` runs in numpy; the torch chain (``forward``)
+    gives the same vectors for the server. Saved in model2vec's layout (see the module docstring)."""
+
+    @property
+    def source(self) -> StaticSource:
+        return self.chain[0]  # type: ignore[return-value]
+
+    def batch_features(self, ids: Sequence[Sequence[int]], prompt_lengths: Sequence[int] | None = None,
+                       device: torch.device | None = None) -> dict[str, Any]:
+        """Padded ids (pad id 0: padding is masked, so any row will do; a tokenizer may have no pad token)."""
+        from embedlab.models.batching import pad_batch
+
+        ids = [list(x) for x in ids]
+        width = max((len(x) for x in ids), default=0)
+        if width == 0:  # only empty texts: one masked position each, so the mean is the zero vector
+            input_ids, mask = torch.zeros((len(ids), 1), dtype=torch.long), torch.zeros((len(ids), 1), dtype=torch.long)
+        else:
+            input_ids, mask = pad_batch(ids, 0, "right")
+        device = device or self.device
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+
+    def encode(self, texts: str | Sequence[str], *, prompt_name: str | None = None, prompt: str | None = None,
+               dtype: str = "fp32", token_budget: int | None = None, max_batch_size: int | None = None,
+               output: str = "numpy", show_progress: bool | None = None) -> np.ndarray | torch.Tensor:
+        """Embed texts: a tokenizer pass, then the mean of each text's rows, in numpy. ``dtype``,
+        ``token_budget`` and ``max_batch_size`` are accepted for the common signature and ignored (the
+        table is float32). A text with no known token gets the zero vector."""
+        single = isinstance(texts, str)
+        if single:
+            texts = [texts]  # type: ignore[list-item]
+        if not isinstance(texts, Sequence):
+            raise InputError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InputError(f"text {i} is {type(t).__name__}, not str")
+        if output not in ("numpy", "torch"):
+            raise ConfigError("output must be 'numpy' or 'torch'")
+        start = time.perf_counter()
+        pre = self.resolve_prompt(prompt_name, prompt)
+        n = len(texts)
+        stats = EncodeStats(texts=n, max_length=self.max_length or 0)
+        result = np.zeros((n, self.output_dim), dtype=np.float32)
+        if show_progress is None:
+            show_progress = n >= 100_000 and sys.stderr.isatty()
+        from tqdm.auto import tqdm
+
+        with tqdm(total=n, disable=not show_progress, unit="text", desc="encode", file=sys.stderr) as bar:
+            for lo in range(0, n, ENCODE_CHUNK):
+                chunk = list(texts[lo: lo + ENCODE_CHUNK])
+                tok = self.source.tokenize(chunk, pre)
+                stats.tokens += sum(tok.lengths)
+                stats.truncated += tok.truncated
+                stats.batches += 1
+                result[lo: lo + len(chunk)] = self._post(self.source.mean_rows(tok.ids))
+                bar.update(len(chunk))
+        if stats.truncated:
+            log.warning("%d of %d texts were truncated to %d tokens", stats.truncated, n, self.max_length)
+        stats.seconds = time.perf_counter() - start
+        self.last_stats = stats
+        out = result[0] if single else result
+        return out if output == "numpy" else torch.from_numpy(out)
+
+    def _post(self, x: np.ndarray) -> np.ndarray:
+        """The modules after the pooling head, on a numpy batch (truncate, normalize; others via torch)."""
+        for module in self.chain[2:]:
+            if isinstance(module, Truncate):
+                x = x[:, : module.truncate_dim]
+            elif isinstance(module, Normalize):
+                norm = np.linalg.norm(x, axis=1, keepdims=True)
+                x = x / np.maximum(norm, 1e-12)  # zero rows stay zero (F.normalize's eps)
+            else:
+                with torch.inference_mode():
+                    x = module({"sentence_embedding": torch.from_numpy(np.ascontiguousarray(x))})[
+                        "sentence_embedding"].float().numpy()
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def table_for_saving(self) -> np.ndarray:
+        """The table the saved folder holds: the chain's truncation is applied to its columns (the mean
+        commutes with it); other modules after pooling, except normalisation, cannot be saved."""
+        table = self.source.table
+        for module in self.chain[2:]:
+            if isinstance(module, Truncate):
+                table = table[:, : module.truncate_dim]
+            elif not isinstance(module, Normalize):
+                raise ConfigError(f"a static model with a {module.kind!r} module cannot be saved in model2vec's format")
+        return np.ascontiguousarray(table, dtype=np.float32)
+
+    def save(self, path: str | os.PathLike, *, provenance: dict[str, Any] | None = None) -> None:
+        """Write model2vec's layout atomically: config.json, model.safetensors (``embeddings``), tokenizer.json,
+        modules.json (sentence-transformers' StaticEmbedding [+ Normalize]), and embedlab_static.json."""
+        from safetensors.numpy import save_file
+
+        if self.prompts:
+            log.warning("the prompts of a static model are not saved (model2vec has none); its rows carry the "
+                        "distillation prompt already")
+        table = self.table_for_saving()
+        path = Path(path)
+        old_provenance = path / PROVENANCE
+        if provenance is None and old_provenance.is_file():
+            provenance = read_json(old_provenance, ConfigError, "static model provenance")
+        with atomic_path(path) as tmp:
+            tmp.mkdir(parents=True)
+            save_file({"embeddings": table}, str(tmp / "model.safetensors"))
+            self.source.backend.save(str(tmp / "tokenizer.json"), pretty=False)
+            config = {
+                "model_type": MODEL_TYPE,
+                "architectures": ["StaticModel"],
+                "tokenizer_name": (provenance or {}).get("teacher", self.source.source),
+                "apply_pca": (provenance or {}).get("dims"),
+                "sif_coefficient": (provenance or {}).get("sif_coefficient"),
+                "hidden_dim": int(table.shape[1]),
+                "seq_length": 1000000,
+                "normalize": self.normalize,
+                "max_length": self.max_length,
+                "pooling": "mean",
+                "embedding_dtype": "float32",
+            }
+            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            modules = [{"idx": 0, "name": "0", "path": ".", "type": ST_STATIC_EMBEDDING}]
+            if self.normalize:
+                modules.append({"idx": 1, "name": "1", "path": "1_Normalize", "type": ST_NORMALIZE})
+                (tmp / "1_Normalize").mkdir()
+            (tmp / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
+            (tmp / "config_sentence_transformers.json").write_text(json.dumps(
+                {"__version__": {"embedlab": __version__}, "model_type": "SentenceTransformer", "prompts": {},
+                 "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2) + "\n")
+            if provenance is not None:
+                (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+
+    def config_dict(self) -> dict[str, Any]:
+        cfg = super().config_dict()
+        cfg["attention"] = None
+        return cfg
+
+    def describe(self) -> dict[str, Any]:
+        src = self.source
+        return {
+            "source": src.source,
+            "architecture": "static (model2vec): mean of token rows",
+            "kind": "static",
+            "vocabulary": src.config.vocab_size,
+            "output dim": self.output_dim,
+            "table parameters": f"{src.num_parameters():,}",
+            "modules": " -> ".join(m.kind if m.kind != "pooling" else f"pooling:{m.name}" for m in self.chain),
+            "normalize": self.normalize,
+            "truncate dim": self.truncate_dim,
+            "max length": self.max_length,
+        }
+
+
+def build_static(vectors: np.ndarray, tokenizer: Any, *, source: str, normalize: bool = True,
+                 max_length: int | None = DEFAULT_MAX_LENGTH, truncate_dim: int | None = None) -> StaticEmbedder:
+    """A static embedder over ``vectors`` (one row per token id of ``tokenizer``)."""
+    src = StaticSource(vectors, tokenizer, source=source, max_length=max_length)
+    return StaticEmbedder.build(src, MeanPooling(src.hidden_size), normalize=normalize, truncate_dim=truncate_dim)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+def is_static_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder in model2vec's layout (config.json with ``model_type: model2vec``)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == MODEL_TYPE
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def load_static(path: str | os.PathLike, where: str | None = None, *, pooling: str | None = None,
+                attention: str | None = None, normalize: bool | None = None, truncate_dim: int | None = None,
+                max_length: int | None = None, prompts: dict[str, str] | None = None,
+                default_prompt_name: str | None = None, **ignored: Any) -> StaticEmbedder:
+    """Load a static model folder (written by embedlab or by model2vec: its ``weights`` and vocabulary
+    ``mapping`` are folded into the table). Options a static model cannot have are one-line errors."""
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    path = Path(path)
+    where = where or f"static model {path}"
+    if pooling not in (None, "mean"):
+        raise ConfigError(f"{where} is a static model: its pooling is the mean of token rows; got pooling={pooling!r}")
+    if attention is not None:
+        raise ConfigError(f"{where} is a static model: it has no attention mode to set")
+    for key in ("pooling_options", "preset", "append_eos"):
+        if ignored.get(key):
+            raise ConfigError(f"{where} is a static model: {key} does not apply")
+    config = read_json(path / "config.json", ConfigError, "static model config")
+    for name in ("model.safetensors", "tokenizer.json"):
+        if not (path / name).is_file():
+            raise ConfigError(f"{where}: {name} is missing")
+    try:
+        tensors = load_file(str(path / "model.safetensors"))
+        backend = Tokenizer.from_file(str(path / "tokenizer.json"))
+    except Exception as exc:  # safetensors/tokenizers raise their own error types for corrupt files
+        raise ConfigError(f"{where} is corrupt: {str(exc).splitlines()[0]}") from None
+    key = "embeddings" if "embeddings" in tensors else "embedding.weight"
+    if key not in tensors:
+        raise ConfigError(f"{where}: model.safetensors holds no 'embeddings' tensor (found {sorted(tensors)})")
+    table = tensors[key].astype(np.float32)
+    if "mapping" in tensors:  # model2vec's vocabulary quantization: one shared row per cluster
+        table = table[tensors["mapping"].astype(np.int64)]
+    if "weights" in tensors:
+        table = table * tensors["weights"].astype(np.float32)[:, None]
+    saved_max = config.get("max_length", DEFAULT_MAX_LENGTH)
+    src = StaticSource(table, backend, source=where, max_length=max_length if max_length is not None else saved_max)
+    norm = bool(config.get("normalize", False)) if normalize is None else normalize
+    return StaticEmbedder.build(src, MeanPooling(src.hidden_size), normalize=norm, truncate_dim=truncate_dim,
+                                prompts=prompts, default_prompt_name=default_prompt_name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Distillation
+# ---------------------------------------------------------------------------------------------
+def token_sequences(teacher: Embedder, prompt: str = "") -> tuple[list[list[int]], int]:
+    """One id sequence per vocabulary token: the teacher's leading special tokens, the prompt's tokens, the
+    token, the trailing special tokens (and EOS where the teacher appends it). Returns the sequences and
+    the prompt's length in tokens (leading specials included, as :mod:`embedlab.tokenize` counts it;
+    0 without a prompt)."""
+    tokenizer = teacher.tokenizer
+    backend = backend_tokenizer(tokenizer)
+    n = vocabulary_size(backend)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    probe = "a"
+    enc = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    content = [i for i, t in enumerate(enc) if t not in special]
+    if not content:  # "a" is unknown/special here: probe with the first ordinary vocabulary token
+        probe = next(tok for tok, i in sorted(backend.get_vocab().items(), key=lambda kv: kv[1]) if i not in special)
+        enc = tokenizer(probe, add_special_tokens=True)["input_ids"]
+        content = [i for i, t in enumerate(enc) if t not in special] or [len(enc)]
+    left, right = list(enc[: content[0]]), list(enc[content[-1] + 1:])
+    prompt_ids = list(tokenizer(prompt.rstrip(), add_special_tokens=False)["input_ids"]) if prompt.strip() else []
+    eos = tokenizer.eos_token_id if teacher.append_eos else None
+    sequences = []
+    for token_id in range(n):
+        seq = [*left, *prompt_ids, token_id, *right]
+        if eos is not None and seq[-1] != eos:
+            seq.append(eos)
+        sequences.append(seq)
+    return sequences, (len(left) + len(prompt_ids)) if prompt_ids else 0
+
+
+def token_vectors(teacher: Embedder, *, prompt_name: str | None = None, batch_size: int = 512,
+                  show_progress: bool = False) -> np.ndarray:
+    """(vocabulary, width) float32: each token alone through the teacher's chain without its final
+    normalisation (prompt, attention, pooling head, projection and truncation included)."""
+    from tqdm.auto import tqdm
+
+    prompt = teacher.resolve_prompt(prompt_name)
+    sequences, prompt_length = token_sequences(teacher, prompt)
+    chain = teacher.with_modules([m for m in teacher.chain if not isinstance(m, Normalize)])
+    out = np.zeros((len(sequences), chain.output_dim), dtype=np.float32)
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    device = teacher.device
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        with torch.inference_mode(), tqdm(total=len(sequences), disable=not show_progress, unit="token",
+                                          desc="distil", file=sys.stderr) as bar:
+            for lo in range(0, len(order), batch_size):
+                idx = order[lo: lo + batch_size]
+                features = chain.batch_features([sequences[i] for i in idx], [prompt_length] * len(idx), device)
+                out[idx] = chain.forward(features)["sentence_embedding"].float().cpu().numpy()
+                bar.update(len(idx))
+    finally:
+        teacher.train(was_training)
+    if not np.isfinite(out).all():
+        raise EmbedlabError("the teacher produced NaN/inf token vectors: check its weights and dtype")
+    return out
+
+
+def pca_reduce(vectors: np.ndarray, dims: int | None) -> tuple[np.ndarray, float]:
+    """Centre and project on the top ``dims`` principal axes (eigenvectors of the covariance, largest
+    first); ``dims=None`` returns the vectors unchanged. Returns (reduced, explained variance ratio)."""
+    if dims is None:
+        return np.asarray(vectors, dtype=np.float32), 1.0
+    n, width = vectors.shape
+    if not isinstance(dims, int) or isinstance(dims, bool) or dims <= 0:
+        raise ConfigError(f"dims must be a positive integer; got {dims!r}")
+    if dims > width:
+        raise ConfigError(f"dims {dims} is larger than the teacher's width {width}: choose at most {width}")
+    if dims > n:
+        raise ConfigError(f"dims {dims} is larger than the vocabulary ({n} tokens): choose at most {n}")
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=dims, svd_solver="covariance_eigh")
+    reduced = pca.fit_transform(np.asarray(vectors, dtype=np.float64))
+    return reduced.astype(np.float32), float(pca.explained_variance_ratio_.sum())
+
+
+def zipf_weights(n: int, sif_coefficient: float = DEFAULT_SIF) -> np.ndarray:
+    """a / (a + p_r) with p_r proportional to 1/(r+2) over token ids r = 0..n-1 (Zipf's law on the id order)."""
+    _check_sif(sif_coefficient)
+    inv = 1.0 / np.arange(2, n + 2, dtype=np.float64)
+    return sif_coefficient / (sif_coefficient + inv / inv.sum())
+
+
+def token_counts(backend: Any, texts: Sequence[str], vocab: int) -> np.ndarray:
+    """How often each token id occurs in ``texts`` (tokenized without special tokens)."""
+    counts = np.zeros(vocab, dtype=np.int64)
+    for lo in range(0, len(texts), ENCODE_CHUNK):
+        for enc in backend.encode_batch_fast(list(texts[lo: lo + ENCODE_CHUNK]), add_special_tokens=False):
+            if enc.ids:
+                counts += np.bincount(np.asarray(enc.ids, dtype=np.int64), minlength=vocab)[:vocab]
+    return counts
+
+
+def sif_weights(counts: np.ndarray, sif_coefficient: float = DEFAULT_SIF) -> np.ndarray:
+    """a / (a + p(w)) with p(w) the token's relative frequency in a corpus (Arora et al. 2017)."""
+    _check_sif(sif_coefficient)
+    total = int(counts.sum())
+    if total == 0:
+        raise InputError("the SIF corpus gives no tokens: it needs real text")
+    return sif_coefficient / (sif_coefficient + counts.astype(np.float64) / total)
+
+
+def _check_sif(a: float) -> None:
+    if not isinstance(a, (int, float)) or isinstance(a, bool) or not 0 < a < 1:
+        raise ConfigError(f"sif_coefficient must be a number in (0, 1); got {a!r}")
+
+
+def distill(teacher: Embedder | str, *, dims: int | None = DEFAULT_DIMS, corpus: Sequence[str] | str | os.PathLike | None = None,
+            weighting: str | None = None, sif_coefficient: float = DEFAULT_SIF, prompt_name: str | None = None,
+            normalize: bool | None = None, vectors: np.ndarray | None = None, batch_size: int = 512,
+            show_progress: bool = False) -> tuple[StaticEmbedder, dict[str, Any]]:
+    """Distil ``teacher`` (an Embedder or a model name) into a :class:`StaticEmbedder`.
+
+    ``dims``: PCA width (None: no PCA). ``weighting``: ``zipf`` (default without a corpus), ``sif`` (default
+    with ``corpus``: texts, or a file of one text per line / JSONL with ``text``) or ``none``.
+    ``normalize`` defaults to the teacher's. ``vectors`` reuses token vectors from :func:`token_vectors`
+    (e.g. a cache). Returns the model and its provenance (saved as ``embedlab_static.json``)."""
+    from embedlab.io import read_texts
+
+    start = time.perf_counter()
+    if isinstance(teacher, (str, os.PathLike)):
+        teacher = Embedder.from_pretrained(teacher)
+    if isinstance(teacher, StaticEmbedder):
+        raise ConfigError("the teacher is already a static model: distil the model it came from")
+    weighting = weighting or ("sif" if corpus is not None else "zipf")
+    if weighting not in ("zipf", "sif", "none"):
+        raise ConfigError(f"weighting must be one of zipf, sif, none; got {weighting!r}")
+    if weighting == "sif" and corpus is None:
+        raise ConfigError("SIF weighting needs a corpus (--corpus FILE)")
+    if weighting != "none":
+        _check_sif(sif_coefficient)
+    backend = backend_tokenizer(teacher.tokenizer)
+    vocab = vocabulary_size(backend)
+    width = teacher.output_dim
+    if dims is not None:
+        if not isinstance(dims, int) or isinstance(dims, bool) or dims <= 0:
+            raise ConfigError(f"dims must be a positive integer; got {dims!r}")
+        if dims > width:
+            raise ConfigError(f"--dims {dims} is larger than the teacher's width {width}: choose at most {width}")
+    corpus_info: dict[str, Any] | None = None
+    texts: list[str] | None = None
+    if corpus is not None:
+        if isinstance(corpus, (str, os.PathLike)):
+            texts = read_texts(corpus)
+            corpus_info = {"path": str(corpus), "sha256": file_sha256(corpus)}
+        else:
+            texts = list(corpus)
+            if not texts:
+                raise InputError("the SIF corpus is empty: give at least one text")
+            corpus_info = {"path": None}
+    prompt = teacher.resolve_prompt(prompt_name)  # an unknown name fails before the long pass
+    if vectors is None:
+        vectors = token_vectors(teacher, prompt_name=prompt_name, batch_size=batch_size, show_progress=show_progress)
+    elif vectors.shape != (vocab, width):
+        raise ConfigError(f"cached token vectors have shape {vectors.shape}, the teacher gives ({vocab}, {width})")
+    reduced, explained = pca_reduce(vectors, dims)
+    if weighting == "zipf":
+        weights = zipf_weights(vocab, sif_coefficient)
+    elif weighting == "sif":
+        counts = token_counts(backend, texts or [], vocab)
+        weights = sif_weights(counts, sif_coefficient)
+        corpus_info.update(texts=len(texts or []), tokens=int(counts.sum()), tokens_seen=int((counts > 0).sum()))
+    else:
+        weights = np.ones(vocab)
+    table = (reduced * weights[:, None]).astype(np.float32)
+    norm = teacher.normalize if normalize is None else bool(normalize)
+    student = build_static(table, backend, source=f"static distillation of {teacher.source.source}", normalize=norm)
+    provenance = {
+        "embedlab_version": __version__,
+        "teacher": teacher.source.source,
+        "teacher_fingerprint": teacher.fingerprint(),
+        "teacher_pooling": teacher.head.name,
+        "teacher_attention": teacher.attention,
+        "prompt_name": prompt_name,
+        "prompt": prompt,
+        "dims": dims,
+        "explained_variance": round(explained, 6),
+        "weighting": weighting,
+        "sif_coefficient": sif_coefficient if weighting != "none" else None,
+        "corpus": corpus_info,
+        "vocabulary": vocab,
+        "normalize": norm,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    return student, provenance
+
+
+__all__ = ["StaticEmbedder", "StaticSource", "build_static", "distill", "is_static_dir", "load_static", "pca_reduce",
+           "sif_weights", "token_counts", "token_sequences", "token_vectors", "zipf_weights"]
