@@ -500,6 +500,205 @@ def distill(
               f"in {provenance['seconds']:.1f} s")
 
 
+bias_app = typer.Typer(no_args_is_help=True, help="Bias: WEAT/SEAT with exact permutation tests, the gender direction, hard debiasing.")
+app.add_typer(bias_app, name="bias")
+
+
+def _bias_tests(spec: str, mode: Optional[str]) -> tuple[list[Any], list[str]]:
+    """--tests weat,seat | weat | seat | weat3,weat6 | FILE, and --mode, to (tests, modes)."""
+    from embedlab.analysis.bias import select_tests
+
+    tokens = [t.strip() for t in spec.split(",") if t.strip()]
+    modes = [t.lower() for t in tokens if t.lower() in ("weat", "seat")]
+    rest = [t for t in tokens if t.lower() not in ("weat", "seat")]
+    if len(rest) == 1 and Path(rest[0]).suffix.lower() in (".json", ".yaml", ".yml"):
+        tests = select_tests(Path(rest[0]))
+    else:
+        tests = select_tests(",".join(rest) if rest else None)
+    if mode is not None:
+        if mode not in ("weat", "seat", "both"):
+            raise EmbedlabError(f"--mode must be weat, seat or both; got {mode!r}")
+        modes = ["weat", "seat"] if mode == "both" else [mode]
+    return tests, modes or ["weat", "seat"]
+
+
+def _bias_encoder(model: str, pooling: Optional[str], attention: Optional[Attention]) -> Any:
+    from embedlab.analysis.bias import open_encoder
+
+    with err.status(f"loading {model}…"):
+        return open_encoder(model, pooling=pooling, attention=attention.value if attention else None)
+
+
+def _bias_report(model: str, tests: str, mode: Optional[str], compare: Optional[str], json_out: Optional[Path],
+                 png: Optional[Path], pooling: Optional[str], attention: Optional[Attention], seed: int, n_random: int) -> None:
+    from embedlab.analysis.bias import plot_effect_sizes, results_table, run_tests
+    from embedlab.io import write_json
+
+    chosen, modes = _bias_tests(tests, mode)
+    results: dict[str, list[Any]] = {}
+    for name in [model] + ([compare] if compare else []):
+        enc = _bias_encoder(name, pooling, attention)
+        with err.status(f"{name}: {len(chosen)} test(s) x {'+'.join(modes)}…"):
+            results[name] = run_tests(enc, chosen, modes, seed=seed, n_random=n_random)
+        for r in results[name]:
+            if r.skipped or r.dropped:
+                miss = ", ".join(f"{k}: {len(v)}" for k, v in r.skipped.items())
+                drop = ", ".join(f"{k}: {len(v)}" for k, v in r.dropped.items())
+                err.print(f"[yellow]{name} {r.test}:[/yellow] skipped (not in the vocabulary) {miss or 'none'}; "
+                          f"dropped to make |X| = |Y| {drop or 'none'}", highlight=False)
+    rows = results_table(results)
+    table = Table(title=("bias: " + " vs ".join(results)) + " (d = effect size, p one-sided; exact = every partition)")
+    for col in ("mode", "test", "targets / attributes"):
+        table.add_column(col)
+    for m in results:
+        label = "" if len(results) == 1 else f" {m}"
+        table.add_column(f"d{label}", justify="right")
+        table.add_column(f"p{label}", justify="right")
+    table.add_column("p from", justify="right")
+    for r in rows:
+        cells = [r["mode"].upper(), r["test"], r["title"]]
+        for m in results:
+            c = r.get(m)
+            cells += [f"{c['d']:+.3f}", f"{c['p']:.3g}"] if c else ["-", "-"]
+        first = r[next(iter(results))]
+        cells.append(f"{first['p_method']} ({first['permutations']:,})")
+        table.add_row(*cells)
+    (out if out.is_terminal else Console(width=200)).print(table)  # pipes get 80 columns by default
+    if json_out is not None:
+        write_json(json_out, {"models": list(results), "modes": modes, "seed": seed, "n_random": n_random,
+                              "results": {m: [r.to_dict() for r in rs] for m, rs in results.items()}})
+    if png is not None:
+        plot_effect_sizes(results, png)
+    if json_out is not None or png is not None:
+        err.print("wrote " + " and ".join(str(p) for p in (json_out, png) if p is not None))
+
+
+_TESTS_HELP = "weat,seat (WEAT 1-10 on words and in SEAT templates) | weat | seat | weat3,weat6 | a YAML/JSON file of tests"
+
+
+@bias_app.command("report")
+def bias_report(
+    model: str = typer.Argument(..., help="alias, saved embedder, HF directory, .gguf, hub id, or a word2vec/GloVe .txt/.vec file"),
+    tests: str = typer.Option("weat,seat", "--tests", help=_TESTS_HELP),
+    mode: Optional[str] = typer.Option(None, help="weat, seat or both (default: from --tests, else both)"),
+    compare: Optional[str] = typer.Option(None, "--compare", help="a second model, shown side by side (e.g. the debiased one)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write every result as JSON"),
+    png: Optional[Path] = typer.Option(None, "--png", help="bar chart of the effect sizes with their p-values"),
+    pooling: Optional[str] = typer.Option(None),
+    attention: Optional[Attention] = typer.Option(None),
+    seed: int = typer.Option(0, help="seed of the random permutations (used when a test has over 1e5 partitions)"),
+    n_random: int = typer.Option(100_000, "--n-random", min=1, help="random permutations when exact enumeration is too large"),
+) -> None:
+    """WEAT and SEAT effect sizes with one-sided permutation p-values (exact up to 1e5 partitions)."""
+    _bias_report(model, tests, mode, compare, json_out, png, pooling, attention, seed, n_random)
+
+
+@bias_app.command("weat")
+def bias_weat(
+    model: str = typer.Argument(...),
+    tests: str = typer.Option("weat", "--tests", help=_TESTS_HELP),
+    compare: Optional[str] = typer.Option(None, "--compare"),
+    json_out: Optional[Path] = typer.Option(None, "--json"),
+    png: Optional[Path] = typer.Option(None, "--png"),
+    seed: int = typer.Option(0),
+) -> None:
+    """WEAT only (each word embedded alone): `bias report --mode weat`."""
+    _bias_report(model, tests, "weat", compare, json_out, png, None, None, seed, 100_000)
+
+
+@bias_app.command("seat")
+def bias_seat(
+    model: str = typer.Argument(...),
+    tests: str = typer.Option("seat", "--tests", help=_TESTS_HELP),
+    compare: Optional[str] = typer.Option(None, "--compare"),
+    json_out: Optional[Path] = typer.Option(None, "--json"),
+    png: Optional[Path] = typer.Option(None, "--png"),
+    seed: int = typer.Option(0),
+) -> None:
+    """SEAT only (words in bleached sentence templates): `bias report --mode seat`."""
+    _bias_report(model, tests, "seat", compare, json_out, png, None, None, seed, 100_000)
+
+
+def _pairs_and_lists(lists_dir: Optional[Path], pairs: Optional[Path]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    from embedlab.analysis.bias import debiaswe_lists, read_pairs
+
+    lists = debiaswe_lists(lists_dir)
+    return lists, read_pairs(pairs) if pairs else [tuple(p) for p in lists["definitional_pairs"]]
+
+
+def _print_direction(name: str, rep: dict[str, Any]) -> None:
+    table = Table(title=f"{name}: bias subspace from {rep['pairs_used']} definitional pairs, k = {rep['k']}")
+    table.add_column("component", justify="right")
+    table.add_column("variance explained", justify="right")
+    for i, v in enumerate(rep["explained_variance_ratio"], 1):
+        table.add_row(f"{i}{' (kept)' if i <= rep['k'] else ''}", f"{100 * v:.1f}%")
+    out.print(table)
+    out.print(f"DirectBias_{rep['c']:g} over {rep['neutral_words']} gender-neutral professions: {rep['direct_bias']:.4f}", highlight=False)
+    out.print(f"most on the '{rep.get('positive', 'first word')}' side: {', '.join(rep['most_positive'])}", highlight=False)
+    out.print(f"most on the other side: {', '.join(rep['most_negative'])}", highlight=False)
+    if rep["pairs_skipped"]:
+        err.print(f"[yellow]skipped {len(rep['pairs_skipped'])} pair(s) with a word not in the vocabulary[/yellow]")
+
+
+@bias_app.command("direction")
+def bias_direction(
+    model: str = typer.Argument(..., help="a model, or a word2vec/GloVe .txt/.vec file"),
+    k: int = typer.Option(1, "-k", min=1, help="dimensions of the bias subspace"),
+    c: float = typer.Option(1.0, "-c", min=0.0, help="DirectBias strictness"),
+    pairs: Optional[Path] = typer.Option(None, help="definitional pairs, JSON [[a, b], ...] (default: debiaswe's 10)"),
+    lists_dir: Optional[Path] = typer.Option(None, "--lists", help="the debiaswe lists folder (default $EMBEDLAB_DATA/debiaswe)"),
+    json_out: Optional[Path] = typer.Option(None, "--json"),
+    pooling: Optional[str] = typer.Option(None),
+    attention: Optional[Attention] = typer.Option(None),
+) -> None:
+    """The gender subspace (PCA over centred definitional pairs, variance per component) and DirectBias."""
+    from embedlab.analysis.bias import direction_report
+    from embedlab.io import write_json
+
+    lists, pair_list = _pairs_and_lists(lists_dir, pairs)
+    enc = _bias_encoder(model, pooling, attention)
+    with err.status("estimating the subspace…"):
+        rep = direction_report(enc, lists, k=k, c=c, pairs=pair_list)
+    rep["positive"] = pair_list[0][0]
+    _print_direction(model, rep)
+    if json_out is not None:
+        write_json(json_out, {**{k_: v for k_, v in rep.items() if k_ != "subspace"}, "subspace": rep["subspace"].to_dict()})
+
+
+@bias_app.command("debias")
+def bias_debias(
+    model: str = typer.Argument(..., help="alias, saved embedder, HF directory, .gguf or hub id"),
+    out_dir: Path = typer.Option(..., "--out", help="where the debiased model is written (sentence-transformers layout)"),
+    k: int = typer.Option(1, "-k", min=1),
+    pairs: Optional[Path] = typer.Option(None, help="definitional pairs, JSON [[a, b], ...] (default: debiaswe's 10)"),
+    lists_dir: Optional[Path] = typer.Option(None, "--lists"),
+    renormalize: bool = typer.Option(True, "--renormalize/--no-renormalize", help="unit-normalise after the projection"),
+    pooling: Optional[str] = typer.Option(None),
+    attention: Optional[Attention] = typer.Option(None),
+) -> None:
+    """Write MODEL with a projection that removes its gender subspace (hard debiasing's neutralise step)."""
+    from embedlab.analysis.bias import StaticVectors, direction_report
+    from embedlab.models.debias import debias_embedder
+
+    lists, pair_list = _pairs_and_lists(lists_dir, pairs)
+    emb = _bias_encoder(model, pooling, attention)
+    if isinstance(emb, StaticVectors):
+        raise EmbedlabError("bias debias writes a sentence embedder; for word vectors use embedlab.analysis.bias.hard_debias")
+    with err.status("estimating the subspace…"):
+        before = direction_report(emb, lists, k=k, pairs=pair_list)
+    sub = before["subspace"]
+    info = {"source_model": str(model), "k": sub.k, "pairs": [list(p) for p in pair_list],
+            "explained_variance_ratio": before["explained_variance_ratio"], "renormalize": renormalize,
+            "method": "Bolukbasi et al. 2016 hard debiasing, neutralise step as a linear projection"}
+    debiased = debias_embedder(emb, sub.basis, renormalize=renormalize, info=info)
+    after = direction_report(debiased, lists, subspace=sub)
+    with err.status(f"saving {out_dir}…"):
+        debiased.save(out_dir)
+    err.print(f"wrote {out_dir} ({' -> '.join(m.kind for m in debiased.chain)}); variance of component 1: "
+              f"{100 * sub.explained_variance_ratio[0]:.1f}%; DirectBias over {before['neutral_words']} professions "
+              f"{before['direct_bias']:.4f} -> {after['direct_bias']:.2e}", highlight=False)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:

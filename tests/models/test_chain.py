@@ -29,6 +29,10 @@ def _example(kind: str):
         return [Truncate(8)]
     if kind == "normalize":
         return [Normalize()]
+    if kind == "debias":  # embedlab.models.debias (issue 12)
+        from embedlab.models.debias import DebiasProjection
+
+        return [DebiasProjection(np.linalg.qr(np.random.default_rng(0).normal(size=(D, 2)))[0].T, {"pairs": 10})]
     return []
 
 

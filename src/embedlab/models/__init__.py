@@ -5,6 +5,7 @@ from embedlab.models.embedder import Embedder, EncodeStats
 from embedlab.models.modules import REGISTRY, Module, Normalize, Projection, Truncate, register
 from embedlab.models.pooling import POOLING_HEADS, PoolingHead, build_head
 from embedlab.models.static import StaticEmbedder  # static (model2vec-layout) models: embedlab distill
+from embedlab.models.debias import DebiasProjection  # registers the "debias" module kind
 
 __all__ = ["ALIASES", "DEFAULT_MODEL", "ATTENTION_MODES", "Backbone", "Embedder", "EncodeStats", "POOLING_HEADS",
            "PoolingHead", "build_head", "Module", "Normalize", "Projection", "Truncate", "REGISTRY", "register"]
