@@ -222,6 +222,16 @@ def test_direct_bias_by_hand():
     assert bias.direct_bias(V, sub, c=2) == pytest.approx((1 + 0 + 0.5) / 3)
 
 
+def test_indirect_bias_by_hand():
+    sub = bias.Subspace(np.array([[1.0, 0.0, 0.0]]), [1.0], 1)
+    # w = (0.6, 0.8, 0), v = (0.6, 0, 0.8): w·v = 0.36; w⊥ = (0, .8, 0), v⊥ = (0, 0, .8): cos = 0 -> β = 1
+    assert bias.indirect_bias([0.6, 0.8, 0], [0.6, 0, 0.8], sub) == pytest.approx(1.0)
+    # w = (0.6, 0.8, 0), v = (0.6, 0.8, 0): w⊥ ∥ v⊥, cos = 1 -> β = (1 - 1) / 1 = 0
+    assert bias.indirect_bias([0.6, 0.8, 0], [0.6, 0.8, 0], sub) == pytest.approx(0.0)
+    # w = (0.6, 0.8, 0), v = (0, 0.6, 0.8): w·v = 0.48; w⊥ = (0, 1, 0) direction, v⊥ = v: cos = 0.6 -> β = (0.48 - 0.6) / 0.48
+    assert bias.indirect_bias([0.6, 0.8, 0], [0, 0.6, 0.8], sub) == pytest.approx((0.48 - 0.6) / 0.48)
+
+
 @pytest.mark.parametrize("k", [1, 2])
 def test_neutralise_zeroes_the_projection(k):
     rng = np.random.default_rng(k)

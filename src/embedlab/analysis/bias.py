@@ -424,12 +424,29 @@ def weat_from_vectors(X: np.ndarray, Y: np.ndarray, A: np.ndarray, B: np.ndarray
                       perm.permutations, perm.seed, {"X": len(X), "Y": len(Y), "A": len(A), "B": len(B)})
 
 
-def run_test(encoder: Any, test: BiasTest, *, mode: str = "weat", templates: dict[str, list[str]] | None = None,
-             max_exact: int = MAX_EXACT, n_random: int = N_RANDOM, seed: int = 0) -> WeatResult:
-    """WEAT (each word embedded alone) or SEAT (each word in each template of its kind) for one test.
+class MemoEncoder:
+    """Wraps an encoder: each distinct text is embedded once (tests share attribute lists)."""
 
-    Words missing from a static vocabulary are skipped and listed in ``skipped``; if that leaves
-    |X| != |Y|, the last words of the longer target list are dropped (listed in ``dropped``)."""
+    def __init__(self, encoder: Any) -> None:
+        self.inner = encoder
+        self.memo: dict[str, np.ndarray] = {}
+
+    def __getattr__(self, name: str) -> Any:  # ``has`` (static vocabularies) and the rest come from the encoder
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if new:
+            for t, v in zip(new, encode(self.inner, new)):
+                self.memo[t] = v
+        return np.stack([self.memo[t] for t in texts]) if len(texts) else np.zeros((0, 0))
+
+
+def _test_texts(encoder: Any, test: BiasTest, mode: str, templates: dict[str, list[str]] | None
+                ) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
+    """(texts per set, skipped, dropped) for one test in one mode."""
     if mode not in ("weat", "seat"):
         raise ConfigError(f"mode must be weat or seat; got {mode!r}")
     words: dict[str, list[str]] = {}
@@ -448,6 +465,16 @@ def run_test(encoder: Any, test: BiasTest, *, mode: str = "weat", templates: dic
     check_sizes(test.name, {k: len(v) for k, v in words.items()})
     sets = test.sets()
     texts = {k: (seat_sentences(v, sets[k].kind, templates) if mode == "seat" else list(v)) for k, v in words.items()}
+    return texts, skipped, dropped
+
+
+def run_test(encoder: Any, test: BiasTest, *, mode: str = "weat", templates: dict[str, list[str]] | None = None,
+             max_exact: int = MAX_EXACT, n_random: int = N_RANDOM, seed: int = 0) -> WeatResult:
+    """WEAT (each word embedded alone) or SEAT (each word in each template of its kind) for one test.
+
+    Words missing from a static vocabulary are skipped and listed in ``skipped``; if that leaves
+    |X| != |Y|, the last words of the longer target list are dropped (listed in ``dropped``)."""
+    texts, skipped, dropped = _test_texts(encoder, test, mode, templates)
     order = [t for k in SET_KEYS for t in texts[k]]
     unique = list(dict.fromkeys(order))
     vecs = encode(encoder, unique)
@@ -459,8 +486,17 @@ def run_test(encoder: Any, test: BiasTest, *, mode: str = "weat", templates: dic
     return result
 
 
-def run_tests(encoder: Any, tests: Sequence[BiasTest], modes: Sequence[str] = ("weat", "seat"), **kwargs: Any) -> list[WeatResult]:
-    return [run_test(encoder, t, mode=m, **kwargs) for m in modes for t in tests]
+def run_tests(encoder: Any, tests: Sequence[BiasTest], modes: Sequence[str] = ("weat", "seat"),
+              templates: dict[str, list[str]] | None = None, **kwargs: Any) -> list[WeatResult]:
+    """Every test in every mode; all distinct texts are embedded in one call first."""
+    memo = MemoEncoder(encoder)
+    pending = []
+    for m in modes:
+        for t in tests:
+            texts, _, _ = _test_texts(memo, t, m, templates)
+            pending += [x for k in SET_KEYS for x in texts[k]]
+    memo.encode(list(dict.fromkeys(pending)))
+    return [run_test(memo, t, mode=m, templates=templates, **kwargs) for m in modes for t in tests]
 
 
 # ================================================================================================
@@ -547,6 +583,19 @@ def direct_bias(V: np.ndarray, subspace: Subspace, c: float = 1.0) -> float:
     if not len(V):
         raise InputError("DirectBias needs at least one neutral word")
     return float(np.mean(subspace_cosines(V, subspace) ** c))
+
+
+def indirect_bias(w: np.ndarray, v: np.ndarray, subspace: Subspace) -> float:
+    """β(w, v) = (w·v − w⊥·v⊥ / (||w⊥|| ||v⊥||)) / (w·v) for unit w, v, with w⊥ = w − w_B: the share of
+    the similarity of w and v that the bias subspace accounts for (Bolukbasi et al., §5)."""
+    w, v = unit(np.asarray(w, float)[None])[0], unit(np.asarray(v, float)[None])[0]
+    wp, vp = w - subspace.project(w[None])[0], v - subspace.project(v[None])[0]
+    dot = float(w @ v)
+    if dot == 0:
+        raise InputError("indirect bias is undefined for orthogonal vectors (w·v = 0)")
+    if np.linalg.norm(wp) == 0 or np.linalg.norm(vp) == 0:
+        raise InputError("indirect bias is undefined for a vector inside the bias subspace")
+    return float((dot - (wp @ vp) / (np.linalg.norm(wp) * np.linalg.norm(vp))) / dot)
 
 
 def neutralise(V: np.ndarray, subspace: Subspace) -> np.ndarray:
@@ -795,7 +844,7 @@ def plot_effect_sizes(results: dict[str, Sequence[WeatResult]], path: str | Path
 __all__ = [
     "BiasTest", "ClusteringCheck", "HardDebiasReport", "PermutationResult", "StaticVectors", "Subspace", "WeatResult",
     "WordSet", "associations", "bias_subspace", "builtin_tests", "check_sizes", "cluster_alignment", "debiaswe_lists",
-    "direct_bias", "effect_size", "encode", "equalise", "expand_case", "gonen_goldberg", "hard_debias", "load_tests",
+    "direct_bias", "indirect_bias", "effect_size", "encode", "equalise", "expand_case", "gonen_goldberg", "hard_debias", "load_tests",
     "make_test", "n_partitions", "neutralise", "permutation_p", "phrase", "read_pairs", "run_test", "run_tests",
     "seat_sentences", "seat_templates", "select_tests", "subspace_cosines", "subspace_from_pairs", "unit",
     "vocabulary_words", "weat_from_vectors", "weat_statistic", "open_encoder", "neutral_words", "direction_report",
