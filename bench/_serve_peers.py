@@ -121,8 +121,14 @@ def _die_with_parent() -> None:
 
 
 def server_env(threads: int) -> dict[str, str]:
+    """The servers' environment: ``threads`` > 0 pins OMP/MKL threads; 0 removes those variables, so each
+    server uses its library's default (torch: one thread per physical core), as a user's would."""
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(var, None)
+    if threads > 0:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.update(HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", INFINITY_ANONYMOUS_USAGE_STATS="0",
                DO_NOT_TRACK="1", PYTHONUNBUFFERED="1")
     return env

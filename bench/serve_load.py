@@ -8,8 +8,9 @@ request i is due at t0 + i/rate. A request that cannot go out on time (the gener
 --max-send-lag late, or --max-in-flight requests are already open) is *dropped by the generator* and
 counted, never sent late. Latency is measured from the due time to the end of the response.
 
-Servers, each its own process on its own 127.0.0.1 port, all at fp32 with OMP_NUM_THREADS=--threads
-(see bench/_serve_peers.py): embedlab serve; (a) FastAPI + SentenceTransformer.encode per request, the
+Servers, each its own process on its own 127.0.0.1 port, all at fp32, with their libraries' default
+threads (torch: one per core), as their users run them; --threads N pins OMP_NUM_THREADS=N in every server
+instead (see bench/_serve_peers.py): embedlab serve; (a) FastAPI + SentenceTransformer.encode per request, the
 server a user would write by hand; (b) infinity-emb 0.0.78 in bench/.venv-infinity (created on first use;
 when it cannot install or start, the table says why).
 
@@ -447,6 +448,11 @@ def plot(results: dict[str, dict], path: Path) -> None:
               "infinity": "(b) infinity-emb 0.0.78"}
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
     cap = 60.0
+    bound = results.get("_capacity", {}).get("req_per_s")
+    if bound:
+        ax.axvline(bound, color="black", lw=0.8, ls="--")
+        ax.annotate(f"CPU capacity bound {bound:.0f} req/s", (bound, cap * 0.8), rotation=90, ha="right",
+                    va="top", fontsize=8)
     for name, res in results.items():
         steps = [s for s in res.get("steps", []) if s.phase in ("coarse", "fine")]
         if not steps:
@@ -490,8 +496,9 @@ def report_lines(args: argparse.Namespace, results: dict[str, dict], targets: li
                  mix: dict[str, float], png_name: str) -> list[str]:
     from _report import command, machine_facts
 
-    facts = machine_facts({"server threads": f"OMP_NUM_THREADS={args.threads} in every server process; "
-                                             "the generator runs on the same machine"})
+    threads = (f"OMP_NUM_THREADS={args.threads} in every server process" if args.threads > 0 else
+               "each server's library default (no OMP_NUM_THREADS; torch uses one thread per core)")
+    facts = machine_facts({"server threads": threads + "; the generator runs on the same machine"})
     names = {"embedlab": "embedlab serve" + (f" `{args.embedlab_args}`" if args.embedlab_args else ""),
              "handwritten": "(a) FastAPI + `SentenceTransformer.encode`",
              "infinity": "(b) infinity-emb 0.0.78 (torch engine)"}
@@ -505,8 +512,8 @@ def report_lines(args: argparse.Namespace, results: dict[str, dict], targets: li
         "requests already open) is counted as dropped by the generator, never sent late. Latency runs from "
         "the time a request was due to the end of its response. Each server runs in its own process on its "
         "own 127.0.0.1 port, at fp32, with the same texts in the same order. (a)'s endpoint is a plain `def`, "
-        "so FastAPI's thread pool runs several `encode` calls at once, each on its own core. embedlab runs one "
-        "forward pass at a time, over batches that mix requests. infinity runs the torch engine without "
+        "so FastAPI's thread pool runs several `encode` calls at once, sharing the cores. embedlab runs one "
+        "forward pass at a time on all cores, over batches that mix requests and are split by length. infinity runs the torch engine without "
         "BetterTransformer, torch.compile or its disk cache (bench/_serve_peers.py says why).",
         "",
         f"Requests: {1 - args.long_share:.0%} are query traffic, 1 to {args.max_texts} STS-B sentences (uniform); "
@@ -521,6 +528,13 @@ def report_lines(args: argparse.Namespace, results: dict[str, dict], targets: li
         f"rate that passed a {args.step_seconds:g} s step.", "",
         "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in facts.items()]
+    cap = results.get("_capacity")
+    if cap:
+        out += ["", f"**Capacity bound.** Before the servers start, the bench times minilm-l6's forward pass alone, "
+                    f"in-process with {cap['threads']} torch threads, on the request texts grouped by length into "
+                    f"batches of ≤ {cap['budget']} padded tokens (no HTTP, no tokenizer, no padding to speak of): "
+                    f"**{cap['tokens_per_s']:.0f} tokens/s**. At {mix['tokens']:.0f} tokens per request, no server on "
+                    f"this CPU can answer more than **{cap['req_per_s']:.1f} req/s** at fp32, whatever its latency."]
     out += ["", "| server | sustained req/s (p99 < 500 ms) | p50 | p99 | texts/s | input tokens/s | 429 share | 5xx | "
                 "dropped by generator | notes |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in ("embedlab", "handwritten", "infinity"):
@@ -562,6 +576,8 @@ def report_lines(args: argparse.Namespace, results: dict[str, dict], targets: li
     out += ["", f"![p99 latency vs offered rate]({png_name})", "",
             "Every step the run made, in the order made:", "", "```"]
     for name, res in results.items():
+        if name.startswith("_"):
+            continue
         out += [s.line() for s in res.get("steps", [])]
         for key in ("overload", "soak"):
             if name == "embedlab" and res.get(key) is not None:
@@ -602,7 +618,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--servers", default="embedlab,handwritten,infinity", help="which servers to measure")
     p.add_argument("--model", default="minilm-l6", help="the embedlab alias (peers get its weights directory)")
     p.add_argument("--data", default=None, help="the data directory (default $EMBEDLAB_DATA or ../shared/data)")
-    p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every server process")
+    p.add_argument("--threads", type=int, default=0,
+                   help="OMP_NUM_THREADS of every server process (0: unset, each library's default)")
     p.add_argument("--embedlab-args", default="", help="extra flags for every `embedlab serve`, e.g. "
                    "'--max-batch-tokens 1024' (shown in the report)")
     p.add_argument("--max-texts", type=int, default=8, help="sentences per short request: uniform in 1..N")
@@ -663,13 +680,17 @@ def main(argv: list[str] | None = None) -> int:
                 args.overload_seconds, args.soak_seconds, args.soak_warmup, 8 if args.quick else 24)
     gen = Generator(reqs, max_in_flight=args.max_in_flight, max_send_lag=args.max_send_lag, timeout=args.timeout)
     started = time.monotonic()
+    cap = forward_capacity(args.model, reqs, args.threads)
+    print(f"capacity bound: minilm-l6 forward alone {cap['tokens_per_s']:.0f} tokens/s "
+          f"({cap['threads']} threads) = {cap['tokens_per_s'] / mix['tokens']:.1f} req/s at most")
+    cap["req_per_s"] = cap["tokens_per_s"] / mix["tokens"]
     log_dir = Path(tempfile.mkdtemp(prefix="serve-load-"))
     print(f"server logs: {log_dir}")
 
     def say(msg: str) -> None:
         print(f"[{time.monotonic() - started:6.0f} s] {msg}", flush=True)
 
-    results: dict[str, dict] = {}
+    results: dict[str, dict] = {"_capacity": cap}
 
     def run_server(server: peers.Server, fn: Callable[[peers.Server], Any]) -> Any:
         server.start()
@@ -736,6 +757,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def forward_capacity(model: str, reqs: list[Req], threads: int, budget: int = 512, seconds: float = 8.0) -> dict:
+    """The model's forward throughput alone (tokens/s), in this process with the servers' thread count: the
+    texts of the first requests, length-sorted into batches of <= ``budget`` padded tokens, run for about
+    ``seconds``. An upper bound on any server's token throughput on this CPU."""
+    import os
+
+    import torch
+
+    import embedlab
+    from embedlab.models.batching import token_budget_batches
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads if threads > 0 else (os.cpu_count() or 1))
+    try:
+        emb = embedlab.load(model).eval()
+        texts = [t for r in reqs[:400] for t in json.loads(r.body)["input"]]
+        tok = emb.tokenize(texts)
+        batches = list(token_budget_batches(tok.lengths, budget, 64))
+        useful = done = 0
+        with torch.inference_mode():
+            for idx in batches[:3]:  # warm-up
+                emb(emb.batch_features([tok.ids[i] for i in idx], [0] * len(idx), emb.device), postprocess=False)
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                idx = batches[done % len(batches)]
+                emb(emb.batch_features([tok.ids[i] for i in idx], [0] * len(idx), emb.device), postprocess=False)
+                useful += sum(tok.lengths[i] for i in idx)
+                done += 1
+            elapsed = time.perf_counter() - start
+        return {"tokens_per_s": useful / elapsed, "threads": torch.get_num_threads(), "budget": budget}
+    finally:
+        torch.set_num_threads(before)
+
+
 def evaluate(results: dict[str, dict]) -> list[tuple[str, str, str]]:
     """(target, result, met / missed / not evaluated) for each target of issue #10."""
     out = []
@@ -756,6 +811,10 @@ def evaluate(results: dict[str, dict]) -> list[tuple[str, str, str]]:
         r = e / p
         out.append((label, f"{e:.2f} / {p:.2f} req/s = {r:.2f}x", "met" if r >= need else "missed"))
 
+    cap = results.get("_capacity")
+    if cap:
+        out.append(("(context) the CPU's capacity bound", f"{cap['req_per_s']:.1f} req/s; embedlab sustains "
+                    f"{e / cap['req_per_s']:.0%} of it", "-"))
     ratio("handwritten", 3.0, "sustained rate ≥ 3x peer (a)")
     ratio("infinity", 1.0, "sustained rate ≥ 1.0x infinity")
     ov = emb.get("overload")

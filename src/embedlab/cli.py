@@ -448,7 +448,9 @@ def serve(
     port: int = typer.Option(8080),
     dtype: DType = typer.Option(DType.auto, help="auto = bf16 where the hardware runs it natively, else fp32"),
     device: Optional[str] = typer.Option(None, help="cpu or cuda[:N] (default: cuda if available)"),
-    max_batch_tokens: Optional[int] = typer.Option(None, min=1, help="padded tokens (rows x longest) per forward pass; default 2048 on CPU, 32768 on GPU"),
+    max_batch_tokens: Optional[int] = typer.Option(None, min=1, help="padded tokens (rows x longest) per forward pass; default 512 on CPU, 32768 on GPU"),
+    max_batch_size: Optional[int] = typer.Option(None, min=1, help="rows per forward pass; default 64 on CPU, 512 on GPU"),
+    batch_overhead_tokens: Optional[int] = typer.Option(None, min=0, help="a forward pass's fixed cost in padded tokens, which sets how finely inputs are split by length; default: measured at start-up"),
     max_queue_tokens: Optional[int] = typer.Option(None, min=1, help="tokens admitted and not yet answered before new requests get 429; default 32 batches"),
     max_input_tokens: Optional[int] = typer.Option(None, min=1, help="tokens per input; default the model's max length"),
     truncate: bool = typer.Option(True, "--truncate/--no-truncate", help="cut longer inputs (usage reports how many), or answer 413"),
@@ -462,8 +464,8 @@ def serve(
     from embedlab.serve import serve as run_server
 
     run_server(model, indexes=index or [], host=host, port=port, dtype=dtype.value, device=device,
-               max_batch_tokens=max_batch_tokens, max_queue_tokens=max_queue_tokens, max_input_tokens=max_input_tokens,
-               truncate=truncate, api_key_file=api_key_file, request_timeout=request_timeout,
+               max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size, batch_overhead_tokens=batch_overhead_tokens,
+               max_queue_tokens=max_queue_tokens, max_input_tokens=max_input_tokens, truncate=truncate, api_key_file=api_key_file, request_timeout=request_timeout,
                model_name=model_name or model, log_level=log_level)
 
 
@@ -538,6 +540,9 @@ def _bias_report(model: str, tests: str, mode: Optional[str], compare: Optional[
     results: dict[str, list[Any]] = {}
     for name in [model] + ([compare] if compare else []):
         enc = _bias_encoder(name, pooling, attention)
+        if hasattr(enc, "has") and "seat" in modes and mode is None:
+            modes = [m for m in modes if m != "seat"] or ["weat"]
+            err.print(f"[yellow]{name} holds static word vectors: running WEAT only (SEAT embeds sentences)[/yellow]")
         with err.status(f"{name}: {len(chosen)} test(s) x {'+'.join(modes)}…"):
             results[name] = run_tests(enc, chosen, modes, seed=seed, n_random=n_random)
         for r in results[name]:

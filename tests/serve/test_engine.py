@@ -85,6 +85,26 @@ def test_concurrent_requests_of_mixed_lengths_are_exact(tiny_emb):
     assert metric(text, "embedlab_batch_tokens_bucket", le="256.0") == metric(text, "embedlab_batch_tokens_count")
 
 
+@pytest.mark.parametrize("overhead, passes", [(0, 2), (10**6, 1)])
+def test_batches_split_by_length_when_a_pass_is_cheap(tiny_emb, overhead, passes):
+    """Queued inputs of two very different lengths: with a free forward pass they go in two batches (no
+    padding), with a dear one in a single padded batch (models/batching.py's padding_aware_batches)."""
+    short, long = "the cat", " ".join(["cat"] * 40)
+    with running(tiny_emb, batch_overhead_tokens=overhead) as srv:
+        engine = srv.app.state.engine
+        engine.pause()
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": [short, long, short]}, timeout=30)
+            _wait(lambda: engine.queued_tokens > 0)
+            before = metric(httpx.get(srv.url + "/metrics").text, "embedlab_batch_items_count")
+            engine.resume()
+            r = future.result()
+        text = httpx.get(srv.url + "/metrics").text
+    assert r.status_code == 200
+    assert cosines(np.array([d["embedding"] for d in r.json()["data"]]), tiny_emb.encode([short, long, short])).min() >= 0.99999
+    assert metric(text, "embedlab_batch_items_count") - before == passes
+
+
 def test_full_queue_answers_429_with_retry_after(tiny_emb):
     hold = Hold()
     with running(tiny_emb, max_queue_tokens=40, on_forward=hold) as srv:

@@ -3,9 +3,10 @@
     handler --prepare_*()--> Prepared (token ids, via Embedder.tokenize: the same prompt mechanism as encode)
             --await embed()--> admission (queued tokens <= max_queue_tokens, else Overloaded -> 429)
                                -> pending deque (one entry per input)
-    batcher thread:  picks the batch holding the OLDEST pending input among the token_budget_batches
-                     (models/batching.py's rule: similar lengths, rows x longest <= max_batch_tokens) of the
-                     first WINDOW pending inputs; drops inputs of cancelled requests; pads them
+    batcher thread:  picks the batch holding the OLDEST pending input among the padding_aware_batches
+                     (models/batching.py: similar lengths, rows x longest <= max_batch_tokens, the split that
+                     minimises padded tokens + a measured per-forward overhead) of the first WINDOW pending
+                     inputs; drops inputs of cancelled requests; pads them
                      (Embedder.batch_features) and hands them over; at most one batch waits (with
                      ``prefetch``, formed while the worker runs the current one; without, when it is free)
     worker thread:   the only caller of the embedder's forward: ``emb(features, postprocess=False)``, i.e.
@@ -35,7 +36,7 @@ import torch
 
 from embedlab.errors import BackendError, ConfigError, EmptyInput, InputError, Overloaded, Unavailable
 from embedlab.index.codecs import parse_codec, prepare
-from embedlab.models.batching import token_budget_batches
+from embedlab.models.batching import padding_aware_batches, token_budget_batches
 from embedlab.models.embedder import DTYPES, autocast, low_precision_cpu_attention, resolve_dtype
 from embedlab.models.modules import Normalize, Truncate
 from embedlab.serve.errors import BadRequest, InputTooLong
@@ -44,7 +45,8 @@ from embedlab.serve.metrics import Metrics
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("float32", "int8", "binary")
-WINDOW = 4096  # pending inputs considered when forming one batch
+DEFAULT_OVERHEAD_TOKENS = 32  # until measured, or when the measurement is meaningless
+WINDOW = 1024  # pending inputs considered when forming one batch (oldest first)
 
 
 @dataclass
@@ -115,8 +117,10 @@ class Engine:
     """Owns an :class:`~embedlab.models.Embedder` and serves embedding requests from asyncio code.
 
     ``dtype``: auto | fp32 | bf16 (autocast, as ``encode``). ``max_batch_tokens`` bounds rows x longest
-    per forward pass (default 2,048 on CPU, 32,768 on GPU, as ``encode``); ``max_batch_size`` bounds rows
-    (64 / 512). ``max_queue_tokens`` bounds the tokens admitted and not yet answered (default 32 batches).
+    per forward pass (default 512 on CPU, which keeps one pass near 0.1 s for a small encoder and so
+    bounds the wait behind it; 32,768 on GPU); ``max_batch_size`` bounds rows (64 / 512).
+    ``batch_overhead_tokens`` is the fixed cost of one forward pass in padded tokens, which decides how
+    finely pending inputs are split by length (None: measured at warm-up on this device). ``max_queue_tokens`` bounds the tokens admitted and not yet answered (default 32 batches).
     ``max_input_tokens`` (default: the model's max_length) with ``truncate`` decides between cutting and
     refusing (413) longer inputs. ``on_forward(n_inputs)`` is called by the worker before each forward pass
     (a test and instrumentation hook). ``calibration_texts`` are embedded at start-up (a warm-up) and
@@ -130,16 +134,19 @@ class Engine:
                  max_queue_tokens: int | None = None, max_input_tokens: int | None = None, truncate: bool = True,
                  stall_timeout: float = 60.0, calibration_texts: Sequence[str] | None = None,
                  on_forward: Callable[[int], None] | None = None, metrics: Metrics | None = None,
-                 prefetch: bool | None = None) -> None:
+                 prefetch: bool | None = None, batch_overhead_tokens: int | None = None) -> None:
         self.device = torch.device(device) if device is not None else embedder.device
         if embedder.device != self.device:
             embedder = embedder.to(self.device)
         self.embedder = embedder.eval()
         self.dtype = resolve_dtype(dtype, self.device)
         on_cpu = self.device.type == "cpu"
-        self.max_batch_tokens = _positive("max_batch_tokens", max_batch_tokens or (2048 if on_cpu else 32768))
+        self.max_batch_tokens = _positive("max_batch_tokens", max_batch_tokens or (512 if on_cpu else 32768))
         self.max_batch_size = _positive("max_batch_size", max_batch_size or (64 if on_cpu else 512))
         self.max_queue_tokens = _positive("max_queue_tokens", max_queue_tokens or 32 * self.max_batch_tokens)
+        if batch_overhead_tokens is not None and (not isinstance(batch_overhead_tokens, int) or batch_overhead_tokens < 0):
+            raise ConfigError(f"batch_overhead_tokens must be a non-negative integer; got {batch_overhead_tokens!r}")
+        self.batch_overhead_tokens = batch_overhead_tokens
         self.stall_timeout = float(stall_timeout)
         self.truncate = bool(truncate)
         self.prefetch = (not on_cpu) if prefetch is None else bool(prefetch)
@@ -467,8 +474,9 @@ class Engine:
         if not window:
             self.metrics.queued_inputs.set(len(self._pending))
             return []
-        chosen = next(b for b in token_budget_batches([len(e.ids) for e in window], self.max_batch_tokens,
-                                                      self.max_batch_size) if 0 in b)
+        overhead = self.batch_overhead_tokens if self.batch_overhead_tokens is not None else DEFAULT_OVERHEAD_TOKENS
+        chosen = next(b for b in padding_aware_batches([len(e.ids) for e in window], self.max_batch_tokens,
+                                                       self.max_batch_size, overhead) if 0 in b)
         keep = set(chosen)
         self._pending.extendleft(reversed([e for i, e in enumerate(window) if i not in keep]))
         self.metrics.queued_inputs.set(len(self._pending))
@@ -524,6 +532,31 @@ class Engine:
             self.quantizer = Quantizer(full)
         else:
             log.warning("the model gives NaN/inf on the calibration texts: int8 output is disabled")
+        if self.batch_overhead_tokens is None:
+            self.batch_overhead_tokens = self._measure_overhead(tok.ids)
+
+    def _measure_overhead(self, samples: Sequence[Sequence[int]]) -> int:
+        """The fixed cost of one forward pass, in padded tokens: time a 1x8 pass and a pass of about
+        ``max_batch_tokens`` tokens (best of 3 each), fit cost = overhead + k * tokens."""
+        pool = [t for ids in samples for t in ids] or [0]
+        def timed(rows: int, width: int) -> float:
+            seqs = [[pool[(r * width + c) % len(pool)] for c in range(width)] for r in range(rows)]
+            features = self.embedder.batch_features(seqs, [0] * rows, self.device)
+            best = math.inf
+            for _ in range(3):
+                start = time.perf_counter()
+                self._forward(dict(features))
+                best = min(best, time.perf_counter() - start)
+            return best
+        width = 32 if self.max_batch_tokens >= 64 else 8
+        rows = max(2, min(self.max_batch_size, self.max_batch_tokens // width))
+        small, big = timed(1, 8), timed(rows, width)
+        per_token = (big - small) / max(rows * width - 8, 1)
+        if per_token <= 0:
+            return DEFAULT_OVERHEAD_TOKENS
+        overhead = int(round(small / per_token - 8))
+        log.info("forward pass overhead: %.1f ms = %d padded tokens", 1000 * small, overhead)
+        return max(0, min(overhead, self.max_batch_tokens))
 
     def _run(self, batch: _Batch) -> None:
         live = [e for e in batch.entries if not e.ticket.cancelled]

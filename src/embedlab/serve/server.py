@@ -76,7 +76,7 @@ def build_app(model: str | Any, *, indexes: Sequence[str] = (), dtype: str = "au
               max_batch_tokens: int | None = None, max_batch_size: int | None = None,
               max_queue_tokens: int | None = None, max_input_tokens: int | None = None, truncate: bool = True,
               api_key: str | None = None, request_timeout: float | None = 30.0, model_name: str | None = None,
-              stall_timeout: float = 60.0, prefetch: bool | None = None,
+              stall_timeout: float = 60.0, prefetch: bool | None = None, batch_overhead_tokens: int | None = None,
               on_forward: Callable[[int], None] | None = None) -> Any:
     """Load ``model`` (anything ``embedlab.load`` takes, or an Embedder) and ``indexes`` (``DIR`` or
     ``NAME=DIR``) and return the app. The engine starts with the app's lifespan."""
@@ -91,7 +91,8 @@ def build_app(model: str | Any, *, indexes: Sequence[str] = (), dtype: str = "au
         device = "cuda" if torch.cuda.is_available() else "cpu"
     engine = Engine(emb, dtype=dtype, device=device, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
                     max_queue_tokens=max_queue_tokens, max_input_tokens=max_input_tokens, truncate=truncate,
-                    stall_timeout=stall_timeout, prefetch=prefetch, on_forward=on_forward)
+                    stall_timeout=stall_timeout, prefetch=prefetch, batch_overhead_tokens=batch_overhead_tokens,
+                    on_forward=on_forward)
     name = model_name or (str(model) if isinstance(model, (str, Path)) else "embedlab")
     return create_app(engine, model_name=name, indexes=load_indexes(indexes), api_key=api_key,
                       request_timeout=request_timeout)
