@@ -179,6 +179,10 @@ def test_cli_static_vectors_report_missing_words(tmp_path, monkeypatch, capsys):
     code, out, err = run_cli(monkeypatch, capsys, "bias", "weat", vec, "--tests", tests)
     assert code == 0, err
     assert "skipped (not in the vocabulary) X: 1, Y: 1" in err
+    code, out, err = run_cli(monkeypatch, capsys, "bias", "report", vec, "--tests", tests)
+    assert code == 0 and "WEAT only" in err and "SEAT" not in out, err
+    code, _, err = run_cli(monkeypatch, capsys, "bias", "seat", vec, "--tests", tests)
+    assert code == 1 and "static word vectors support WEAT only" in err
 
 
 @pytest.mark.slow

@@ -449,6 +449,8 @@ def _test_texts(encoder: Any, test: BiasTest, mode: str, templates: dict[str, li
     """(texts per set, skipped, dropped) for one test in one mode."""
     if mode not in ("weat", "seat"):
         raise ConfigError(f"mode must be weat or seat; got {mode!r}")
+    if mode == "seat" and hasattr(encoder, "has"):
+        raise InputError("SEAT embeds sentences: static word vectors support WEAT only (use --mode weat)")
     words: dict[str, list[str]] = {}
     skipped: dict[str, list[str]] = {}
     for key, ws in test.sets().items():
