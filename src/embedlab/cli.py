@@ -204,9 +204,9 @@ app.add_typer(index_app, name="index")
 
 
 def _index_model(emb: Any, name: str, query_prompt: Optional[str], document_prompt: Optional[str]) -> dict[str, Any]:
-    return {"name": name, "source": emb.backbone.source, "pooling": emb.head.name, "attention": emb.attention,
-            "fingerprint": emb.fingerprint(), "dim": emb.output_dim, "normalize": emb.normalize,
-            "query_prompt": query_prompt, "document_prompt": document_prompt}
+    from embedlab.index.shards import model_record
+
+    return model_record(emb, name, query_prompt, document_prompt)
 
 
 def _model_for_index(index: Any) -> Any:
@@ -220,10 +220,11 @@ def _model_for_index(index: Any) -> Any:
 
 @index_app.command("build")
 def index_build(
-    corpus: Path = typer.Option(..., help="JSONL with id and text, or a BEIR corpus.jsonl[.gz]"),
+    corpus: Optional[Path] = typer.Option(None, help="JSONL with id and text, or a BEIR corpus.jsonl[.gz]"),
     out_dir: Path = typer.Option(..., "--out"),
-    model: str = typer.Option("minilm-l6", "--model", "-m"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="default minilm-l6, or the shards' model"),
     codec: str = typer.Option("int8", help="float32|float16|int8|binary|pq<M>|ivf<N>,pq<M>|hnsw[,int8], optional mrl<D>: prefix"),
+    from_embeddings: Optional[Path] = typer.Option(None, "--from-embeddings", help="a shard directory from embed-corpus (no re-encoding)"),
     rescore_copy: str = typer.Option("float32", "--rescore-copy", help="float32 or int8 copy kept on disk for rescoring"),
     pooling: Optional[str] = typer.Option(None),
     attention: Optional[Attention] = typer.Option(None),
@@ -235,6 +236,19 @@ def index_build(
     from embedlab.index import VectorIndex, parse_codec, read_corpus
 
     parse_codec(codec)  # fail on a bad codec before encoding anything
+    if from_embeddings is not None:
+        from embedlab.index.shards import build_index_from_shards
+
+        if corpus is not None:
+            raise EmbedlabError("give --corpus or --from-embeddings, not both")
+        index = build_index_from_shards(from_embeddings, codec, rescore=rescore_copy, model=model, query_prompt=query_prompt,
+                                        load_model=lambda name, pool, att: _embedder(name, pool, Attention(att) if att else None))
+        index.save(out_dir)
+        err.print(f"indexed {len(index)} documents from {from_embeddings} with {codec} -> {out_dir}")
+        return
+    if corpus is None:
+        raise EmbedlabError("give --corpus FILE (or --from-embeddings DIR)")
+    model = model or "minilm-l6"
     ids, texts = read_corpus(corpus)
     emb = _embedder(model, pooling, attention)
     vectors = emb.encode(texts, prompt_name=document_prompt, dtype=dtype.value, show_progress=True)
@@ -702,6 +716,66 @@ def bias_debias(
     err.print(f"wrote {out_dir} ({' -> '.join(m.kind for m in debiased.chain)}); variance of component 1: "
               f"{100 * sub.explained_variance_ratio[0]:.1f}%; DirectBias over {before['neutral_words']} professions "
               f"{before['direct_bias']:.4f} -> {after['direct_bias']:.2e}", highlight=False)
+
+
+class Backend(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+class Precision(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+    int8 = "int8"
+    binary = "binary"
+
+
+@app.command("embed-corpus")
+def embed_corpus_cmd(
+    model: str = typer.Argument(..., help="alias, directory or hub id (Ray workers load it themselves)"),
+    corpus: list[Path] = typer.Option(..., "--corpus", help="JSONL (id, text), BEIR corpus.jsonl[.gz] or Parquet; repeatable"),
+    out_dir: Path = typer.Option(..., "--out", help="the shard directory"),
+    backend: Backend = typer.Option(Backend.local),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="host:port or ray://host:port of a running cluster; default: a local runtime"),
+    actors: int = typer.Option(1, help="Ray actors, each loading the model once"),
+    shard_rows: int = typer.Option(10_000, "--shard-rows"),
+    dtype: DType = typer.Option(DType.fp32),
+    precision: Precision = typer.Option(Precision.float32, help="how vectors are stored in the shards"),
+    resume: bool = typer.Option(False, "--resume", help="skip finished shards (checksums verified); refuse a changed model or corpus"),
+    no_texts: bool = typer.Option(False, "--no-texts", help="do not store the texts in the shards"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="the model's document prompt name"),
+    query_prompt: Optional[str] = typer.Option(None, "--query-prompt", help="recorded for searches of indexes built from these shards"),
+    pooling: Optional[str] = typer.Option(None),
+    attention: Optional[Attention] = typer.Option(None),
+) -> None:
+    """Embed a corpus into Parquet shards with a manifest (local, or a Ray Data actor pool)."""
+    from embedlab.index.corpus_embed import embed_corpus
+
+    emb = _embedder(model, pooling, attention)  # the driver needs the fingerprint on both backends
+    manifest = embed_corpus(model, corpus, out_dir, backend=backend.value, ray_address=ray_address, actors=actors,
+                            shard_rows=shard_rows, dtype=dtype.value, precision=precision.value, resume=resume,
+                            store_texts=not no_texts, prompt=prompt, query_prompt=query_prompt, pooling=pooling,
+                            attention=attention.value if attention else None, embedder=emb, progress=True)
+    rows = manifest["corpus"]["rows"]
+    err.print(f"embedded {rows} documents into {manifest['num_shards']} shard(s) ({precision.value}) with {backend.value} "
+              f"in {manifest['seconds']:.1f} s ({rows / max(manifest['seconds'], 1e-9):.1f} texts/s) -> {out_dir}", highlight=False)
+
+
+@app.command("export")
+def export_cmd(
+    directory: Path = typer.Argument(..., help="a shard directory (embed-corpus) or an embedlab index"),
+    to: str = typer.Option(..., "--to", help="lancedb://PATH | qdrant://PATH | http://HOST:PORT (Qdrant) | milvus://FILE.db"),
+    collection: str = typer.Option("embedlab", help="table / collection name"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing table / collection"),
+    no_ann: bool = typer.Option(False, "--no-ann", help="LanceDB: skip building the ANN index"),
+) -> None:
+    """Export vectors, ids, texts and the model record to a vector database."""
+    from embedlab.index.export import export
+
+    with err.status(f"exporting to {to}…"):
+        result = export(directory, to, collection=collection, overwrite=overwrite, ann=not no_ann)
+    err.print(f"exported {result['rows']} rows ({result['source']}) to {result['target']} collection "
+              f"{result['collection']!r}; index: {result['index']}", highlight=False)
 
 
 def main() -> None:

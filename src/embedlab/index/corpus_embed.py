@@ -1,0 +1,247 @@
+"""Embed a corpus into Parquet shards (``embedlab embed-corpus``): plan, resume checks, the local backend.
+
+The driver reads the corpus files (JSONL with ``id``/``text``, BEIR ``_id``/``title``/``text`` with
+``.gz`` allowed, or Parquet with the same columns), hashes them, refuses duplicate ids, and splits the
+rows into shards of ``shard_rows``. The ``local`` backend encodes shard after shard with
+:meth:`Embedder.encode` (token-budget batches); the ``ray`` backend (:mod:`embedlab.index.ray_embed`)
+sends the unfinished rows through a Ray Data actor pool. Both write the same shards through
+:func:`embedlab.index.shards.write_shard`, and the manifest is rewritten after every shard, so a
+killed job resumes with ``resume=True`` and loses at most the shards in flight.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from embedlab import __version__
+from embedlab.errors import ConfigError, InputError
+from embedlab.index.shards import (FORMAT, MANIFEST, ShardError, check_precision, model_record, read_manifest, shard_ok,
+                                   write_manifest, write_shard)
+from embedlab.io import file_sha256
+
+log = logging.getLogger(__name__)
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class Corpus:
+    """The rows of one or more corpus files, in file order, with each file's hash."""
+
+    ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def join_title(title: Any, text: str) -> str:
+    """A BEIR document's text: ``title + " " + text`` when it has a title (as :func:`read_corpus`)."""
+    return (str(title) + " " + text).strip() if title else text
+
+
+def _read_parquet_corpus(path: Path) -> tuple[list[str], list[str]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise InputError(f"cannot read corpus {path}: {exc}") from None
+    names = table.column_names
+    id_col = "id" if "id" in names else "_id" if "_id" in names else None
+    if id_col is None or "text" not in names:
+        raise InputError(f"{path}: a Parquet corpus needs an 'id' (or '_id') and a 'text' column; it has {', '.join(names)}")
+    ids = [str(i) for i in table.column(id_col).to_pylist()]
+    texts = table.column("text").to_pylist()
+    titles = table.column("title").to_pylist() if "title" in names else [None] * len(ids)
+    if any(t is None for t in texts):
+        raise InputError(f"{path}: row {texts.index(None)} has no text")
+    return ids, [join_title(h, t) for h, t in zip(titles, texts)]
+
+
+def read_corpora(paths: Sequence[str | Path]) -> Corpus:
+    """Read corpus files in order; a duplicate id anywhere is a one-line error naming the first one."""
+    from embedlab.index.store import IndexStoreError, read_corpus
+
+    if not paths:
+        raise InputError("no corpus files given (--corpus FILE, repeatable)")
+    corpus = Corpus()
+    seen: dict[str, tuple[str, int]] = {}
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise InputError(f"corpus file not found: {p}")
+        if p.suffix == ".parquet":
+            ids, texts = _read_parquet_corpus(p)
+        else:
+            try:
+                ids, texts = read_corpus(p)
+            except IndexStoreError as exc:
+                raise InputError(str(exc)) from None
+        for row, doc_id in enumerate(ids, 1):
+            if doc_id in seen:
+                f0, r0 = seen[doc_id]
+                raise InputError(f"duplicate id {doc_id!r}: document {row} of {p} repeats document {r0} of {f0}")
+            seen[doc_id] = (str(p), row)
+        corpus.ids += ids
+        corpus.texts += texts
+        corpus.files.append({"path": str(p), "name": p.name, "sha256": file_sha256(p), "rows": len(ids)})
+    return corpus
+
+
+# -- the manifest and --resume ------------------------------------------------------------------------
+def _new_manifest(model: dict[str, Any], corpus: Corpus, *, precision: str, dtype: str, shard_rows: int,
+                  store_texts: bool) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "embedlab_version": __version__,
+        "model": model,
+        "precision": precision,
+        "dtype": dtype,
+        "shard_rows": shard_rows,
+        "num_shards": -(-len(corpus) // shard_rows),
+        "has_texts": store_texts,
+        "corpus": {"rows": len(corpus), "files": corpus.files},
+        "shards": [],
+        "complete": False,
+    }
+
+
+def check_resumable(old: dict[str, Any], new: dict[str, Any], where: Path) -> None:
+    """Refuse to resume when anything that defines the vectors changed; the message names the mismatch."""
+    om, nm = old["model"], new["model"]
+    for key in ("fingerprint", "pooling", "attention", "document_prompt", "dim", "normalize"):
+        if om.get(key) != nm.get(key):
+            what = "model" if key == "fingerprint" else f"model's {key.replace('_', ' ')}"
+            raise ConfigError(f"cannot resume {where}: the {what} changed ({key} {om.get(key)!r} in the manifest, "
+                              f"{nm.get(key)!r} now); use a new --out directory")
+    of, nf = old["corpus"]["files"], new["corpus"]["files"]
+    if [f["name"] for f in of] != [f["name"] for f in nf]:
+        raise ConfigError(f"cannot resume {where}: the corpus files changed ({', '.join(f['name'] for f in of)} in the "
+                          f"manifest, {', '.join(f['name'] for f in nf)} now)")
+    for a, b in zip(of, nf):
+        if a["sha256"] != b["sha256"]:
+            raise ConfigError(f"cannot resume {where}: corpus file {b['path']} changed (SHA-256 {a['sha256'][:12]}… in the "
+                              f"manifest, {b['sha256'][:12]}… now)")
+    for key in ("precision", "shard_rows", "has_texts", "dtype"):
+        if old.get(key) != new.get(key):
+            raise ConfigError(f"cannot resume {where}: {key} was {old.get(key)!r}, now {new.get(key)!r}")
+
+
+def _finished_shards(out: Path, old: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The manifest's shards whose files still match their SHA-256; the others are redone."""
+    done = {}
+    for entry in old.get("shards", []):
+        if shard_ok(out, entry):
+            done[entry["index"]] = entry
+        else:
+            log.warning("shard %s is missing or fails its SHA-256 check: re-encoding it", entry["name"])
+    return done
+
+
+# -- the job ------------------------------------------------------------------------------------------
+def embed_corpus(
+    model: str,
+    corpora: Sequence[str | Path],
+    out: str | Path,
+    *,
+    backend: str = "local",
+    ray_address: str | None = None,
+    actors: int = 1,
+    shard_rows: int = 10_000,
+    dtype: str = "fp32",
+    precision: str = "float32",
+    resume: bool = False,
+    store_texts: bool = True,
+    prompt: str | None = None,
+    query_prompt: str | None = None,
+    pooling: str | None = None,
+    attention: str | None = None,
+    token_budget: int | None = None,
+    batch_rows: int = 256,
+    progress: bool | None = None,
+    embedder: Any = None,
+    actor_cls: Any = None,
+) -> dict[str, Any]:
+    """Embed ``corpora`` with ``model`` into shards under ``out``; returns the final manifest.
+
+    ``embedder`` may pass an already loaded :class:`Embedder` for ``model`` (the local backend then
+    reuses it; Ray actors always load ``model`` themselves, which must be a path or alias they can
+    reach). ``actor_cls`` replaces the Ray actor class (for tests and custom setups)."""
+    from embedlab.models import Embedder
+    from embedlab.models.embedder import resolve_dtype
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    check_precision(precision)
+    if shard_rows <= 0 or actors <= 0 or batch_rows <= 0:
+        raise ConfigError("--shard-rows, --actors and the batch rows must be positive")
+    if ray_address and backend != "ray":
+        raise ConfigError("--ray-address needs --backend ray")
+    out = Path(out)
+    corpus = read_corpora(corpora)
+    emb = embedder if embedder is not None else Embedder.from_pretrained(model, pooling=pooling, attention=attention)
+    dtype = resolve_dtype(dtype, emb.device)
+    emb.resolve_prompt(prompt)  # an unknown prompt name fails before any work
+    record = model_record(emb, model, query_prompt, prompt)
+    manifest = _new_manifest(record, corpus, precision=precision, dtype=dtype, shard_rows=shard_rows, store_texts=store_texts)
+    done: dict[int, dict[str, Any]] = {}
+    if (out / MANIFEST).is_file():
+        if not resume:
+            raise ConfigError(f"{out} already holds embedding shards: pass --resume to finish or verify them, or choose another --out")
+        old = read_manifest(out)
+        check_resumable(old, manifest, out)
+        done = _finished_shards(out, old)
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not a shard directory: choose an empty or new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    pending = [k for k in range(manifest["num_shards"]) if k not in done]
+    manifest["backend"] = backend
+    manifest["shards"] = sorted(done.values(), key=lambda e: e["index"])
+    write_manifest(out, manifest)
+
+    def finish_shard(k: int, vectors: np.ndarray) -> None:
+        lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)
+        try:
+            entry = write_shard(out, k, corpus.ids[lo:hi], vectors, corpus.texts[lo:hi] if store_texts else None, precision)
+            done[k] = entry
+            manifest["shards"] = sorted(done.values(), key=lambda e: e["index"])
+            write_manifest(out, manifest)  # after the shard: a listed shard is always a finished one
+        except OSError as exc:  # disk full, permissions: the shards listed so far stay valid
+            raise ShardError(f"cannot write shard {k} in {out}: {exc.strerror or exc}; the {len(done)} finished shard(s) "
+                             f"are kept: free space and rerun with --resume") from None
+
+    from tqdm.auto import tqdm
+
+    rows_pending = sum(min(len(corpus), (k + 1) * shard_rows) - k * shard_rows for k in pending)
+    show = sys.stderr.isatty() if progress is None else progress
+    start = time.perf_counter()
+    with tqdm(total=rows_pending, disable=not show, unit="text", desc=f"embed ({backend})", file=sys.stderr) as bar:
+        if backend == "local":
+            for k in pending:
+                lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)
+                vecs = emb.encode(corpus.texts[lo:hi], prompt_name=prompt, dtype=dtype, token_budget=token_budget)
+                finish_shard(k, vecs)
+                bar.update(hi - lo)
+        elif pending:
+            from embedlab.index.ray_embed import run_ray
+
+            run_ray(model, corpus, pending, shard_rows=shard_rows, dim=emb.output_dim, on_shard=finish_shard,
+                    on_rows=bar.update, address=ray_address, actors=actors, batch_rows=batch_rows,
+                    actor_kwargs={"model": model, "pooling": pooling, "attention": attention,
+                                  "fingerprint": record["fingerprint"], "prompt": prompt, "dtype": dtype,
+                                  "token_budget": token_budget},
+                    actor_cls=actor_cls)
+    missing = [k for k in range(manifest["num_shards"]) if k not in done]
+    if missing:
+        raise ConfigError(f"the job ended with {len(missing)} shard(s) unwritten (first: {missing[0]}); rerun with --resume")
+    manifest["complete"] = True
+    manifest["seconds"] = round(time.perf_counter() - start, 3)
+    write_manifest(out, manifest)
+    return manifest
+

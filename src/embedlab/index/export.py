@@ -1,0 +1,297 @@
+"""Export embedding shards or an embedlab index to a vector database (``embedlab export DIR --to URI``).
+
+Targets (each carries the ids, the texts and the model's metadata):
+
+==========================  ======================================================================
+``lancedb://PATH``          LanceDB, in-process, no server (the embedded default). A table with
+                            ``id``, ``text``, ``vector``; the model record in the schema metadata
+                            (key ``embedlab``); an IVF_PQ cosine index when there are >= 256 rows.
+``qdrant://PATH``           Qdrant local mode (``QdrantClient(path=...)``, exact search, one process
+                            at a time). Point ids are UUID5 of the document id; the payload holds
+                            ``id`` and ``text``; the model record is the collection's ``metadata``.
+``http(s)://HOST:PORT``     a Qdrant server (checked first: an unreachable URL fails at once).
+``milvus://FILE.db``        Milvus Lite, one file (a bare ``FILE.db`` works too). The model record is
+                            the collection property ``embedlab``; a FLAT cosine index (exact).
+==========================  ======================================================================
+
+Vectors go out as float32 (shards in ``float16``/``int8``/``binary`` are decoded first; an index exports
+its rescoring copy). Every target uses cosine similarity, as embedlab's float search does.
+"""
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from embedlab.errors import ConfigError, EmbedlabError
+from embedlab.index.shards import FORMAT, MANIFEST, EmbeddingShards
+
+DEFAULT_COLLECTION = "embedlab"
+LANCE_MIN_ANN_ROWS = 256  # IVF_PQ trains 256 centroids per sub-vector
+MILVUS_TEXT_BYTES = 65535  # Milvus VARCHAR limit
+UUID_NS = uuid.UUID("6f1d3c3e-6a55-4a8e-9d0f-6d2b1c0e3a11")
+
+
+class ExportError(EmbedlabError):
+    """A target that cannot be reached, opened or written."""
+
+
+@dataclass
+class Target:
+    kind: str  # lancedb | qdrant-local | qdrant-server | milvus-lite
+    location: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.location}"
+
+
+def parse_target(uri: str) -> Target:
+    """``lancedb://path``, ``qdrant://path``, ``http(s)://host:port``, ``milvus://file.db`` or ``file.db``."""
+    if uri.startswith("lancedb://"):
+        return Target("lancedb", uri[len("lancedb://"):])
+    if uri.startswith("qdrant://"):
+        return Target("qdrant-local", uri[len("qdrant://"):])
+    if uri.startswith(("http://", "https://")):
+        return Target("qdrant-server", uri)
+    if uri.startswith("milvus://"):
+        return Target("milvus-lite", uri[len("milvus://"):])
+    if uri.endswith(".db") and "://" not in uri:
+        return Target("milvus-lite", uri)
+    raise ConfigError(f"unknown export target {uri!r}: use lancedb://PATH, qdrant://PATH, http://HOST:PORT (Qdrant) "
+                      f"or milvus://FILE.db (Milvus Lite)")
+
+
+def point_id(doc_id: str) -> str:
+    """Qdrant accepts only integers and UUIDs as point ids: a stable UUID5 of the document id."""
+    return str(uuid.uuid5(UUID_NS, doc_id))
+
+
+# -- sources ------------------------------------------------------------------------------------------
+@dataclass
+class Source:
+    """Shards or an index, read batch by batch as (ids, float32 vectors, texts or None)."""
+
+    path: Path
+    kind: str
+    model: dict[str, Any]
+    dim: int
+    count: int
+    has_texts: bool
+
+    def batches(self) -> Iterator[tuple[list[str], np.ndarray, list[str] | None]]:
+        if self.kind == "shards":
+            yield from EmbeddingShards(self.path).iter_shards()
+            return
+        from embedlab.index import VectorIndex
+
+        index = VectorIndex.load(self.path)
+        vecs = index._dequantize(np.asarray(index.store))  # the rescoring copy (float32, or int8 decoded)
+        yield list(index.ids), vecs, list(index.texts) if index.texts is not None else None
+
+
+def open_source(path: str | Path) -> Source:
+    path = Path(path)
+    manifest_file = path / MANIFEST
+    if not manifest_file.is_file():
+        raise ExportError(f"{path} is neither an embedding shard directory nor an embedlab index (no {MANIFEST})")
+    head = json.loads(manifest_file.read_text())
+    if head.get("format") == FORMAT:
+        shards = EmbeddingShards(path)
+        return Source(path, "shards", shards.model, shards.dim, len(shards), shards.has_texts)
+    if "codec" in head:
+        return Source(path, "index", head.get("model") or {}, int(head["dim"]), int(head["count"]), bool(head.get("has_texts")))
+    raise ExportError(f"{manifest_file} is neither a shard manifest nor an index manifest")
+
+
+def _metadata(src: Source) -> dict[str, Any]:
+    return {"model": src.model, "source": str(src.path), "source_kind": src.kind, "dim": src.dim, "metric": "cosine"}
+
+
+# -- writers ------------------------------------------------------------------------------------------
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _lancedb(src: Source, location: str, collection: str, overwrite: bool, ann: bool) -> dict[str, Any]:
+    import lancedb
+    import pyarrow as pa
+
+    db = lancedb.connect(location)
+    if collection in db.table_names() and not overwrite:
+        raise ExportError(f"lancedb://{location} already has a table {collection!r}: pass --overwrite to replace it")
+    fields = [pa.field("id", pa.string()), pa.field("vector", pa.list_(pa.float32(), src.dim))]
+    if src.has_texts:
+        fields.append(pa.field("text", pa.string()))
+    schema = pa.schema(fields, metadata={"embedlab": json.dumps(_metadata(src))})
+    table = db.create_table(collection, schema=schema, mode="overwrite")
+    for ids, vecs, texts in src.batches():
+        cols = [pa.array(ids, pa.string()), pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel(), pa.float32()), src.dim)]
+        if src.has_texts:
+            cols.append(pa.array(texts, pa.string()))
+        table.add(pa.Table.from_arrays(cols, schema=schema))
+    index = "none (exact scan)"
+    if ann and src.count >= LANCE_MIN_ANN_ROWS:
+        parts = max(1, int(math.sqrt(src.count)))
+        sub = next(s for s in (src.dim // 8, src.dim // 4, src.dim // 2, src.dim, 1) if s and src.dim % s == 0)
+        table.create_index(metric="cosine", index_type="IVF_PQ", num_partitions=parts, num_sub_vectors=sub)
+        index = f"IVF_PQ (cosine, {parts} partitions, {sub} sub-vectors)"
+    elif ann:
+        index = f"none: {src.count} rows is under {LANCE_MIN_ANN_ROWS} (IVF_PQ cannot train); searches scan exactly"
+    return {"rows": table.count_rows(), "index": index}
+
+
+def qdrant_client(target: Target, timeout: float = 3.0) -> Any:
+    from qdrant_client import QdrantClient
+
+    if target.kind == "qdrant-local":
+        try:
+            return QdrantClient(path=target.location)
+        except (RuntimeError, OSError) as exc:  # e.g. the path is already open in another process
+            raise ExportError(f"cannot open Qdrant local storage at {target.location}: {exc}") from None
+    client = QdrantClient(url=target.location, timeout=int(max(1, timeout)), check_compatibility=False)
+    try:
+        client.get_collections()
+    except Exception as exc:  # httpx / grpc errors of several kinds
+        raise ExportError(f"cannot reach Qdrant at {target.location}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return client
+
+
+def _qdrant(src: Source, target: Target, collection: str, overwrite: bool, ann: bool, batch: int = 512) -> dict[str, Any]:
+    import warnings
+
+    from qdrant_client import models
+
+    client = qdrant_client(target)
+    try:
+        if client.collection_exists(collection):
+            if not overwrite:
+                raise ExportError(f"{target.location} already has a collection {collection!r}: pass --overwrite to replace it")
+            client.delete_collection(collection)
+        client.create_collection(collection, vectors_config=models.VectorParams(size=src.dim, distance=models.Distance.COSINE),
+                                 metadata=_metadata(src))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*local mode.*")  # local mode warns above 20,000 points
+            for ids, vecs, texts in src.batches():
+                for lo in range(0, len(ids), batch):
+                    hi = min(len(ids), lo + batch)
+                    payload = [{"id": ids[i], **({"text": texts[i]} if texts is not None else {})} for i in range(lo, hi)]
+                    client.upsert(collection, points=models.Batch(ids=[point_id(i) for i in ids[lo:hi]],
+                                                                  vectors=vecs[lo:hi].tolist(), payloads=payload), wait=True)
+        rows = client.count(collection, exact=True).count
+    finally:
+        client.close()
+    index = "exact (local mode has no HNSW)" if target.kind == "qdrant-local" else "HNSW (built by the server)"
+    return {"rows": rows, "index": index}
+
+
+def _milvus(src: Source, location: str, collection: str, overwrite: bool, ann: bool, batch: int = 1000) -> dict[str, Any]:
+    from pymilvus import DataType, MilvusClient
+
+    Path(location).parent.mkdir(parents=True, exist_ok=True)
+    client = MilvusClient(str(Path(location).resolve()))
+    try:
+        if client.has_collection(collection):
+            if not overwrite:
+                raise ExportError(f"{location} already has a collection {collection!r}: pass --overwrite to replace it")
+            client.drop_collection(collection)
+        schema = client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=1024)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=src.dim)
+        if src.has_texts:
+            schema.add_field("text", DataType.VARCHAR, max_length=MILVUS_TEXT_BYTES)
+        params = client.prepare_index_params()
+        params.add_index(field_name="vector", index_type="FLAT", metric_type="COSINE")
+        client.create_collection(collection, schema=schema, index_params=params)
+        client.alter_collection_properties(collection, properties={"embedlab": json.dumps(_metadata(src))})
+        for ids, vecs, texts in src.batches():
+            for lo in range(0, len(ids), batch):
+                hi = min(len(ids), lo + batch)
+                rows = [{"id": ids[i], "vector": vecs[i].tolist(),
+                         **({"text": texts[i].encode()[:MILVUS_TEXT_BYTES].decode(errors="ignore")} if texts is not None else {})}
+                        for i in range(lo, hi)]
+                client.insert(collection, rows)
+        client.flush(collection)
+        rows = int(client.get_collection_stats(collection)["row_count"])
+    finally:
+        client.close()
+    return {"rows": rows, "index": "FLAT (cosine, exact)"}
+
+
+def export(source: str | Path, uri: str, *, collection: str = DEFAULT_COLLECTION, overwrite: bool = False,
+           ann: bool = True) -> dict[str, Any]:
+    """Write the vectors, ids, texts and model record of ``source`` to ``uri``; returns a summary."""
+    target = parse_target(uri)
+    src = open_source(source)
+    if target.kind == "lancedb":
+        result = _lancedb(src, target.location, collection, overwrite, ann)
+    elif target.kind.startswith("qdrant"):
+        result = _qdrant(src, target, collection, overwrite, ann)
+    else:
+        result = _milvus(src, target.location, collection, overwrite, ann)
+    if result["rows"] != src.count:
+        raise ExportError(f"{target} holds {result['rows']} rows after the export, the source {src.count}")
+    return {"target": str(target), "collection": collection, "source": src.kind, **result}
+
+
+# -- reading back (parity tests, benchmarks) ---------------------------------------------------------
+def search_target(uri: str, queries: np.ndarray, k: int = 10, *, collection: str = DEFAULT_COLLECTION,
+                  exact: bool = True, nprobes: int = 20, refine_factor: int | None = None) -> list[list[str]]:
+    """Top-``k`` document ids per query from an exported target (cosine). ``exact=False`` uses LanceDB's ANN
+    index (``nprobes``, optional ``refine_factor``); the other targets search as they were built."""
+    target = parse_target(uri)
+    q = _unit(np.asarray(queries, dtype=np.float32))
+    if target.kind == "lancedb":
+        import lancedb
+
+        table = lancedb.connect(target.location).open_table(collection)
+        out = []
+        for v in q:
+            s = table.search(v).metric("cosine").limit(k).select(["id", "_distance"])
+            s = s.bypass_vector_index() if exact else s.nprobes(nprobes)
+            if not exact and refine_factor:
+                s = s.refine_factor(refine_factor)
+            out.append(s.to_arrow().column("id").to_pylist())
+        return out
+    if target.kind.startswith("qdrant"):
+        client = qdrant_client(target)
+        try:
+            return [[p.payload["id"] for p in client.query_points(collection, query=v.tolist(), limit=k, with_payload=["id"]).points]
+                    for v in q]
+        finally:
+            client.close()
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(str(Path(target.location).resolve()))
+    try:
+        res = client.search(collection, data=q.tolist(), limit=k, output_fields=["id"])
+        return [[hit["id"] for hit in hits] for hits in res]
+    finally:
+        client.close()
+
+
+def target_metadata(uri: str, *, collection: str = DEFAULT_COLLECTION) -> dict[str, Any]:
+    """The model record stored with an exported collection."""
+    target = parse_target(uri)
+    if target.kind == "lancedb":
+        import lancedb
+
+        meta = lancedb.connect(target.location).open_table(collection).schema.metadata or {}
+        return json.loads(meta[b"embedlab"])
+    if target.kind.startswith("qdrant"):
+        client = qdrant_client(target)
+        try:
+            return dict(client.get_collection(collection).config.metadata or {})
+        finally:
+            client.close()
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(str(Path(target.location).resolve()))
+    try:
+        return json.loads(client.describe_collection(collection)["properties"]["embedlab"])
+    finally:
+        client.close()
