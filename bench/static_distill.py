@@ -384,6 +384,12 @@ def stage_report(teachers: list[str], tasks: list[str], out: Path) -> None:
             "out: their teacher encodes (67k and 27k texts) take 10–40 minutes on this 2-core CPU.", ""]
     for name in teachers:
         body += teacher_section(name, tasks, png_rows)
+    missing = [t for t in TEACHERS if t not in teachers]
+    if missing:
+        body += [f"Not measured yet: teacher(s) {', '.join(f'`{t}`' for t in missing)} (the machine's one CPU lock was "
+                 "busy with other benchmarks); `python bench/static_distill.py --teacher smollm2-135m --stage distill`, "
+                 "then `--stage eval --tasks STSBenchmark,STS15` (its fp32 teacher, at ~350 tokens/s here, would encode only ~20 sentences/s: an estimate, not measured), "
+                 "`--stage speed`, `--stage report` add it.", ""]
     png = out.with_suffix(".png")
     if png_rows:
         tmp = RUNS / png.name

@@ -14,6 +14,7 @@ from embedlab.models import Embedder
 from embedlab.models.static import (
     StaticEmbedder,
     distill,
+    emittable_tokens,
     is_static_dir,
     load_static,
     pca_reduce,
@@ -111,6 +112,12 @@ def test_pca_matches_an_eigendecomposition_of_the_covariance():
     signs = np.sign((reduced * ref).sum(axis=0))
     np.testing.assert_allclose(reduced * signs, ref, atol=1e-4)
     assert explained == pytest.approx(vals[order].sum() / vals.sum(), rel=1e-6)
+    rows = np.arange(200) % 3 != 0  # fitted on some rows, applied to all
+    part, _ = pca_reduce(x, 2, fit_rows=rows)
+    mean = x[rows].mean(axis=0)
+    vals, vecs = np.linalg.eigh(np.cov(x[rows] - mean, rowvar=False))
+    ref = (x - mean) @ vecs[:, np.argsort(vals)[::-1][:2]]
+    np.testing.assert_allclose(part * np.sign((part * ref).sum(axis=0)), ref, atol=1e-4)
     full, ratio = pca_reduce(x, 6)  # same width: a rotation, distances kept
     assert ratio == pytest.approx(1.0)
     np.testing.assert_allclose(np.linalg.norm(full, axis=1), np.linalg.norm(centred, axis=1), rtol=1e-4)
@@ -121,6 +128,28 @@ def test_zipf_weights_by_hand():
     w = zipf_weights(3, 0.1)
     np.testing.assert_allclose(w, [0.1 / (0.1 + 6 / 13), 0.1 / (0.1 + 4 / 13), 0.1 / (0.1 + 3 / 13)])
     assert np.all(np.diff(zipf_weights(1000)) > 0)  # rarer (later) tokens weigh more
+
+
+def test_zipf_ranks_only_the_tokens_a_text_can_produce():
+    w = zipf_weights(5, 0.1, ranked=np.array([False, True, False, True, True]))
+    np.testing.assert_allclose(w[[1, 3, 4]], zipf_weights(3, 0.1))
+    assert w[0] == w[2] == 1.0
+
+
+def test_emittable_tokens_drop_specials_and_wordpiece_entries_no_text_produces():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordPiece
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[unused0]": 3, "the": 4, "##ing": 5, "!": 6, "é": 7, "e": 8, "sing": 9}
+    tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = BertNormalizer(lowercase=True)  # strips accents: "é" can never come out whole
+    tok.pre_tokenizer = BertPreTokenizer()
+    tok.add_special_tokens(["[PAD]", "[UNK]", "[CLS]"])
+    mask = emittable_tokens(tok)
+    assert [t for t, i in sorted(vocab.items(), key=lambda kv: kv[1]) if mask[i]] == ["the", "##ing", "!", "e", "sing"]
+    assert tok.encode("the singing !", add_special_tokens=False).ids == [4, 9, 5, 6]  # "##ing" does come out
 
 
 def test_sif_weights_by_hand_and_counts_from_the_tokenizer(teacher):
@@ -135,9 +164,11 @@ def test_sif_weights_by_hand_and_counts_from_the_tokenizer(teacher):
 def test_distilled_table_is_pca_then_weights_and_encode_is_the_normalised_mean(teacher, student):
     model, provenance = student
     vectors = token_vectors(teacher)
-    reduced, _ = pca_reduce(vectors, 8)
+    emittable = np.array([t not in SPECIAL[:4] for t in VOCAB])  # the tiny BERT tokenizer's special (added) tokens
+    assert (emittable_tokens(model.source.backend) == emittable).all()
+    reduced, _ = pca_reduce(vectors, 8, fit_rows=emittable)
     table = model.source.table
-    np.testing.assert_allclose(table, reduced * zipf_weights(len(VOCAB))[:, None], atol=1e-5)
+    np.testing.assert_allclose(table, reduced * zipf_weights(len(VOCAB), ranked=emittable)[:, None], atol=1e-5)
     # brute force: ids by hand, mean of rows, L2
     rows = [[VOCAB[w] for w in t.split()] for t in TEXTS]
     ref = np.stack([table[r].mean(axis=0) for r in rows])
@@ -150,7 +181,7 @@ def test_sif_from_a_corpus_weights_frequent_tokens_down(teacher, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat\nthe dog\nthe bird\n")
     model, provenance = distill(teacher, dims=8, corpus=corpus, sif_coefficient=0.01)
-    reduced, _ = pca_reduce(token_vectors(teacher), 8)
+    reduced, _ = pca_reduce(token_vectors(teacher), 8, fit_rows=emittable_tokens(model.source.backend))
     p_the, p_cat = 3 / 6, 1 / 6
     w = model.source.table[VOCAB["the"]] / reduced[VOCAB["the"]]
     np.testing.assert_allclose(w, 0.01 / (0.01 + p_the), rtol=1e-4)

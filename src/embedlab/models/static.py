@@ -5,10 +5,12 @@ Distillation (:func:`distill`), after Model2Vec (MinishLab) and SIF (Arora et al
 1. every vocabulary token goes alone through the teacher's *own* chain: its special tokens, its named
    prompt (``prompt_name``), its attention mode, its pooling head and any projection or Matryoshka
    truncation (the final L2 normalisation is left out), one short sequence per token;
-2. PCA to ``dims`` (centred; ``dims`` equal to the width still rotates; ``dims=None`` skips it);
-3. each row is scaled by ``a / (a + p(w))``: ``p`` from Zipf's law over the token id order
-   (``p_r`` proportional to ``1 / (r + 2)``, Model2Vec's rule) when no corpus is given, or from the token
-   frequencies of a real corpus (SIF) when one is; tokens the corpus never shows get weight 1.
+2. PCA to ``dims`` (centred; ``dims`` equal to the width still rotates; ``dims=None`` skips it), fitted on
+   the tokens a text can produce (:func:`emittable_tokens`) and applied to every row;
+3. each row is scaled by ``a / (a + p(w))``: ``p`` from Zipf's law over the id order of the tokens a
+   text can produce (``p_r`` proportional to ``1 / (r + 2)``, Model2Vec's rule) when no corpus is given,
+   or from the token frequencies of a real corpus (SIF) when one is; tokens the corpus never shows get
+   weight 1.
 
 The result is a :class:`StaticEmbedder`: an :class:`~embedlab.models.embedder.Embedder` whose chain
 is ``StaticSource -> mean pooling [-> truncate] [-> normalize]``, so ``encode``, ``eval``, ``index``
@@ -24,6 +26,7 @@ dropped. A text left with no token (empty, or only unknown tokens) gets the zero
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -98,6 +101,31 @@ def unknown_token_id(backend: Any) -> int | None:
         token = model.unk_token
         return None if token is None else backend.token_to_id(token)
     return json.loads(backend.to_str())["model"].get("unk_id")
+
+
+def emittable_tokens(backend: Any) -> np.ndarray:
+    """(vocabulary,) bool: the tokens a text can be tokenized into (special tokens excluded, so are WordPiece
+    entries such as BERT's ``[unused0]`` or accented letters of an uncased vocabulary, which its normaliser
+    and pre-tokenizer never let through whole). The Zipf ranks count only these: BERT's vocabulary starts
+    with ~1,000 such entries, which would otherwise push every real token ~1,000 ranks down (measured on
+    minilm-l6: STS-B 61.2 instead of 66.1)."""
+    n = vocabulary_size(backend)
+    mask = np.ones(n, dtype=bool)
+    for token_id, added in backend.get_added_tokens_decoder().items():
+        if added.special and token_id < n:
+            mask[token_id] = False
+    model = json.loads(backend.to_str())["model"]
+    if model.get("type") == "WordPiece":
+        prefix = model.get("continuing_subword_prefix") or "##"
+        normalizer, pre = backend.normalizer, backend.pre_tokenizer
+        for token, token_id in backend.get_vocab(with_added_tokens=False).items():
+            if not mask[token_id]:
+                continue
+            body = token[len(prefix):] if token.startswith(prefix) and len(token) > len(prefix) else token
+            text = normalizer.normalize_str(body) if normalizer is not None else body
+            pieces = [p for p, _ in pre.pre_tokenize_str(text)] if pre is not None else [text]
+            mask[token_id] = pieces == [body]
+    return mask
 
 
 def median_token_length(backend: Any) -> int:
@@ -201,7 +229,7 @@ class StaticSource(Module):
         if self.unk_id is not None:
             unk = self.unk_id
             ids = [[i for i in x if i != unk] if unk in x else x for x in ids]
-        return Tokenized(ids=[list(x) for x in ids], prompt_lengths=[0] * n, truncated=truncated)
+        return Tokenized(ids=ids, prompt_lengths=[0] * n, truncated=truncated)
 
     # -- ids -> vectors ------------------------------------------------------------------------
     def forward(self, features: dict[str, Any], output_hidden_states: bool = False) -> dict[str, Any]:
@@ -212,18 +240,18 @@ class StaticSource(Module):
         return features
 
     def mean_rows(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """(len(ids), dim) float32: the mean of each id list's rows; the zero vector for an empty list."""
+        """(len(ids), dim) float32: the mean of each id list's rows; the zero vector for an empty list.
+        One sparse (texts x vocabulary) averaging matrix times the table: no (tokens x dim) gather."""
+        from scipy.sparse import csr_matrix
+
         table = self.table
-        out = np.zeros((len(ids), table.shape[1]), dtype=np.float32)
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        filled = np.flatnonzero(lengths)
-        if filled.size == 0:
-            return out
-        flat = np.fromiter((i for k in filled for i in ids[k]), dtype=np.int64, count=int(lengths[filled].sum()))
-        starts = np.concatenate(([0], np.cumsum(lengths[filled])[:-1]))
-        sums = np.add.reduceat(table[flat], starts, axis=0)
-        out[filled] = sums / lengths[filled, None].astype(np.float32)
-        return out
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(indptr[-1]))
+        weights = np.repeat((1.0 / np.maximum(lengths, 1)).astype(np.float32), lengths)
+        averaging = csr_matrix((weights, flat, indptr), shape=(len(ids), table.shape[0]))
+        return np.asarray(averaging @ table, dtype=np.float32)
 
     def save(self, path: str | Path) -> None:  # pragma: no cover - saved by StaticEmbedder.save
         raise ConfigError("a static source is saved with its embedder (StaticEmbedder.save)")
@@ -506,9 +534,10 @@ def token_vectors(teacher: Embedder, *, prompt_name: str | None = None, batch_si
     return out
 
 
-def pca_reduce(vectors: np.ndarray, dims: int | None) -> tuple[np.ndarray, float]:
+def pca_reduce(vectors: np.ndarray, dims: int | None, fit_rows: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Centre and project on the top ``dims`` principal axes (eigenvectors of the covariance, largest
-    first); ``dims=None`` returns the vectors unchanged. Returns (reduced, explained variance ratio)."""
+    first), fitted on the rows ``fit_rows`` selects (default: all) and applied to every row; ``dims=None``
+    returns the vectors unchanged. Returns (reduced, explained variance ratio of the fitted rows)."""
     if dims is None:
         return np.asarray(vectors, dtype=np.float32), 1.0
     n, width = vectors.shape
@@ -516,20 +545,27 @@ def pca_reduce(vectors: np.ndarray, dims: int | None) -> tuple[np.ndarray, float
         raise ConfigError(f"dims must be a positive integer; got {dims!r}")
     if dims > width:
         raise ConfigError(f"dims {dims} is larger than the teacher's width {width}: choose at most {width}")
-    if dims > n:
-        raise ConfigError(f"dims {dims} is larger than the vocabulary ({n} tokens): choose at most {n}")
+    fit = np.asarray(vectors, dtype=np.float64)
+    fit = fit if fit_rows is None else fit[fit_rows]
+    if dims > fit.shape[0]:
+        raise ConfigError(f"dims {dims} is larger than the vocabulary ({fit.shape[0]} tokens): choose at most {fit.shape[0]}")
     from sklearn.decomposition import PCA
 
-    pca = PCA(n_components=dims, svd_solver="covariance_eigh")
-    reduced = pca.fit_transform(np.asarray(vectors, dtype=np.float64))
+    pca = PCA(n_components=dims, svd_solver="covariance_eigh").fit(fit)
+    reduced = pca.transform(np.asarray(vectors, dtype=np.float64))
     return reduced.astype(np.float32), float(pca.explained_variance_ratio_.sum())
 
 
-def zipf_weights(n: int, sif_coefficient: float = DEFAULT_SIF) -> np.ndarray:
-    """a / (a + p_r) with p_r proportional to 1/(r+2) over token ids r = 0..n-1 (Zipf's law on the id order)."""
+def zipf_weights(n: int, sif_coefficient: float = DEFAULT_SIF, ranked: np.ndarray | None = None) -> np.ndarray:
+    """a / (a + p_r) with p_r proportional to 1/(r+2), r the token's rank in id order (Zipf's law on a
+    frequency-sorted vocabulary). With ``ranked`` (a bool mask) only those tokens are ranked (r = 0, 1, ...
+    over them); the others, which no text produces, get weight 1."""
     _check_sif(sif_coefficient)
-    inv = 1.0 / np.arange(2, n + 2, dtype=np.float64)
-    return sif_coefficient / (sif_coefficient + inv / inv.sum())
+    ranked = np.ones(n, dtype=bool) if ranked is None else np.asarray(ranked, dtype=bool)
+    inv = 1.0 / np.arange(2, int(ranked.sum()) + 2, dtype=np.float64)
+    weights = np.ones(n, dtype=np.float64)
+    weights[ranked] = sif_coefficient / (sif_coefficient + inv / inv.sum())
+    return weights
 
 
 def token_counts(backend: Any, texts: Sequence[str], vocab: int) -> np.ndarray:
@@ -604,9 +640,10 @@ def distill(teacher: Embedder | str, *, dims: int | None = DEFAULT_DIMS, corpus:
         vectors = token_vectors(teacher, prompt_name=prompt_name, batch_size=batch_size, show_progress=show_progress)
     elif vectors.shape != (vocab, width):
         raise ConfigError(f"cached token vectors have shape {vectors.shape}, the teacher gives ({vocab}, {width})")
-    reduced, explained = pca_reduce(vectors, dims)
+    emittable = emittable_tokens(backend)
+    reduced, explained = pca_reduce(vectors, dims, fit_rows=emittable)
     if weighting == "zipf":
-        weights = zipf_weights(vocab, sif_coefficient)
+        weights = zipf_weights(vocab, sif_coefficient, ranked=emittable)
     elif weighting == "sif":
         counts = token_counts(backend, texts or [], vocab)
         weights = sif_weights(counts, sif_coefficient)
@@ -630,11 +667,12 @@ def distill(teacher: Embedder | str, *, dims: int | None = DEFAULT_DIMS, corpus:
         "sif_coefficient": sif_coefficient if weighting != "none" else None,
         "corpus": corpus_info,
         "vocabulary": vocab,
+        "emittable_tokens": int(emittable.sum()),
         "normalize": norm,
         "seconds": round(time.perf_counter() - start, 2),
     }
     return student, provenance
 
 
-__all__ = ["StaticEmbedder", "StaticSource", "build_static", "distill", "is_static_dir", "load_static", "pca_reduce",
+__all__ = ["StaticEmbedder", "StaticSource", "build_static", "distill", "emittable_tokens", "is_static_dir", "load_static", "pca_reduce",
            "sif_weights", "token_counts", "token_sequences", "token_vectors", "zipf_weights"]
