@@ -77,6 +77,24 @@ def test_token_id_inputs_equal_text_inputs(server, tiny_emb):
     assert toks[0][0]["special"] and toks[0][0]["text"] == "[CLS]"
     plain = httpx.post(server.url + "/tokenize", json={"inputs": TEXTS[0], "add_special_tokens": False}).json()
     assert [t["id"] for t in plain[0]] == ids[0][1:-1]
+    # offsets: each non-special token's span, cut from the input text, is the token's text (lower-cased
+    # WordPiece, "##" marks a continuation); special tokens have none
+    for text, row in zip(TEXTS[:3], toks):
+        assert row[0]["start"] is None and row[-1]["stop"] is None
+        for t in row[1:-1]:
+            assert text[t["start"]:t["stop"]].lower() == t["text"].removeprefix("##"), (text, t)
+
+
+def test_tokenize_offsets_skip_the_prompt(prompted_emb):
+    """With a prompt, offsets still index the user's text, and the prompt's tokens have none."""
+    with running(prompted_emb) as srv:
+        toks = httpx.post(srv.url + "/tokenize", json={"inputs": TEXTS[0], "prompt_name": "query"}).json()[0]
+    n_prompt = prompted_emb.tokenize([TEXTS[0]], prompted_emb.prompts["query"]).prompt_lengths[0]
+    assert all(t["start"] is None for t in toks[:n_prompt])
+    spans = [t for t in toks[n_prompt:] if not t["special"]]
+    assert spans and spans[0]["start"] == 0
+    for t in spans:
+        assert TEXTS[0][t["start"]:t["stop"]].lower() == t["text"].removeprefix("##")
 
 
 def test_input_type_uses_the_models_named_prompt(prompted_emb):
@@ -205,6 +223,15 @@ def test_precision_binary_and_int8_are_the_index_codecs(server, tiny_emb):
     cal_unit = cal / np.linalg.norm(cal, axis=1, keepdims=True)
     back = engine.quantizer.decode_int8((sq.sa_encode(cal_unit).astype(np.int16) - 128).astype(np.int8))
     assert cosines(back, cal_unit).min() > 0.99
+    # a client decodes the codes with the ranges the server publishes (the documented formula, by hand)
+    ranges = httpx.get(server.url + "/v1/quantization/int8").json()
+    vmin, vdiff = np.array(ranges["vmin"]), np.array(ranges["vdiff"])
+    assert ranges["dimensions"] == ref.shape[1] and vmin.shape == vdiff.shape == (ref.shape[1],)
+    by_hand = vmin + (codes + 128 + 0.5) / 255 * vdiff
+    assert np.abs(by_hand - engine.quantizer.decode_int8(codes.astype(np.int8))).max() < 1e-5
+    half = httpx.get(server.url + "/v1/quantization/int8", params={"dimensions": 8}).json()
+    assert len(half["vmin"]) == 8
+    assert httpx.get(server.url + "/v1/quantization/int8", params={"dimensions": 10**6}).status_code == 400
     dims = httpx.post(server.url + "/v1/embeddings", json={"input": texts, "precision": "binary", "dimensions": 12})
     assert dims.status_code == 400 and dims.json()["error"]["param"] == "dimensions"
 

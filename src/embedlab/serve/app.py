@@ -17,7 +17,7 @@ import logging
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -234,13 +234,15 @@ def _add_embedding_routes(api: APIRouter, engine: Engine, model_name: str, timeo
     async def tokenize(body: s.TokenizeRequest, request: Request) -> Response:
         texts = _texts(body.inputs)
         prepared, _ = await _prepare(request, engine.prepare_texts, texts, body.prompt_name, truncate=True)
+        spans, _ = await _prepare(request, engine.offsets_of, texts, prepared.ids, body.prompt_name)
         tokenizer = engine.embedder.tokenizer
         special = set(getattr(tokenizer, "all_special_ids", []) or [])
         out = []
-        for ids in prepared.ids:
+        for ids, offsets in zip(prepared.ids, spans):
             pieces = tokenizer.convert_ids_to_tokens(ids)
-            out.append([{"id": int(i), "text": str(p), "special": i in special} for i, p in zip(ids, pieces)
-                        if body.add_special_tokens or i not in special])
+            out.append([{"id": int(i), "text": str(p), "special": i in special,
+                         "start": span[0] if span else None, "stop": span[1] if span else None}
+                        for i, p, span in zip(ids, pieces, offsets) if body.add_special_tokens or i not in special])
         return JSONResponse(out)
 
 
@@ -285,6 +287,16 @@ def _add_search_routes(api: APIRouter, engine: Engine, model_name: str, indexes:
                 "indexes": [{"name": n, "count": len(ix), "codec": ix.codec.spec, "dim": ix.dim,
                              "has_texts": ix.texts is not None} for n, ix in indexes.items()]}
         return JSONResponse({"object": "list", "data": [info]})
+
+    @api.get("/v1/quantization/int8", response_model=s.Int8Ranges, tags=["embeddings"],
+             summary="the per-dimension ranges that decode precision=int8 output at a width")
+    async def int8_ranges(dimensions: Optional[int] = None) -> Response:
+        dim = engine.check_dimensions(dimensions)
+        if engine.quantizer is None:
+            raise Unavailable("int8 output is not available: the model gave NaN/inf on the calibration texts")
+        vmin, vdiff = await asyncio.get_running_loop().run_in_executor(None, engine.quantizer.int8_ranges, dim)
+        return JSONResponse({"dimensions": dim, "vmin": vmin.tolist(), "vdiff": vdiff.tolist(),
+                             "decode": "x[i] = vmin[i] + (q[i] + 128 + 0.5) / 255 * vdiff[i]"})
 
 
 # -- status routes (never behind the API key) -------------------------------------------------------

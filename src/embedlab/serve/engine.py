@@ -45,6 +45,22 @@ from embedlab.serve.metrics import Metrics
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("float32", "int8", "binary")
+TRIM_EVERY = 5.0  # seconds between malloc_trim calls (when the queue is empty)
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None elsewhere (musl, macOS, Windows)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _find_malloc_trim()
 DEFAULT_OVERHEAD_TOKENS = 32  # until measured, or when the measurement is meaningless
 WINDOW = 1024  # pending inputs considered when forming one batch (oldest first)
 
@@ -184,6 +200,7 @@ class Engine:
         self._busy_since: float | None = None
         self._last_progress = time.monotonic()
         self._tokens_per_s = 0.0  # moving average, for Retry-After
+        self._last_trim = time.monotonic()
         self._worker: threading.Thread | None = None
         self._batcher: threading.Thread | None = None
 
@@ -331,6 +348,29 @@ class Engine:
                 seq, cut = seq[:limit], cut + 1
             ids.append(seq)
         return Prepared(ids=ids, prompt_lengths=[0] * len(ids), truncated=cut)
+
+    def offsets_of(self, texts: Sequence[str], ids: Sequence[Sequence[int]],
+                   input_type: str | None = None) -> list[list[tuple[int, int] | None]]:
+        """Character spans (start, stop) in each *text* of the tokens ``ids`` (from :meth:`prepare_texts`):
+        None for special tokens, prompt tokens, an appended EOS, or when the tokenizer gives no offsets."""
+        tokenizer = self.embedder.tokenizer
+        prompt = self.embedder.resolve_prompt(input_type) or ""
+        out: list[list[tuple[int, int] | None]] = [[None] * len(seq) for seq in ids]
+        if not getattr(tokenizer, "is_fast", False):
+            return out
+        with self._tokenizer_lock:
+            enc = tokenizer([prompt + t for t in texts], add_special_tokens=True, truncation=True,
+                            max_length=self.max_input_tokens, return_offsets_mapping=True,
+                            return_special_tokens_mask=True, verbose=False)
+        for i, seq in enumerate(ids):
+            got, spans, special = enc["input_ids"][i], enc["offset_mapping"][i], enc["special_tokens_mask"][i]
+            for j in range(min(len(seq), len(got))):
+                if got[j] != seq[j]:
+                    break  # the served ids differ from here on (e.g. an EOS put in place of the last token)
+                start, stop = spans[j]
+                if not special[j] and start >= len(prompt):
+                    out[i][j] = (start - len(prompt), stop - len(prompt))
+        return out
 
     def tokens_of(self, texts: Sequence[str], input_type: str | None = None) -> list[list[int]]:
         """The ids the server would embed (always truncating), for /tokenize."""
@@ -506,6 +546,8 @@ class Engine:
                     finally:
                         if not self.prefetch:
                             self._slot.release()
+                    if not self._pending:
+                        self._trim_heap()
         except BaseException:  # noqa: BLE001 - logged; the thread ends and health() reports it
             log.exception("the model worker thread died")
         finally:
@@ -534,6 +576,16 @@ class Engine:
             log.warning("the model gives NaN/inf on the calibration texts: int8 output is disabled")
         if self.batch_overhead_tokens is None:
             self.batch_overhead_tokens = self._measure_overhead(tok.ids)
+
+    def _trim_heap(self) -> None:
+        """Give freed heap memory back to the OS (glibc ``malloc_trim``), at most every TRIM_EVERY seconds,
+        when the queue is empty. Batches of ever-changing shapes fragment glibc's heap: without this a
+        CPU server's RSS creeps up under steady load (see docs/serving.md, Soak)."""
+        now = time.monotonic()
+        if _MALLOC_TRIM is None or now - self._last_trim < TRIM_EVERY:
+            return
+        self._last_trim = now
+        _MALLOC_TRIM(0)
 
     def _measure_overhead(self, samples: Sequence[Sequence[int]]) -> int:
         """The fixed cost of one forward pass, in padded tokens: time a 1x8 pass and a pass of about
@@ -658,6 +710,13 @@ class Quantizer:
             codes = self.int8_codec(unit.shape[1]).sa_encode(unit)
             return (codes.astype(np.int16) - 128).astype(np.int8)
         raise BadRequest(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}", param="precision")
+
+    def int8_ranges(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(vmin, vdiff) of the int8 codec at width ``dim``: code q decodes to vmin + (q + 128 + 0.5) / 255 * vdiff."""
+        import faiss
+
+        trained = faiss.vector_to_array(self.int8_codec(dim).sq.trained).astype(np.float32)
+        return trained[:dim], trained[dim:2 * dim]
 
     def decode_int8(self, codes: np.ndarray) -> np.ndarray:
         """Approximate unit vectors back from int8 output (for tests and clients of this module)."""

@@ -128,6 +128,16 @@ class Token(BaseModel):
     id: int
     text: str
     special: bool
+    start: Optional[int] = Field(None, description="first character of the token in the input text (null for "
+                                                   "special and prompt tokens)")
+    stop: Optional[int] = Field(None, description="one past its last character")
+
+
+class Int8Ranges(BaseModel):
+    dimensions: int
+    vmin: list[float]
+    vdiff: list[float]
+    decode: str
 
 
 class IndexInfo(BaseModel):
