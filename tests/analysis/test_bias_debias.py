@@ -203,3 +203,21 @@ def test_minilm_seat_is_finite_and_deterministic_and_debias_removes_direction(tm
     v = st.encode(words, convert_to_numpy=True)
     assert np.abs(v @ rep["subspace"].basis.T).max() < 1e-5
     torch.testing.assert_close(torch.as_tensor(v), torch.as_tensor(out.encode(words)), atol=2e-5, rtol=0)
+
+
+def test_saved_debiased_model_serves_the_projected_vectors(base, tmp_path):
+    """A debiased model, saved and loaded back, runs in `embedlab serve`: /v1/embeddings gives the same
+    vectors as encode, with no component in the removed subspace."""
+    import httpx
+
+    from embedlab.serve import BackgroundServer, build_app
+
+    B = _basis(1)
+    debias_embedder(base, B).save(tmp_path / "m")
+    ref = Embedder.from_pretrained(tmp_path / "m").encode(TEXTS)
+    with BackgroundServer(build_app(str(tmp_path / "m"), dtype="fp32", device="cpu")) as srv:
+        r = httpx.post(srv.url + "/v1/embeddings", json={"input": TEXTS}, timeout=30)
+    assert r.status_code == 200, r.text
+    got = np.array([d["embedding"] for d in r.json()["data"]])
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    assert np.abs(got @ B.T).max() < 1e-5
