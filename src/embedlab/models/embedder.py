@@ -42,6 +42,7 @@ from embedlab.models.backbone import Backbone, resolve_source
 from embedlab.models.batching import pad_batch, token_budget_batches
 from embedlab.models.modules import Module, Normalize, Truncate, module_class_for
 from embedlab.models.pooling import PoolingHead, build_head
+from embedlab.tokenize.prompted import check_texts
 
 log = logging.getLogger(__name__)
 
@@ -326,14 +327,7 @@ class Embedder(nn.Module):
         Empty strings are encoded as the model would (e.g. ``[CLS] [SEP]`` for BERT); a text that
         gives no tokens at all (a decoder without BOS) raises :class:`InputError`.
         """
-        single = isinstance(texts, str)
-        if single:
-            texts = [texts]  # type: ignore[list-item]
-        if not isinstance(texts, Sequence):
-            raise InputError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InputError(f"text {i} is {type(t).__name__}, not str")
+        texts, single = check_texts(texts)
         dtype = resolve_dtype(dtype, self.device)
         if output not in ("numpy", "torch"):
             raise ConfigError("output must be 'numpy' or 'torch'")

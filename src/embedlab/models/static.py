@@ -48,6 +48,7 @@ from embedlab.models.embedder import Embedder, EncodeStats
 from embedlab.models.modules import Module, Normalize, Truncate
 from embedlab.models.pooling import MeanPooling
 from embedlab.tokenize import Tokenized
+from embedlab.tokenize.prompted import check_texts, expand_prompts
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +212,7 @@ class StaticSource(Module):
         tokens are averaged like the text's (``prompt_lengths`` are 0): a static model has no instruction
         to leave out, its distillation prompt is already in its rows."""
         n = len(texts)
-        if prompts is None or isinstance(prompts, str):
-            prompts = [prompts or ""] * n
-        if len(prompts) != n:
-            raise InputError(f"{len(prompts)} prompts for {n} texts")
+        prompts = expand_prompts(prompts, n)
         full = [p + t for p, t in zip(prompts, texts)]
         limit = self.max_length
         if limit is not None:
@@ -288,14 +286,7 @@ class StaticEmbedder(Embedder):
         """Embed texts: a tokenizer pass, then the mean of each text's rows, in numpy. ``dtype``,
         ``token_budget`` and ``max_batch_size`` are accepted for the common signature and ignored (the
         table is float32). A text with no known token gets the zero vector."""
-        single = isinstance(texts, str)
-        if single:
-            texts = [texts]  # type: ignore[list-item]
-        if not isinstance(texts, Sequence):
-            raise InputError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InputError(f"text {i} is {type(t).__name__}, not str")
+        texts, single = check_texts(texts)
         if output not in ("numpy", "torch"):
             raise ConfigError("output must be 'numpy' or 'torch'")
         start = time.perf_counter()

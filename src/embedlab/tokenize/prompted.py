@@ -48,6 +48,28 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def expand_prompts(prompts: Sequence[str] | str | None, n: int) -> list[str]:
+    """One prefix per text from one prefix for all, one per text, or None."""
+    if prompts is None or isinstance(prompts, str):
+        return [prompts or ""] * n
+    if len(prompts) != n:
+        raise InputError(f"{len(prompts)} prompts for {n} texts")
+    return list(prompts)
+
+
+def check_texts(texts: Any) -> tuple[list[str], bool]:
+    """(texts as a list, whether one string was given); a one-line InputError for anything else."""
+    single = isinstance(texts, str)
+    if single:
+        texts = [texts]
+    if not isinstance(texts, Sequence):
+        raise InputError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InputError(f"text {i} is {type(t).__name__}, not str")
+    return list(texts), single
+
+
 def tokenize_prompted(tokenizer: Any, texts: Sequence[str], prompts: Sequence[str] | str | None = None, *,
                       max_length: int, append_eos: bool = False) -> Tokenized:
     """Tokenize ``prompts[i] + texts[i]`` and count the prefix's tokens in each.
@@ -56,10 +78,7 @@ def tokenize_prompted(tokenizer: Any, texts: Sequence[str], prompts: Sequence[st
     added after truncation to ``max_length - 1`` (decoders whose tokenizer does not add it).
     """
     n = len(texts)
-    if prompts is None or isinstance(prompts, str):
-        prompts = [prompts or ""] * n
-    if len(prompts) != n:
-        raise InputError(f"{len(prompts)} prompts for {n} texts")
+    prompts = expand_prompts(prompts, n)
     full = [p + t for p, t in zip(prompts, texts)]
     limit = max_length - (1 if append_eos else 0)
     fast = bool(getattr(tokenizer, "is_fast", False))
