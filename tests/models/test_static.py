@@ -90,6 +90,26 @@ def test_bidirectional_decoder_with_mean_pooling_is_distilled_through_its_attent
         np.testing.assert_allclose(token_vectors(teacher)[[VOCAB[w] for w in words]], teacher.encode(words), atol=1e-5)
 
 
+def test_a_trainable_multi_layer_head_and_projection_are_in_every_row(tiny_llama):
+    """The grid's Model 5 chain (multi-layer head over a bidirectional decoder, EOS appended, a linear
+    projection after it): each row is the chain's own (unnormalised) encoding of the word."""
+    from embedlab.models.modules import Projection
+
+    torch.manual_seed(0)
+    base = embedlab.load(str(tiny_llama), pooling="multi_layer", attention="bidirectional", append_eos=True,
+                         normalize=False)
+    projection = Projection(base.output_dim, base.output_dim)
+    teacher = base.with_modules([*base.chain, projection])
+    words = ["cat", "dog", "river"]
+    ids = [VOCAB[w] for w in words]
+    ref = teacher.encode(words)
+    np.testing.assert_allclose(token_vectors(teacher)[ids], ref, atol=1e-5)
+    # a resumable part: only the asked rows, in the asked order
+    np.testing.assert_allclose(token_vectors(teacher, rows=ids[::-1]), ref[::-1], atol=1e-5)
+    with pytest.raises(ConfigError, match="token rows"):
+        token_vectors(teacher, rows=[len(VOCAB)])
+
+
 # -- PCA and weights, by hand ----------------------------------------------------------------------
 def test_pca_on_a_line_gives_the_signed_distance_along_it():
     t = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
@@ -270,6 +290,25 @@ def test_dims_larger_than_the_teachers_width(teacher):
         distill(teacher, dims=0)
 
 
+def test_dims_larger_than_a_truncated_teachers_width(tiny_bert):
+    teacher = embedlab.load(str(tiny_bert), truncate_dim=16)  # a Matryoshka teacher's output is 16 wide
+    with pytest.raises(ConfigError) as exc:
+        distill(teacher, dims=24)
+    assert "larger than the teacher's width 16" in _one_line(exc)
+
+
+def test_a_vocabulary_whose_ids_are_not_one_row_each():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    from embedlab.models.static import build_static
+
+    gaps = Tokenizer(WordLevel({"[UNK]": 0, "a": 1, "b": 5}, unk_token="[UNK]"))
+    with pytest.raises(ConfigError) as exc:
+        build_static(np.ones((3, 4), dtype=np.float32), gaps, source="gappy")
+    assert "not 0..2" in _one_line(exc)
+
+
 def test_a_tokenizer_without_vocabulary_access(teacher):
     class Slow:
         is_fast = False
@@ -347,6 +386,24 @@ def test_cli_distill_bad_input_is_one_line(tiny_bert, tmp_path, monkeypatch, cap
     code, _, err = run_cli(monkeypatch, capsys, "distill", tiny_bert, "--out", tmp_path / "o", *args)
     assert code == 1 and message in err and "Traceback" not in err and err.startswith("error:")
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_distill_teacher_without_vocabulary_access_is_one_line(tiny_bert, tmp_path, monkeypatch, capsys):
+    import embedlab.cli
+
+    class Slow:  # a Python-only tokenizer: no tokenizers backend to read the vocabulary from
+        is_fast = False
+
+    def slow_teacher(model, pooling=None, attention=None):  # noqa: ANN001, ANN202
+        teacher = embedlab.load(model)
+        source = teacher.source.with_options()
+        source.tokenizer = Slow()
+        return teacher.with_source(source)
+
+    monkeypatch.setattr(embedlab.cli, "_embedder", slow_teacher)
+    code, _, err = run_cli(monkeypatch, capsys, "distill", tiny_bert, "--out", tmp_path / "o", "--dims", "8")
+    assert code == 1 and "fast tokenizer" in err and "Traceback" not in err and err.startswith("error:")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
 def test_cli_eval_runs_on_a_static_model(saved, tmp_path, monkeypatch, capsys):

@@ -497,13 +497,19 @@ def token_sequences(teacher: Embedder, prompt: str = "") -> tuple[list[list[int]
 
 
 def token_vectors(teacher: Embedder, *, prompt_name: str | None = None, batch_size: int = 512,
-                  show_progress: bool = False) -> np.ndarray:
+                  show_progress: bool = False, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
     """(vocabulary, width) float32: each token alone through the teacher's chain without its final
-    normalisation (prompt, attention, pooling head, projection and truncation included)."""
+    normalisation (prompt, attention, pooling head, projection and truncation included). ``rows`` (token
+    ids) computes only those rows, in that order (a long pass split into resumable parts)."""
     from tqdm.auto import tqdm
 
     prompt = teacher.resolve_prompt(prompt_name)
     sequences, prompt_length = token_sequences(teacher, prompt)
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(sequences)):
+            raise ConfigError(f"token rows must be ids in 0..{len(sequences) - 1}")
+        sequences = [sequences[i] for i in rows]
     chain = teacher.with_modules([m for m in teacher.chain if not isinstance(m, Normalize)])
     out = np.zeros((len(sequences), chain.output_dim), dtype=np.float32)
     order = np.argsort([len(s) for s in sequences], kind="stable")
