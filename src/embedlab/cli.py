@@ -778,6 +778,84 @@ def export_cmd(
               f"{result['collection']!r}; index: {result['index']}", highlight=False)
 
 
+class ClusterMethod(str, Enum):
+    goalex = "goalex"
+    kmeans = "kmeans"
+
+
+class ClusterAssigner(str, Enum):
+    llm = "llm"
+    embedding = "embedding"
+
+
+@app.command()
+def cluster(
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="one text a line, or JSONL with 'text'; default: the shipped sample (bank customer messages)"),
+    goal: Optional[str] = typer.Option(None, "--goal", help="what the clusters should be about (default with the sample: by what the customer wants)"),
+    k: Optional[int] = typer.Option(None, "--k", help="number of clusters (default with the sample: 4)"),
+    model: str = typer.Option("minilm-l6", "--model", "-m", help="the embedder: k-means, the embedding assigner and the PNG"),
+    llm: Optional[str] = typer.Option("smollm2-135m", "--llm", help="alias, .gguf or causal-LM directory; with --llm-endpoint, the model name sent"),
+    llm_endpoint: Optional[str] = typer.Option(None, "--llm-endpoint", help="an OpenAI-compatible chat API, e.g. http://127.0.0.1:8000/v1"),
+    llm_key_env: str = typer.Option("OPENAI_API_KEY", "--llm-key-env", help="the environment variable holding the endpoint's API key"),
+    method: ClusterMethod = typer.Option(ClusterMethod.goalex, "--method"),
+    assigner: ClusterAssigner = typer.Option(ClusterAssigner.llm, "--assigner", help="llm: yes/no log-odds (the paper); embedding: cosine (faster, a deviation)"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="calibrated score a pair must exceed (default: 0 for llm, 0.05 for embedding)"),
+    rounds: int = typer.Option(3, "--rounds", help="propose/assign/select rounds (re-proposing for uncovered texts)"),
+    sample_size: int = typer.Option(25, "--sample-size", help="texts shown to the proposer per call"),
+    seed: int = typer.Option(0, "--seed"),
+    out_dir: Path = typer.Option(Path("clusters"), "--out", help="where clusters.json, report.md and clusters.png go"),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="a prompts file like embedlab/analysis/goalex_prompts.toml"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the LLM call cache"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="the LLM call cache (default: $EMBEDLAB_CACHE/goalex-llm)"),
+) -> None:
+    """Cluster texts by a goal, each cluster explained by a sentence (GoalEx), or k-means as the unexplained baseline."""
+    from embedlab.analysis import goalex as gx
+    from embedlab.io import read_texts
+
+    if corpus is None:
+        corpus = gx.sample_corpus_path()
+        goal = gx.SAMPLE_GOAL if goal is None else goal
+        k = gx.SAMPLE_K if k is None else k
+    texts = read_texts(corpus)
+    if k is None:
+        raise EmbedlabError("give --k, the number of clusters")
+    if method is ClusterMethod.goalex:
+        if goal is None:
+            raise EmbedlabError("give --goal, what the clusters should be about (e.g. 'by topic')")
+        gx.GoalExConfig(k=k, goal=goal).check(len(texts))  # bad input fails before any model loads
+    elif k < 1 or k > len(texts):
+        raise EmbedlabError(f"K={k} must be between 1 and the number of texts ({len(texts)})")
+    emb = _embedder(model, None, None)
+    with err.status(f"embedding {len(texts)} texts…"):
+        vectors = emb.encode(texts, show_progress=False)
+    if method is ClusterMethod.kmeans:
+        result = gx.kmeans_clusters(vectors, k, seed=seed)
+    else:
+        from embedlab.analysis.goalex_llm import open_llm
+
+        with err.status(f"loading {llm_endpoint or llm}…"):
+            backend = open_llm(llm, endpoint=llm_endpoint, key_env=llm_key_env, cache=not no_cache, cache_dir=cache_dir,
+                               show_progress=True)
+        runner = gx.GoalEx(backend, assigner=assigner.value, embedder=emb, prompts=gx.load_prompts(prompts),
+                           show_progress=True)
+        cfg = gx.GoalExConfig(k=k, goal=goal or "", threshold=threshold, rounds=rounds, sample_size=sample_size, seed=seed)
+        result = runner.fit(texts, cfg, text_embeddings=vectors)
+        if hasattr(backend, "hits"):
+            err.print(f"LLM calls: {backend.misses} sent, {backend.hits} from the cache", highlight=False)
+    paths = gx.write_outputs(result, texts, out_dir, vectors)
+    table = Table(title=f"{result.method}: {len(texts)} texts, K={k}" + (f" — {goal}" if goal and method is ClusterMethod.goalex else ""))
+    for col, just in (("#", "right"), ("size", "right"), ("explanation", "left"), ("example", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for c in result.clusters():
+        example = texts[c["members"][0]] if c["members"] else ""
+        table.add_row(str(c["id"]), str(c["size"]), c["explanation"] or "(k-means: none)", example[:80])
+    table.add_row("-", str(len(result.unassigned)), "unassigned", texts[result.unassigned[0]][:80] if result.unassigned else "")
+    (out if out.is_terminal else Console(width=200)).print(table)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    err.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
