@@ -244,10 +244,10 @@ def tiny_llama_dropout(tiny_llama, tmp_path):
 
 def test_gradcache_with_lora_and_dropout_gives_the_gradients_of_one_big_batch(tiny_llama_dropout, triplets, tmp_path):
     """Dropout on (attention 0.2, LoRA 0.1): GradCache's re-forward must replay the dropout masks of its
-    first pass. The reference is one graph over the whole batch, embedded in the same micro-batches in
-    the same order from the same RNG state (so the same masks), with one backward."""
+    first pass. The reference is one graph over the whole batch, embedded in the same (length-sorted)
+    micro-batches in the same order from the same RNG state (so the same masks), with one backward."""
     from embedlab.train.data import load_dataset
-    from embedlab.train.gradcache import chunks
+    from embedlab.train.gradcache import length_sorted_chunks
 
     examples = load_dataset(str(triplets))[:8]
     results = {}
@@ -264,9 +264,9 @@ def test_gradcache_with_lora_and_dropout_gives_the_gradients_of_one_big_batch(ti
                 if "lora_B" in n:
                     p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
         trainer.embedder.train()
-        if mode == "one_graph":
-            whole = trainer.embed
-            trainer.embed = lambda texts: torch.cat([whole(c) for c in chunks(texts, 3)])  # with a graph throughout
+        if mode in ("one_graph", "plain"):  # with a graph throughout, over GradCache's micro-batches
+            size = 3 if mode == "one_graph" else 8
+            trainer._plan = lambda lengths, size=size: length_sorted_chunks(lengths, size)
         stage = cfg.resolved_stages()[0]
         trainer._truncated = trainer._tokens = 0
         torch.manual_seed(123)

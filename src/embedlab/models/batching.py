@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 
@@ -63,16 +64,17 @@ def padding_aware_batches(lengths: Sequence[int], token_budget: int, max_batch_s
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad token-id lists to one length; returns (input_ids, attention_mask) as int64 tensors."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        n = len(seq)
+    """Pad token-id lists (or int arrays) to one length; returns (input_ids, attention_mask) as int64
+    tensors. Filled in numpy and handed to torch without a copy."""
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    width = int(lengths.max())
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, (seq, n) in enumerate(zip(sequences, lengths)):
         if side == "right":
-            ids[row, :n] = torch.as_tensor(seq, dtype=torch.long)
+            ids[row, :n] = seq
             mask[row, :n] = 1
         else:
-            ids[row, width - n :] = torch.as_tensor(seq, dtype=torch.long)
+            ids[row, width - n :] = seq
             mask[row, width - n :] = 1
-    return ids, mask
+    return torch.from_numpy(ids), torch.from_numpy(mask)

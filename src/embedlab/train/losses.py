@@ -125,13 +125,11 @@ def false_negative_mask(queries: Sequence[str], positives: Sequence[str], negati
     same query text (duplicate queries). The loss never masks a query's own positive (the diagonal)."""
     if len(queries) != len(positives):
         raise EmbedlabError(f"{len(queries)} queries but {len(positives)} positives")
-    cands = list(positives) + list(negatives)
+    ids: dict[str, int] = {}  # each distinct text -> an integer; then the comparisons are tensor ops
+    q, p, c = (torch.tensor([ids.setdefault(t, len(ids)) for t in texts], dtype=torch.long)
+               for texts in (queries, positives, list(positives) + list(negatives)))
     b = len(positives)
-    rows = []
-    for i, pos in enumerate(positives):
-        row = [c == pos or c == queries[i] for c in cands]
-        for j in range(b):
-            if j != i and queries[j] == queries[i]:
-                row[j] = True
-        rows.append(row)
-    return torch.tensor(rows, dtype=torch.bool).reshape(b, len(cands))
+    mask = (c.unsqueeze(0) == p.unsqueeze(1)) | (c.unsqueeze(0) == q.unsqueeze(1))
+    same_query = (q.unsqueeze(0) == q.unsqueeze(1)) & ~torch.eye(b, dtype=torch.bool)
+    mask[:, :b] |= same_query
+    return mask.reshape(b, len(c))
