@@ -271,14 +271,14 @@ def _from_gguf(path: Path, *, name: str, source: str) -> HFTokenizer:
 
 def _from_dir(path: Path, name: str, source: str) -> HFTokenizer:
     if (path / "tokenizer.json").is_file():
-        from tokenizers import Tokenizer
-
-        return HFTokenizer(Tokenizer.from_file(str(path / "tokenizer.json")), name=name, source=source)
+        tok = _from_file(path / "tokenizer.json", name)
+        tok.source = source
+        return tok
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # OSError, ValueError, KeyError...: whatever the folder lacks
         raise ConfigError(f"{path}: no tokenizer found ({str(exc).splitlines()[0]})") from None
     if getattr(tok, "backend_tokenizer", None) is None:
         raise ConfigError(f"{path}: the tokenizer has no fast (tokenizers) backend; convert it or pass its tokenizer.json")
