@@ -28,6 +28,7 @@ class DType(str, Enum):
     auto = "auto"  # bf16 where the hardware runs it natively, else fp32
     fp32 = "fp32"
     bf16 = "bf16"
+    int8 = "int8"  # the backbone's linear layers dynamically quantised to int8 (CPU); see docs/encode_throughput.md
 
 
 def _embedder(model: str, pooling: Optional[str], attention: Optional[Attention], **kw: Any) -> Any:

@@ -61,12 +61,15 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     return False
 
 
+INT8 = "int8"  # not an autocast dtype: the backbone's linear layers dynamically quantised (models/quantize.py)
+
+
 def resolve_dtype(dtype: str, device: torch.device | str = "cpu") -> str:
     """``auto`` -> ``bf16`` where it is native, else ``fp32``; other names are returned as they are."""
     if dtype == "auto":
         return "bf16" if native_bf16(device) else "fp32"
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype '{dtype}'; choose one of auto, {', '.join(DTYPES)}")
+    if dtype not in DTYPES and dtype != INT8:
+        raise ConfigError(f"unknown dtype '{dtype}'; choose one of auto, {', '.join(DTYPES)}, {INT8}")
     return dtype
 
 
@@ -94,6 +97,8 @@ class Embedder(nn.Module):
         self.default_prompt_name = default_prompt_name
         self.last_stats = EncodeStats()
         self._fingerprint: tuple[Any, str] | None = None
+        self._int8: dict[str, Any] = {}  # fingerprint -> the int8 copy encode(dtype="int8") runs (a dict: not a submodule)
+        self._int8_of: str | None = None  # set on an int8 copy: the fingerprint of the fp32 embedder it was made from
         self._validate()
 
     # ------------------------------------------------------------------------------------------
@@ -323,12 +328,19 @@ class Embedder(nn.Module):
 
         ``token_budget`` bounds padded tokens per batch (default 2,048 on CPU, where small batches of
         similar length are fastest, and 32,768 on GPU); ``max_batch_size`` defaults to 64 / 512.
-        ``dtype="auto"`` is bf16 where bf16 is native (:func:`native_bf16`), else fp32.
+        ``dtype="auto"`` is bf16 where bf16 is native (:func:`native_bf16`), else fp32; ``"int8"`` runs an
+        int8 copy of the backbone's linear layers (:meth:`quantized_int8`, made once per weights).
         Empty strings are encoded as the model would (e.g. ``[CLS] [SEP]`` for BERT); a text that
         gives no tokens at all (a decoder without BOS) raises :class:`InputError`.
         """
-        texts, single = check_texts(texts)
         dtype = resolve_dtype(dtype, self.device)
+        if dtype == INT8:
+            quantized = self.quantized_int8()
+            out = quantized.encode(texts, prompt_name=prompt_name, prompt=prompt, dtype="fp32", token_budget=token_budget,
+                                   max_batch_size=max_batch_size, output=output, show_progress=show_progress)
+            self.last_stats = quantized.last_stats
+            return out
+        texts, single = check_texts(texts)
         if output not in ("numpy", "torch"):
             raise ConfigError("output must be 'numpy' or 'torch'")
         start = time.perf_counter()
@@ -375,6 +387,19 @@ class Embedder(nn.Module):
             result = result[0]
         return result.numpy() if output == "numpy" else result
 
+    def quantized_int8(self) -> "Embedder":
+        """This embedder with its backbone's linear layers in int8 (:func:`embedlab.models.quantize.quantize_int8`),
+        built on first use and kept while the weights are unchanged (the fingerprint says so)."""
+        from embedlab.models.quantize import quantize_int8
+
+        key = self.fingerprint()
+        if key not in self._int8:
+            self._int8.clear()
+            quantized = quantize_int8(self)
+            quantized._int8_of = key
+            self._int8[key] = quantized
+        return self._int8[key]
+
     # ------------------------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
         """Everything that defines this embedder apart from weights."""
@@ -401,6 +426,8 @@ class Embedder(nn.Module):
         fingerprint. It cannot go stale: the cached digest is reused only while the config and every
         tensor's identity and in-place version counter are unchanged (an optimizer step, a
         ``load_state_dict`` or a LoRA merge all change them)."""
+        if self._int8_of is not None:  # an int8 copy is the same model: indexes built with it or its original match
+            return self._int8_of
         cfg = {k: v for k, v in self.config_dict().items() if k not in ("source", "embedlab_version")}
         state = self.state_dict(keep_vars=True)
         key = (json.dumps(cfg, sort_keys=True),
@@ -525,4 +552,4 @@ def _read_saved_chain(root: Path) -> tuple[list[Module], dict[str, Any]]:
     return modules, prompts
 
 
-__all__ = ["Embedder", "EncodeStats", "DTYPES", "autocast", "low_precision_cpu_attention", "native_bf16", "resolve_dtype"]
+__all__ = ["Embedder", "EncodeStats", "DTYPES", "INT8", "autocast", "low_precision_cpu_attention", "native_bf16", "resolve_dtype"]

@@ -37,7 +37,7 @@ import torch
 from embedlab.errors import BackendError, ConfigError, EmptyInput, InputError, Overloaded, Unavailable
 from embedlab.index.codecs import parse_codec, prepare
 from embedlab.models.batching import padding_aware_batches, token_budget_batches
-from embedlab.models.embedder import DTYPES, autocast, low_precision_cpu_attention, resolve_dtype
+from embedlab.models.embedder import DTYPES, INT8, autocast, low_precision_cpu_attention, resolve_dtype
 from embedlab.models.modules import Normalize, Truncate
 from embedlab.serve.errors import BadRequest, InputTooLong
 from embedlab.serve.metrics import Metrics
@@ -132,7 +132,7 @@ class _Batch:
 class Engine:
     """Owns an :class:`~embedlab.models.Embedder` and serves embedding requests from asyncio code.
 
-    ``dtype``: auto | fp32 | bf16 (autocast, as ``encode``). ``max_batch_tokens`` bounds rows x longest
+    ``dtype``: auto | fp32 | bf16 (autocast, as ``encode``) | int8 (the backbone's linear layers quantised, CPU). ``max_batch_tokens`` bounds rows x longest
     per forward pass (default 512 on CPU, which keeps one pass near 0.1 s for a small encoder and so
     bounds the wait behind it; 32,768 on GPU); ``max_batch_size`` bounds rows (64 / 512).
     ``batch_overhead_tokens`` is the fixed cost of one forward pass in padded tokens, which decides how
@@ -156,6 +156,8 @@ class Engine:
             embedder = embedder.to(self.device)
         self.embedder = embedder.eval()
         self.dtype = resolve_dtype(dtype, self.device)
+        if self.dtype == INT8:  # the backbone's linear layers in int8; the rest of the chain as it is
+            self.embedder = self.embedder.quantized_int8()
         on_cpu = self.device.type == "cpu"
         self.max_batch_tokens = _positive("max_batch_tokens", max_batch_tokens or (512 if on_cpu else 32768))
         self.max_batch_size = _positive("max_batch_size", max_batch_size or (64 if on_cpu else 512))
@@ -526,8 +528,8 @@ class Engine:
     def _worker_main(self) -> None:
         self.metrics.worker_alive.set(1)
         try:
-            with torch.inference_mode(), autocast(self.device, DTYPES[self.dtype]), low_precision_cpu_attention(
-                    self.embedder.source, self.device, self.dtype != "fp32"):
+            with torch.inference_mode(), autocast(self.device, DTYPES.get(self.dtype, torch.float32)), low_precision_cpu_attention(
+                    self.embedder.source, self.device, self.dtype in ("bf16", "fp16")):
                 self._warm_up()
                 self.ready = True
                 while True:
