@@ -857,6 +857,58 @@ def cluster(
     err.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
 
 
+tokenizer_app = typer.Typer(no_args_is_help=True, help="Measure tokenizers: fertility, compression, Rényi efficiency, parity, %TR/%Pure.")
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+@tokenizer_app.command("report")
+def tokenizer_report(
+    tokenizers: list[str] = typer.Argument(..., help="Aliases, HF dirs, tokenizer.json/.model/.gguf files, pypi:turkish-tokenizer, pypi:mistral-common[:FILE]."),
+    corpus: Path = typer.Option(..., "--corpus", help="One text per line, JSONL with 'text', or a .tsv with a 'text' column."),
+    corpus2: Optional[Path] = typer.Option(None, "--corpus2", help="A line-aligned parallel corpus: adds parity (tokens on --corpus / tokens here)."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="'tr' adds %TR and %Pure (Bayram et al.) from offline lexicons."),
+    lexicon: Optional[Path] = typer.Option(None, "--lexicon", help="Folder of the Turkish word/morpheme lists (default ../shared/data/turkish/morphemes)."),
+    alpha: float = typer.Option(2.5, "--alpha", help="Rényi order."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N texts of each corpus."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every number (and the counts behind it) as JSON."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Write a bar chart per metric."),
+) -> None:
+    """Tokenizer quality report: fertility, split words, bytes/chars per token, vocabulary use, UNK rate,
+    Rényi efficiency, parity, and with --lang tr %TR/%Pure over tokens and over types. See docs/tokenizers.md."""
+    from rich.progress import Progress
+
+    from embedlab.errors import ConfigError
+    from embedlab.tokenize import metrics as tm
+    from embedlab.tokenize.loading import load_tokenizer
+    from embedlab.tokenize.turkish import TurkishLexicon
+
+    if lang not in (None, "tr"):
+        raise ConfigError(f"tokenizer report: '--lang' must be 'tr' (the only language with a lexicon); got {lang!r}")
+    texts = tm.read_corpus(corpus, limit)
+    texts2 = tm.read_corpus(corpus2, limit) if corpus2 is not None else None
+    lex = TurkishLexicon.load(lexicon) if lang == "tr" or lexicon is not None else None
+    results = []
+    with Progress(console=err, transient=True) as progress:
+        for spec in tokenizers:
+            task = progress.add_task(f"{spec}: loading", total=len(texts))
+            tok = load_tokenizer(spec)
+            progress.update(task, description=spec)
+            results.append(tm.tokenizer_metrics(tok, texts, texts2=texts2, alpha=alpha, lexicon=lex,
+                                                progress=lambda n, t=task: progress.advance(t, n)))
+    title = f"{corpus.name}: {len(texts):,} texts, {results[0].n_words:,} words; Rényi α={alpha}"
+    (out if out.is_terminal else Console(width=220)).print(tm.to_rich_table(results, title=title))
+    if lex is not None:
+        err.print(f"%TR/%Pure lexicon: {lex.description} (offline stand-in for the paper's ITU web services)", highlight=False)
+    meta = {"corpus": str(corpus), "corpus2": str(corpus2) if corpus2 else None, "n_texts": len(texts), "alpha": alpha,
+            "lexicon": lex.description if lex else None}
+    if json_out is not None:
+        tm.write_json(json_out, results, meta)
+        err.print(f"wrote {json_out}", highlight=False)
+    if png is not None:
+        tm.plot(results, png, title=title)
+        err.print(f"wrote {png}", highlight=False)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:

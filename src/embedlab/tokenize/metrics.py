@@ -223,3 +223,167 @@ def tokenizer_metrics(
         m.n_tokens2 = c2.n_tokens
     m.seconds = time.perf_counter() - t0
     return m
+
+
+# ---------------------------------------------------------------------------------------------
+# One report table, several views (terminal, markdown, JSON, PNG)
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # dotted path into TokenizerMetrics.to_dict()
+    header: str
+    fmt: str  # "int", "f2", "f3", "pct"
+    higher_is_better: bool | None = None
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("vocab_size", "V", "int"),
+    Column("n_tokens", "tokens", "int"),
+    Column("fertility", "fertility", "f3", False),
+    Column("continued_words", "split words", "pct", False),
+    Column("bytes_per_token", "bytes/tok", "f2", True),
+    Column("chars_per_token", "chars/tok", "f2", True),
+    Column("vocab_used", "vocab used", "pct"),
+    Column("unk_rate", "UNK", "pct", False),
+    Column("renyi_efficiency", "Rényi eff.", "f3", True),
+)
+PARITY_COLUMNS = (Column("parity", "parity", "f3", False), Column("parity_mean_line", "parity (line mean)", "f3", False))
+TURKISH_COLUMNS = (
+    Column("turkish.tr_tokens", "%TR tokens", "pct", True),
+    Column("turkish.tr_types", "%TR types", "pct", True),
+    Column("turkish.pure_tokens", "%Pure tokens", "pct", True),
+    Column("turkish.pure_types", "%Pure types", "pct", True),
+)
+
+
+def report_columns(metrics: Sequence[TokenizerMetrics]) -> list[Column]:
+    cols = list(COLUMNS)
+    if any(m.parity is not None for m in metrics):
+        cols += PARITY_COLUMNS
+    if any(m.turkish is not None for m in metrics):
+        cols += TURKISH_COLUMNS
+    return cols
+
+
+def _get(d: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None  # type: ignore[assignment]
+    return d
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if fmt == "int":
+        return f"{int(value):,}"
+    if fmt == "pct":
+        return f"{100 * value:.1f}%"
+    return f"{value:.{fmt[1:]}f}"
+
+
+def report_table(metrics: Sequence[TokenizerMetrics]) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows of formatted cells): the one table behind the terminal and markdown views."""
+    cols = report_columns(metrics)
+    headers = ["tokenizer", "family"] + [c.header for c in cols]
+    rows = []
+    for m in metrics:
+        d = m.to_dict()
+        rows.append([m.tokenizer, m.family] + [_fmt(_get(d, c.key), c.fmt) for c in cols])
+    return headers, rows
+
+
+def to_markdown(metrics: Sequence[TokenizerMetrics]) -> list[str]:
+    headers, rows = report_table(metrics)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def to_rich_table(metrics: Sequence[TokenizerMetrics], title: str = "") -> Any:
+    from rich.table import Table
+
+    headers, rows = report_table(metrics)
+    table = Table(title=title or None)
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if i < 2 else "right")
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
+def report_json(metrics: Sequence[TokenizerMetrics], meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "words": f"regex {WORD_PATTERN.pattern} (whitespace + punctuation), the same for every tokenizer",
+        **(meta or {}),
+        "tokenizers": [m.to_dict() for m in metrics],
+    }
+
+
+def write_json(path: str | Any, metrics: Sequence[TokenizerMetrics], meta: dict[str, Any] | None = None) -> None:
+    from embedlab.io import write_json as _write
+
+    _write(path, report_json(metrics, meta))
+
+
+def plot(metrics: Sequence[TokenizerMetrics], path: str | Any, title: str = "") -> None:
+    """One horizontal bar panel per metric (tokenizers on the y axis), written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from embedlab.io import atomic_path
+
+    panels = [c for c in report_columns(metrics) if c.higher_is_better is not None or c.key == "vocab_used"]
+    panels = [c for c in panels if any(_get(m.to_dict(), c.key) is not None for m in metrics)]
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    names = [m.tokenizer for m in metrics]
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 0.35 * len(names) * nrows + 1.6 * nrows), squeeze=False)
+    for ax, col in zip(axes.flat, panels):
+        vals = [_get(m.to_dict(), col.key) for m in metrics]
+        vals = [float("nan") if v is None else (100 * v if col.fmt == "pct" else v) for v in vals]
+        ax.barh(range(len(names)), vals, color="#4c72b0")
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names if ax in axes[:, 0] else [""] * len(names), fontsize=8)
+        ax.invert_yaxis()
+        arrow = "" if col.higher_is_better is None else (" (higher better)" if col.higher_is_better else " (lower better)")
+        ax.set_title(col.header + (" %" if col.fmt == "pct" else "") + arrow, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def read_corpus(path: str | Any, limit: int | None = None) -> list[str]:
+    """Texts of a corpus file: one per line, JSONL with ``text``, or a TSV with a header that has a
+    ``text`` column (the shared UD sentence files). ``limit`` keeps the first N texts."""
+    from pathlib import Path
+
+    from embedlab.io import read_texts
+
+    p = Path(path)
+    texts = read_texts(p)
+    if p.suffix == ".tsv":
+        header = texts[0].split("\t")
+        if "text" not in header:
+            raise InputError(f"{p}: a .tsv corpus needs a header line with a 'text' column; got {header}")
+        i = header.index("text")
+        rows = [line.split("\t") for line in texts[1:]]
+        bad = next((n for n, r in enumerate(rows, 2) if len(r) <= i), None)
+        if bad is not None:
+            raise InputError(f"{p}:{bad}: fewer than {i + 1} tab-separated columns")
+        texts = [r[i] for r in rows]
+        if not texts:
+            raise EmptyInput(f"{p} has a header but no rows")
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError(f"corpus: 'limit' must be >= 1; got {limit}")
+        texts = texts[:limit]
+    return texts
