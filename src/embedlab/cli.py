@@ -857,6 +857,64 @@ def cluster(
     err.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
 
 
+vocab_app = typer.Typer(no_args_is_help=True, help="Vocabulary expansion: domain tokens and six embedding initialisations.")
+app.add_typer(vocab_app, name="vocab")
+
+
+@vocab_app.command("extend")
+def vocab_extend(
+    model: str = typer.Argument(..., help="alias, saved embedder, HF directory, .gguf file or hub id"),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="domain text: one text per line, or JSONL with 'text' (.gz ok)"),
+    out_dir: Path = typer.Option(..., "--out", help="directory for the extended model"),
+    add: Optional[int] = typer.Option(None, "--add", help="new ids to add, chosen from the corpus"),
+    tokens: Optional[Path] = typer.Option(None, "--tokens", help="a file of new tokens, one per line (instead of --add)"),
+    init: str = typer.Option("fvt", "--init", help="random | mean | multivariate | fvt | wechsel | cw2v"),
+    select: str = typer.Option("words", "--select", help="words (K-Tokeniser domain words) | bpe (merges of a BPE trained on the corpus)"),
+    multiword: bool = typer.Option(False, "--multiword", help="also add frequent two-word concepts (as added tokens)"),
+    min_count: int = typer.Option(3, "--min-count", help="corpus count a word needs to be chosen"),
+    pooling: Optional[str] = typer.Option(None, help="override the pooling head of the saved model"),
+    seed: int = typer.Option(0, help="seed of the random, multivariate, wechsel and cw2v inits"),
+    option: list[str] = typer.Option([], "--option", help="init option KEY=VALUE (e.g. scale=1e-5, k=10, steps=300, rank=64)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty --out directory"),
+) -> None:
+    """Add domain tokens to a model's tokenizer and embeddings; saves a normal embedlab model directory."""
+    from embedlab.tokenize.vocab import extend_model
+
+    options: dict[str, Any] = {}
+    for item in option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EmbedlabError(f"--option must be KEY=VALUE; got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    from tqdm.auto import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "add":
+            bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc="add tokens", unit="tok", file=sys.stderr))
+            bar.n = done
+            bar.refresh()
+        elif total == 0:
+            err.print(stage, highlight=False)
+
+    try:
+        with err.status(f"loading {model} and choosing tokens…"):
+            report = extend_model(model, corpus, out_dir, method=init, add=add, tokens_file=tokens, select=select,
+                                  multiword=multiword, min_count=min_count, seed=seed, pooling=pooling, options=options,
+                                  overwrite=overwrite, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    err.print(f"added {report['added']} ids ({report['token']} tokens, {report['intermediate']} BPE merge steps, "
+              f"{report['multiword']} multiword); skipped {report['skipped_present']} already in the vocabulary"
+              + (f"; {report['unreachable']} unreachable by merges" if report["unreachable"] else "")
+              + f"; vocabulary {report['old_size']} -> {report['new_size']}; init {init}; saved {out_dir}", highlight=False)
+
+
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Measure tokenizers: fertility, compression, Rényi efficiency, parity, %TR/%Pure.")
 app.add_typer(tokenizer_app, name="tokenizer")
 
