@@ -1,25 +1,37 @@
-"""Training throughput against sentence-transformers, and peak memory with and without GradCache.
+"""Training throughput against sentence-transformers, where the time of a step goes, and (optionally)
+peak memory with and without GradCache.
 
-1. Tokens/s: embedlab's trainer vs sentence-transformers' ``SentenceTransformerTrainer`` with
-   ``MultipleNegativesRankingLoss`` — same model (minilm-l6), data (SNLI triplets: anchor, positive,
-   one hard negative), batch, max length, lr and number of steps, in the same run; each in its own
-   subprocess, fp32, best of ``--repeats``.
-2. Peak memory (RSS on CPU, ``max_memory_allocated`` on CUDA) of a contrastive batch of 256 triplets
-   (768 texts) with and without GradCache (micro-batch 32), each in its own subprocess.
+1. Tokens/s: embedlab's trainer (plain and with GradCache at micro-batch ``--micro``) vs
+   sentence-transformers' ``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss`` — same
+   model (minilm-l6), data (SNLI triplets: anchor, positive, one hard negative), batch, max length, lr,
+   optimizer (fused AdamW), precision (fp32) and number of steps. Each trainer in its own subprocess,
+   alternating, ``--runs`` times; the table gives the best and the min–max range over the runs.
+2. ``--profile``: a profile of embedlab's training loop (cProfile, cumulative time of the functions that
+   do each part: tokenisation, collation, forward, loss, backward, optimizer, logging, checkpoint,
+   data loading) for the code at ``--baseline-ref`` (the trainer before issue 16) and for the working
+   tree, in the same run, each in its own subprocess.
+3. ``--memory``: peak memory (RSS on CPU) of a contrastive batch of ``--memory-batch`` triplets with and
+   without GradCache (micro-batch 32).
 
-Run: ``python bench/train_throughput.py`` (needs the ``bench`` extra: ``pip install -e '.[bench]'``).
+Run: ``python bench/train_throughput.py --profile`` (needs the ``bench`` extra); writes docs/train_throughput.md.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import REPO, write_markdown
+
+BASELINE_REF = "6cf0932"  # the last commit before issue 16 changed the trainer
 
 
 def _triplets(n: int, path: Path) -> None:
@@ -35,23 +47,60 @@ def _model_path() -> str:
     return str(ALIASES["minilm-l6"].locate())
 
 
-def worker_embedlab(args: argparse.Namespace) -> dict:
+def _trainer(args: argparse.Namespace, **extra):
     from embedlab.train import Trainer, TrainConfig
 
     cfg = TrainConfig(model="minilm-l6", data=args.data, output=tempfile.mkdtemp() + "/o", steps=args.steps, batch_size=args.batch,
                       lr=2e-5, warmup_steps=0, hard_negatives=1, max_length=args.max_length, mask_false_negatives=False,
-                      micro_batch_size=args.micro or None, weight_decay=0.01)
-    trainer = Trainer(cfg, show_progress=False)
-    import torch
+                      micro_batch_size=args.micro or None, weight_decay=0.01, **extra)
+    return Trainer(cfg, show_progress=False)
 
-    if torch.cuda.is_available():
-        trainer.embedder.cuda()
-        trainer.device = torch.device("cuda")
-        torch.cuda.reset_peak_memory_stats()
+
+def worker_embedlab(args: argparse.Namespace) -> dict:
+    trainer = _trainer(args)
     t0 = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - t0
     return {"tokens": result.tokens, "seconds": seconds, "loss": result.losses[-1], "peak": _peak()}
+
+
+# function (file suffix, name) -> part of the step; cumulative times (the parts do not nest in each other)
+PARTS = [
+    ("tokenisation", [("tokenize/prompted.py", "tokenize_prompted")]),
+    ("collation (padding, features)", [("models/batching.py", "pad_batch")]),
+    ("forward", [("models/embedder.py", "forward")]),
+    ("loss", [("train/trainer.py", "loss_fn")]),
+    ("backward", [("torch/_tensor.py", "backward")]),
+    ("optimizer (step, zero_grad, clip)", [("torch/optim/optimizer.py", "wrapper"), ("torch/optim/optimizer.py", "zero_grad"),
+                                           ("torch/nn/utils/clip_grad.py", "clip_grad_norm_")]),
+    ("logging (log file, progress bar)", [("train/trainer.py", "_log"), ("tqdm/std.py", "update"), ("tqdm/std.py", "set_postfix")]),
+    ("checkpoint", [("train/checkpoint.py", "save_checkpoint")]),
+    ("data loading, memory check", [("train/data.py", "load_datasets"), ("train/trainer.py", "_check_memory")]),
+]
+
+
+def worker_profile(args: argparse.Namespace) -> dict:
+    import embedlab
+
+    trainer = _trainer(args, checkpoint_every=args.checkpoint_every, log_every=1)
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    trainer.fit()
+    prof.disable()
+    total = time.perf_counter() - t0
+    stats = pstats.Stats(prof).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
+    parts = {}
+    for part, funcs in PARTS:
+        seconds = 0.0
+        for suffix, name in funcs:
+            for (file, _line, fname), (_cc, _nc, _tt, ct, callers) in stats.items():
+                if fname == name and file.replace(os.sep, "/").endswith(suffix):
+                    # count only outermost calls: skip those called from a function of the same part
+                    outer = [c for c in callers if not any(c[2] == n and c[0].replace(os.sep, "/").endswith(s) for s, n in funcs)]
+                    seconds += ct if outer or not callers else 0.0
+        parts[part] = seconds
+    return {"total": total, "parts": parts, "embedlab": str(Path(embedlab.__file__).parent)}
 
 
 def worker_st(args: argparse.Namespace) -> dict:
@@ -78,74 +127,120 @@ def worker_st(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
-    return {"tokens": tokens, "seconds": seconds, "peak": _peak()}
+    return {"tokens": tokens, "seconds": seconds, "peak": _peak(), "optim": str(targs.optim)}
 
 
 def _peak() -> int:
-    import torch
-
-    if torch.cuda.is_available():
-        return int(torch.cuda.max_memory_allocated())
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _run(kind: str, **kw: object) -> dict:
+def _run(kind: str, pythonpath: str | None = None, **kw: object) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind] + [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"{kind} worker failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _baseline_src(ref: str) -> str:
+    """The package at ``ref``, extracted to a temporary directory (git archive), for PYTHONPATH."""
+    out = Path(tempfile.mkdtemp(prefix="embedlab-baseline-"))
+    archive = subprocess.run(["git", "archive", ref, "src"], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return str(out / "src")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--worker", choices=["embedlab", "st"])
+    p.add_argument("--worker", choices=["embedlab", "st", "profile"])
     p.add_argument("--data")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--micro", type=int, default=0)
+    p.add_argument("--micro", type=int, default=8, help="GradCache micro-batch (0 in a worker: plain)")
     p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--profile-steps", type=int, default=10)
+    p.add_argument("--checkpoint-every", type=int, default=5)
+    p.add_argument("--baseline-ref", default=BASELINE_REF)
+    p.add_argument("--memory", action="store_true")
     p.add_argument("--memory-batch", type=int, default=256)
     p.add_argument("--memory-steps", type=int, default=2)
     p.add_argument("--out", default="docs/train_throughput.md")
     args = p.parse_args()
     if args.worker:
-        fn = worker_embedlab if args.worker == "embedlab" else worker_st
+        fn = {"embedlab": worker_embedlab, "st": worker_st, "profile": worker_profile}[args.worker]
         print(json.dumps(fn(args)))
         return
     tmp = Path(tempfile.mkdtemp())
     data = tmp / "snli.jsonl"
-    _triplets(max(args.steps * args.batch, args.memory_batch * args.memory_steps), data)
+    _triplets(max(args.steps * args.batch, args.memory_batch * args.memory_steps if args.memory else 0), data)
     common = dict(data=data, steps=args.steps, batch=args.batch, max_length=args.max_length)
-    runs: dict[str, list[dict]] = {"sentence-transformers (MNRL)": [], "embedlab": [], "embedlab + GradCache (micro 8)": []}
-    for _ in range(args.repeats):
-        runs["sentence-transformers (MNRL)"].append(_run("st", **common))
-        runs["embedlab"].append(_run("embedlab", **common))
-        runs["embedlab + GradCache (micro 8)"].append(_run("embedlab", **common, micro=8))
-    best = {k: max(v, key=lambda r: r["tokens"] / r["seconds"]) for k, v in runs.items()}
-    peer = best["sentence-transformers (MNRL)"]
-    peer_tps = peer["tokens"] / peer["seconds"]
-    lines = [f"Training throughput, minilm-l6 fp32, SNLI triplets (1 hard negative), batch {args.batch}, max_length "
-             f"{args.max_length}, {args.steps} steps, best of {args.repeats}, same run:", "",
-             "| trainer | tokens | seconds | tokens/s | ratio vs sentence-transformers |", "|---|---|---|---|---|"]
-    for name, r in best.items():
-        tps = r["tokens"] / r["seconds"]
-        lines.append(f"| {name} | {r['tokens']:,} | {r['seconds']:.1f} | {tps:,.0f} | {tps / peer_tps:.2f} |")
-    mem = {}
-    micro = min(32, args.memory_batch)
-    for label, micro in (("no GradCache", 0), (f"GradCache, micro-batch {micro}", micro)):
-        mem[label] = _run("embedlab", data=data, steps=args.memory_steps, batch=args.memory_batch, max_length=args.max_length, micro=micro)
-    base = mem["no GradCache"]["peak"]
-    lines += ["", f"Peak memory (process RSS on CPU) for a contrastive batch of {args.memory_batch} triplets "
-                  f"({3 * args.memory_batch} texts, {args.memory_steps} steps), minilm-l6 fp32:", "",
-              "| setting | peak memory | ratio | loss (step 2) |", "|---|---|---|---|"]
-    for label, r in mem.items():
-        lines.append(f"| {label} | {r['peak'] / 2**20:,.0f} MiB | {r['peak'] / base:.2f} | {r['loss']:.4f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).write_text(f"# Training benchmark\n\nCommand: `python bench/train_throughput.py`\n\n{text}")
+    names = ["sentence-transformers (MNRL)", "embedlab", f"embedlab + GradCache (micro {args.micro})"]
+    runs: dict[str, list[dict]] = {k: [] for k in names}
+    for i in range(args.runs):
+        runs[names[0]].append(_run("st", **common))
+        runs[names[1]].append(_run("embedlab", **common, micro=0))
+        runs[names[2]].append(_run("embedlab", **common, micro=args.micro))
+        print(f"run {i + 1}: " + ", ".join(f"{k} {v[-1]['tokens'] / v[-1]['seconds']:.0f} tok/s" for k, v in runs.items()), flush=True)
+    tps = {k: [r["tokens"] / r["seconds"] for r in v] for k, v in runs.items()}
+    body = [f"minilm-l6, fp32, SNLI triplets (anchor, positive, 1 hard negative), batch {args.batch}, max_length {args.max_length}, "
+            f"{args.steps} steps, lr 2e-5, fused AdamW in both (sentence-transformers' default, `{runs[names[0]][0].get('optim')}`); "
+            f"each trainer in its own subprocess, alternating, {args.runs} runs. Tokens: the same texts through the same "
+            "tokenizer and truncation. Per-run ratio: that run's tokens/s over the same run's sentence-transformers tokens/s. "
+            "Dropout is on in both (training mode), so the losses of the two trainers are not comparable step by step; "
+            "tests/train/test_fast_paths.py checks the loss equalities with dropout off.", "",
+            "| trainer | tokens | seconds (best) | tokens/s (best) | tokens/s min–max | ratio vs ST, per run min–max | ratio vs plain embedlab, per run min–max |",
+            "|---|---|---|---|---|---|---|"]
+    for name in names:
+        best = max(range(args.runs), key=lambda i: tps[name][i])
+        r = runs[name][best]
+        vs_st = [tps[name][i] / tps[names[0]][i] for i in range(args.runs)]
+        vs_plain = [tps[name][i] / tps[names[1]][i] for i in range(args.runs)]
+        body.append(f"| {name} | {r['tokens']:,} | {r['seconds']:.1f} | {tps[name][best]:,.0f} | {min(tps[name]):,.0f}–{max(tps[name]):,.0f} | "
+                    f"{min(vs_st):.2f}–{max(vs_st):.2f} | {min(vs_plain):.2f}–{max(vs_plain):.2f} |")
+
+    if args.profile:
+        base = _baseline_src(args.baseline_ref)
+        prof = {f"before ({args.baseline_ref})": _run("profile", pythonpath=base, **{**common, "steps": args.profile_steps}, micro=0,
+                                                     checkpoint_every=args.checkpoint_every),
+                "after (working tree)": _run("profile", **{**common, "steps": args.profile_steps}, micro=0,
+                                             checkpoint_every=args.checkpoint_every)}
+        cols = list(prof)
+        body += ["", "## Where a training run's time goes", "",
+                 f"cProfile over `Trainer.fit` for {args.profile_steps} steps (same settings, no GradCache, a checkpoint every "
+                 f"{args.checkpoint_every} steps, a log record every step): cumulative seconds of the functions that do each part, "
+                 "outermost calls only. cProfile adds a per-call cost to every Python function (most in the forward pass, "
+                 "which calls many small modules), so the seconds are inflated relative to the timed runs above; the shares "
+                 "are what to read. Packages profiled: " + "; ".join(f"{k}: `{v['embedlab']}`" for k, v in prof.items()), "",
+                 "| part | " + " | ".join(f"{c} s | share" for c in cols) + " |", "|---" * (1 + 2 * len(cols)) + "|"]
+        for part, _ in PARTS + [("other (autograd bookkeeping, sampling, Python glue)", None), ("total (fit)", None)]:
+            cells = []
+            for c in cols:
+                total = prof[c]["total"]
+                if part.startswith("other"):
+                    v = total - sum(prof[c]["parts"].values())
+                elif part.startswith("total"):
+                    v = total
+                else:
+                    v = prof[c]["parts"][part]
+                cells.append(f"{v:.2f} | {100 * v / total:.1f}%")
+            body.append(f"| {part} | " + " | ".join(cells) + " |")
+
+    if args.memory:
+        mem = {}
+        micro = min(32, args.memory_batch)
+        for label, m in (("no GradCache", 0), (f"GradCache, micro-batch {micro}", micro)):
+            mem[label] = _run("embedlab", data=data, steps=args.memory_steps, batch=args.memory_batch, max_length=args.max_length, micro=m)
+        base_peak = mem["no GradCache"]["peak"]
+        body += ["", f"## Peak memory: a contrastive batch of {args.memory_batch} triplets ({3 * args.memory_batch} texts, "
+                     f"{args.memory_steps} steps), process RSS", "", "| setting | peak memory | ratio | loss (last step) |", "|---|---|---|---|"]
+        for label, r in mem.items():
+            body.append(f"| {label} | {r['peak'] / 2**20:,.0f} MiB | {r['peak'] / base_peak:.2f} | {r['loss']:.4f} |")
+    write_markdown(args.out, "Training throughput: embedlab vs sentence-transformers", body)
 
 
 if __name__ == "__main__":
