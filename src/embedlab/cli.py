@@ -80,7 +80,7 @@ def encode(
     attention: Optional[Attention] = typer.Option(None, help="decoders only"),
     prompt: Optional[str] = typer.Option(None, help="a named prompt of the model (e.g. query, document)"),
     instruction: Optional[str] = typer.Option(None, help="a free prompt prepended to every text"),
-    dtype: DType = typer.Option(DType.fp32, help="bf16 autocast is ~3x faster on CPUs with native bf16 (AVX-512 BF16, AMX) and ~5x slower without; auto picks"),
+    dtype: DType = typer.Option(DType.fp32, help="bf16 autocast is ~3x faster on CPUs with native bf16 (AVX-512 BF16, AMX) and ~5x slower without; auto picks; int8 = dynamic int8 linear layers (CPU, approximate: see docs/encode_throughput.md)"),
     dim: Optional[int] = typer.Option(None, help="Matryoshka truncation to the first DIM dimensions"),
     max_length: Optional[int] = typer.Option(None, help="truncate texts to this many tokens"),
 ) -> None:
