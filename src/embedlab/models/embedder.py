@@ -393,12 +393,13 @@ class Embedder(nn.Module):
         from embedlab.models.quantize import quantize_int8
 
         key = self.fingerprint()
-        if key not in self._int8:
-            self._int8.clear()
+        cache = self.__dict__.setdefault("_int8", {})
+        if key not in cache:
+            cache.clear()
             quantized = quantize_int8(self)
             quantized._int8_of = key
-            self._int8[key] = quantized
-        return self._int8[key]
+            cache[key] = quantized
+        return cache[key]
 
     # ------------------------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -426,7 +427,7 @@ class Embedder(nn.Module):
         fingerprint. It cannot go stale: the cached digest is reused only while the config and every
         tensor's identity and in-place version counter are unchanged (an optimizer step, a
         ``load_state_dict`` or a LoRA merge all change them)."""
-        if self._int8_of is not None:  # an int8 copy is the same model: indexes built with it or its original match
+        if getattr(self, "_int8_of", None) is not None:  # an int8 copy is the same model: indexes built with it or its original match
             return self._int8_of
         cfg = {k: v for k, v in self.config_dict().items() if k not in ("source", "embedlab_version")}
         state = self.state_dict(keep_vars=True)
