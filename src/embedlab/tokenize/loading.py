@@ -12,6 +12,8 @@ A *tokenizer spec* is one of:
 - ``pypi:mistral-common[:FILE]``: a tokenizer file shipped in the ``mistral-common`` wheel's
   ``data/`` folder, located without importing the package (``tokenizer.model.v1`` by default:
   Mistral-7B's SentencePiece model; ``tekken_240718`` is the tekken BPE that Mistral-NeMo uses);
+- ``pypi:openai-whisper[:gpt2|multilingual]``: the tiktoken rank files in ``openai-whisper``'s
+  ``assets/`` (``gpt2`` is GPT-2's 50,257-token byte-level BPE), read without importing the package;
 - an in-memory ``tokenizers.Tokenizer`` or a transformers fast tokenizer (for code that extends a
   vocabulary and wants to measure it before saving).
 
@@ -48,8 +50,11 @@ PYPI_PREFIX = "pypi:"
 PYPI_TOKENIZERS = {
     "turkish-tokenizer": "pip install turkish-tokenizer==0.2.26",
     "mistral-common": "pip install --no-deps mistral-common==1.13.1",
+    "openai-whisper": "pip install --no-deps openai-whisper==20250625",
 }
 MISTRAL_DEFAULT_FILE = "tokenizer.model.v1"
+# GPT-2's pre-tokenisation regex (the split tiktoken applies before its byte-level BPE)
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
 @dataclass
@@ -236,6 +241,24 @@ def _tekken(path: Path, *, name: str, source: str) -> HFTokenizer:
     return HFTokenizer(backend, name=name, source=source, vocab_size=int(cfg["default_vocab_size"]))
 
 
+def _tiktoken_file(path: Path, *, name: str, source: str, pattern: str = GPT2_PATTERN, n_special: int = 0) -> HFTokenizer:
+    """A tiktoken rank file (``base64-bytes rank`` per line) as a byte-level BPE, split by ``pattern``."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    ranks = {}
+    for line in path.read_text(encoding="ascii").splitlines():
+        if line.strip():
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+
+    class _Converter(TikTokenConverter):
+        def load_tiktoken_bpe(self, tiktoken_url: str) -> dict[bytes, int]:  # type: ignore[override]
+            return ranks
+
+    backend = _Converter(vocab_file=str(path), pattern=pattern).converted()
+    return HFTokenizer(backend, name=name, source=source, vocab_size=len(ranks) + n_special)
+
+
 def _is_tekken(path: Path) -> bool:
     if path.suffix != ".json" or path.name == "tokenizer.json":
         return False
@@ -251,6 +274,8 @@ def _from_file(path: Path, name: str) -> LoadedTokenizer:
         return SentencePieceTokenizer(path, name=name, source=f"SentencePiece model {path}")
     if _is_tekken(path):
         return _tekken(path, name=name, source=f"tekken file {path}")
+    if path.suffix == ".tiktoken":
+        return _tiktoken_file(path, name=name, source=f"tiktoken file {path} (GPT-2 split regex)")
     if path.suffix == ".json":
         from tokenizers import Tokenizer
 
@@ -302,7 +327,18 @@ def _from_pypi(spec: str) -> LoadedTokenizer:
         if not path.is_file():
             shipped = ", ".join(sorted(p.name for p in data.iterdir() if p.is_file()))
             raise ModelNotFoundError(f"{spec}: mistral-common has no data/{file}; it ships: {shipped}")
-        return _from_file(path, name=spec)
+        tok = _from_file(path, name=spec)
+        tok.source = f"mistral-common wheel, data/{path.name}"
+        return tok
+    if dist == "openai-whisper":
+        assets = _package_root(dist, "whisper") / "assets"
+        file = file or "gpt2"
+        path = assets / f"{file}.tiktoken"
+        if not path.is_file():
+            raise ModelNotFoundError(f"{spec}: openai-whisper ships gpt2 and multilingual tokenizers, not {file!r}")
+        # both files end before the special tokens; GPT-2 has exactly one, <|endoftext|>
+        return _tiktoken_file(path, name=spec, source=f"openai-whisper assets/{path.name} (GPT-2 byte-level BPE)",
+                              n_special=1 if file == "gpt2" else 0)
     raise ModelNotFoundError(f"unknown packaged tokenizer '{spec}': known are " + ", ".join(f"pypi:{d}" for d in PYPI_TOKENIZERS))
 
 
