@@ -230,3 +230,15 @@ def test_packaged_aliases_and_tekken():
         nemo = tokenizer_metrics("pypi:mistral-common:tekken_240718", texts)
         assert nemo.family == "byte-level" and nemo.vocab_size == 131072
         assert nemo.fertility < smol.fertility  # a multilingual 131k vocabulary cuts Turkish less
+
+
+def test_gpt2_rank_file_from_whisper_gives_gpt2_ids():
+    import importlib.util
+
+    if importlib.util.find_spec("whisper") is None:
+        pytest.skip("openai-whisper (--no-deps) is not installed")
+    tok = load_tokenizer("pypi:openai-whisper:gpt2")
+    assert tok.family == "byte-level" and tok.vocab_size == 50257 and tok.unk_id is None
+    # GPT-2's published ids: "Hello" 15496, "Ġworld" 995, "," 11
+    assert tok.encode_batch(["Hello world,"])[0].ids == [15496, 995, 11]
+    assert [tok.piece(i) for i in (15496, 995)] == ["Hello", "world"]
