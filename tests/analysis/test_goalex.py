@@ -125,7 +125,7 @@ def test_loop_recovers_topics_prunes_and_explains():
     assert res.unassigned == [] and not res.notes
     # the proposer saw the goal and numbered texts
     system, user = llm.prompts[0]
-    assert "cluster by topic" in user and "1. " in user and "Write 8 different descriptions" in user
+    assert "cluster by topic" in user and "1. " in user and "Write 8 descriptions" in user
 
 
 def test_loop_reproposes_from_uncovered_texts():
@@ -137,7 +137,8 @@ def test_loop_reproposes_from_uncovered_texts():
     # round 1's sample is drawn only from the 10 texts round 0 left uncovered (the bank texts)
     r1 = res.rounds[1]
     assert r1["sample_uncovered"] == 10 and all(TRUTH[i] == "money" for i in r1["sample"])
-    assert all("bank" in line for line in llm.prompts[-1][1].split("Texts:\n")[1].split("\n\n")[0].splitlines())
+    shown = llm.prompts[-1][1].split("Now your task.")[1].split("Texts:\n")[1].split("\nWrite")[0].splitlines()
+    assert len(shown) == 10 and all("bank" in line for line in shown)
     # round 0 had only 3 usable explanations for K=4: the programme was relaxed then, not at the end
     assert res.rounds[0]["relaxed"] and not res.rounds[-1]["relaxed"] and len(res.rounds) == 2
     assert res.candidates[-1]["round"] == 1
@@ -247,3 +248,12 @@ def test_shipped_sample_and_prompts():
     assert len(texts) == 40 and all(t.strip() for t in texts)
     p = gx.load_prompts()
     assert "{goal}" in p["propose"]["user"] and "{text}" in p["assign"]["user"]
+
+
+def test_copied_text_is_flagged():
+    assert gx.copied_text("Text 3 about rain number 3.", CORPUS) == 23
+    assert gx.copied_text("is about rain", CORPUS) is None
+    res = gx.GoalEx(ScriptedLLM([lines("text 0 about football on monday number 0", "is about rain")])).fit(
+        CORPUS, cfg(rounds=1, k=2))
+    assert [c["copies_text"] for c in res.candidates] == [0, None]
+    assert any("1 of 2 proposed explanation(s) copy a text" in n for n in res.notes)

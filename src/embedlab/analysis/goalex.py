@@ -92,6 +92,19 @@ def normalise(explanation: str) -> str:
     return re.sub(r"[^a-z0-9 ]", "", explanation.lower()).strip()
 
 
+def copied_text(explanation: str, texts: Sequence[str], min_jaccard: float = 0.7) -> int | None:
+    """The index of a text the explanation (nearly) copies (word-set Jaccard >= ``min_jaccard``), else None:
+    a copied text is an example, not a predicate (small proposers often do this)."""
+    words = set(normalise(explanation).split())
+    if not words:
+        return None
+    for i, t in enumerate(texts):
+        other = set(normalise(t).split())
+        if other and len(words & other) / len(words | other) >= min_jaccard:
+            return i
+    return None
+
+
 def _clip(text: str, max_chars: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= max_chars else text[:max_chars].rsplit(" ", 1)[0] + " …"
@@ -441,7 +454,11 @@ class GoalEx:
                     "llm": getattr(self.llm, "name", "?"), "llm_fingerprint": self.llm.fingerprint,
                     "calibration": "score minus the content-free text's score, per explanation"}
         cand_out = [{"explanation": c.explanation, "round": c.round, "holds_for": int(c.holds.sum()), "pruned": c.pruned,
-                     "selected": j in chosen} for j, c in enumerate(cands)]
+                     "selected": j in chosen, "copies_text": copied_text(c.explanation, texts)} for j, c in enumerate(cands)]
+        copies = sum(c["copies_text"] is not None for c in cand_out)
+        if copies:
+            notes.append(f"{copies} of {len(cand_out)} proposed explanation(s) copy a text of the corpus instead of "
+                         "stating a property (kept; see candidates[].copies_text)")
         return ClusterResult(method=f"goalex-{self.assigner_kind}", labels=labels,
                              explanations=[cands[j].explanation for j in chosen], goal=cfg.goal, k=k, notes=notes,
                              rounds=rounds, candidates=cand_out, settings=settings)
