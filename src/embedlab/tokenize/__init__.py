@@ -10,3 +10,17 @@ from embedlab.tokenize.turkish import TurkishLexicon, TurkishScores, turkish_sco
 
 __all__ += ["LoadedTokenizer", "load_tokenizer", "TokenizerMetrics", "renyi_efficiency", "split_words",
             "tokenizer_metrics", "TurkishLexicon", "TurkishScores", "turkish_scores"]
+
+# vocabulary expansion (issue 11, part 2): imported on first use (it needs torch; the report above does not)
+_VOCAB_EXPORTS = {"extend_embedder": "vocab", "extend_model": "vocab", "extend_tokenizer": "vocab",
+                  "resize_and_init": "vocab", "INIT_METHODS": "vocab_init", "select_words": "vocab_select",
+                  "select_bpe": "vocab_select"}
+__all__ += list(_VOCAB_EXPORTS)
+
+
+def __getattr__(name: str):  # PEP 562
+    if name in _VOCAB_EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"embedlab.tokenize.{_VOCAB_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'embedlab.tokenize' has no attribute {name!r}")

@@ -313,8 +313,8 @@ def extend_embedder(embedder: Any, *, corpus: Sequence[str], method: str, add: i
         "seed": seed,
         **ext.summary(),
         "init": _jsonable(info),
-        "skipped": ext.skipped[:100],
-        "unreachable": ext.unreachable[:100],
+        "skipped_forms": ext.skipped[:100],
+        "unreachable_forms": ext.unreachable[:100],
         "tokens": [asdict(t) for t in ext.added],
     }
     return embedder.with_source(new_source), report
