@@ -170,3 +170,25 @@ def test_bad_input_is_one_line(tmp_path):
         choose_candidates(tok, corpus=[], add=5, tokens=None)
     ext = extend_tokenizer(tok, forms_from_surface(tok, ["cat", "the", "abc"]))
     assert ext.skipped == ["cat", "the"] and ext.summary()["skipped_present"] == 2
+
+
+# -- the packaged tokenizers (realism: 30k WordPiece entries, 49k byte-level merges) -------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("alias", ["minilm-l6", "smollm2-135m"])
+def test_packaged_tokenizers_use_new_domain_words(alias):
+    from transformers import AutoTokenizer
+
+    from embedlab.models.backbone import resolve_source
+
+    tok = AutoTokenizer.from_pretrained(resolve_source(alias)[0])
+    words = ["glycosylation", "phosphorylates", "immunohistochemistry", "cardiomyocytes", "tumorigenesis"]
+    sentence = "In mice, cardiomyocytes show glycosylation and tumorigenesis (p < 0.05)."
+    control = "The results were not significant, and the mice were healthy."
+    ext = extend_tokenizer(tok, forms_from_surface(tok, words))
+    new = ext.tokenizer
+    assert not ext.unreachable and ext.summary()["token"] == len(words)
+    for w in words:
+        assert len(new(" " + w, add_special_tokens=False)["input_ids"]) == 1, w
+    assert len(new(sentence)["input_ids"]) < len(tok(sentence)["input_ids"])
+    assert new(control)["input_ids"] == tok(control)["input_ids"]  # other text is cut exactly as before
+    assert new.decode(new(sentence, add_special_tokens=False)["input_ids"]) == tok.decode(tok(sentence, add_special_tokens=False)["input_ids"])
