@@ -290,11 +290,12 @@ def extend_embedder(embedder: Any, *, corpus: Sequence[str], method: str, add: i
         progress("select", len(candidates), len(candidates))
     budget = add if tokens is None else None
     done = [0]
+    total = min(len(candidates), budget) if budget else len(candidates)  # BPE merge steps also use the budget
 
     def tick(n: int) -> None:
         done[0] += n
         if progress:
-            progress("add", done[0], len(candidates))
+            progress("add", min(done[0], total), total)
 
     ext = extend_tokenizer(old_tok, candidates, max_new=budget, progress=tick)
     if not ext.added:
