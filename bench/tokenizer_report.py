@@ -195,7 +195,9 @@ DEFINITIONS = [
     "(Mistral-7B v0.1/NV-Embed's 32,000-piece SentencePiece, the default), `mistral_instruct_tokenizer_*.model.v2/v3/v7*`, "
     "and `tekken_240718.json` / `tekken_240911.json` (tiktoken-style byte-level BPE, 131,072 ids of which 1,000 are "
     "control tokens). The package is not imported, only its files are read: it pins numpy<2.4 on Python 3.11, which "
-    "conflicts with embedlab's numpy 2.4.6, so install it with `pip install --no-deps mistral-common==1.13.1`. "
+    "conflicts with embedlab's numpy 2.4.6, and an importable `mistral_common` makes transformers route Mistral "
+    "tokenizers through it; so `make setup` installs it apart from site-packages: `pip install --no-deps --target "
+    "<venv>/tokenizer-data mistral-common==1.13.1` (or any folder named by `$EMBEDLAB_TOKENIZER_DATA`). "
     "SentencePiece files run in the `sentencepiece` library; tekken files become a `tokenizers` byte-level BPE "
     "through transformers' tiktoken converter (merges rebuilt from the ranks).",
     "- `pypi:openai-whisper[:gpt2|multilingual]` — `assets/gpt2.tiktoken` is GPT-2's BPE; same `--no-deps` install "

@@ -9,6 +9,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from embedlab.errors import ConfigError, EmptyInput, InputError, ModelNotFoundError
 from embedlab.tokenize import load_tokenizer, renyi_efficiency, split_words, tokenizer_metrics
+from embedlab.tokenize.loading import package_dir
 from embedlab.tokenize.metrics import parity, renyi_entropy
 
 
@@ -206,7 +207,7 @@ def test_turkish_rules_tokenizer_from_its_wheel():
 def test_mistral_sentencepiece_from_its_wheel():
     import importlib.util
 
-    if importlib.util.find_spec("mistral_common") is None or importlib.util.find_spec("sentencepiece") is None:
+    if package_dir("mistral_common") is None or importlib.util.find_spec("sentencepiece") is None:
         pytest.skip("mistral-common (--no-deps) and sentencepiece are not installed")
     tok = load_tokenizer("pypi:mistral-common")
     assert tok.family == "sentencepiece" and tok.vocab_size == 32000
@@ -226,7 +227,7 @@ def test_packaged_aliases_and_tekken():
     assert mini.family == "wordpiece" and mini.vocab_size == 30522 and mini.unk_id == 100
     smol = tokenizer_metrics("smollm2-135m", texts)
     assert smol.family == "byte-level" and smol.vocab_size == 49152 and smol.unk_rate == 0.0
-    if importlib.util.find_spec("mistral_common") is not None:
+    if package_dir("mistral_common") is not None:
         nemo = tokenizer_metrics("pypi:mistral-common:tekken_240718", texts)
         assert nemo.family == "byte-level" and nemo.vocab_size == 131072
         assert nemo.fertility < smol.fertility  # a multilingual 131k vocabulary cuts Turkish less
@@ -235,7 +236,7 @@ def test_packaged_aliases_and_tekken():
 def test_gpt2_rank_file_from_whisper_gives_gpt2_ids():
     import importlib.util
 
-    if importlib.util.find_spec("whisper") is None:
+    if package_dir("whisper") is None:
         pytest.skip("openai-whisper (--no-deps) is not installed")
     tok = load_tokenizer("pypi:openai-whisper:gpt2")
     assert tok.family == "byte-level" and tok.vocab_size == 50257 and tok.unk_id is None

@@ -34,6 +34,10 @@ def quantize_int8(embedder: Any) -> Any:
         raise ConfigError(f"int8 runs on CPU only (PyTorch's dynamic quantisation); the model is on {embedder.device}")
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    if getattr(source, "is_decoder", False):
+        warnings.warn("int8 on a decoder backbone loses much of its accuracy (smollm2-135m: min cosine 0.53 vs fp32 in "
+                      "docs/encode_throughput.md); check your task's scores before you ship it", UserWarning, stacklevel=2)
+
     model = copy.deepcopy(source.model).eval()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -38,6 +38,7 @@ import base64
 import importlib.util
 import json
 import os
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,10 +48,14 @@ from typing import Any, Sequence
 from embedlab.errors import ConfigError, ModelNotFoundError
 
 PYPI_PREFIX = "pypi:"
+# Data-only packages (their tokenizer files are read, the package is never imported) are installed apart from
+# site-packages: an importable mistral_common makes transformers route Mistral tokenizers through it.
+DATA_PACKAGES_ENV = "EMBEDLAB_TOKENIZER_DATA"
+_DATA_DIR_HINT = "pip install --no-deps --target \"$(python -c 'import sys; print(sys.prefix)')/tokenizer-data\" "
 PYPI_TOKENIZERS = {
     "turkish-tokenizer": "pip install turkish-tokenizer==0.2.26",
-    "mistral-common": "pip install --no-deps mistral-common==1.13.1",
-    "openai-whisper": "pip install --no-deps openai-whisper==20250625",
+    "mistral-common": _DATA_DIR_HINT + "mistral-common==1.13.1",
+    "openai-whisper": _DATA_DIR_HINT + "openai-whisper==20250625",
 }
 MISTRAL_DEFAULT_FILE = "tokenizer.model.v1"
 # GPT-2's pre-tokenisation regex (the split tiktoken applies before its byte-level BPE)
@@ -214,11 +219,29 @@ def _byte_to_char(text: str) -> list[int]:
     return index
 
 
-def _package_root(dist: str, module: str) -> Path:
+def tokenizer_data_dirs() -> list[Path]:
+    """Where data-only packages are looked for first: ``$EMBEDLAB_TOKENIZER_DATA``, then
+    ``<sys.prefix>/tokenizer-data`` (where ``make setup`` installs them)."""
+    dirs = [Path(os.environ[DATA_PACKAGES_ENV])] if os.environ.get(DATA_PACKAGES_ENV) else []
+    return dirs + [Path(sys.prefix) / "tokenizer-data"]
+
+
+def package_dir(module: str) -> Path | None:
+    """The folder of package ``module``: in a tokenizer-data dir, else wherever it is importable; None if absent."""
+    for d in tokenizer_data_dirs():
+        if (d / module / "__init__.py").is_file():
+            return d / module
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(f"tokenizer 'pypi:{dist}' needs the package: {PYPI_TOKENIZERS[dist]}")
+        return None
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _package_root(dist: str, module: str) -> Path:
+    root = package_dir(module)
+    if root is None:
+        raise ModelNotFoundError(f"tokenizer 'pypi:{dist}' needs the package: {PYPI_TOKENIZERS[dist]}")
+    return root
 
 
 def _tekken(path: Path, *, name: str, source: str) -> HFTokenizer:
