@@ -21,6 +21,7 @@ import socket
 import sys
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
@@ -52,7 +53,7 @@ def parse_yes_no(answer: str) -> float | None:
     return None
 
 
-class LLM:
+class LLM(ABC):
     """The interface of a GoalEx back end. ``calls`` counts the prompts actually sent to the model."""
 
     name: str = "llm"
@@ -61,15 +62,18 @@ class LLM:
         self.calls = 0
 
     @property
+    @abstractmethod
     def fingerprint(self) -> str:
-        raise NotImplementedError
+        """What identifies the model behind the answers (the cache key's model part)."""
 
+    @abstractmethod
     def generate(self, turns: Sequence[Turn], *, max_new_tokens: int = 160, temperature: float = 0.0,
                  seed: int = 0) -> list[str]:
-        raise NotImplementedError
+        """One answer per turn."""
 
+    @abstractmethod
     def yes_no(self, turns: Sequence[Turn]) -> list[float | None]:
-        raise NotImplementedError
+        """log P(yes) - log P(no) per turn; None where the answer could not be read."""
 
 
 # --- local causal LM ------------------------------------------------------------------------------------
