@@ -336,3 +336,13 @@ def test_resume_of_a_finished_run_says_so_and_trains_nothing(tiny_bert, triplets
     more = Trainer(longer, show_progress=False).fit(resume=True)
     assert not more.already_finished and more.resumed_from_step == 2 and more.steps == 4
     assert more.seconds >= torch.load(out / "checkpoints" / "step-0000002" / "state.pt", weights_only=False)["seconds"] > 0
+
+
+@pytest.mark.parametrize("native, expected", [(False, "fp32"), (True, "bf16")])
+def test_precision_auto_is_bf16_only_where_native(tiny_bert, triplets, tmp_path, monkeypatch, native, expected):
+    """Emulated bf16 (an AVX2 CPU) is several times slower than fp32, so ``auto`` must not pick it."""
+    import embedlab.models.embedder as embedder_module
+
+    monkeypatch.setattr(embedder_module, "native_bf16", lambda device="cpu": native)
+    cfg = TrainConfig(model=str(tiny_bert), data=str(triplets), output=str(tmp_path / "o"), precision="auto")
+    assert Trainer(cfg, show_progress=False).precision == expected

@@ -104,7 +104,7 @@ class TrainConfig(_StageFields):
     stages: list[StageConfig] | None = None
     instruction_template: str = DEFAULT_TEMPLATE
     lora: LoraSettings | None = None  # None: full fine-tuning
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of the forward passes
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"  # bf16: autocast of the forward passes; auto: bf16 where native
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     batch_size: int = Field(default=32, gt=1)  # queries per contrastive batch (across all processes)
     micro_batch_size: int | None = Field(default=None, gt=0)  # GradCache chunk; None: no GradCache

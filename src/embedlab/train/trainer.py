@@ -31,6 +31,7 @@ from embedlab.train.checkpoint import list_checkpoints, load_checkpoint, rng_sta
 from embedlab.train.config import Stage, TrainConfig
 from embedlab.train.data import DataStats, Example, Prompted, format_document, format_query, load_datasets
 from embedlab.models.batching import padding_aware_batches
+from embedlab.models.embedder import resolve_dtype
 from embedlab.train.gradcache import cached_backward, embed_planned, length_sorted_chunks
 from embedlab.train.losses import contrastive_loss_flat, false_negative_mask, matryoshka_flat
 
@@ -185,6 +186,8 @@ class Trainer:
             raise EmbedlabError(f"batch_size {config.batch_size} is not divisible by the {self.world_size} processes")
         self.embedder = embedder if embedder is not None else load_embedder(config)
         self.device = next(self.embedder.parameters()).device
+        # auto: bf16 only where it is native; emulated bf16 (an AVX2 CPU) is several times slower than fp32
+        self.precision = resolve_dtype(self.config.precision, self.device)
         self.on_step = on_step
         self.show_progress = show_progress and dist_utils.is_main()
         self.lora_parameters = 0
@@ -259,7 +262,7 @@ class Trainer:
         return self._embed_tokenized(self._tokenized(items))
 
     def _autocast(self) -> Any:
-        if self.config.precision == "bf16":
+        if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -338,8 +341,8 @@ class Trainer:
         per_forward = cfg.micro_batch_size or cfg.batch_size // self.world_size
         texts = per_forward if cfg.micro_batch_size else per_forward * (2 + k)
         trainable = self.result.trainable_parameters
-        need = estimate_memory_bytes(self.embedder, texts, seq, trainable, cfg.precision)
-        static = estimate_memory_bytes(self.embedder, 0, seq, trainable, cfg.precision)
+        need = estimate_memory_bytes(self.embedder, texts, seq, trainable, self.precision)
+        static = estimate_memory_bytes(self.embedder, 0, seq, trainable, self.precision)
         have = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb else available_memory_bytes(self.device)
         if need > 0.9 * have:
             fit = int(texts * (0.9 * have - static) / max(1, need - static))
