@@ -31,6 +31,14 @@ class DType(str, Enum):
     int8 = "int8"  # the backbone's linear layers dynamically quantised to int8 (CPU); see docs/encode_throughput.md
 
 
+class Runtime(str, Enum):
+    torch = "torch"
+    onnx = "onnx"  # the backbone exported to ONNX and run by ONNX Runtime (CPU; embedlab.models.onnx_runtime)
+
+
+RUNTIME_HELP = "torch, or onnx: the backbone in ONNX Runtime (CPU, fp32 or int8; exported once and cached; pip install 'embedlab[onnx]')"
+
+
 def _embedder(model: str, pooling: Optional[str], attention: Optional[Attention], **kw: Any) -> Any:
     from embedlab.models import Embedder
 
@@ -83,6 +91,7 @@ def encode(
     dtype: DType = typer.Option(DType.fp32, help="bf16 autocast is ~3x faster on CPUs with native bf16 (AVX-512 BF16, AMX) and ~5x slower without; auto picks; int8 = dynamic int8 linear layers (CPU, approximate: see docs/encode_throughput.md)"),
     dim: Optional[int] = typer.Option(None, help="Matryoshka truncation to the first DIM dimensions"),
     max_length: Optional[int] = typer.Option(None, help="truncate texts to this many tokens"),
+    runtime: Runtime = typer.Option(Runtime.torch, help=RUNTIME_HELP),
 ) -> None:
     """Embed texts into a .npy matrix or JSONL file."""
     import numpy as np
@@ -94,7 +103,8 @@ def encode(
         raise EmbedlabError(f"--output must end in .npy or .jsonl, got {output}")
     texts = read_texts(input, stdin_text=sys.stdin.read() if input == "-" else None)
     emb = _embedder(model, pooling, attention, dim=dim, max_length=max_length)
-    vectors = emb.encode(texts, prompt_name=prompt, prompt=instruction, dtype=dtype.value, show_progress=True)
+    vectors = emb.encode(texts, prompt_name=prompt, prompt=instruction, dtype=dtype.value, show_progress=True,
+                         runtime=runtime.value)
     with atomic_path(output) as tmp:
         if suffix == ".npy":
             with open(tmp, "wb") as f:
@@ -144,6 +154,7 @@ def eval_(
     instructions: bool = typer.Option(False, "--instructions", help="prefix query-side texts with each task's E5-style instruction"),
     instruction_template: str = typer.Option("Instruct: {task}\nQuery: {text}", help="with --instructions"),
     dtype: DType = typer.Option(DType.fp32),
+    runtime: Runtime = typer.Option(Runtime.torch, help=RUNTIME_HELP),
 ) -> None:
     """Evaluate a model on tasks; a task that fails is reported and the others still run."""
     from embedlab.eval.registry import select_tasks
@@ -159,7 +170,7 @@ def eval_(
     for task in chosen:
         with err.status(f"{task.name}…"):
             try:
-                r = run_task(task, emb, out_dir, prompts=prompts, dtype=dtype.value, cache=EmbeddingCache(),
+                r = run_task(task, emb, out_dir, prompts=prompts, dtype=dtype.value, cache=EmbeddingCache(), runtime=runtime.value,
                              instruction_template=instruction_template if instructions else None)
             except EmbedlabError as exc:
                 failed += 1
@@ -232,6 +243,7 @@ def index_build(
     query_prompt: Optional[str] = typer.Option(None),
     document_prompt: Optional[str] = typer.Option(None),
     dtype: DType = typer.Option(DType.fp32),
+    runtime: Runtime = typer.Option(Runtime.torch, help=RUNTIME_HELP),
 ) -> None:
     """Embed a corpus and write a compressed index directory (atomically)."""
     from embedlab.index import VectorIndex, parse_codec, read_corpus
@@ -252,7 +264,7 @@ def index_build(
     model = model or "minilm-l6"
     ids, texts = read_corpus(corpus)
     emb = _embedder(model, pooling, attention)
-    vectors = emb.encode(texts, prompt_name=document_prompt, dtype=dtype.value, show_progress=True)
+    vectors = emb.encode(texts, prompt_name=document_prompt, dtype=dtype.value, show_progress=True, runtime=runtime.value)
     with err.status("building the index…"):
         index = VectorIndex.build(vectors, ids, codec, texts=texts, rescore=rescore_copy,
                                   model=_index_model(emb, model, query_prompt, document_prompt))
@@ -261,14 +273,16 @@ def index_build(
 
 
 @index_app.command("add")
-def index_add(directory: Path = typer.Argument(...), corpus: Path = typer.Option(...), dtype: DType = typer.Option(DType.fp32)) -> None:
+def index_add(directory: Path = typer.Argument(...), corpus: Path = typer.Option(...), dtype: DType = typer.Option(DType.fp32),
+              runtime: Runtime = typer.Option(Runtime.torch, help=RUNTIME_HELP)) -> None:
     """Embed and append documents to an index."""
     from embedlab.index import VectorIndex, read_corpus
 
     index = VectorIndex.load(directory)
     ids, texts = read_corpus(corpus)
     emb = _model_for_index(index)
-    vectors = emb.encode(texts, prompt_name=index.model.get("document_prompt"), dtype=dtype.value, show_progress=True)
+    vectors = emb.encode(texts, prompt_name=index.model.get("document_prompt"), dtype=dtype.value, show_progress=True,
+                         runtime=runtime.value)
     index.add(vectors, ids, texts if index.texts is not None else None)
     index.save(directory)
     err.print(f"added {len(ids)} documents; the index holds {len(index)}")
@@ -462,6 +476,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="the address to bind (0.0.0.0 exposes the server to the network)"),
     port: int = typer.Option(8080),
     dtype: DType = typer.Option(DType.auto, help="auto = bf16 where the hardware runs it natively, else fp32"),
+    runtime: Runtime = typer.Option(Runtime.torch, help=RUNTIME_HELP + "; with onnx, auto is fp32"),
     device: Optional[str] = typer.Option(None, help="cpu or cuda[:N] (default: cuda if available)"),
     max_batch_tokens: Optional[int] = typer.Option(None, min=1, help="padded tokens (rows x longest) per forward pass; default 512 on CPU, 32768 on GPU"),
     max_batch_size: Optional[int] = typer.Option(None, min=1, help="rows per forward pass; default 64 on CPU, 512 on GPU"),
@@ -478,7 +493,7 @@ def serve(
     --index directories, /health, /metrics and a search page at / (see docs/serving.md). SIGTERM drains."""
     from embedlab.serve import serve as run_server
 
-    run_server(model, indexes=index or [], host=host, port=port, dtype=dtype.value, device=device,
+    run_server(model, indexes=index or [], host=host, port=port, dtype=dtype.value, device=device, runtime=runtime.value,
                max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size, batch_overhead_tokens=batch_overhead_tokens,
                max_queue_tokens=max_queue_tokens, max_input_tokens=max_input_tokens, truncate=truncate, api_key_file=api_key_file, request_timeout=request_timeout,
                model_name=model_name or model, log_level=log_level)

@@ -55,7 +55,7 @@ def instruction_prefix(template: str, instruction: str) -> str:
 
 def make_encoder(embedder: Any, *, prompts: dict[str, str | None], dtype: str, cache: EmbeddingCache | None,
                  on_encode: Callable[[int], None] | None = None,
-                 raw_prompts: dict[str, str] | None = None) -> Callable[[list[str], str], np.ndarray]:
+                 raw_prompts: dict[str, str] | None = None, runtime: str | None = None) -> Callable[[list[str], str], np.ndarray]:
     """``encode(texts, role)`` with de-duplication and the embedding cache; role picks the prompt
     (a named prompt of the model, or a literal one from ``raw_prompts``)."""
     fingerprint = embedder.fingerprint()
@@ -66,10 +66,10 @@ def make_encoder(embedder: Any, *, prompts: dict[str, str | None], dtype: str, c
         if raw_prompts and raw_prompts.get(role):
             prompt = raw_prompts[role]
         unique = list(dict.fromkeys(texts))
-        key = cache.path(fingerprint, prompt, dtype, unique) if cache else None
+        key = cache.path(fingerprint, prompt, dtype if runtime in (None, "torch") else f"{dtype}/{runtime}", unique) if cache else None
         vecs = cache.get(key, len(unique)) if cache and key else None
         if vecs is None:
-            vecs = embedder.encode(unique, prompt=prompt or None, dtype=dtype)
+            vecs = embedder.encode(unique, prompt=prompt or None, dtype=dtype, **({"runtime": runtime} if runtime else {}))
             if on_encode:
                 on_encode(len(unique))
             if cache and key:
@@ -103,18 +103,19 @@ def result_path(out_dir: Path, task: TaskSpec) -> Path:
 
 def run_task(task: TaskSpec, embedder: Any, out_dir: Path, *, prompts: dict[str, str | None] | None = None,
              dtype: str = "fp32", cache: EmbeddingCache | None = None, instruction_template: str | None = None,
-             extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+             extra_metadata: dict[str, Any] | None = None, runtime: str | None = None) -> dict[str, Any]:
     """Evaluate one task and write its JSON atomically; returns the result dict. With
     ``instruction_template`` the task's instruction prefixes every query-side text. ``dtype="auto"``
-    is resolved here (bf16 where native, else fp32), so results and cache keys name the real one."""
+    is resolved here (bf16 where native, else fp32), so results and cache keys name the real one. ``runtime``
+    ``onnx`` encodes with ONNX Runtime (``Embedder.for_runtime``; recorded in the metadata and the cache key)."""
     from embedlab.models.embedder import resolve_dtype
 
-    dtype = resolve_dtype(dtype, embedder.device)
+    dtype = resolve_dtype(dtype, embedder.device) if runtime in (None, "torch") else embedder.for_runtime(runtime, dtype)[1]
     prompts = prompts or {}
     start = time.perf_counter()
     encoded = {"texts": 0}
     raw = {"query": instruction_prefix(instruction_template, task.instruction)} if instruction_template else None
-    encode = make_encoder(embedder, prompts=prompts, dtype=dtype, cache=cache, raw_prompts=raw,
+    encode = make_encoder(embedder, prompts=prompts, dtype=dtype, cache=cache, raw_prompts=raw, runtime=runtime,
                           on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n))
     scores, per_example = evaluate_task(task, encode)
     result = {
@@ -133,6 +134,7 @@ def run_task(task: TaskSpec, embedder: Any, out_dir: Path, *, prompts: dict[str,
             "dataset_hash": files_digest(task.all_paths()),
             "evaluation_time_s": round(time.perf_counter() - start, 3),
             "texts_encoded": encoded["texts"],
+            **({"runtime": runtime} if runtime not in (None, "torch") else {}),
             **({"instruction": raw["query"]} if raw and raw["query"] else {}),
             **(extra_metadata or {}),
         },

@@ -98,7 +98,7 @@ class Embedder(nn.Module):
         self.last_stats = EncodeStats()
         self._fingerprint: tuple[Any, str] | None = None
         self._int8: dict[str, Any] = {}  # fingerprint -> the int8 copy encode(dtype="int8") runs (a dict: not a submodule)
-        self._int8_of: str | None = None  # set on an int8 copy: the fingerprint of the fp32 embedder it was made from
+        self._int8_of: str | None = None  # set on an int8 or ONNX Runtime copy: the fingerprint of the embedder it was made from
         self._validate()
 
     # ------------------------------------------------------------------------------------------
@@ -323,6 +323,7 @@ class Embedder(nn.Module):
         max_batch_size: int | None = None,
         output: str = "numpy",
         show_progress: bool | None = None,
+        runtime: str | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Embed texts: length-sorted batches under a token budget, inference mode, optional bf16.
 
@@ -330,15 +331,16 @@ class Embedder(nn.Module):
         similar length are fastest, and 32,768 on GPU); ``max_batch_size`` defaults to 64 / 512.
         ``dtype="auto"`` is bf16 where bf16 is native (:func:`native_bf16`), else fp32; ``"int8"`` runs an
         int8 copy of the backbone's linear layers (:meth:`quantized_int8`, made once per weights).
+        ``runtime="onnx"`` runs the backbone in ONNX Runtime (:meth:`onnx`; fp32, or int8 with ``dtype="int8"``);
+        ``None`` is what this embedder runs on (``torch``, or ``onnx`` for a copy made by :meth:`onnx`).
         Empty strings are encoded as the model would (e.g. ``[CLS] [SEP]`` for BERT); a text that
         gives no tokens at all (a decoder without BOS) raises :class:`InputError`.
         """
-        dtype = resolve_dtype(dtype, self.device)
-        if dtype == INT8:
-            quantized = self.quantized_int8()
-            out = quantized.encode(texts, prompt_name=prompt_name, prompt=prompt, dtype="fp32", token_budget=token_budget,
-                                   max_batch_size=max_batch_size, output=output, show_progress=show_progress)
-            self.last_stats = quantized.last_stats
+        target, dtype = self.for_runtime(runtime, dtype)
+        if target is not self:  # an int8 or ONNX Runtime copy, which runs at its own precision
+            out = target.encode(texts, prompt_name=prompt_name, prompt=prompt, dtype="fp32", token_budget=token_budget,
+                                max_batch_size=max_batch_size, output=output, show_progress=show_progress)
+            self.last_stats = target.last_stats
             return out
         texts, single = check_texts(texts)
         if output not in ("numpy", "torch"):
@@ -400,6 +402,49 @@ class Embedder(nn.Module):
             quantized._int8_of = key
             cache[key] = quantized
         return cache[key]
+
+    @property
+    def runtime(self) -> str:
+        """``onnx`` for a copy made by :meth:`onnx`, else ``torch``."""
+        return getattr(getattr(self.source, "model", None), "runtime", "torch")
+
+    def for_runtime(self, runtime: str | None = None, dtype: str = "fp32") -> tuple["Embedder", str]:
+        """The embedder that runs ``runtime`` at ``dtype`` (this one, its int8 copy or its ONNX Runtime copy)
+        and the resolved dtype. ``runtime=None`` is this embedder's own; with ``onnx``, ``auto`` is fp32 and
+        fp32/int8 are the choices. The one place where runtime and dtype are resolved (encode, eval, the server)."""
+        from embedlab.models.onnx_runtime import check_runtime
+
+        runtime = check_runtime(runtime or self.runtime)
+        if self.runtime == "onnx":  # a copy made by onnx(): it runs its own graph
+            if runtime != "onnx":
+                raise ConfigError("this embedder runs on ONNX Runtime (made by Embedder.onnx()); use the original for runtime 'torch'")
+            own = INT8 if self.source.model.int8 else "fp32"
+            if dtype not in ("fp32", "auto", own):
+                raise ConfigError(f"this ONNX Runtime copy runs {own}; got dtype '{dtype}'")
+            return self, "fp32"
+        if runtime == "torch":
+            dtype = resolve_dtype(dtype, self.device)
+            return (self.quantized_int8(), dtype) if dtype == INT8 else (self, dtype)
+        dtype = "fp32" if dtype == "auto" else resolve_dtype(dtype, self.device)
+        if dtype not in ("fp32", INT8):
+            raise ConfigError(f"runtime 'onnx' runs fp32 or int8; got dtype '{dtype}'")
+        return self.onnx(int8=dtype == INT8), dtype
+
+    def onnx(self, int8: bool = False) -> "Embedder":
+        """This embedder with its backbone run by ONNX Runtime (:mod:`embedlab.models.onnx_runtime`; ``int8``:
+        dynamically quantised), exported on first use into the on-disk cache and kept while the weights
+        are unchanged (the fingerprint says so). CPU only; a head that needs all hidden states is refused."""
+        from embedlab.models.onnx_runtime import onnx_embedder
+
+        key = self.fingerprint()
+        cache = self.__dict__.setdefault("_onnx", {})
+        if (key, int8) not in cache:
+            for stale in [k for k in cache if k[0] != key]:
+                del cache[stale]
+            copy = onnx_embedder(self, int8=int8)
+            copy._int8_of = key
+            cache[(key, int8)] = copy
+        return cache[(key, int8)]
 
     # ------------------------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:

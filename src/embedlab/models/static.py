@@ -282,10 +282,13 @@ class StaticEmbedder(Embedder):
 
     def encode(self, texts: str | Sequence[str], *, prompt_name: str | None = None, prompt: str | None = None,
                dtype: str = "fp32", token_budget: int | None = None, max_batch_size: int | None = None,
-               output: str = "numpy", show_progress: bool | None = None) -> np.ndarray | torch.Tensor:
+               output: str = "numpy", show_progress: bool | None = None, runtime: str | None = None) -> np.ndarray | torch.Tensor:
         """Embed texts: a tokenizer pass, then the mean of each text's rows, in numpy. ``dtype``,
         ``token_budget`` and ``max_batch_size`` are accepted for the common signature and ignored (the
-        table is float32). A text with no known token gets the zero vector."""
+        table is float32); ``runtime`` may only be torch (there is no backbone to run on ONNX Runtime).
+        A text with no known token gets the zero vector."""
+        if runtime not in (None, "torch"):
+            raise ConfigError(f"runtime '{runtime}' needs a transformer backbone; a static model is a lookup table (use runtime torch)")
         texts, single = check_texts(texts)
         if output not in ("numpy", "torch"):
             raise ConfigError("output must be 'numpy' or 'torch'")

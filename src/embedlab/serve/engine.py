@@ -37,7 +37,7 @@ import torch
 from embedlab.errors import BackendError, ConfigError, EmptyInput, InputError, Overloaded, Unavailable
 from embedlab.index.codecs import parse_codec, prepare
 from embedlab.models.batching import padding_aware_batches, token_budget_batches
-from embedlab.models.embedder import DTYPES, INT8, autocast, low_precision_cpu_attention, resolve_dtype
+from embedlab.models.embedder import DTYPES, autocast, low_precision_cpu_attention
 from embedlab.models.modules import Normalize, Truncate
 from embedlab.serve.errors import BadRequest, InputTooLong
 from embedlab.serve.metrics import Metrics
@@ -132,7 +132,8 @@ class _Batch:
 class Engine:
     """Owns an :class:`~embedlab.models.Embedder` and serves embedding requests from asyncio code.
 
-    ``dtype``: auto | fp32 | bf16 (autocast, as ``encode``) | int8 (the backbone's linear layers quantised, CPU). ``max_batch_tokens`` bounds rows x longest
+    ``dtype``: auto | fp32 | bf16 (autocast, as ``encode``) | int8 (the backbone's linear layers quantised, CPU);
+    ``runtime``: torch | onnx (the backbone in ONNX Runtime, fp32 or int8, CPU; :meth:`Embedder.for_runtime`). ``max_batch_tokens`` bounds rows x longest
     per forward pass (default 512 on CPU, which keeps one pass near 0.1 s for a small encoder and so
     bounds the wait behind it; 32,768 on GPU); ``max_batch_size`` bounds rows (64 / 512).
     ``batch_overhead_tokens`` is the fixed cost of one forward pass in padded tokens, which decides how
@@ -145,7 +146,7 @@ class Engine:
     when the worker is free, which on CPU gives larger batches under load (see docs/serving.md).
     """
 
-    def __init__(self, embedder: Any, *, dtype: str = "auto", device: str | torch.device | None = None,
+    def __init__(self, embedder: Any, *, dtype: str = "auto", runtime: str | None = None, device: str | torch.device | None = None,
                  max_batch_tokens: int | None = None, max_batch_size: int | None = None,
                  max_queue_tokens: int | None = None, max_input_tokens: int | None = None, truncate: bool = True,
                  stall_timeout: float = 60.0, calibration_texts: Sequence[str] | None = None,
@@ -155,9 +156,9 @@ class Engine:
         if embedder.device != self.device:
             embedder = embedder.to(self.device)
         self.embedder = embedder.eval()
-        self.dtype = resolve_dtype(dtype, self.device)
-        if self.dtype == INT8:  # the backbone's linear layers in int8; the rest of the chain as it is
-            self.embedder = self.embedder.quantized_int8()
+        # int8: the backbone's linear layers in int8; runtime onnx: the backbone in ONNX Runtime; the rest of the chain as it is
+        self.embedder, self.dtype = self.embedder.for_runtime(runtime, dtype)
+        self.runtime = self.embedder.runtime
         on_cpu = self.device.type == "cpu"
         self.max_batch_tokens = _positive("max_batch_tokens", max_batch_tokens or (512 if on_cpu else 32768))
         self.max_batch_size = _positive("max_batch_size", max_batch_size or (64 if on_cpu else 512))

@@ -72,7 +72,7 @@ def read_api_key(path: str | Path | None) -> str | None:
     return key
 
 
-def build_app(model: str | Any, *, indexes: Sequence[str] = (), dtype: str = "auto", device: str | None = None,
+def build_app(model: str | Any, *, indexes: Sequence[str] = (), dtype: str = "auto", runtime: str | None = None, device: str | None = None,
               max_batch_tokens: int | None = None, max_batch_size: int | None = None,
               max_queue_tokens: int | None = None, max_input_tokens: int | None = None, truncate: bool = True,
               api_key: str | None = None, request_timeout: float | None = 30.0, model_name: str | None = None,
@@ -89,7 +89,7 @@ def build_app(model: str | Any, *, indexes: Sequence[str] = (), dtype: str = "au
     emb = embedlab.load(model) if isinstance(model, (str, Path)) else model
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    engine = Engine(emb, dtype=dtype, device=device, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
+    engine = Engine(emb, dtype=dtype, runtime=runtime, device=device, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
                     max_queue_tokens=max_queue_tokens, max_input_tokens=max_input_tokens, truncate=truncate,
                     stall_timeout=stall_timeout, prefetch=prefetch, batch_overhead_tokens=batch_overhead_tokens,
                     on_forward=on_forward)
