@@ -82,7 +82,10 @@ class Comparison:
 
 def _describe(results: dict[str, dict[str, Any]]) -> str:
     meta = next(iter(results.values()))["metadata"]
-    return f"{meta.get('model_source', '?')}, {meta.get('pooling', '?')} pooling, {meta.get('attention', '?')} attention"
+    parts = [str(meta.get("model_source", "?")), f"{meta.get('pooling', '?')} pooling"]
+    if meta.get("attention") is not None or "attention" not in meta:  # a static model has no attention at all
+        parts.append(f"{meta.get('attention', '?')} attention")
+    return ", ".join(parts)
 
 
 def compare(dirs: list[str | Path], baseline: str | Path | None = None, resamples: int = 1000, seed: int = 0) -> Comparison:
