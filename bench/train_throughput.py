@@ -130,6 +130,67 @@ def worker_st(args: argparse.Namespace) -> dict:
     return {"tokens": tokens, "seconds": seconds, "peak": _peak(), "optim": str(targs.optim)}
 
 
+def worker_floor(args: argparse.Namespace) -> dict:
+    """What GradCache cannot avoid, timed on the same steps' texts: plain forward+backward over the trainer's
+    padding-aware chunks (P), the optimizer step (O), and GradCache's two passes at micro-batch ``--micro``:
+    the first one without a graph (N) and the replayed one with its backward (R); plus a graph-free pass
+    over plain's own chunks (N_plain), the floor had micro-batches cost nothing extra."""
+    import torch
+
+    from embedlab.train.gradcache import embed_planned, length_sorted_chunks
+
+    trainer = _trainer(args)
+    trainer.embedder.train()
+    rows_all = [json.loads(x) for x in Path(args.data).read_text().splitlines()]
+    params = [p for p in trainer.embedder.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=2e-5, weight_decay=0.01, fused=True)
+    steps = []
+    for s in range(args.steps):
+        batch = rows_all[s * args.batch : (s + 1) * args.batch]
+        items = [("", r["query"]) for r in batch] + [("", r["positive"]) for r in batch] + [("", r["negatives"][0]) for r in batch]
+        rows = trainer._tokenized(items)
+        lengths = [len(r[0]) for r in rows]
+        steps.append((rows, trainer._plan(lengths), length_sorted_chunks(lengths, args.micro)))
+
+    def loss_of(flat: torch.Tensor) -> torch.Tensor:  # an InfoNCE-shaped loss: its cost is negligible either way
+        n = flat.shape[0] // 3
+        return torch.nn.functional.cross_entropy(flat[:n] @ flat[n:].T / 0.05, torch.arange(n))
+
+    def timed(fn) -> float:  # noqa: ANN001
+        best = float("inf")
+        for _ in range(2):
+            t0 = time.perf_counter()
+            for rows, plain, micro in steps:
+                fn(rows, plain, micro)
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    def plain_pass(rows, plain, micro):  # noqa: ANN001
+        loss_of(embed_planned(trainer._embed_tokenized, rows, plain)).backward()
+        trainer.embedder.zero_grad(set_to_none=True)
+
+    def replay(rows, plain, micro):  # noqa: ANN001
+        for chunk in micro:
+            trainer._embed_tokenized([rows[i] for i in chunk]).sum().backward()
+        trainer.embedder.zero_grad(set_to_none=True)
+
+    def no_grad(plan_index):  # noqa: ANN001
+        def run(rows, plain, micro):  # noqa: ANN001
+            with torch.no_grad():
+                for chunk in (plain, micro)[plan_index]:
+                    trainer._embed_tokenized([rows[i] for i in chunk])
+        return run
+
+    def optimizer(rows, plain, micro):  # noqa: ANN001
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return {"P": timed(plain_pass), "O": timed(optimizer), "N": timed(no_grad(1)), "R": timed(replay),
+            "N_plain": timed(no_grad(0)), "steps": args.steps}
+
+
 def _peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -155,7 +216,7 @@ def _baseline_src(ref: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--worker", choices=["embedlab", "st", "profile"])
+    p.add_argument("--worker", choices=["embedlab", "st", "profile", "floor"])
     p.add_argument("--data")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=32)
@@ -172,7 +233,7 @@ def main() -> None:
     p.add_argument("--out", default="docs/train_throughput.md")
     args = p.parse_args()
     if args.worker:
-        fn = {"embedlab": worker_embedlab, "st": worker_st, "profile": worker_profile}[args.worker]
+        fn = {"embedlab": worker_embedlab, "st": worker_st, "profile": worker_profile, "floor": worker_floor}[args.worker]
         print(json.dumps(fn(args)))
         return
     tmp = Path(tempfile.mkdtemp())
@@ -202,6 +263,28 @@ def main() -> None:
         vs_plain = [tps[name][i] / tps[names[1]][i] for i in range(args.runs)]
         body.append(f"| {name} | {r['tokens']:,} | {r['seconds']:.1f} | {tps[name][best]:,.0f} | {min(tps[name]):,.0f}–{max(tps[name]):,.0f} | "
                     f"{min(vs_st):.2f}–{max(vs_st):.2f} | {min(vs_plain):.2f}–{max(vs_plain):.2f} |")
+
+    floor = _run("floor", **common, micro=args.micro)
+    P, O, N, R, Np = (floor[k] for k in ("P", "O", "N", "R", "N_plain"))
+    measured = [tps[names[2]][i] / tps[names[1]][i] for i in range(args.runs)]
+    body += ["", f"## GradCache's floor (micro-batch {args.micro})", "",
+             f"GradCache computes the same gradient as a plain step, but embeds every text twice: once without a graph (to get "
+             f"the loss's gradient with respect to each representation) and once more with one, micro-batch by micro-batch. "
+             f"Timed in one process on the same {floor['steps']} steps' texts (best of 2, dropout on, fp32), without the trainer "
+             "around them:", "",
+             "| part | seconds |", "|---|---|",
+             f"| P: plain forward + backward, the trainer's padding-aware chunks | {P:.2f} |",
+             f"| O: optimizer step (fused AdamW) | {O:.2f} |",
+             f"| N: GradCache's first pass, no graph, micro-batches of {args.micro} | {N:.2f} |",
+             f"| R: GradCache's replayed pass + backward, micro-batches of {args.micro} | {R:.2f} |",
+             f"| N_plain: a graph-free pass over plain's own chunks | {Np:.2f} |", "",
+             "| bound on GradCache / plain | value |", "|---|---|",
+             f"| exact gradients, micro-batches free: (P + O) / (P + O + N_plain) | {(P + O) / (P + O + Np):.2f} |",
+             f"| at micro-batch {args.micro}: (P + O) / (R + O + N) | {(P + O) / (R + O + N):.2f} |",
+             f"| measured above, per run | {min(measured):.2f}–{max(measured):.2f} |", "",
+             ("The issue's target (≥ 0.85×) lies above the first bound: a second forward pass is the price of GradCache's "
+              "exact gradients, and no scheduling removes it." if (P + O) / (P + O + Np) < 0.85 else
+              "The first bound is above the issue's target (≥ 0.85×): what separates the measurement from it is overhead.")]
 
     if args.profile:
         base = _baseline_src(args.baseline_ref)
