@@ -187,3 +187,11 @@ def test_save_is_atomic_on_failure(tiny_bert, tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "e").iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["e"]  # no temp debris
     Embedder.from_pretrained(tmp_path / "e")
+
+
+def test_a_loaded_model_is_in_inference_mode_before_and_after_encode(tiny_bert):
+    """Dropout must be off for a user calling the chain directly, as after transformers' from_pretrained."""
+    emb = Embedder.from_pretrained(str(tiny_bert))
+    assert not any(m.training for m in emb.modules())
+    emb.encode(["a sentence"])
+    assert not any(m.training for m in emb.modules())

@@ -210,8 +210,9 @@ class Embedder(nn.Module):
             rest = [m for m in rest if not isinstance(m, Truncate)]
             at = next((i for i, m in enumerate(rest) if isinstance(m, Normalize)), len(rest))
             rest.insert(at, Truncate(truncate_dim))
-        return cls([source, head, *rest], prompts={**saved_prompts.get("prompts", {}), **(prompts or {})},
-                   default_prompt_name=default_prompt_name or saved_prompts.get("default_prompt_name"))
+        embedder = cls([source, head, *rest], prompts={**saved_prompts.get("prompts", {}), **(prompts or {})},
+                       default_prompt_name=default_prompt_name or saved_prompts.get("default_prompt_name"))
+        return embedder.eval()  # inference mode, as transformers' from_pretrained leaves a model (dropout off)
 
     load = from_pretrained
 
