@@ -756,6 +756,7 @@ def embed_corpus_cmd(
     actors: int = typer.Option(1, help="Ray actors, each loading the model once"),
     shard_rows: int = typer.Option(10_000, "--shard-rows"),
     dtype: DType = typer.Option(DType.fp32),
+    runtime: Runtime = typer.Option(Runtime.torch, help=RUNTIME_HELP),
     precision: Precision = typer.Option(Precision.float32, help="how vectors are stored in the shards"),
     resume: bool = typer.Option(False, "--resume", help="skip finished shards (checksums verified); refuse a changed model or corpus"),
     no_texts: bool = typer.Option(False, "--no-texts", help="do not store the texts in the shards"),
@@ -769,8 +770,8 @@ def embed_corpus_cmd(
 
     emb = _embedder(model, pooling, attention)  # the driver needs the fingerprint on both backends
     manifest = embed_corpus(model, corpus, out_dir, backend=backend.value, ray_address=ray_address, actors=actors,
-                            shard_rows=shard_rows, dtype=dtype.value, precision=precision.value, resume=resume,
-                            store_texts=not no_texts, prompt=prompt, query_prompt=query_prompt, pooling=pooling,
+                            shard_rows=shard_rows, dtype=dtype.value, runtime=runtime.value, precision=precision.value,
+                            resume=resume, store_texts=not no_texts, prompt=prompt, query_prompt=query_prompt, pooling=pooling,
                             attention=attention.value if attention else None, embedder=emb, progress=True)
     rows = manifest["corpus"]["rows"]
     err.print(f"embedded {rows} documents into {manifest['num_shards']} shard(s) ({precision.value}) with {backend.value} "

@@ -129,3 +129,11 @@ def test_wrong_model_on_workers_is_one_error(tmp_path, tiny_bert, files):
                           on_rows=lambda n: None, address=None, actors=1, batch_rows=50,
                           actor_kwargs={"model": str(tiny_bert), "pooling": None, "attention": None, "fingerprint": "0" * 16,
                                         "prompt": None, "dtype": "fp32", "token_budget": None})
+
+
+def test_ray_with_the_onnx_runtime_equals_local_torch(tmp_path, tiny_bert, files, local_ref):
+    """The driver exports the graph once; the actors load it from the cache and embed the same vectors."""
+    out = tmp_path / "s"
+    manifest = embed_corpus(str(tiny_bert), files, out, shard_rows=50, backend="ray", actors=1, batch_rows=64, runtime="onnx")
+    assert manifest["complete"] and manifest["runtime"] == "onnx"
+    _same(EmbeddingShards(out).read_all(), local_ref)

@@ -247,3 +247,21 @@ def test_cli_embed_corpus_index_and_search(tmp_path, tiny_bert, corpus, monkeypa
     assert code == 1 and "duplicate id 'a'" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(monkeypatch, capsys, "index", "build", "--from-embeddings", tmp_path / "nothing", "--out", idx)
     assert code == 1 and "no manifest.json" in err
+
+
+def test_onnx_runtime_shards_equal_torch_shards(tmp_path, tiny_bert, emb, corpus, monkeypatch, capsys):
+    texts = read_corpora([corpus]).texts
+    ref = emb.encode(texts)
+    manifest = embed_corpus(str(tiny_bert), [corpus], tmp_path / "s", shard_rows=ROWS, embedder=emb, runtime="onnx")
+    assert manifest["runtime"] == "onnx" and manifest["dtype"] == "fp32"
+    _, vecs, _ = EmbeddingShards(tmp_path / "s").read_all()
+    np.testing.assert_allclose(vecs, ref, atol=1e-4)
+    assert ((vecs * ref).sum(1)).min() >= 0.99999
+    with pytest.raises(ConfigError, match="unknown runtime 'tpu'"):
+        embed_corpus(str(tiny_bert), [corpus], tmp_path / "t", embedder=emb, runtime="tpu")
+    with pytest.raises(ConfigError, match="fp32 or int8"):
+        embed_corpus(str(tiny_bert), [corpus], tmp_path / "u", embedder=emb, runtime="onnx", dtype="bf16")
+    code, _, err = run_cli(monkeypatch, capsys, "embed-corpus", tiny_bert, "--corpus", corpus, "--out", tmp_path / "c",
+                           "--runtime", "onnx")
+    assert code == 0, err
+    assert read_manifest(tmp_path / "c")["runtime"] == "onnx"

@@ -155,6 +155,7 @@ def embed_corpus(
     actors: int = 1,
     shard_rows: int = 10_000,
     dtype: str = "fp32",
+    runtime: str = "torch",
     precision: str = "float32",
     resume: bool = False,
     store_texts: bool = True,
@@ -172,7 +173,9 @@ def embed_corpus(
 
     ``embedder`` may pass an already loaded :class:`Embedder` for ``model`` (the local backend then
     reuses it; Ray actors always load ``model`` themselves, which must be a path or alias they can
-    reach). ``actor_cls`` replaces the Ray actor class (for tests and custom setups)."""
+    reach). ``actor_cls`` replaces the Ray actor class (for tests and custom setups). ``runtime="onnx"`` runs
+    the backbone in ONNX Runtime (:mod:`embedlab.models.onnx_runtime`): the driver exports the graph (or
+    loads it from the cache) before any shard, and the Ray actors load the cached graph."""
     from embedlab.models import Embedder
     from embedlab.models.embedder import resolve_dtype
 
@@ -185,8 +188,16 @@ def embed_corpus(
         raise ConfigError("--ray-address needs --backend ray")
     out = Path(out)
     corpus = read_corpora(corpora)
+    from embedlab.models.onnx_runtime import check_runtime
+
+    check_runtime(runtime)
     emb = embedder if embedder is not None else Embedder.from_pretrained(model, pooling=pooling, attention=attention)
-    dtype = resolve_dtype(dtype, emb.device)
+    if runtime == "torch":
+        dtype = resolve_dtype(dtype, emb.device)
+    elif not hasattr(emb, "for_runtime"):
+        raise ConfigError(f"runtime '{runtime}' runs a transformer backbone; {model} is a {type(emb).__name__}")
+    else:
+        _, dtype = emb.for_runtime(runtime, dtype)  # export (or the cached graph) and a bad combination fail here
     emb.resolve_prompt(prompt)  # an unknown prompt name fails before any work
     record = model_record(emb, model, query_prompt, prompt)
     manifest = _new_manifest(record, corpus, precision=precision, dtype=dtype, shard_rows=shard_rows, store_texts=store_texts)
@@ -202,6 +213,7 @@ def embed_corpus(
     out.mkdir(parents=True, exist_ok=True)
     pending = [k for k in range(manifest["num_shards"]) if k not in done]
     manifest["backend"] = backend
+    manifest["runtime"] = runtime
     manifest["shards"] = sorted(done.values(), key=lambda e: e["index"])
     write_manifest(out, manifest)
 
@@ -225,7 +237,8 @@ def embed_corpus(
         if backend == "local":
             for k in pending:
                 lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)
-                vecs = emb.encode(corpus.texts[lo:hi], prompt_name=prompt, dtype=dtype, token_budget=token_budget)
+                vecs = emb.encode(corpus.texts[lo:hi], prompt_name=prompt, dtype=dtype, token_budget=token_budget,
+                                  **({"runtime": runtime} if runtime != "torch" else {}))
                 finish_shard(k, vecs)
                 bar.update(hi - lo)
         elif pending:
@@ -235,7 +248,7 @@ def embed_corpus(
                     on_rows=bar.update, address=ray_address, actors=actors, batch_rows=batch_rows,
                     actor_kwargs={"model": model, "pooling": pooling, "attention": attention,
                                   "fingerprint": record["fingerprint"], "prompt": prompt, "dtype": dtype,
-                                  "token_budget": token_budget},
+                                  "token_budget": token_budget, "runtime": runtime},
                     actor_cls=actor_cls)
     missing = [k for k in range(manifest["num_shards"]) if k not in done]
     if missing:

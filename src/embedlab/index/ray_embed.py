@@ -34,7 +34,7 @@ class EmbedActor:
     """One Ray actor: loads the model once, checks its fingerprint against the driver's, embeds batches."""
 
     def __init__(self, model: str, pooling: str | None, attention: str | None, fingerprint: str, prompt: str | None,
-                 dtype: str, token_budget: int | None) -> None:
+                 dtype: str, token_budget: int | None, runtime: str = "torch") -> None:
         import torch
 
         from embedlab.models import Embedder
@@ -44,11 +44,12 @@ class EmbedActor:
         if self.emb.fingerprint() != fingerprint:
             raise ConfigError(f"the Ray worker loaded {model} with fingerprint {self.emb.fingerprint()}, the driver's is "
                               f"{fingerprint}: every node must see the same model files")
-        self.prompt, self.dtype, self.token_budget = prompt, dtype, token_budget
+        self.prompt, self.dtype, self.token_budget, self.runtime = prompt, dtype, token_budget, runtime
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
-        vecs = self.emb.encode(texts, prompt_name=self.prompt, dtype=self.dtype, token_budget=self.token_budget)
+        vecs = self.emb.encode(texts, prompt_name=self.prompt, dtype=self.dtype, token_budget=self.token_budget,
+                               **({"runtime": self.runtime} if self.runtime != "torch" else {}))
         return {"id": batch["id"], "vector": np.asarray(vecs, dtype=np.float32)}
 
 
