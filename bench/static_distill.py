@@ -647,6 +647,7 @@ def stage_report(teachers: list[str], tasks: list[str], out: Path) -> None:
         "characters and then to max_length (512) tokens, unknown tokens dropped; a text with no known token is the zero "
         "vector (never NaN).",
     ]
+    body = [line.replace(f"{REPO}/", "") for line in body]  # repository-relative paths, not this checkout's
     write_markdown(out, "Static distillation: a model2vec-style static embedder from any embedlab model", body)
 
 
