@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,7 +43,7 @@ from embedlab.models.modules import CONFIG_NAME, WEIGHTS_NAME, Module, load_weig
 # Base class
 # ---------------------------------------------------------------------------------------------
 @register
-class PoolingHead(Module):
+class PoolingHead(Module, metaclass=ABCMeta):
     """Base class: subclasses set ``name`` and implement ``pool(features) -> (B, out_dim)``.
 
     ``input_dim`` is the width of the token states the head reads (the backbone's hidden size).
@@ -104,8 +105,9 @@ class PoolingHead(Module):
     def st_type(self) -> str:
         return st_compat.ST_POOLING if self.st_pooling_mode is not None else "embedlab.pooling"
 
-    def pool(self, features: dict[str, Any]) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def pool(self, features: dict[str, Any]) -> torch.Tensor:
+        """The sentence vectors, (B, out_dim), from the features the source wrote."""
 
     def forward(self, features: dict[str, Any]) -> dict[str, Any]:
         features["sentence_embedding"] = self.pool(features)
