@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -97,8 +97,7 @@ class Embedder(nn.Module):
         self.default_prompt_name = default_prompt_name
         self.last_stats = EncodeStats()
         self._fingerprint: tuple[Any, str] | None = None
-        self._int8: dict[str, Any] = {}  # fingerprint -> the int8 copy encode(dtype="int8") runs (a dict: not a submodule)
-        self._int8_of: str | None = None  # set on an int8 or ONNX Runtime copy: the fingerprint of the embedder it was made from
+        self._copy_of: str | None = None  # set on an int8 or ONNX Runtime copy (_derived_copy): the fingerprint of the embedder it was made from
         self._validate()
 
     # ------------------------------------------------------------------------------------------
@@ -390,19 +389,24 @@ class Embedder(nn.Module):
             result = result[0]
         return result.numpy() if output == "numpy" else result
 
+    def _derived_copy(self, kind: str, build: Callable[[], "Embedder"]) -> "Embedder":
+        """The copy ``build`` makes (int8, ONNX Runtime), built on first use and kept while the weights are
+        unchanged (the fingerprint says so); the copy reports this embedder's fingerprint."""
+        key = self.fingerprint()
+        # kind -> (fingerprint, copy), kept in __dict__ (not submodules), also on embedders made without __init__
+        copies: dict[str, tuple[str, Embedder]] = self.__dict__.setdefault("_copies", {})
+        cached = copies.get(kind)
+        if cached is None or cached[0] != key:
+            copy = build()
+            copy._copy_of = key
+            copies[kind] = cached = (key, copy)
+        return cached[1]
+
     def quantized_int8(self) -> "Embedder":
-        """This embedder with its backbone's linear layers in int8 (:func:`embedlab.models.quantize.quantize_int8`),
-        built on first use and kept while the weights are unchanged (the fingerprint says so)."""
+        """This embedder with its backbone's linear layers in int8 (:func:`embedlab.models.quantize.quantize_int8`)."""
         from embedlab.models.quantize import quantize_int8
 
-        key = self.fingerprint()
-        cache = self.__dict__.setdefault("_int8", {})
-        if key not in cache:
-            cache.clear()
-            quantized = quantize_int8(self)
-            quantized._int8_of = key
-            cache[key] = quantized
-        return cache[key]
+        return self._derived_copy("int8", lambda: quantize_int8(self))
 
     @property
     def runtime(self) -> str:
@@ -434,18 +438,10 @@ class Embedder(nn.Module):
     def onnx(self, int8: bool = False) -> "Embedder":
         """This embedder with its backbone run by ONNX Runtime (:mod:`embedlab.models.onnx_runtime`; ``int8``:
         dynamically quantised), exported on first use into the on-disk cache and kept while the weights
-        are unchanged (the fingerprint says so). CPU only; a head that needs all hidden states is refused."""
+        are unchanged. CPU only; a head that needs all hidden states is refused."""
         from embedlab.models.onnx_runtime import onnx_embedder
 
-        key = self.fingerprint()
-        cache = self.__dict__.setdefault("_onnx", {})
-        if (key, int8) not in cache:
-            for stale in [k for k in cache if k[0] != key]:
-                del cache[stale]
-            copy = onnx_embedder(self, int8=int8)
-            copy._int8_of = key
-            cache[(key, int8)] = copy
-        return cache[(key, int8)]
+        return self._derived_copy("onnx-int8" if int8 else "onnx", lambda: onnx_embedder(self, int8=int8))
 
     # ------------------------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -473,8 +469,8 @@ class Embedder(nn.Module):
         fingerprint. It cannot go stale: the cached digest is reused only while the config and every
         tensor's identity and in-place version counter are unchanged (an optimizer step, a
         ``load_state_dict`` or a LoRA merge all change them)."""
-        if getattr(self, "_int8_of", None) is not None:  # an int8 copy is the same model: indexes built with it or its original match
-            return self._int8_of
+        if getattr(self, "_copy_of", None) is not None:  # an int8/ONNX copy is the same model: indexes built with it or its original match
+            return self._copy_of
         cfg = {k: v for k, v in self.config_dict().items() if k not in ("source", "embedlab_version")}
         state = self.state_dict(keep_vars=True)
         key = (json.dumps(cfg, sort_keys=True),
