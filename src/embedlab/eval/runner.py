@@ -69,7 +69,7 @@ def make_encoder(embedder: Any, *, prompts: dict[str, str | None], dtype: str, c
         key = cache.path(fingerprint, prompt, dtype if runtime in (None, "torch") else f"{dtype}/{runtime}", unique) if cache else None
         vecs = cache.get(key, len(unique)) if cache and key else None
         if vecs is None:
-            vecs = embedder.encode(unique, prompt=prompt or None, dtype=dtype, **({"runtime": runtime} if runtime else {}))
+            vecs = embedder.encode(unique, prompt=prompt or None, dtype=dtype, runtime=runtime)
             if on_encode:
                 on_encode(len(unique))
             if cache and key:

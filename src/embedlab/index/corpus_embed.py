@@ -238,7 +238,7 @@ def embed_corpus(
             for k in pending:
                 lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)
                 vecs = emb.encode(corpus.texts[lo:hi], prompt_name=prompt, dtype=dtype, token_budget=token_budget,
-                                  **({"runtime": runtime} if runtime != "torch" else {}))
+                                  runtime=runtime)
                 finish_shard(k, vecs)
                 bar.update(hi - lo)
         elif pending:

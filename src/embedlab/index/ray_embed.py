@@ -49,7 +49,7 @@ class EmbedActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
         vecs = self.emb.encode(texts, prompt_name=self.prompt, dtype=self.dtype, token_budget=self.token_budget,
-                               **({"runtime": self.runtime} if self.runtime != "torch" else {}))
+                               runtime=self.runtime)
         return {"id": batch["id"], "vector": np.asarray(vecs, dtype=np.float32)}
 
 
