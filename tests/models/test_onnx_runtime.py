@@ -13,6 +13,7 @@ pytest.importorskip("onnxruntime")
 from embedlab.errors import ConfigError  # noqa: E402
 from embedlab.models import Embedder  # noqa: E402
 from embedlab.models import onnx_runtime  # noqa: E402
+from ..conftest import cosines  # noqa: E402
 
 TEXTS = ["the cat sat on the mat", "a dog ran fast", "the sky is blue and the sun is big and the moon is small tonight",
          "we read the book and write code", "the moon", "", "why is the river blue", "find similar text for this query please"]
@@ -26,18 +27,12 @@ def onnx_cache(tmp_path_factory, monkeypatch):
     return root / "onnx"
 
 
-def _cos(a, b):
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(1)
-
-
 def test_onnx_vectors_equal_torch_over_batches_of_other_shapes(tiny_bert):
     emb = Embedder.from_pretrained(str(tiny_bert), pooling="mean")
     want = emb.encode(TEXTS, max_batch_size=3)  # several batches, none of the export's shape (2 x 8)
     got = emb.encode(TEXTS, runtime="onnx", max_batch_size=3)
     assert got.dtype == np.float32 and got.shape == want.shape
-    assert _cos(got, want).min() >= 0.99999
+    assert cosines(got, want).min() >= 0.99999
     assert np.abs(got - want).max() < 1e-4
     copy = emb.onnx()
     assert copy is emb.onnx() and copy.runtime == "onnx" and emb.runtime == "torch"
@@ -100,7 +95,7 @@ def test_a_weight_change_gives_a_new_graph(tiny_bert):
         emb.source.model.encoder.layer[0].intermediate.dense.weight.mul_(0.5)
     second = emb.onnx()
     assert second is not first and second.source.model.path != first.source.model.path
-    assert _cos(emb.encode(TEXTS, runtime="onnx"), emb.encode(TEXTS)).min() >= 0.99999
+    assert cosines(emb.encode(TEXTS, runtime="onnx"), emb.encode(TEXTS)).min() >= 0.99999
 
 
 def test_int8_on_onnx_runtime(tiny_bert):
@@ -109,7 +104,7 @@ def test_int8_on_onnx_runtime(tiny_bert):
     q = emb.encode(TEXTS, runtime="onnx", dtype="int8")
     copy = emb.onnx(int8=True)
     assert copy.source.model.int8 and copy.source.model.path.name.endswith("-int8.onnx")
-    assert _cos(q, fp32).min() > 0.99 and not np.allclose(q, fp32, atol=1e-6)  # close, and really quantised
+    assert cosines(q, fp32).min() > 0.99 and not np.allclose(q, fp32, atol=1e-6)  # close, and really quantised
 
 
 def test_decoder_exports_unfused_and_matches_torch(tiny_llama):
@@ -118,7 +113,7 @@ def test_decoder_exports_unfused_and_matches_torch(tiny_llama):
         want = emb.encode(TEXTS[:5], max_batch_size=3)
         got = emb.encode(TEXTS[:5], runtime="onnx", max_batch_size=3)
         assert emb.onnx().source.model.fused == {}
-        assert _cos(got, want).min() >= 0.99999, side
+        assert cosines(got, want).min() >= 0.99999, side
 
 
 def test_one_line_errors(tiny_bert, monkeypatch):
@@ -157,7 +152,7 @@ def test_cli_encode_and_server_with_runtime_onnx(tiny_bert, tmp_path, monkeypatc
     assert code == 0, err
     emb = Embedder.from_pretrained(str(tiny_bert))
     want = emb.encode(texts)
-    assert _cos(np.load(tmp_path / "v.npy"), want).min() >= 0.99999
+    assert cosines(np.load(tmp_path / "v.npy"), want).min() >= 0.99999
 
     code, _, err = run_cli(monkeypatch, capsys, "encode", "-m", tiny_bert, "-i", src, "-o", tmp_path / "w.npy", "--runtime", "onnx",
                            "--dtype", "bf16")
@@ -167,5 +162,5 @@ def test_cli_encode_and_server_with_runtime_onnx(tiny_bert, tmp_path, monkeypatc
     assert engine.runtime == "onnx" and engine.dtype == "fp32" and engine.embedder.runtime == "onnx"
     with BackgroundServer(create_app(engine, model_name="tiny")) as srv:
         got = np.array([d["embedding"] for d in httpx.post(srv.url + "/v1/embeddings", json={"input": texts}).json()["data"]])
-    assert _cos(got, want).min() >= 0.99999
+    assert cosines(got, want).min() >= 0.99999
     assert np.abs(got - want).max() < 1e-4

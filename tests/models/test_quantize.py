@@ -9,14 +9,9 @@ import torch
 from embedlab.errors import ConfigError
 from embedlab.models import Embedder
 from embedlab.models.quantize import count_quantized, quantize_int8
+from ..conftest import cosines
 
 TEXTS = ["the cat sat on the mat", "a dog ran fast", "the sky is blue", "we read the book and write code", "the moon"]
-
-
-def _cos(a, b):
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(1)
 
 
 def test_int8_encode_is_the_quantised_copy_close_to_fp32_and_leaves_the_model_alone(tiny_bert):
@@ -31,7 +26,7 @@ def test_int8_encode_is_the_quantised_copy_close_to_fp32_and_leaves_the_model_al
     assert count_quantized(emb.source.model) == 0
     np.testing.assert_array_equal(int8, quantized.encode(TEXTS))
     assert int8.dtype == np.float32 and int8.shape == fp32.shape
-    cos = _cos(int8, fp32)
+    cos = cosines(int8, fp32)
     assert cos.min() > 0.99 and not np.array_equal(int8, fp32)  # close, and really another computation
     np.testing.assert_array_equal(emb.encode(TEXTS), fp32)  # the fp32 model is untouched
     for k, v in emb.state_dict().items():
@@ -51,7 +46,7 @@ def test_int8_on_a_decoder_and_errors(tiny_llama):
     emb = Embedder.from_pretrained(str(tiny_llama))  # last-token pooling, EOS appended
     with pytest.warns(UserWarning, match="int8 on a decoder backbone"):
         q = emb.encode(TEXTS, dtype="int8")
-    cos = _cos(q, emb.encode(TEXTS))
+    cos = cosines(q, emb.encode(TEXTS))
     assert cos.min() > 0.99
     with pytest.raises(ConfigError, match="unknown dtype 'int4'"):
         emb.encode(TEXTS, dtype="int4")
@@ -81,4 +76,4 @@ def test_cli_encode_and_server_with_int8(tiny_bert, tmp_path, monkeypatch, capsy
     assert engine.dtype == "int8" and count_quantized(engine.embedder.source.model) > 0
     with BackgroundServer(create_app(engine, model_name="tiny")) as srv:
         got = np.array([d["embedding"] for d in httpx.post(srv.url + "/v1/embeddings", json={"input": TEXTS}).json()["data"]])
-    assert _cos(got, emb.encode(TEXTS, dtype="int8")).min() > 0.9999
+    assert cosines(got, emb.encode(TEXTS, dtype="int8")).min() > 0.9999

@@ -5,7 +5,6 @@ import contextlib
 import re
 from typing import Any, Iterator
 
-import numpy as np
 import pytest
 
 TEXTS = [
@@ -69,6 +68,3 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

@@ -10,8 +10,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import WORDS
-from tests.serve.conftest import TEXTS, cosines, metric, running
+from tests.conftest import WORDS, cosines
+from tests.serve.conftest import TEXTS, metric, running
 
 
 class Hold:

@@ -18,7 +18,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serve.conftest import TEXTS, cosines, running
+from tests.conftest import cosines
+from tests.serve.conftest import TEXTS, running
 
 pytestmark = pytest.mark.slow
 
