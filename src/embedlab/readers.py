@@ -7,11 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from embedlab.errors import EmbedlabError
-
-
-class DatasetError(EmbedlabError):
-    """A dataset file is missing or corrupt."""
+from embedlab.errors import DatasetError
 
 
 def _open_text(path: Path) -> str:

@@ -28,17 +28,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from embedlab.errors import ConfigError, EmbedlabError
+from embedlab.errors import ConfigError, ExportError
 from embedlab.index.shards import FORMAT, MANIFEST, EmbeddingShards
 
 DEFAULT_COLLECTION = "embedlab"
 LANCE_MIN_ANN_ROWS = 256  # IVF_PQ trains 256 centroids per sub-vector
 MILVUS_TEXT_BYTES = 65535  # Milvus VARCHAR limit
 UUID_NS = uuid.UUID("6f1d3c3e-6a55-4a8e-9d0f-6d2b1c0e3a11")
-
-
-class ExportError(EmbedlabError):
-    """A target that cannot be reached, opened or written."""
 
 
 @dataclass

@@ -22,16 +22,12 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from embedlab.errors import EmbedlabError
+from embedlab.errors import ShardError
 from embedlab.io import atomic_path, file_sha256, read_json, write_json
 
 FORMAT = "embedlab-shards/1"
 MANIFEST = "manifest.json"
 PRECISIONS = ("float32", "float16", "int8", "binary")
-
-
-class ShardError(EmbedlabError):
-    """A shard directory that is missing, incomplete, corrupt or made by another model."""
 
 
 def model_record(emb: Any, name: str, query_prompt: str | None = None, document_prompt: str | None = None) -> dict[str, Any]:

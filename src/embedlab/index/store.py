@@ -22,16 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from embedlab import __version__
-from embedlab.errors import EmbedlabError
+from embedlab.errors import IndexStoreError
 from embedlab.index.codecs import Codec, CodecError, parse_codec, prepare
 from embedlab.io import atomic_path, file_sha256, read_json
 
 RESCORE_DTYPES = ("float32", "int8")
 MANIFEST = "manifest.json"
-
-
-class IndexStoreError(EmbedlabError):
-    """A problem with an index directory or an index operation."""
 
 
 class VectorIndex:

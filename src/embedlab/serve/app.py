@@ -27,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedlab import __version__
-from embedlab.errors import ConfigError, EmbedlabError, EmptyInput, Unavailable
+from embedlab.errors import ClientGone, ConfigError, EmbedlabError, EmptyInput, Unavailable
 from embedlab.serve import schemas as s
 from embedlab.serve.engine import Embedded, Engine, Prepared
 from embedlab.serve.errors import BadRequest, NotFound, TooManyInputs, Unauthorized, error_body, exception_body
@@ -38,12 +38,6 @@ log = logging.getLogger(__name__)
 _ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 500, 503)}
 _OPEN_PATHS = ("/health", "/ready", "/metrics")
 MAX_BODY_BYTES = 64 << 20  # a declared Content-Length above this is refused with 413 before the body is read
-
-
-class ClientGone(EmbedlabError):
-    """The client disconnected before its answer was ready (nobody reads this response)."""
-
-    http_status = 499
 
 
 def create_app(engine: Engine, *, model_name: str, indexes: Mapping[str, Any] | None = None,

@@ -1,48 +1,15 @@
 """Errors of the server, and the one mapping from any error to an OpenAI-style body.
 
-Every error class carries ``http_status`` (:mod:`embedlab.errors` holds the shared hierarchy; the few
-classes that only make sense over HTTP live here). :func:`error_body` and :func:`status_of` are the
+Every error class carries ``http_status`` (:mod:`embedlab.errors` holds the one hierarchy, the HTTP-only
+classes included; they are re-exported here). :func:`error_body` and :func:`status_of` are the
 only places that turn an exception into a response: no handler catches and re-words errors itself.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from embedlab.errors import BackendError, EmbedlabError, EmptyInput, InputError, Overloaded, Unavailable
-
-
-class Unauthorized(EmbedlabError):
-    """A missing or wrong API key."""
-
-    http_status = 401
-
-
-class NotFound(EmbedlabError):
-    """An unknown index (or route)."""
-
-    http_status = 404
-
-
-class InputTooLong(InputError):
-    """An input over ``--max-input-tokens`` while truncation is off, or a request larger than the queue."""
-
-    http_status = 413
-
-
-class TooManyInputs(InputError):
-    """More inputs in one request than the server accepts (2,048)."""
-
-    http_status = 400
-
-
-class BadRequest(InputError):
-    """A request-level check failed (e.g. ``dimensions`` out of range, JSON that does not parse)."""
-
-    http_status = 400
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
+from embedlab.errors import (BackendError, BadRequest, EmbedlabError, EmptyInput, InputError, InputTooLong, NotFound,
+                             Overloaded, TooManyInputs, Unauthorized, Unavailable)
 
 
 #: OpenAI's ``error.type`` for each status.

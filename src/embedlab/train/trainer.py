@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from embedlab.errors import EmbedlabError
+from embedlab.errors import EmbedlabError, TrainingDiverged
 from embedlab.io import atomic_path, write_json
 from embedlab.train import distributed as dist_utils
 from embedlab.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint, set_rng_states
@@ -36,10 +36,6 @@ from embedlab.train.gradcache import cached_backward, embed_planned, length_sort
 from embedlab.train.losses import contrastive_loss_flat, false_negative_mask, matryoshka_flat
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(EmbedlabError):
-    """The loss or the gradient became NaN/inf; the last good checkpoint is kept."""
 
 
 class BatchSampler:
