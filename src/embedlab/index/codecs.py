@@ -10,7 +10,7 @@ Grammar: ``[mrl<D>:]<base>`` where ``<base>`` is one of
 * ``hnsw[<m>]`` / ``hnsw[<m>],int8``   HNSW graph over float or int8 vectors (m links, default 32).
 
 ``mrl<D>:`` first truncates to the first D dimensions and renormalises (Matryoshka). Vectors are
-L2-normalised before encoding, so inner product = cosine. Every codec except ``binary`` is a FAISS
+L2-normalised before encoding (:mod:`embedlab.vectors`), so inner product = cosine. Every codec except ``binary`` is a FAISS
 index built with ``faiss.index_factory``; ``binary`` uses ``faiss.IndexBinaryFlat``.
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedlab.errors import EmbedlabError
+from embedlab.errors import CodecError, EmbedlabError
+from embedlab.vectors import prepare as vectors_prepare
 
 ALLOWED = ("float32, float16, int8, binary, pq<M>[x<bits>], ivf<N>,pq<M>[x<bits>], hnsw[<m>], hnsw[<m>],int8; "
            "optionally prefixed by mrl<D>: (e.g. mrl256:int8)")
@@ -30,10 +31,6 @@ _BASE = re.compile(
     r"|ivf(?P<ivf_n>\d+),pq(?P<ivf_m>\d+)(?:x(?P<ivf_b>\d+))?"
     r"|hnsw(?P<hnsw_m>\d+)?(?P<hnsw_int8>,int8)?)$"
 )
-
-
-class CodecError(EmbedlabError):
-    """A codec string that does not parse or does not fit the vectors."""
 
 
 @dataclass(frozen=True)
@@ -105,18 +102,9 @@ def parse_codec(spec: str) -> Codec:
 
 
 def prepare(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
-    """float32, finite, 2-d, optionally truncated to ``dim``, then L2-normalised."""
-    x = np.asarray(vectors)
-    if x.ndim != 2:
-        raise CodecError(f"expected a 2-d array of vectors, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise CodecError(f"expected float vectors, got {x.dtype}")
-    x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():
-        raise CodecError("vectors contain NaN or inf")
-    if dim is not None:
-        if dim > x.shape[1]:
-            raise CodecError(f"mrl{dim} needs at least {dim} dimensions, vectors have {x.shape[1]}")
-        x = x[:, :dim]
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+    """float32, finite, 2-d, optionally truncated to ``dim``, then L2-normalised (:func:`embedlab.vectors.prepare`,
+    its errors as :class:`CodecError`)."""
+    try:
+        return vectors_prepare(vectors, dim)
+    except EmbedlabError as exc:
+        raise CodecError(str(exc).replace(f"dim={dim} ", f"mrl{dim} ")) from None

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from embedlab import vectors
 from embedlab.errors import ConfigError
 from embedlab.io import atomic_path, read_json
 from embedlab.models import st_compat
@@ -182,7 +182,7 @@ class Projection(Module):
 
 @register
 class Truncate(Module):
-    """Matryoshka truncation: keep the first ``truncate_dim`` dimensions."""
+    """Matryoshka truncation: keep the first ``truncate_dim`` dimensions (:func:`embedlab.vectors.truncate`)."""
 
     kind = "truncate"
     folder_name = "Truncate"
@@ -203,13 +203,13 @@ class Truncate(Module):
             raise ConfigError(f"truncate_dim must be an integer in 1..{input_dim}, got {self.truncate_dim}")
 
     def forward(self, features: dict[str, Any]) -> dict[str, Any]:
-        features["sentence_embedding"] = features["sentence_embedding"][:, : self.truncate_dim]
+        features["sentence_embedding"] = vectors.truncate(features["sentence_embedding"], self.truncate_dim)
         return features
 
 
 @register
 class Normalize(Module):
-    """L2 normalisation of the sentence embedding (sentence-transformers' ``Normalize``)."""
+    """L2 normalisation of the sentence embedding (sentence-transformers' ``Normalize``; :func:`embedlab.vectors.normalize`)."""
 
     kind = "normalize"
     folder_name = "Normalize"
@@ -219,7 +219,7 @@ class Normalize(Module):
         return st_compat.ST_NORMALIZE
 
     def forward(self, features: dict[str, Any]) -> dict[str, Any]:
-        features["sentence_embedding"] = F.normalize(features["sentence_embedding"], p=2, dim=-1)
+        features["sentence_embedding"] = vectors.normalize(features["sentence_embedding"])
         return features
 
 
