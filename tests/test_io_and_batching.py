@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from embedlab.errors import InputError
-from embedlab.io import atomic_path, read_texts, write_json
+from embedlab.io import MARKER, atomic_path, read_texts, write_json
 from embedlab.models.batching import pad_batch, padding_aware_batches, token_budget_batches
 
 
@@ -160,10 +160,10 @@ def test_atomic_directory_replacement_fails_cleanly(tmp_path):
             tmp.mkdir()
             (tmp / "b.txt").write_text("new")
             raise RuntimeError("killed while writing")
-    assert sorted(p.name for p in target.iterdir()) == ["a.txt"] and (target / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, "a.txt"] and (target / "a.txt").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["index"]
     with atomic_path(target) as tmp:
         tmp.mkdir()
         (tmp / "b.txt").write_text("new")
-    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, "b.txt"]  # embedlab's old a.txt is replaced
     assert [p.name for p in tmp_path.iterdir()] == ["index"]
