@@ -12,7 +12,7 @@ import embedlab
 from embedlab.errors import ConfigError, EmbedlabError, InputError
 from embedlab.models import Embedder
 from embedlab.models.static import (
-    StaticEmbedder,
+    StaticSource,
     distill,
     emittable_tokens,
     is_static_dir,
@@ -235,7 +235,8 @@ def test_torch_chain_equals_numpy_encode(saved):
 def test_load_save_round_trip_and_options(saved, student):
     assert is_static_dir(saved)
     model = embedlab.load(str(saved))
-    assert isinstance(model, StaticEmbedder) and model.normalize and model.attention is None
+    assert type(model) is Embedder and isinstance(model.source, StaticSource)  # a plain chain, found through the registry
+    assert model.normalize and model.attention is None
     np.testing.assert_allclose(model.encode(TEXTS), student[0].encode(TEXTS), atol=1e-6)
     provenance = json.loads((saved / "embedlab_static.json").read_text())
     assert provenance["dims"] == 8 and provenance["teacher_fingerprint"]

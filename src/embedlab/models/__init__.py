@@ -1,11 +1,21 @@
-"""Backbones, attention modes, pooling heads, chain modules and the Embedder."""
-from embedlab.models.aliases import ALIASES, DEFAULT_MODEL
+"""Embedding models: the :class:`Embedder` chain (source -> pooling head -> [projection] -> [truncate] ->
+[normalize]), its sources (a transformer :class:`Backbone` with an attention mode, a static table
+:class:`StaticSource`), the pooling heads, the chain modules and their registry, and the derived copies
+(int8, ONNX Runtime). Model names are resolved by :mod:`embedlab.sources`.
+
+Importing the package registers every module kind (``static`` and ``debias`` included), so a saved chain
+of any kind loads through :data:`REGISTRY`.
+"""
+from __future__ import annotations
+
 from embedlab.models.backbone import ATTENTION_MODES, Backbone
+from embedlab.models.debias import DebiasProjection
 from embedlab.models.embedder import Embedder, EncodeStats
 from embedlab.models.modules import REGISTRY, Module, Normalize, Projection, Truncate, register
 from embedlab.models.pooling import POOLING_HEADS, PoolingHead, build_head
-from embedlab.models.static import StaticEmbedder  # static (model2vec-layout) models: embedlab distill
-from embedlab.models.debias import DebiasProjection  # registers the "debias" module kind
+from embedlab.models.static import StaticSource
+from embedlab.sources.aliases import ALIASES, DEFAULT_MODEL
 
-__all__ = ["ALIASES", "DEFAULT_MODEL", "ATTENTION_MODES", "Backbone", "Embedder", "EncodeStats", "POOLING_HEADS",
-           "PoolingHead", "build_head", "Module", "Normalize", "Projection", "Truncate", "REGISTRY", "register"]
+__all__ = ["ALIASES", "ATTENTION_MODES", "Backbone", "DEFAULT_MODEL", "DebiasProjection", "Embedder", "EncodeStats",
+           "Module", "Normalize", "POOLING_HEADS", "PoolingHead", "Projection", "REGISTRY", "StaticSource", "Truncate",
+           "build_head", "register"]

@@ -1,8 +1,7 @@
 """Backbones: a Hugging Face base model + its tokenizer, with a chosen attention mode.
 
-Sources, tried in order: a packaged alias (``minilm-l6``, ``smollm2-135m``), a local directory
-(HF layout or a saved embedder), a GGUF file, then a hub id (local HF cache first; the network only
-when reachable, failing fast otherwise).
+Model names (alias, directory, GGUF file, hub id) are resolved by :mod:`embedlab.sources`; the names
+``resolve_source`` and ``hub_reachable`` stay importable from here.
 
 Attention mode for decoders uses transformers >= 5.2's ``config.is_causal`` (read by the mask
 builders and by the SDPA/flash kernels), persisted in ``config.json`` together with
@@ -13,29 +12,26 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import socket
 from pathlib import Path
 from typing import Any, Sequence
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from embedlab.errors import ConfigError, EmbedlabError, ModelNotFoundError
 from embedlab.io import read_json
-from embedlab.models import gguf, st_compat
+from embedlab.models import st_compat
+from embedlab.models.batching import pad_batch
 from embedlab.models.features import exclude_prefix
 from embedlab.models.modules import Module, register
-from embedlab.tokenize import Tokenized, tokenize_prompted
-from embedlab.models.aliases import ALIASES, alias_names
+from embedlab.sources.resolve import from_hub_or_cache, hub_reachable, resolve_source
+from embedlab.tokenize.prompted import Tokenized, tokenize_prompted
 
 log = logging.getLogger(__name__)
 
 ATTENTION_MODES = ("causal", "bidirectional")
 DEFAULT_MAX_LENGTH = 512
 BACKBONE_CONFIG = "embedlab_backbone.json"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 def is_decoder_config(config: Any) -> bool:
@@ -63,56 +59,6 @@ def check_transformers_version(minimum: str = "5.2") -> None:
     if too_old:
         raise EmbedlabError(f"transformers {found} is too old: embedlab needs transformers >= {minimum} (older versions keep "
                             f"decoders causal even in bidirectional mode); upgrade with pip install 'transformers>={minimum}'")
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True if the hub's host answers a TCP connection within ``timeout`` seconds."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def resolve_source(name: str | os.PathLike) -> tuple[str, str]:
-    """Map a model name to (what to pass to from_pretrained, a human description of the source)."""
-    name = str(name)
-    if name in ALIASES:
-        alias = ALIASES[name]
-        path = alias.locate()
-        if alias.is_gguf:
-            return str(gguf.converted_dir(path)), f"alias {name} ({alias.package}, GGUF)"
-        return str(path), f"alias {name} ({alias.package})"
-    path = Path(name).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return str(gguf.converted_dir(path)), f"GGUF file {path}"
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} is a directory without config.json: not a Hugging Face model or saved embedder")
-        return str(path.resolve()), f"directory {path}"
-    if path.exists() or name.startswith((".", "/", "~")) or not _HUB_ID.match(name):
-        raise ModelNotFoundError(f"unknown model '{name}': not an alias ({alias_names()}), a directory, or a hub id")
-    return name, f"hub id {name}"
-
-
-def _from_hub_or_cache(loader: Any, name: str, **kwargs: Any) -> Any:
-    """Load from the local HF cache, else from the hub if it answers, else fail fast."""
-    try:
-        return loader.from_pretrained(name, local_files_only=True, **kwargs)
-    except OSError:
-        pass
-    if not hub_reachable():
-        raise ModelNotFoundError(
-            f"unknown model '{name}': not an alias ({alias_names()}) or directory, and the Hugging Face hub "
-            "is not reachable (no network, or HF_HUB_OFFLINE=1) and it is not in the local cache"
-        )
-    try:
-        return loader.from_pretrained(name, **kwargs)
-    except OSError as exc:
-        raise ModelNotFoundError(f"could not load '{name}' from the hub: {str(exc).splitlines()[0]}") from None
 
 
 @register
@@ -186,7 +132,7 @@ class Backbone(Module):
 
         def load_with(loader: Any, **kwargs: Any) -> Any:
             if is_hub:
-                return _from_hub_or_cache(loader, target, **kwargs)
+                return from_hub_or_cache(loader, target, **kwargs)
             try:
                 return loader.from_pretrained(target, **kwargs)
             except (OSError, ValueError) as exc:
@@ -245,6 +191,10 @@ class Backbone(Module):
         return st_compat.ST_TRANSFORMER
 
     # -- texts -> features ---------------------------------------------------------------------
+    def pad(self, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) of a batch: the tokenizer's pad id on ``padding_side``."""
+        return pad_batch(ids, self.tokenizer.pad_token_id, self.padding_side)
+
     def tokenize(self, texts: Sequence[str], prompts: Sequence[str] | str | None = None) -> Tokenized:
         """Token ids of ``prompts[i] + texts[i]`` and the prompt's token count in each (:mod:`embedlab.tokenize`)."""
         return tokenize_prompted(self.tokenizer, texts, prompts, max_length=self.max_length, append_eos=self.append_eos)

@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -38,10 +39,11 @@ from embedlab import __version__
 from embedlab.errors import ConfigError, EmbedlabError, InputError
 from embedlab.io import atomic_path, read_json
 from embedlab.models import st_compat
-from embedlab.models.backbone import Backbone, resolve_source
+from embedlab.models.backbone import Backbone
 from embedlab.models.batching import pad_batch, token_budget_batches
-from embedlab.models.modules import Module, Normalize, Truncate, module_class_for
+from embedlab.models.modules import REGISTRY, Module, Normalize, Truncate, module_class_for
 from embedlab.models.pooling import PoolingHead, build_head
+from embedlab.sources.resolve import resolve_source
 from embedlab.tokenize.prompted import check_texts
 
 log = logging.getLogger(__name__)
@@ -176,18 +178,21 @@ class Embedder(nn.Module):
             raise ConfigError("give truncate_dim or dim (its alias), not both")
         truncate_dim = truncate_dim if truncate_dim is not None else dim
         target, where = resolve_source(model)
-        from embedlab.models.static import is_static_dir, load_static  # here: static.py imports this module
-
-        if is_static_dir(target):  # a static (model2vec-layout) model has no backbone to load
-            return load_static(target, where, pooling=pooling, attention=attention, normalize=normalize,
-                               truncate_dim=truncate_dim, max_length=max_length, prompts=prompts,
-                               default_prompt_name=default_prompt_name, pooling_options=pooling_options,
-                               preset=preset, append_eos=append_eos)
-        source = Backbone.from_source(target, where, attention=attention, attn_implementation=attn_implementation,
-                                      max_length=max_length, padding_side=padding_side)
+        source_cls = source_class(Path(target))  # the chain's first module, through the registry
+        source = source_cls.from_source(target, where, attention=attention, attn_implementation=attn_implementation,
+                                        max_length=max_length, padding_side=padding_side)
         saved_modules, saved_prompts = _read_saved_chain(Path(target))
-        head = saved_modules[0] if saved_modules and isinstance(saved_modules[0], PoolingHead) else None
-        rest = saved_modules[1:] if head is not None else []
+        builtin = getattr(source, "builtin_pooling", None)  # a source whose saved form pools by itself (a static table)
+        if builtin is not None:
+            if pooling not in (None, builtin):
+                raise ConfigError(f"{where} has its pooling built in ({builtin} of its token rows); got pooling={pooling!r}")
+            for key, value in (("pooling_options", pooling_options), ("preset", preset)):
+                if value:
+                    raise ConfigError(f"{where} has its pooling built in ({builtin}): {key} does not apply")
+            head, rest = build_head(builtin, source.hidden_size), list(saved_modules)  # the head is not saved
+        else:
+            head = saved_modules[0] if saved_modules and isinstance(saved_modules[0], PoolingHead) else None
+            rest = saved_modules[1:] if head is not None else []
         if head is None or (pooling is not None and pooling != head.name) or pooling_options or preset is not None:
             name = pooling or (head.name if head is not None else ("last_token" if source.is_decoder else "mean"))
             head = build_head(name, source.hidden_size, num_layers=source.num_layers, attention=source.attention,
@@ -203,7 +208,7 @@ class Embedder(nn.Module):
                 rest.append(Normalize())
             elif not normalize:
                 rest = [m for m in rest if not isinstance(m, Normalize)]
-        elif not saved_modules:
+        elif not saved_modules and getattr(source, "normalize_by_default", True):
             rest.append(Normalize())
         if truncate_dim is not None:
             rest = [m for m in rest if not isinstance(m, Truncate)]
@@ -286,9 +291,10 @@ class Embedder(nn.Module):
 
     def batch_features(self, ids: Sequence[Sequence[int]], prompt_lengths: Sequence[int] | None = None,
                        device: torch.device | None = None) -> dict[str, Any]:
-        """Pad token ids into the features a source reads (``prompt_length`` only when the head
-        excludes the instruction)."""
-        input_ids, mask = pad_batch(ids, self.tokenizer.pad_token_id, self.padding_side)
+        """Pad token ids into the features a source reads (the source's ``pad`` where it has one;
+        ``prompt_length`` only when the head excludes the instruction)."""
+        pad = getattr(self.source, "pad", None)
+        input_ids, mask = pad(ids) if pad is not None else pad_batch(ids, self.tokenizer.pad_token_id, self.padding_side)
         device = device or self.device
         features: dict[str, Any] = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
         if self.head.exclude_instruction and prompt_lengths is not None and any(prompt_lengths):
@@ -350,7 +356,10 @@ class Embedder(nn.Module):
         n = len(texts)
         result = torch.empty((n, self.output_dim), dtype=torch.float32)
         stats = EncodeStats(texts=n, max_length=self.max_length)
-        if n:
+        encode_rows = getattr(self.source, "encode_rows", None)  # a source that embeds in numpy, without the torch chain
+        if n and encode_rows is not None:
+            result = torch.from_numpy(encode_rows(self, texts, pre, stats, show_progress))
+        elif n:
             tokenized = self.tokenize(list(texts), pre)
             stats.truncated = tokenized.truncated
             lengths = tokenized.lengths
@@ -420,6 +429,9 @@ class Embedder(nn.Module):
         from embedlab.models.onnx_runtime import check_runtime
 
         runtime = check_runtime(runtime or self.runtime)
+        fixed = getattr(self.source, "check_runtime", None)  # a source that runs one way only (a static table)
+        if fixed is not None:
+            return self, fixed(runtime, dtype)
         if self.runtime == "onnx":  # a copy made by onnx(): it runs its own graph
             if runtime != "onnx":
                 raise ConfigError("this embedder runs on ONNX Runtime (made by Embedder.onnx()); use the original for runtime 'torch'")
@@ -484,9 +496,16 @@ class Embedder(nn.Module):
             self._fingerprint = (key, h.hexdigest()[:16])
         return self._fingerprint[1]
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Save atomically in the sentence-transformers layout (see module docstring)."""
+    def save(self, path: str | os.PathLike, *, provenance: dict[str, Any] | None = None) -> None:
+        """Save atomically in the sentence-transformers layout (see module docstring), or in the source's own
+        layout where it has one (``save_embedder``: a static model is saved in model2vec's). ``provenance``
+        (how the model was made) goes into ``embedlab.json``, or a static model's ``embedlab_static.json``."""
+        saver = getattr(self.source, "save_embedder", None)
+        if saver is not None:
+            saver(self, path, provenance=provenance)
+            return
         path = Path(path)
+        self._warn_prompts_sentence_transformers_counts_differently()
         with atomic_path(path) as tmp:
             tmp.mkdir(parents=True)
             self.source.save(tmp)
@@ -504,10 +523,28 @@ class Embedder(nn.Module):
                 "similarity_fn_name": "cosine",
             }
             (tmp / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2) + "\n")
-            (tmp / EMBEDLAB_CONFIG).write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+            summary = self.config_dict() if provenance is None else {**self.config_dict(), "provenance": provenance}
+            (tmp / EMBEDLAB_CONFIG).write_text(json.dumps(summary, indent=2) + "\n")
+
+    def _warn_prompts_sentence_transformers_counts_differently(self) -> None:
+        """Warn when the head leaves the instruction out of pooling and sentence-transformers would count a
+        prompt's tokens differently (:func:`st_compat.prompt_count_mismatches`): ``SentenceTransformer(path)``
+        with that prompt then pools other tokens than embedlab does (docs/models.md measures it)."""
+        if not self.head.exclude_instruction or not any(self.prompts.values()) or not hasattr(self.source, "model"):
+            return
+        for m in st_compat.prompt_count_mismatches(self.tokenizer, self.prompts):
+            fix = (f"the prompt {m.fix!r} (without the trailing whitespace) counts the same both ways with this tokenizer"
+                   if m.fix is not None else "no shorter prompt makes the two agree with this tokenizer")
+            warnings.warn(f"prompt {m.name!r}: sentence-transformers counts {m.alone} tokens for it alone, but in front of "
+                          f"a text it covers {m.in_context} (its trailing space joins the text's first word), so "
+                          f"SentenceTransformer(path) with include_prompt=False pools other tokens than embedlab and "
+                          f"gives other vectors; {fix}", UserWarning, stacklevel=3)
 
     def describe(self) -> dict[str, Any]:
-        """A summary for ``embedlab info``."""
+        """A summary for ``embedlab info`` (the source's ``describe_embedder`` where it has one)."""
+        own = getattr(self.source, "describe_embedder", None)
+        if own is not None:
+            return own(self)
         bb = self.source
         cfg = bb.config
         return {
@@ -563,6 +600,31 @@ def _versions() -> dict[str, str]:
             "transformers": transformers.__version__, "pytorch": torch.__version__}
 
 
+def source_class(root: Path) -> type[Module]:
+    """The class of a saved chain's first module, through the registry: the type of ``modules.json``'s first
+    entry (sentence-transformers' Transformer or StaticEmbedding, or ``embedlab.<kind>``), else the kind that
+    ``config.json``'s ``model_type`` names (:data:`st_compat.CONFIG_MODEL_TYPES`: a model2vec folder without
+    modules.json), else a transformer :class:`Backbone` (a plain HF directory or a hub id)."""
+    modules_file = root / "modules.json"
+    if root.is_dir() and modules_file.is_file():
+        entries = read_json(modules_file, ConfigError, "modules.json")
+        if isinstance(entries, list) and entries and all(isinstance(e, dict) for e in entries):
+            first = min(entries, key=lambda e: e.get("idx", 0))
+            cls = module_class_for(first.get("type", ""), root, first.get("path", ""))
+            if getattr(cls, "is_source", False):
+                return cls
+    config_file = root / "config.json"
+    if root.is_dir() and config_file.is_file():
+        try:
+            model_type = json.loads(config_file.read_text()).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            model_type = None  # the backbone's loader reports a broken config
+        kind = st_compat.CONFIG_MODEL_TYPES.get(model_type) if isinstance(model_type, str) else None
+        if kind is not None and kind in REGISTRY:
+            return REGISTRY[kind]
+    return Backbone
+
+
 def _read_saved_chain(root: Path) -> tuple[list[Module], dict[str, Any]]:
     """The modules after the source of a saved embedder or sentence-transformers model in ``root``,
     and its prompts ([] and {} for a plain HF directory)."""
@@ -595,4 +657,5 @@ def _read_saved_chain(root: Path) -> tuple[list[Module], dict[str, Any]]:
     return modules, prompts
 
 
-__all__ = ["Embedder", "EncodeStats", "DTYPES", "INT8", "autocast", "low_precision_cpu_attention", "native_bf16", "resolve_dtype"]
+__all__ = ["Embedder", "EncodeStats", "DTYPES", "INT8", "autocast", "low_precision_cpu_attention", "native_bf16", "resolve_dtype",
+           "source_class"]

@@ -12,11 +12,12 @@ Distillation (:func:`distill`), after Model2Vec (MinishLab) and SIF (Arora et al
    or from the token frequencies of a real corpus (SIF) when one is; tokens the corpus never shows get
    weight 1.
 
-The result is a :class:`StaticEmbedder`: an :class:`~embedlab.models.embedder.Embedder` whose chain
-is ``StaticSource -> mean pooling [-> truncate] [-> normalize]``, so ``encode``, ``eval``, ``index``
-and ``serve`` use it like any model. Its :meth:`StaticEmbedder.encode` is a tokenizer pass and a mean
-over table rows in numpy (no torch). It is saved in Model2Vec's own layout (``config.json`` with
-``model_type: model2vec``, ``model.safetensors`` holding ``embeddings``, ``tokenizer.json``), plus a
+The result is a plain :class:`~embedlab.models.embedder.Embedder` whose chain is
+``StaticSource -> mean pooling [-> truncate] [-> normalize]``, so ``encode``, ``eval``, ``index`` and
+``serve`` use it like any model. :class:`StaticSource` is registered under sentence-transformers'
+``StaticEmbedding`` type and answers the embedder's source hooks: its ``encode`` is a tokenizer pass and
+a mean over table rows in numpy (no torch), and it is saved in Model2Vec's own layout (``config.json``
+with ``model_type: model2vec``, ``model.safetensors`` holding ``embeddings``, ``tokenizer.json``), plus a
 ``modules.json`` naming sentence-transformers' ``StaticEmbedding``, so the same folder loads in
 ``model2vec.StaticModel.from_pretrained``, ``SentenceTransformer`` and ``embedlab.load``.
 
@@ -41,21 +42,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from embedlab import __version__
+from embedlab import __version__, vectors
 from embedlab.errors import ConfigError, EmbedlabError, InputError
 from embedlab.io import atomic_path, file_sha256, read_json
-from embedlab.models.embedder import Embedder, EncodeStats
-from embedlab.models.modules import Module, Normalize, Truncate
+from embedlab.models import st_compat
+from embedlab.models.batching import pad_batch
+from embedlab.models.embedder import Embedder
+from embedlab.models.modules import Module, Normalize, Truncate, register
 from embedlab.models.pooling import MeanPooling
-from embedlab.tokenize import Tokenized
-from embedlab.tokenize.prompted import check_texts, expand_prompts
+from embedlab.tokenize.prompted import Tokenized, expand_prompts
 
 log = logging.getLogger(__name__)
 
-MODEL_TYPE = "model2vec"  # config.json's model_type: what makes a folder a static model
+MODEL_TYPE = st_compat.MODEL2VEC  # config.json's model_type: what makes a folder a static model
 PROVENANCE = "embedlab_static.json"  # how it was distilled (informational)
-ST_STATIC_EMBEDDING = "sentence_transformers.models.StaticEmbedding"
-ST_NORMALIZE = "sentence_transformers.models.Normalize"
 DEFAULT_DIMS = 256
 DEFAULT_SIF = 1e-4  # Model2Vec's sif_coefficient
 DEFAULT_MAX_LENGTH = 512  # model2vec.StaticModel's default when config.json gives none
@@ -137,11 +137,18 @@ def median_token_length(backend: Any) -> int:
 # ---------------------------------------------------------------------------------------------
 # The static source module
 # ---------------------------------------------------------------------------------------------
+@register
 class StaticSource(Module):
     """A chain source made of a (vocabulary x dim) table: ``token_embeddings`` are table rows.
 
-    ``tokenize`` follows model2vec (see the module docstring); ``forward`` looks rows up for the
-    torch path (the server's batches); :meth:`mean_rows` is the numpy path of ``encode``."""
+    Registered as kind ``static``, which :mod:`embedlab.models.st_compat` maps sentence-transformers'
+    ``StaticEmbedding`` type to, so :meth:`Embedder.from_pretrained` finds it through the registry like any
+    source. Besides the source protocol it answers the embedder's optional source hooks:
+    ``builtin_pooling`` (the saved form pools by itself: no pooling module is saved, the mean head is
+    rebuilt on load and no other head may follow), :meth:`from_source`, :meth:`pad`, :meth:`encode_rows`
+    (the numpy path of ``encode``: a tokenizer pass and a sparse mean of rows, no torch), :meth:`check_runtime`,
+    :meth:`save_embedder` (model2vec's layout) and :meth:`describe_embedder`. ``tokenize`` follows
+    model2vec (see the module docstring); ``forward`` looks rows up for the torch path (the server's batches)."""
 
     kind = "static"
     folder_name = "StaticEmbedding"
@@ -152,9 +159,11 @@ class StaticSource(Module):
     append_eos = False
     padding_side = "right"
     num_layers = 0
+    builtin_pooling = "mean"
 
     def __init__(self, vectors: np.ndarray | torch.Tensor, tokenizer: Any, *, source: str,
-                 max_length: int | None = DEFAULT_MAX_LENGTH, hf_tokenizer: Any = None) -> None:
+                 max_length: int | None = DEFAULT_MAX_LENGTH, hf_tokenizer: Any = None,
+                 normalize_by_default: bool = False, provenance: dict[str, Any] | None = None) -> None:
         super().__init__()
         table = torch.as_tensor(np.asarray(vectors, dtype=np.float32)) if not isinstance(vectors, torch.Tensor) \
             else vectors.detach().float()
@@ -172,7 +181,45 @@ class StaticSource(Module):
         self.unk_id = unknown_token_id(self.backend)
         self.median_token_length = median_token_length(self.backend)
         self._hf_tokenizer = hf_tokenizer
+        self.normalize_by_default = normalize_by_default  # what a folder without saved modules means (config.json)
+        self.provenance = provenance  # how it was distilled (embedlab_static.json), kept across load and save
         self.config = SimpleNamespace(model_type=MODEL_TYPE, vocab_size=n, max_position_embeddings=None)
+
+    @classmethod
+    def from_source(cls, target: str, where: str, *, attention: str | None = None, max_length: int | None = None,
+                    padding_side: str | None = None, **ignored: Any) -> "StaticSource":
+        """Load a static model folder (written by embedlab or by model2vec: its ``weights`` and vocabulary
+        ``mapping`` are folded into the table). Options a static model cannot have are one-line errors."""
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        path = Path(target)
+        if attention is not None:
+            raise ConfigError(f"{where} is a static model: it has no attention mode to set")
+        if padding_side is not None:
+            raise ConfigError(f"{where} is a static model: padding_side does not apply")
+        config = read_json(path / "config.json", ConfigError, "static model config")
+        for name in ("model.safetensors", "tokenizer.json"):
+            if not (path / name).is_file():
+                raise ConfigError(f"{where}: {name} is missing")
+        try:
+            tensors = load_file(str(path / "model.safetensors"))
+            backend = Tokenizer.from_file(str(path / "tokenizer.json"))
+        except Exception as exc:  # safetensors/tokenizers raise their own error types for corrupt files
+            raise ConfigError(f"{where} is corrupt: {str(exc).splitlines()[0]}") from None
+        key = "embeddings" if "embeddings" in tensors else "embedding.weight"
+        if key not in tensors:
+            raise ConfigError(f"{where}: model.safetensors holds no 'embeddings' tensor (found {sorted(tensors)})")
+        table = tensors[key].astype(np.float32)
+        if "mapping" in tensors:  # model2vec's vocabulary quantization: one shared row per cluster
+            table = table[tensors["mapping"].astype(np.int64)]
+        if "weights" in tensors:
+            table = table * tensors["weights"].astype(np.float32)[:, None]
+        provenance = read_json(path / PROVENANCE, ConfigError, "static model provenance") \
+            if (path / PROVENANCE).is_file() else None
+        return cls(table, backend, source=where,
+                   max_length=max_length if max_length is not None else config.get("max_length", DEFAULT_MAX_LENGTH),
+                   normalize_by_default=bool(config.get("normalize", False)), provenance=provenance)
 
     @property
     def tokenizer(self) -> Any:
@@ -197,14 +244,22 @@ class StaticSource(Module):
         return int(self.embedding.weight.numel())
 
     def st_type(self) -> str:
-        return ST_STATIC_EMBEDDING
+        return st_compat.ST_STATIC_EMBEDDING
 
     def with_options(self, **changes: Any) -> "StaticSource":
         unknown = set(changes) - {"max_length"}
         if unknown:
             raise ConfigError(f"a static model has no option(s) {sorted(unknown)}; it has: max_length")
         return StaticSource(self.embedding.weight, self.backend, source=self.source,
-                            max_length=changes.get("max_length", self.max_length), hf_tokenizer=self._hf_tokenizer)
+                            max_length=changes.get("max_length", self.max_length), hf_tokenizer=self._hf_tokenizer,
+                            normalize_by_default=self.normalize_by_default, provenance=self.provenance)
+
+    def check_runtime(self, runtime: str, dtype: str) -> str:
+        """The dtype this source runs at: the table is float32 (``dtype`` is accepted for the common signature
+        and ignored); only the torch runtime applies (there is no backbone to run on ONNX Runtime)."""
+        if runtime != "torch":
+            raise ConfigError(f"runtime '{runtime}' needs a transformer backbone; a static model is a lookup table (use runtime torch)")
+        return "fp32"
 
     # -- texts -> ids ----------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str], prompts: Sequence[str] | str | None = None) -> Tokenized:
@@ -229,6 +284,13 @@ class StaticSource(Module):
             ids = [[i for i in x if i != unk] if unk in x else x for x in ids]
         return Tokenized(ids=ids, prompt_lengths=[0] * n, truncated=truncated)
 
+    def pad(self, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded ids (pad id 0: padding is masked, so any row will do; a tokenizer may have no pad token)."""
+        ids = [list(x) for x in ids]
+        if max((len(x) for x in ids), default=0) == 0:  # only empty texts: one masked position each, so the mean is the zero vector
+            return torch.zeros((len(ids), 1), dtype=torch.long), torch.zeros((len(ids), 1), dtype=torch.long)
+        return pad_batch(ids, 0, "right")
+
     # -- ids -> vectors ------------------------------------------------------------------------
     def forward(self, features: dict[str, Any], output_hidden_states: bool = False) -> dict[str, Any]:
         if output_hidden_states:
@@ -251,52 +313,14 @@ class StaticSource(Module):
         averaging = csr_matrix((weights, flat, indptr), shape=(len(ids), table.shape[0]))
         return np.asarray(averaging @ table, dtype=np.float32)
 
-    def save(self, path: str | Path) -> None:  # pragma: no cover - saved by StaticEmbedder.save
-        raise ConfigError("a static source is saved with its embedder (StaticEmbedder.save)")
-
-
-# ---------------------------------------------------------------------------------------------
-# The static embedder
-# ---------------------------------------------------------------------------------------------
-class StaticEmbedder(Embedder):
-    """An embedder over a :class:`StaticSource`. ``encode`` runs in numpy; the torch chain (``forward``)
-    gives the same vectors for the server. Saved in model2vec's layout (see the module docstring)."""
-
-    @property
-    def source(self) -> StaticSource:
-        return self.chain[0]  # type: ignore[return-value]
-
-    def batch_features(self, ids: Sequence[Sequence[int]], prompt_lengths: Sequence[int] | None = None,
-                       device: torch.device | None = None) -> dict[str, Any]:
-        """Padded ids (pad id 0: padding is masked, so any row will do; a tokenizer may have no pad token)."""
-        from embedlab.models.batching import pad_batch
-
-        ids = [list(x) for x in ids]
-        width = max((len(x) for x in ids), default=0)
-        if width == 0:  # only empty texts: one masked position each, so the mean is the zero vector
-            input_ids, mask = torch.zeros((len(ids), 1), dtype=torch.long), torch.zeros((len(ids), 1), dtype=torch.long)
-        else:
-            input_ids, mask = pad_batch(ids, 0, "right")
-        device = device or self.device
-        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
-
-    def encode(self, texts: str | Sequence[str], *, prompt_name: str | None = None, prompt: str | None = None,
-               dtype: str = "fp32", token_budget: int | None = None, max_batch_size: int | None = None,
-               output: str = "numpy", show_progress: bool | None = None, runtime: str | None = None) -> np.ndarray | torch.Tensor:
-        """Embed texts: a tokenizer pass, then the mean of each text's rows, in numpy. ``dtype``,
-        ``token_budget`` and ``max_batch_size`` are accepted for the common signature and ignored (the
-        table is float32); ``runtime`` may only be torch (there is no backbone to run on ONNX Runtime).
-        A text with no known token gets the zero vector."""
-        if runtime not in (None, "torch"):
-            raise ConfigError(f"runtime '{runtime}' needs a transformer backbone; a static model is a lookup table (use runtime torch)")
-        texts, single = check_texts(texts)
-        if output not in ("numpy", "torch"):
-            raise ConfigError("output must be 'numpy' or 'torch'")
-        start = time.perf_counter()
-        pre = self.resolve_prompt(prompt_name, prompt)
+    def encode_rows(self, embedder: Any, texts: Sequence[str], prompt: str, stats: Any,
+                    show_progress: bool | None) -> np.ndarray:
+        """``encode``'s numpy path: (len(texts), output_dim) float32, the chain's modules after the mean
+        applied in numpy (:func:`_post`); fills ``stats``. A text with no known token gets the zero vector.
+        The torch chain (``forward``) gives the same vectors."""
         n = len(texts)
-        stats = EncodeStats(texts=n, max_length=self.max_length or 0)
-        result = np.zeros((n, self.output_dim), dtype=np.float32)
+        stats.max_length = self.max_length or 0
+        result = np.zeros((n, embedder.output_dim), dtype=np.float32)
         if show_progress is None:
             show_progress = n >= 100_000 and sys.stderr.isatty()
         from tqdm.auto import tqdm
@@ -304,78 +328,50 @@ class StaticEmbedder(Embedder):
         with tqdm(total=n, disable=not show_progress, unit="text", desc="encode", file=sys.stderr) as bar:
             for lo in range(0, n, ENCODE_CHUNK):
                 chunk = list(texts[lo: lo + ENCODE_CHUNK])
-                tok = self.source.tokenize(chunk, pre)
+                tok = self.tokenize(chunk, prompt)
                 stats.tokens += sum(tok.lengths)
                 stats.truncated += tok.truncated
                 stats.batches += 1
-                result[lo: lo + len(chunk)] = self._post(self.source.mean_rows(tok.ids))
+                result[lo: lo + len(chunk)] = _post(embedder.chain[2:], self.mean_rows(tok.ids))
                 bar.update(len(chunk))
-        if stats.truncated:
-            log.warning("%d of %d texts were truncated to %d tokens", stats.truncated, n, self.max_length)
-        stats.seconds = time.perf_counter() - start
-        self.last_stats = stats
-        out = result[0] if single else result
-        return out if output == "numpy" else torch.from_numpy(out)
+        return result
 
-    def _post(self, x: np.ndarray) -> np.ndarray:
-        """The modules after the pooling head, on a numpy batch (truncate, normalize; others via torch)."""
-        for module in self.chain[2:]:
-            if isinstance(module, Truncate):
-                x = x[:, : module.truncate_dim]
-            elif isinstance(module, Normalize):
-                norm = np.linalg.norm(x, axis=1, keepdims=True)
-                x = x / np.maximum(norm, 1e-12)  # zero rows stay zero (F.normalize's eps)
-            else:
-                with torch.inference_mode():
-                    x = module({"sentence_embedding": torch.from_numpy(np.ascontiguousarray(x))})[
-                        "sentence_embedding"].float().numpy()
-        return np.ascontiguousarray(x, dtype=np.float32)
+    # -- files -------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:  # pragma: no cover - saved by save_embedder
+        raise ConfigError("a static source is saved with its embedder (Embedder.save)")
 
-    def table_for_saving(self) -> np.ndarray:
-        """The table the saved folder holds: the chain's truncation is applied to its columns (the mean
-        commutes with it); other modules after pooling, except normalisation, cannot be saved."""
-        table = self.source.table
-        for module in self.chain[2:]:
-            if isinstance(module, Truncate):
-                table = table[:, : module.truncate_dim]
-            elif not isinstance(module, Normalize):
-                raise ConfigError(f"a static model with a {module.kind!r} module cannot be saved in model2vec's format")
-        return np.ascontiguousarray(table, dtype=np.float32)
-
-    def save(self, path: str | os.PathLike, *, provenance: dict[str, Any] | None = None) -> None:
-        """Write model2vec's layout atomically: config.json, model.safetensors (``embeddings``), tokenizer.json,
-        modules.json (sentence-transformers' StaticEmbedding [+ Normalize]), and embedlab_static.json."""
+    def save_embedder(self, embedder: Any, path: str | os.PathLike, *, provenance: dict[str, Any] | None = None) -> None:
+        """Write ``embedder`` in model2vec's layout atomically: config.json, model.safetensors (``embeddings``),
+        tokenizer.json, modules.json (sentence-transformers' StaticEmbedding [+ Normalize]), and
+        embedlab_static.json (``provenance``, default: the one it was distilled or loaded with)."""
         from safetensors.numpy import save_file
 
-        if self.prompts:
+        if embedder.prompts:
             log.warning("the prompts of a static model are not saved (model2vec has none); its rows carry the "
                         "distillation prompt already")
-        table = self.table_for_saving()
-        path = Path(path)
-        old_provenance = path / PROVENANCE
-        if provenance is None and old_provenance.is_file():
-            provenance = read_json(old_provenance, ConfigError, "static model provenance")
-        with atomic_path(path) as tmp:
+        table = saved_table(embedder)
+        provenance = provenance if provenance is not None else self.provenance
+        with atomic_path(Path(path)) as tmp:
             tmp.mkdir(parents=True)
             save_file({"embeddings": table}, str(tmp / "model.safetensors"))
-            self.source.backend.save(str(tmp / "tokenizer.json"), pretty=False)
+            self.backend.save(str(tmp / "tokenizer.json"), pretty=False)
             config = {
                 "model_type": MODEL_TYPE,
                 "architectures": ["StaticModel"],
-                "tokenizer_name": (provenance or {}).get("teacher", self.source.source),
+                "tokenizer_name": (provenance or {}).get("teacher", self.source),
                 "apply_pca": (provenance or {}).get("dims"),
                 "sif_coefficient": (provenance or {}).get("sif_coefficient"),
                 "hidden_dim": int(table.shape[1]),
                 "seq_length": 1000000,
-                "normalize": self.normalize,
+                "normalize": embedder.normalize,
                 "max_length": self.max_length,
                 "pooling": "mean",
                 "embedding_dtype": "float32",
             }
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            modules = [{"idx": 0, "name": "0", "path": ".", "type": ST_STATIC_EMBEDDING}]
-            if self.normalize:
-                modules.append({"idx": 1, "name": "1", "path": "1_Normalize", "type": ST_NORMALIZE})
+            modules = [{"idx": 0, "name": "0", "path": ".", "type": st_compat.ST_STATIC_EMBEDDING}]
+            if embedder.normalize:
+                modules.append({"idx": 1, "name": "1", "path": "1_Normalize", "type": st_compat.ST_NORMALIZE_LEGACY})
                 (tmp / "1_Normalize").mkdir()
             (tmp / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
             (tmp / "config_sentence_transformers.json").write_text(json.dumps(
@@ -384,32 +380,58 @@ class StaticEmbedder(Embedder):
             if provenance is not None:
                 (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
 
-    def config_dict(self) -> dict[str, Any]:
-        cfg = super().config_dict()
-        cfg["attention"] = None
-        return cfg
-
-    def describe(self) -> dict[str, Any]:
-        src = self.source
+    def describe_embedder(self, embedder: Any) -> dict[str, Any]:
+        """A summary for ``embedlab info``."""
         return {
-            "source": src.source,
+            "source": self.source,
             "architecture": "static (model2vec): mean of token rows",
             "kind": "static",
-            "vocabulary": src.config.vocab_size,
-            "output dim": self.output_dim,
-            "table parameters": f"{src.num_parameters():,}",
-            "modules": " -> ".join(m.kind if m.kind != "pooling" else f"pooling:{m.name}" for m in self.chain),
-            "normalize": self.normalize,
-            "truncate dim": self.truncate_dim,
+            "vocabulary": self.config.vocab_size,
+            "output dim": embedder.output_dim,
+            "table parameters": f"{self.num_parameters():,}",
+            "modules": " -> ".join(m.kind if m.kind != "pooling" else f"pooling:{m.name}" for m in embedder.chain),
+            "normalize": embedder.normalize,
+            "truncate dim": embedder.truncate_dim,
             "max length": self.max_length,
         }
 
 
+def _post(modules: Sequence[Module], x: np.ndarray) -> np.ndarray:
+    """The modules after the pooling head, on a numpy batch (truncate, normalize; others via torch)."""
+    for module in modules:
+        if isinstance(module, Truncate):
+            x = vectors.truncate(x, module.truncate_dim)
+        elif isinstance(module, Normalize):
+            x = vectors.normalize(x)
+        else:
+            with torch.inference_mode():
+                x = module({"sentence_embedding": torch.from_numpy(np.ascontiguousarray(x))})[
+                    "sentence_embedding"].float().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def saved_table(embedder: Any) -> np.ndarray:
+    """The table a saved static folder holds: the chain's truncation is applied to its columns (the mean
+    commutes with it); other modules after pooling, except normalisation, cannot be saved."""
+    table = embedder.source.table
+    for module in embedder.chain[2:]:
+        if isinstance(module, Truncate):
+            table = table[:, : module.truncate_dim]
+        elif not isinstance(module, Normalize):
+            raise ConfigError(f"a static model with a {module.kind!r} module cannot be saved in model2vec's format")
+    return np.ascontiguousarray(table, dtype=np.float32)
+
+
+def is_static(embedder: Any) -> bool:
+    """Whether ``embedder``'s source is a static table."""
+    return isinstance(getattr(embedder, "source", None), StaticSource)
+
+
 def build_static(vectors: np.ndarray, tokenizer: Any, *, source: str, normalize: bool = True,
-                 max_length: int | None = DEFAULT_MAX_LENGTH, truncate_dim: int | None = None) -> StaticEmbedder:
+                 max_length: int | None = DEFAULT_MAX_LENGTH, truncate_dim: int | None = None) -> Embedder:
     """A static embedder over ``vectors`` (one row per token id of ``tokenizer``)."""
     src = StaticSource(vectors, tokenizer, source=source, max_length=max_length)
-    return StaticEmbedder.build(src, MeanPooling(src.hidden_size), normalize=normalize, truncate_dim=truncate_dim)
+    return Embedder.build(src, MeanPooling(src.hidden_size), normalize=normalize, truncate_dim=truncate_dim).eval()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,46 +448,12 @@ def is_static_dir(path: str | os.PathLike) -> bool:
         return False
 
 
-def load_static(path: str | os.PathLike, where: str | None = None, *, pooling: str | None = None,
-                attention: str | None = None, normalize: bool | None = None, truncate_dim: int | None = None,
-                max_length: int | None = None, prompts: dict[str, str] | None = None,
-                default_prompt_name: str | None = None, **ignored: Any) -> StaticEmbedder:
-    """Load a static model folder (written by embedlab or by model2vec: its ``weights`` and vocabulary
-    ``mapping`` are folded into the table). Options a static model cannot have are one-line errors."""
-    from safetensors.numpy import load_file
-    from tokenizers import Tokenizer
-
-    path = Path(path)
-    where = where or f"static model {path}"
-    if pooling not in (None, "mean"):
-        raise ConfigError(f"{where} is a static model: its pooling is the mean of token rows; got pooling={pooling!r}")
-    if attention is not None:
-        raise ConfigError(f"{where} is a static model: it has no attention mode to set")
-    for key in ("pooling_options", "preset", "append_eos"):
-        if ignored.get(key):
-            raise ConfigError(f"{where} is a static model: {key} does not apply")
-    config = read_json(path / "config.json", ConfigError, "static model config")
-    for name in ("model.safetensors", "tokenizer.json"):
-        if not (path / name).is_file():
-            raise ConfigError(f"{where}: {name} is missing")
-    try:
-        tensors = load_file(str(path / "model.safetensors"))
-        backend = Tokenizer.from_file(str(path / "tokenizer.json"))
-    except Exception as exc:  # safetensors/tokenizers raise their own error types for corrupt files
-        raise ConfigError(f"{where} is corrupt: {str(exc).splitlines()[0]}") from None
-    key = "embeddings" if "embeddings" in tensors else "embedding.weight"
-    if key not in tensors:
-        raise ConfigError(f"{where}: model.safetensors holds no 'embeddings' tensor (found {sorted(tensors)})")
-    table = tensors[key].astype(np.float32)
-    if "mapping" in tensors:  # model2vec's vocabulary quantization: one shared row per cluster
-        table = table[tensors["mapping"].astype(np.int64)]
-    if "weights" in tensors:
-        table = table * tensors["weights"].astype(np.float32)[:, None]
-    saved_max = config.get("max_length", DEFAULT_MAX_LENGTH)
-    src = StaticSource(table, backend, source=where, max_length=max_length if max_length is not None else saved_max)
-    norm = bool(config.get("normalize", False)) if normalize is None else normalize
-    return StaticEmbedder.build(src, MeanPooling(src.hidden_size), normalize=norm, truncate_dim=truncate_dim,
-                                prompts=prompts, default_prompt_name=default_prompt_name)
+def load_static(path: str | os.PathLike, **options: Any) -> Embedder:
+    """Load a static model folder: :meth:`Embedder.from_pretrained` (which finds :class:`StaticSource`
+    through the registry), refusing a folder that is not one."""
+    if not is_static_dir(path):
+        raise ConfigError(f"{path} is not a static model (config.json with model_type {MODEL_TYPE!r})")
+    return Embedder.from_pretrained(path, **options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,8 +583,8 @@ def _check_sif(a: float) -> None:
 def distill(teacher: Embedder | str, *, dims: int | None = DEFAULT_DIMS, corpus: Sequence[str] | str | os.PathLike | None = None,
             weighting: str | None = None, sif_coefficient: float = DEFAULT_SIF, prompt_name: str | None = None,
             normalize: bool | None = None, vectors: np.ndarray | None = None, batch_size: int = 512,
-            show_progress: bool = False) -> tuple[StaticEmbedder, dict[str, Any]]:
-    """Distil ``teacher`` (an Embedder or a model name) into a :class:`StaticEmbedder`.
+            show_progress: bool = False) -> tuple[Embedder, dict[str, Any]]:
+    """Distil ``teacher`` (an Embedder or a model name) into a static embedder (a :class:`StaticSource` chain).
 
     ``dims``: PCA width (None: no PCA). ``weighting``: ``zipf`` (default without a corpus), ``sif`` (default
     with ``corpus``: texts, or a file of one text per line / JSONL with ``text``) or ``none``.
@@ -607,7 +595,7 @@ def distill(teacher: Embedder | str, *, dims: int | None = DEFAULT_DIMS, corpus:
     start = time.perf_counter()
     if isinstance(teacher, (str, os.PathLike)):
         teacher = Embedder.from_pretrained(teacher)
-    if isinstance(teacher, StaticEmbedder):
+    if is_static(teacher):
         raise ConfigError("the teacher is already a static model: distil the model it came from")
     weighting = weighting or ("sif" if corpus is not None else "zipf")
     if weighting not in ("zipf", "sif", "none"):
@@ -671,8 +659,9 @@ def distill(teacher: Embedder | str, *, dims: int | None = DEFAULT_DIMS, corpus:
         "normalize": norm,
         "seconds": round(time.perf_counter() - start, 2),
     }
+    student.source.provenance = provenance  # saved with it (embedlab_static.json)
     return student, provenance
 
 
-__all__ = ["StaticEmbedder", "StaticSource", "build_static", "distill", "emittable_tokens", "is_static_dir", "load_static", "pca_reduce",
-           "sif_weights", "token_counts", "token_sequences", "token_vectors", "zipf_weights"]
+__all__ = ["StaticSource", "build_static", "distill", "emittable_tokens", "is_static", "is_static_dir", "load_static",
+           "pca_reduce", "saved_table", "sif_weights", "token_counts", "token_sequences", "token_vectors", "zipf_weights"]
