@@ -2,6 +2,9 @@
 clients, a dead or stuck worker (/health 503) and draining."""
 from __future__ import annotations
 
+import json
+import math
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -105,27 +108,59 @@ def test_batches_split_by_length_when_a_pass_is_cheap(tiny_emb, overhead, passes
     assert metric(text, "embedlab_batch_items_count") - before == passes
 
 
-def test_full_queue_answers_429_with_retry_after(tiny_emb):
+def test_admission_refuses_by_expected_wait_with_retry_after(tiny_emb):
+    """A request is admitted while the work queued ahead of it, at the assumed throughput, takes at most
+    max_queue_wait seconds; past that it gets 429 with Retry-After = the seconds until it would fit. The
+    worker is held, so it measures nothing: the throughput stays the given 2 tokens/s. Token counts come
+    from the embedder's own tokenize, not from the server."""
+    rate = 2.0
+    first, small, third = TEXTS[:3], "the cat", TEXTS[3:6]
+    a = sum(len(ids) for ids in tiny_emb.tokenize(first).ids)
+    c = len(tiny_emb.tokenize([small]).ids[0])
+    bound = a / rate  # `small` waits exactly a / rate (admitted); `third` waits (a + c) / rate (refused)
     hold = Hold()
-    with running(tiny_emb, max_queue_tokens=40, on_forward=hold) as srv:
+    with running(tiny_emb, max_queue_wait=bound, tokens_per_s=rate, max_queue_tokens=100, on_forward=hold) as srv:
+        engine = srv.app.state.engine
         with ThreadPoolExecutor(2) as pool:
             try:
-                first = pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": TEXTS[:3]}, timeout=30)
-                assert hold.entered.wait(10)  # 3 inputs, 23 tokens admitted and running
-                r = httpx.post(srv.url + "/v1/embeddings", json={"input": TEXTS[3:6]})  # 22 more: over 40
+                running_first = pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": first}, timeout=30)
+                assert hold.entered.wait(10)  # an empty queue admits anything: `first` runs (held)
+                queued_small = pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": small}, timeout=30)
+                _wait(lambda: engine.queued_tokens == a + c)
+                r = httpx.post(srv.url + "/v1/embeddings", json={"input": third})
                 assert r.status_code == 429, r.text
-                assert int(r.headers["retry-after"]) >= 1
-                assert r.json()["error"]["code"] == "overloaded" and r.json()["error"]["type"] == "rate_limit_error"
-                small = pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": "the cat"}, timeout=30)
-                _wait(lambda: srv.app.state.engine.queued_tokens == 23 + 4)  # 4 tokens fit: admitted and queued
+                assert int(r.headers["retry-after"]) == math.ceil((a + c) / rate - bound)
+                err = r.json()["error"]
+                assert err["code"] == "overloaded" and err["type"] == "rate_limit_error"
+                assert "--max-queue-wait" in err["message"]
+                assert engine.queued_tokens == a + c  # the refused request left nothing behind
             finally:
                 hold.released.set()
-            assert first.result().status_code == 200 and small.result().status_code == 200
-        too_big = httpx.post(srv.url + "/v1/embeddings", json={"input": [" ".join(["cat"] * 30)] * 2})
-        assert too_big.status_code == 413  # larger than the whole queue: 429 would never clear
+            assert running_first.result().status_code == 200 and queued_small.result().status_code == 200
+        too_big = httpx.post(srv.url + "/v1/embeddings", json={"input": [" ".join(["cat"] * 60)] * 2})
+        assert too_big.status_code == 413  # larger than --max-queue-tokens: 429 would never clear
         text = httpx.get(srv.url + "/metrics").text
     assert metric(text, "embedlab_rejected_total") == 1
     assert metric(text, "embedlab_requests_total", route="/v1/embeddings", status="429") == 1
+
+
+def test_admission_bound_is_at_most_the_request_timeout(tiny_emb):
+    """With max_queue_wait above --request-timeout, the timeout is the bound: a request expected to wait
+    longer than it may is refused at once (429), not left to time out (503)."""
+    rate, timeout = 0.01, 100.0
+    a = sum(len(ids) for ids in tiny_emb.tokenize(TEXTS[:3]).ids)  # behind these, a request waits a / rate >> timeout
+    hold = Hold()
+    with running(tiny_emb, max_queue_wait=10**6, tokens_per_s=rate, request_timeout=timeout, on_forward=hold) as srv:
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                held = pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": TEXTS[:3]}, timeout=2 * timeout)
+                assert hold.entered.wait(10)
+                r = httpx.post(srv.url + "/v1/embeddings", json={"input": "x"})
+                assert r.status_code == 429, r.text
+                assert int(r.headers["retry-after"]) == math.ceil(a / rate - timeout)
+            finally:
+                hold.released.set()
+            assert held.result().status_code == 200
 
 
 def test_request_timeout_answers_503(tiny_emb):
@@ -145,12 +180,18 @@ def test_request_timeout_answers_503(tiny_emb):
 
 
 def test_disconnected_client_is_dropped_from_the_queue(tiny_emb):
+    """Event-driven: the client hangs up once its request is queued (not after a client timeout)."""
+    tokens = sum(len(ids) for ids in tiny_emb.tokenize(TEXTS).ids)
+    body = json.dumps({"input": TEXTS}).encode()
+    head = (f"POST /v1/embeddings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n").encode()
     with running(tiny_emb) as srv:
         engine = srv.app.state.engine
         engine.pause()
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(srv.url + "/v1/embeddings", json={"input": TEXTS}, timeout=0.3)  # gives up and hangs up
-        _wait(lambda: engine.queued_tokens == 0)  # the server noticed and released the request's tokens
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+            sock.sendall(head + body)
+            _wait(lambda: engine.queued_tokens == tokens)  # admitted and waiting for a batch
+        _wait(lambda: engine.queued_tokens == 0)  # the client hung up: the server released the request's tokens
         engine.resume()
         r = httpx.post(srv.url + "/v1/embeddings", json={"input": TEXTS[:2]})
         assert r.status_code == 200
@@ -176,17 +217,31 @@ def test_health_is_503_when_the_worker_dies(tiny_emb):
         assert metric(httpx.get(srv.url + "/metrics").text, "embedlab_worker_alive") == 0
 
 
+class Clock:
+    """A monotonic clock the test advances by hand (the engine's stall checks read it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_health_is_503_while_the_worker_is_stuck(tiny_emb):
-    hold = Hold()
-    with running(tiny_emb, stall_timeout=0.3, on_forward=hold) as srv:
+    """Event-driven: the forward pass is held, and the stall threshold is crossed by advancing the engine's
+    clock, so no wall-clock margin is involved."""
+    hold, clock = Hold(), Clock()
+    with running(tiny_emb, stall_timeout=60.0, on_forward=hold, clock=clock) as srv:
         try:
             with ThreadPoolExecutor(1) as pool:
                 slow = pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": TEXTS}, timeout=30)
                 assert hold.entered.wait(10)
-                assert httpx.get(srv.url + "/health").status_code == 200  # busy, not yet stuck
-                time.sleep(0.5)
+                clock.now += 60.0  # exactly the threshold: busy, not yet stuck
+                assert httpx.get(srv.url + "/health").status_code == 200
+                clock.now += 1.0
                 h = httpx.get(srv.url + "/health")
                 assert h.status_code == 503 and "stuck" in h.json()["error"]["message"]
+                assert "61 s" in h.json()["error"]["message"]
                 hold.released.set()
                 assert slow.result().status_code == 200
         finally:

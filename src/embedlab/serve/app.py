@@ -228,7 +228,7 @@ def _add_embedding_routes(api: APIRouter, engine: Engine, model_name: str, timeo
     async def tokenize(body: s.TokenizeRequest, request: Request) -> Response:
         texts = _texts(body.inputs)
         prepared, _ = await _prepare(request, engine.prepare_texts, texts, body.prompt_name, truncate=True)
-        spans, _ = await _prepare(request, engine.offsets_of, texts, prepared.ids, body.prompt_name)
+        spans = prepared.offsets or [[None] * len(ids) for ids in prepared.ids]  # from the same tokenizer pass
         tokenizer = engine.embedder.tokenizer
         special = set(getattr(tokenizer, "all_special_ids", []) or [])
         out = []
@@ -247,9 +247,13 @@ def _add_search_routes(api: APIRouter, engine: Engine, model_name: str, indexes:
               summary="top-k documents of a loaded index for each query (with rescoring)")
     async def search(body: s.SearchRequest, request: Request) -> Response:
         name = body.index
+        if not indexes:
+            raise NotFound("this server has no index loaded, so /v1/search has nothing to search: start it with "
+                           "`embedlab serve MODEL --index DIR` (an index from `embedlab index build`)")
         if name is None:
             if len(indexes) != 1:
-                raise BadRequest(f"name the index: loaded are {sorted(indexes) or 'none'}", param="index")
+                raise BadRequest(f"name the index ('index' in the body): this server has {len(indexes)}: "
+                                 f"{', '.join(sorted(indexes))}", param="index")
             name = next(iter(indexes))
         index = indexes.get(name)
         if index is None:

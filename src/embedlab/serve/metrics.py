@@ -34,6 +34,8 @@ class Metrics:
         self.skipped_inputs = Counter("embedlab_skipped_inputs", "queued inputs of cancelled requests the batcher dropped",
                                       registry=r)
         self.worker_alive = Gauge("embedlab_worker_alive", "1 while the model worker thread runs", registry=r)
+        self.throughput = Gauge("embedlab_admission_tokens_per_second",
+                                "the worker throughput admission control assumes (measured under load)", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -74,7 +74,8 @@ def read_api_key(path: str | Path | None) -> str | None:
 
 def build_app(model: str | Any, *, indexes: Sequence[str] = (), dtype: str = "auto", runtime: str | None = None, device: str | None = None,
               max_batch_tokens: int | None = None, max_batch_size: int | None = None,
-              max_queue_tokens: int | None = None, max_input_tokens: int | None = None, truncate: bool = True,
+              max_queue_tokens: int | None = None, max_queue_wait: float | None = None,
+              max_input_tokens: int | None = None, truncate: bool = True,
               api_key: str | None = None, request_timeout: float | None = 30.0, model_name: str | None = None,
               stall_timeout: float = 60.0, prefetch: bool | None = None, batch_overhead_tokens: int | None = None,
               on_forward: Callable[[int], None] | None = None) -> Any:
@@ -90,7 +91,8 @@ def build_app(model: str | Any, *, indexes: Sequence[str] = (), dtype: str = "au
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     engine = Engine(emb, dtype=dtype, runtime=runtime, device=device, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
-                    max_queue_tokens=max_queue_tokens, max_input_tokens=max_input_tokens, truncate=truncate,
+                    max_queue_tokens=max_queue_tokens, max_queue_wait=max_queue_wait,
+                    max_input_tokens=max_input_tokens, truncate=truncate,
                     stall_timeout=stall_timeout, prefetch=prefetch, batch_overhead_tokens=batch_overhead_tokens,
                     on_forward=on_forward)
     name = model_name or (str(model) if isinstance(model, (str, Path)) else "embedlab")
