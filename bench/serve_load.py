@@ -659,6 +659,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--write", action=argparse.BooleanOptionalAction, default=None,
                    help="write docs/serving.md's section and the PNG (default: yes, except with --quick)")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "serving.md")
+    p.add_argument("--section", default=None,
+                   help="the heading of the section written (default '## Load benchmark', with ': short sentences' "
+                        "for --mix short)")
     p.add_argument("--png", type=Path, default=REPO / "docs" / "serving_load.png")
     args = p.parse_args(argv)
     if args.quick:
@@ -670,7 +673,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         for name, value in (("long_share", 0.0), ("max_texts", 1)):
             if getattr(args, name) == p.get_default(name):
                 setattr(args, name, value)
-    args.section = "## Load benchmark" + (": short sentences" if args.mix == "short" else "")
+    args.section = args.section or ("## Load benchmark" + (": short sentences" if args.mix == "short" else ""))
     if args.write is None:
         args.write = not args.quick
     args.expected_minutes = 25.0 if not args.quick else 3.0
