@@ -114,8 +114,8 @@ def evaluate(emb: Any, task: Any, out: Path) -> dict[str, Any]:
 
 def run_model(name: str, spec: dict[str, Any], budget: Budget, log: Callable[[str], None]) -> None:
     from embedlab.models import Embedder
-    from embedlab.tokenize.vocab import extend_embedder, save_extended
-    from embedlab.tokenize.vocab_select import select_words
+    from embedlab.vocab.extend import extend_embedder, save_extended
+    from embedlab.vocab.selection import select_words
 
     root, selection, measure = scifact_subset(spec["distractors"])
     task = task_for(root)
@@ -142,7 +142,7 @@ def run_model(name: str, spec: dict[str, Any], budget: Budget, log: Callable[[st
             base = base or Embedder.from_pretrained(name, pooling=spec["pooling"], max_length=spec["max_length"])
             cands_file = d / "candidates.json"
             if cands_file.is_file():
-                from embedlab.tokenize.vocab_select import Candidate
+                from embedlab.vocab.selection import Candidate
 
                 cands = [Candidate(**c) for c in json.loads(cands_file.read_text())]
             else:
@@ -186,8 +186,8 @@ def run_turkish(log: Callable[[str], None]) -> None:
     from embedlab.models.backbone import resolve_source
     from embedlab.tokenize import TurkishLexicon, load_tokenizer, tokenizer_metrics
     from embedlab.tokenize.turkish import tr_lower
-    from embedlab.tokenize.vocab import extend_tokenizer
-    from embedlab.tokenize.vocab_select import Candidate, piece_count, pre_tokens, select_words
+    from embedlab.vocab.extend import extend_tokenizer
+    from embedlab.vocab.selection import Candidate, piece_count, pre_tokens, select_words
 
     lex = TurkishLexicon.load()
     read = lambda p: [line.split("\t", 1)[1] for line in p.read_text(encoding="utf-8").splitlines()[1:] if "\t" in line]  # noqa: E731
@@ -258,7 +258,7 @@ embedlab encode -m runs/minilm-sci -i texts.txt -o vectors.npy      # a normal m
   backend, an unknown init: one-line errors. `vocab_extension.json` in the output lists every new id,
   its form, role, corpus count and old piece count, and what the init recorded.
 
-Library: `embedlab.tokenize.vocab.extend_embedder(embedder, corpus=..., method=..., add=...)` returns a new
+Library: `embedlab.vocab.extend.extend_embedder(embedder, corpus=..., method=..., add=...)` returns a new
 Embedder (the input is not modified) and the report; `extend_tokenizer` and `resize_and_init` are the
 two halves, usable on any fast tokenizer and HF model.
 

@@ -1,26 +1,26 @@
-"""Tokenization shared by every path that turns text into token ids (encode, train, serve)."""
+"""Tokenization shared by every path that turns text into token ids (encode, train, serve), and the
+tokenizer quality report (fertility, parity, Rényi efficiency, the Turkish %TR / %Pure lexicons).
+
+A leaf of the package: it imports no other embedlab layer but ``errors`` and ``io``. The report's
+modules (:mod:`~embedlab.tokenize.loading`, :mod:`~embedlab.tokenize.metrics`,
+:mod:`~embedlab.tokenize.turkish`) are imported on first use, so encoding does not pay for them.
+Vocabulary expansion (model surgery) lives above the models, in :mod:`embedlab.vocab`.
+"""
+from __future__ import annotations
+
 from embedlab.tokenize.prompted import Tokenized, tokenize_prompted
 
-__all__ = ["Tokenized", "tokenize_prompted"]
+# the quality report (issue 11, part 1): imported on first use
+_REPORT_EXPORTS = {"LoadedTokenizer": "loading", "load_tokenizer": "loading", "TokenizerMetrics": "metrics",
+                   "renyi_efficiency": "metrics", "split_words": "metrics", "tokenizer_metrics": "metrics",
+                   "TurkishLexicon": "turkish", "TurkishScores": "turkish", "turkish_scores": "turkish"}
 
-# tokenizer quality report (issue 11, part 1)
-from embedlab.tokenize.loading import LoadedTokenizer, load_tokenizer  # noqa: E402
-from embedlab.tokenize.metrics import TokenizerMetrics, renyi_efficiency, split_words, tokenizer_metrics  # noqa: E402
-from embedlab.tokenize.turkish import TurkishLexicon, TurkishScores, turkish_scores  # noqa: E402
-
-__all__ += ["LoadedTokenizer", "load_tokenizer", "TokenizerMetrics", "renyi_efficiency", "split_words",
-            "tokenizer_metrics", "TurkishLexicon", "TurkishScores", "turkish_scores"]
-
-# vocabulary expansion (issue 11, part 2): imported on first use (it needs torch; the report above does not)
-_VOCAB_EXPORTS = {"extend_embedder": "vocab", "extend_model": "vocab", "extend_tokenizer": "vocab",
-                  "resize_and_init": "vocab", "INIT_METHODS": "vocab_init", "select_words": "vocab_select",
-                  "select_bpe": "vocab_select"}
-__all__ += list(_VOCAB_EXPORTS)
+__all__ = ["Tokenized", "tokenize_prompted", *_REPORT_EXPORTS]
 
 
 def __getattr__(name: str):  # PEP 562
-    if name in _VOCAB_EXPORTS:
+    if name in _REPORT_EXPORTS:
         import importlib
 
-        return getattr(importlib.import_module(f"embedlab.tokenize.{_VOCAB_EXPORTS[name]}"), name)
+        return getattr(importlib.import_module(f"embedlab.tokenize.{_REPORT_EXPORTS[name]}"), name)
     raise AttributeError(f"module 'embedlab.tokenize' has no attribute {name!r}")

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from embedlab.errors import ConfigError
-from embedlab.tokenize.vocab import extend_tokenizer, resize_and_init
-from embedlab.tokenize.vocab_init import InitContext, init_cw2v, init_fvt, init_mean, init_multivariate, init_random, init_wechsel
-from embedlab.tokenize.vocab_select import Candidate, forms_from_surface
-from tests.tokenize.test_vocab import BPE_CORPUS, make_bpe, make_wordpiece
+from embedlab.vocab.extend import extend_tokenizer, resize_and_init
+from embedlab.vocab.inits import (CW2VTables, InitContext, cw2v_support, init_cw2v, init_fvt, init_mean, init_multivariate,
+                                  init_random, init_wechsel, sgns_pairs)
+from embedlab.vocab.selection import Candidate, forms_from_surface
+from tests.vocab._tokenizers import make_bpe, make_wordpiece
 
 CORPUS = ["abc de abc xy the cat", "the cat sat abc de", "abc de sat the", "xy abc the cat de"] * 5
 
@@ -97,7 +98,8 @@ def test_cw2v_rows_lie_in_the_convex_hull_and_training_lowers_the_loss():
     tok = make_wordpiece()
     ext = extend_tokenizer(tok, [Candidate("abc", 3, 3), Candidate("de", 4, 2), Candidate("xy", 2, 2)])
     old = _old(len(tok), d=6)
-    ctx = _ctx(tok, ext, corpus=CORPUS, options={"steps": 80, "rank": 4, "batch": 64, "lr": 0.05})
+    ctx = _ctx(tok, ext, corpus=CORPUS, options={"steps": 80, "rank": 4, "batch": 64, "lr": 0.05,
+                                                      "subsample": 0})  # a 20-text corpus: keep every token
     rows = init_cw2v(old, ctx)
     w = ctx.info["weights"].numpy()
     assert (w >= 0).all() and np.allclose(w.sum(1), 1.0)
@@ -155,3 +157,76 @@ def test_cw2v_untied_trains_a_second_factorisation():
     for r in rows_out.double().numpy():
         assert _in_hull(out.double().numpy(), r)
     assert rows_in.shape == rows_out.shape == (2, 6)
+
+
+# -- CW2V: the pairs, the support, the tables, the start (issue 22.13) -----------------------------
+def test_sgns_pairs_never_cross_a_document_boundary():
+    ids = np.array([0, 1, 2, -1, 3, 4, 5, -1])  # documents [0 1 2] | [3 4 5]
+    got = sgns_pairs(ids, np.ones(6, dtype=bool), window=5, rng=np.random.default_rng(0), subsample=0)
+    expected = {(a, b) for doc in ((0, 1, 2), (3, 4, 5)) for a in doc for b in doc if a != b}  # 12 pairs, by hand
+    assert sorted(map(tuple, got.tolist())) == sorted(expected)
+    # only pairs touching a new token: with 4 new, the document [0 1 2] gives none
+    is_new = np.array([False, False, False, False, True, False])
+    got = sgns_pairs(ids, is_new, window=2, rng=np.random.default_rng(0), subsample=0)
+    assert sorted(map(tuple, got.tolist())) == [(3, 4), (4, 3), (4, 5), (5, 4)]
+
+
+def test_cw2v_support_starts_with_the_pieces_then_old_tokenizer_frequency():
+    old_counts = np.array([5, 0, 3, 9, 1, 0])
+    # pieces first (deduplicated, in order), then by count under the old tokenizer, special id 0 excluded
+    assert cw2v_support(old_counts, [[1], [4, 1]], 4, exclude={0}).tolist() == [1, 4, 3, 2]
+    assert cw2v_support(old_counts, [[1, 5], [4]], 2, exclude={0}).tolist() == [1, 5, 4]  # the pieces all stay
+
+
+def test_cw2v_support_holds_the_pieces_the_new_tokens_replace():
+    tok = make_wordpiece()
+    ext = extend_tokenizer(tok, [Candidate("abc", 3, 3), Candidate("xy", 2, 2)])
+    old = _old(len(tok), d=6)
+    ctx = _ctx(tok, ext, corpus=CORPUS, options={"steps": 2, "rank": 4, "batch": 16, "support": 3})
+    init_cw2v(old, ctx)
+    v = tok.get_vocab()
+    support = set(ctx.info["support_ids"].tolist())
+    # under the new tokenizer ##b, ##c, ##y never occur (abc, xy are one token now): the support must still hold them
+    assert {v["a"], v["##b"], v["##c"], v["x"], v["##y"]} <= support
+    assert not support & set(tok.all_special_ids)
+
+
+def test_cw2v_tied_center_and_context_read_one_table_untied_two():
+    rng = np.random.default_rng(0)
+    e_in, e_out = (torch.from_numpy(rng.normal(size=(5, 3))).float() for _ in range(2))
+    support, local = np.array([0, 1, 2]), np.array([-1, -1, -1, -1, -1, 0, 1])  # ids 5, 6 are new
+    tok = torch.tensor([5, 6, 3])
+    tied = CW2VTables([e_in], support, local, 2, rank=2)
+    torch.testing.assert_close(tied.center(tok), tied.context(tok))
+    untied = CW2VTables([e_in, e_out], support, local, 2, rank=2)
+    w_out = untied.weights(1, torch.arange(2)).detach().numpy()
+    np.testing.assert_allclose(untied.context(tok).detach().numpy()[:2], w_out @ e_out.numpy()[:3], rtol=1e-5)
+    np.testing.assert_allclose(untied.context(tok).detach().numpy()[2], e_out.numpy()[3])  # an old id: the frozen row
+    np.testing.assert_allclose(untied.center(tok).detach().numpy()[2], e_in.numpy()[3])
+    # the loss, by hand: -log s(w_c . v_o) - sum_n log s(-w_c . v_n)
+    c, pos, neg = torch.tensor([5]), torch.tensor([3]), torch.tensor([[0, 6]])
+    w = untied.center(c).detach().numpy()[0]
+    v = untied.context(torch.tensor([3, 0, 6])).detach().numpy()
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    expected = -np.log(sig(w @ v[0])) - np.log(sig(-(w @ v[1]))) - np.log(sig(-(w @ v[2])))
+    assert float(untied.sgns_loss(c, pos, neg).detach()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_cw2v_rows_do_not_start_at_the_supports_centroid():
+    tok = make_wordpiece()
+    ext = extend_tokenizer(tok, [Candidate("abc", 3, 3), Candidate("de", 4, 2), Candidate("xy", 2, 2)])
+    old = _old(len(tok), d=6)
+
+    def rows_and_support(**opts):
+        ctx = _ctx(tok, ext, corpus=CORPUS, options={"steps": 1, "rank": 4, "batch": 8, **opts})
+        return init_cw2v(old, ctx).double().numpy(), old.double().numpy()[ctx.info["support_ids"]], ctx.info
+
+    rows, base, info = rows_and_support()  # one step: (nearly) the start
+    centroid = base.mean(0)
+    spread = np.linalg.norm(base - centroid, axis=1).mean()
+    assert (np.linalg.norm(rows - centroid, axis=1) > 0.3 * spread).all()  # the paper's rand init: peaked weights
+    assert info["centroid_distance"] == pytest.approx(np.linalg.norm(rows - centroid, axis=1).mean() / spread, rel=1e-6)
+    small, base, _ = rows_and_support(init="small")  # the old start: every row at the centroid
+    assert (np.linalg.norm(small - base.mean(0), axis=1) < 0.05 * spread).all()
+    with pytest.raises(ConfigError, match="init"):
+        rows_and_support(init="zeros")

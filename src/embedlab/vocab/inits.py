@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -106,7 +106,7 @@ def old_pieces(tokenizer: Any, surface: str, continuation: bool = False) -> list
     """Old ids of a new token's string (no special tokens). A WordPiece continuation (``##ase``) is cut
     by the model part directly and its first piece mapped to the ``##`` form when the vocabulary has it."""
     if continuation:
-        from embedlab.tokenize.vocab_select import backend
+        from embedlab.vocab.selection import backend
 
         model = backend(tokenizer).model
         vocab = tokenizer.get_vocab()
@@ -204,12 +204,16 @@ def init_wechsel(old: torch.Tensor, ctx: InitContext) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-def _corpus_ids(ctx: InitContext, max_tokens: int) -> np.ndarray:
-    """The corpus under the new tokenizer, documents separated by -1, at most ``max_tokens`` ids."""
+CW2V_PAPER_RANK = 1024  # Mundra et al.'s factorisation rank
+CW2V_INITS = ("paper", "small")
+
+
+def corpus_ids(tokenizer: Any, corpus: Sequence[str], max_tokens: int) -> np.ndarray:
+    """The corpus under ``tokenizer`` (no special tokens), each document followed by -1, at most
+    ``max_tokens`` entries."""
     out: list[int] = []
-    for text in ctx.corpus:
-        ids = ctx.new_tokenizer(text, add_special_tokens=False)["input_ids"]
-        out.extend(ids)
+    for text in corpus:
+        out.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
         out.append(-1)
         if len(out) >= max_tokens:
             break
@@ -218,8 +222,9 @@ def _corpus_ids(ctx: InitContext, max_tokens: int) -> np.ndarray:
 
 def sgns_pairs(ids: np.ndarray, is_new: np.ndarray, window: int, rng: np.random.Generator,
                subsample: float = 1e-4) -> np.ndarray:
-    """(center, context) pairs within ``window`` that touch a new token (the only pairs with a gradient
-    when old rows are frozen), after word2vec's frequent-token subsampling (keep √(t/f))."""
+    """(center, context) pairs at most ``window`` apart *within one document* (documents end at -1)
+    that touch a new token (the only pairs with a gradient when old rows are frozen), after word2vec's
+    frequent-token subsampling (keep √(t/f)); as the authors' code builds pairs line by line."""
     valid = ids >= 0
     counts = np.bincount(ids[valid], minlength=len(is_new)).astype(np.float64)
     freq = counts / max(valid.sum(), 1)
@@ -228,14 +233,88 @@ def sgns_pairs(ids: np.ndarray, is_new: np.ndarray, window: int, rng: np.random.
         p = np.minimum(1.0, np.sqrt(subsample / np.maximum(freq[np.where(valid, ids, 0)], 1e-12)))
         keep = rng.random(len(ids)) < p
     seq = ids[keep | ~valid]  # dropped tokens are removed before windowing, as in word2vec
+    doc = np.cumsum(seq < 0)  # a document's tokens share a number; its separator starts the next one
+    new = is_new[np.where(seq >= 0, seq, 0)] & (seq >= 0)
     pairs = []
     for off in range(1, window + 1):
         c, o = seq[:-off], seq[off:]
-        ok = (c >= 0) & (o >= 0)
-        for a, b in ((c, o), (o, c)):
-            sel = ok & (is_new[np.where(a >= 0, a, 0)] | is_new[np.where(b >= 0, b, 0)])
-            pairs.append(np.stack([a[sel], b[sel]], 1))
+        ok = (c >= 0) & (o >= 0) & (doc[:-off] == doc[off:]) & (new[:-off] | new[off:])
+        pairs += [np.stack([c[ok], o[ok]], 1), np.stack([o[ok], c[ok]], 1)]
     return np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+
+
+def cw2v_support(old_counts: np.ndarray, pieces: Sequence[Sequence[int]], size: int,
+                 exclude: Iterable[int] = ()) -> np.ndarray:
+    """The old rows the hull is spanned by: every old piece of a new token's string (the rows the new
+    tokens replace, rare in the corpus once the new tokenizer merges them), then the old tokens most
+    frequent under the *old* tokenizer, up to ``size`` rows (more only when the pieces alone need it)."""
+    excluded = set(exclude)
+    out = list(dict.fromkeys(i for ps in pieces for i in ps if 0 <= i < len(old_counts) and i not in excluded))
+    chosen = set(out)
+    for i in np.argsort(-old_counts, kind="stable"):
+        if len(out) >= size or old_counts[i] <= 0:
+            break
+        if int(i) not in chosen and int(i) not in excluded:
+            out.append(int(i))
+            chosen.add(int(i))
+    if len(out) < 2:  # nothing in the corpus: fall back to the first non-special rows
+        out += [i for i in range(len(old_counts)) if i not in excluded and i not in chosen][: max(0, min(size, 2) - len(out))]
+    return np.asarray(out, dtype=np.int64)
+
+
+class CW2VTables:
+    """The constrained parametrisation: new row i of table t is ``softmax(A₁[i] A₂)·E_t[S]``, old rows
+    frozen. ``tables`` holds the input matrix and, for an untied model, the output matrix; the center
+    reads table 0 and the context reads the last one (the same table when tied, as the authors' RoBERTa
+    code does)."""
+
+    def __init__(self, tables: Sequence[torch.Tensor], support: np.ndarray, local: np.ndarray, n_new: int, rank: int,
+                 init: str = "paper") -> None:
+        if init not in CW2V_INITS:
+            raise ConfigError(f"cw2v: 'init' must be one of {', '.join(CW2V_INITS)}; got {init!r}")
+        self.n_old = tables[0].shape[0]
+        self.local = torch.from_numpy(local)
+        self.supp = torch.from_numpy(support)
+        self.full = [t.float() for t in tables]
+        self.bases = [t[self.supp] for t in self.full]
+        self.params: list[tuple[nn.Parameter, nn.Parameter]] = []
+        for _ in tables:
+            if init == "paper":
+                # the authors' torch.rand factors; scaled so the logits spread across the support as much
+                # as at their rank 1024 (the spread of a row of A₁A₂ grows as √rank)
+                scale = (CW2V_PAPER_RANK / rank) ** 0.25
+                a1, a2 = torch.rand(n_new, rank) * scale, torch.rand(rank, len(support)) * scale
+            else:  # near-uniform weights: every row starts at the support's centroid
+                a1, a2 = torch.randn(n_new, rank) * 0.01, torch.randn(rank, len(support)) * 0.01
+            self.params.append((nn.Parameter(a1), nn.Parameter(a2)))
+
+    def weights(self, which: int, rows: torch.Tensor) -> torch.Tensor:
+        a1, a2 = self.params[which]
+        return torch.softmax(a1[rows] @ a2, dim=-1)
+
+    def lookup(self, which: int, tok: torch.Tensor) -> torch.Tensor:
+        """Rows of table ``which`` for token ids ``tok`` (old ids read the frozen table)."""
+        out = self.full[which][tok.clamp(max=self.n_old - 1)]
+        loc = self.local[tok]
+        m = loc >= 0
+        if m.any():
+            uniq, inv = torch.unique(loc[m], return_inverse=True)
+            out = out.clone()
+            out[m] = (self.weights(which, uniq) @ self.bases[which])[inv]
+        return out
+
+    def center(self, tok: torch.Tensor) -> torch.Tensor:
+        return self.lookup(0, tok)
+
+    def context(self, tok: torch.Tensor) -> torch.Tensor:
+        return self.lookup(len(self.params) - 1, tok)
+
+    def sgns_loss(self, c: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """``−log σ(w_c·v_o) − Σ_n log σ(−w_c·v_n)``, averaged over the pairs."""
+        wc, vo = self.center(c), self.context(pos)
+        vn = self.context(neg.reshape(-1)).reshape(*neg.shape, -1)
+        return -(nn.functional.logsigmoid((wc * vo).sum(-1))
+                 + nn.functional.logsigmoid(-(vn @ wc.unsqueeze(-1)).squeeze(-1)).sum(-1)).mean()
 
 
 def init_cw2v(old: torch.Tensor, ctx: InitContext, old_out: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -249,61 +328,36 @@ def init_cw2v(old: torch.Tensor, ctx: InitContext, old_out: torch.Tensor | None 
     rank, support_size = int(o.get("rank", 64)), int(o.get("support", 4096))
     steps, lr, batch = int(o.get("steps", 300)), float(o.get("lr", 1e-2)), int(o.get("batch", 1024))
     window, negatives = int(o.get("window", 5)), int(o.get("negatives", 5))
+    max_tokens, subsample = int(o.get("max_tokens", 300_000)), float(o.get("subsample", 1e-4))
     rng = np.random.default_rng(ctx.seed)
     torch.manual_seed(ctx.seed)
     n_old, n_new = old.shape[0], len(ctx.surfaces)
     new_ids = np.asarray(ctx.new_ids)
-    ids = _corpus_ids(ctx, int(o.get("max_tokens", 300_000)))
+    ids = corpus_ids(ctx.new_tokenizer, ctx.corpus, max_tokens)
     total = int(max(new_ids.max() + 1, n_old)) if len(new_ids) else n_old
     local = np.full(total, -1, dtype=np.int64)  # token id -> row among the new tokens
     local[new_ids] = np.arange(n_new)
     is_new = local >= 0
     valid = ids[ids >= 0]
     counts = np.bincount(valid, minlength=total)
-    old_counts = counts[:n_old].copy()
-    old_counts[list(set(getattr(ctx.old_tokenizer, "all_special_ids", [])) & set(range(n_old)))] = 0
-    support = np.argsort(-old_counts, kind="stable")[:support_size]
-    support = support[old_counts[support] > 0] if (old_counts[support] > 0).sum() >= 2 else support
-    pairs = sgns_pairs(ids, is_new, window, rng)
-    ctx.info.update(rank=rank, support=len(support), pairs=int(len(pairs)), steps=steps, lr=lr, corpus_tokens=int(len(valid)))
-    tables = [old] if old_out is None else [old, old_out]
-    params = []
-    for _ in tables:
-        a1 = nn.Parameter(torch.randn(n_new, rank) * 0.01)
-        a2 = nn.Parameter(torch.randn(rank, len(support)) * 0.01)
-        params.append((a1, a2))
-    supp = torch.from_numpy(support)
-    bases = [t.float()[supp] for t in tables]
-    full = [t.float() for t in tables]
-
-    def new_rows(which: int, rows: torch.Tensor) -> torch.Tensor:
-        a1, a2 = params[which]
-        return torch.softmax(a1[rows] @ a2, dim=-1) @ bases[which]
-
-    def lookup(which: int, tok: torch.Tensor) -> torch.Tensor:
-        out = full[which][tok.clamp(max=n_old - 1)]
-        loc = torch.from_numpy(local)[tok]
-        m = loc >= 0
-        if m.any():
-            uniq, inv = torch.unique(loc[m], return_inverse=True)
-            out = out.clone()
-            out[m] = new_rows(which, uniq)[inv]
-        return out
-
+    old_ids = corpus_ids(ctx.old_tokenizer, ctx.corpus, max_tokens)
+    old_counts = np.bincount(old_ids[old_ids >= 0], minlength=n_old)[:n_old]
+    special = set(getattr(ctx.old_tokenizer, "all_special_ids", []))
+    unk = getattr(ctx.old_tokenizer, "unk_token_id", None)
+    pieces = [old_pieces(ctx.old_tokenizer, s, cont) for s, cont in zip(ctx.surfaces, ctx.continuation)]
+    support = cw2v_support(old_counts, pieces, support_size, exclude=special | ({unk} if unk is not None else set()))
+    pairs = sgns_pairs(ids, is_new, window, rng, subsample)
+    ctx.info.update(rank=rank, support=len(support), pairs=int(len(pairs)), steps=steps, lr=lr, init=o.get("init", "paper"),
+                    corpus_tokens=int(len(valid)))
+    tables = CW2VTables([old] if old_out is None else [old, old_out], support, local, n_new, rank, str(o.get("init", "paper")))
     if len(pairs):
         noise = np.power(np.maximum(counts, 0).astype(np.float64), 0.75)
         noise /= noise.sum()
-        opt = torch.optim.Adam([p for pair in params for p in pair], lr=lr)
-        ctx_table = 0 if old_out is None else 1
+        opt = torch.optim.Adam([p for pair in tables.params for p in pair], lr=lr)
         for step in range(steps):
             b = pairs[rng.integers(0, len(pairs), min(batch, len(pairs)))]
             neg = rng.choice(total, size=(len(b), negatives), p=noise)
-            c, pos, ng = (torch.from_numpy(x) for x in (b[:, 0], b[:, 1], neg))
-            wc = lookup(0, c)
-            vo = lookup(ctx_table, pos)
-            vn = lookup(ctx_table, ng.reshape(-1)).reshape(len(b), negatives, -1)
-            loss = -(nn.functional.logsigmoid((wc * vo).sum(-1)) +
-                     nn.functional.logsigmoid(-(vn @ wc.unsqueeze(-1)).squeeze(-1)).sum(-1)).mean()
+            loss = tables.sgns_loss(*(torch.from_numpy(x) for x in (b[:, 0], b[:, 1], neg)))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -313,13 +367,18 @@ def init_cw2v(old: torch.Tensor, ctx: InitContext, old_out: torch.Tensor | None 
                 ctx.info["loss_first"] = float(loss.detach())
         ctx.info["loss_last"] = float(loss.detach())
     else:
-        log.warning("cw2v: no new token occurs in the corpus; rows stay at the support's centroid")
+        log.warning("cw2v: no new token occurs in the corpus; rows keep their initial weights")
     with torch.no_grad():
         every = torch.arange(n_new)
-        weights = [torch.softmax(a1[every] @ a2, dim=-1) for a1, a2 in params]
+        weights = [tables.weights(i, every) for i in range(len(tables.params))]
         ctx.info["weights"] = weights[0]  # (n_new, |S|): rows >= 0 summing to 1 (the hull property)
         ctx.info["support_ids"] = support
-        outs = [(w.double() @ t.double()[supp]).to(t.dtype) for w, t in zip(weights, tables)]
+        outs = [(w.double() @ t.double()[tables.supp]).to(t.dtype) for w, t in zip(weights, [old] if old_out is None else [old, old_out])]
+        base = old.double()[tables.supp]
+        centroid = base.mean(0)
+        spread = (base - centroid).norm(dim=1).mean()
+        ctx.info["centroid_distance"] = float((outs[0].double() - centroid).norm(dim=1).mean() / spread)
+        ctx.info["effective_support"] = float(torch.exp(-(weights[0] * weights[0].clamp_min(1e-30).log()).sum(1)).mean())
     return outs[0] if old_out is None else (outs[0], outs[1])
 
 
@@ -342,4 +401,5 @@ def initialize(method: str, old: torch.Tensor, ctx: InitContext, old_out: torch.
     return rows, out_rows
 
 
-__all__ = ["INIT_METHODS", "InitContext", "METHODS", "PAPERS", "initialize", "old_pieces", "sgns_pairs"]
+__all__ = ["CW2VTables", "INIT_METHODS", "InitContext", "METHODS", "PAPERS", "corpus_ids", "cw2v_support", "initialize",
+           "old_pieces", "sgns_pairs"]

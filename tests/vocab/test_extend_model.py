@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
-from tests.tokenize.test_vocab import BPE_CORPUS, make_bpe, make_wordpiece
+from tests.vocab._tokenizers import BPE_CORPUS, make_bpe, make_wordpiece
 
 CORPUS = ["abc de abc xy the cat", "the cat sat abc de", "abc de sat the", "xy abc the cat de"] * 5
 
@@ -130,7 +130,7 @@ def test_extended_model_indexes_and_serves(extended, monkeypatch, capsys, tmp_pa
 
 def test_bpe_llama_extends_with_every_init(bpe_model, tmp_path):
     from embedlab.models import Embedder
-    from embedlab.tokenize.vocab import extend_embedder, save_extended
+    from embedlab.vocab.extend import extend_embedder, save_extended
 
     base = Embedder.from_pretrained(bpe_model, pooling="mean")
     opts = {"cw2v": {"steps": 10, "rank": 4, "batch": 64}, "wechsel": {"dim": 8, "epochs": 1, "min_count": 1, "workers": 1}}

@@ -1,5 +1,5 @@
-"""Vocabulary expansion on hand-built tokenizers: token selection counted by hand, new entries used when
-encoding ordinary text (WordPiece and byte-level BPE), bad input as one-line errors."""
+"""Tokenizer extension on hand-built tokenizers: new entries used when encoding ordinary text (WordPiece
+and byte-level BPE), bad input as one-line errors."""
 from __future__ import annotations
 
 import json
@@ -7,79 +7,10 @@ import json
 import pytest
 
 from embedlab.errors import ConfigError, InputError
-from embedlab.tokenize.vocab import extend_tokenizer
-from embedlab.tokenize.vocab_select import Candidate, forms_from_surface, read_corpus, read_token_file, select_bpe, select_words
+from embedlab.vocab.extend import extend_tokenizer
+from embedlab.vocab.selection import Candidate, forms_from_surface, read_corpus, read_token_file
 
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
-def make_wordpiece():
-    """A WordPiece with single letters (word-start and ##) and three whole words: every other word is
-    cut into one piece per letter, so piece counts are known by hand."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(LETTERS) + ["##" + c for c in LETTERS] + ["cat", "the", "sat", ",", "."]
-    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
-    tok.decoder = decoders.WordPiece()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
-
-
-BPE_CORPUS = ["the cell has mitochondria and ribosomes", "mitochondria make energy in the cell",
-              "ribosomes make protein", "the protein folds", "a cell divides"] * 3
-
-
-def make_bpe(vocab_size: int = 280):
-    """A byte-level BPE (GPT-2 style, no prefix space) trained on a few sentences: 256 bytes + merges."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(BPE_CORPUS, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   model_max_length=64)
-
-
-# -- selection ------------------------------------------------------------------------------------
-def test_select_words_ranks_by_tokens_saved_counted_by_hand():
-    tok = make_wordpiece()
-    corpus = ["abc abc abc de de de de cat", "Cat xy xy"]
-    # abc: 3 x (3 - 1) = 6; de: 4 x (2 - 1) = 4; xy: count 2 < min_count 3; cat: one piece (in vocab)
-    got = select_words(tok, corpus, 10, min_count=3)
-    assert [(c.form, c.count, c.pieces, c.saved) for c in got] == [("abc", 3, 3, 6), ("de", 4, 2, 4)]
-    assert [c.form for c in select_words(tok, corpus, 1, min_count=3)] == ["abc"]
-    assert [c.form for c in select_words(tok, corpus, 10, min_count=2)] == ["abc", "de", "xy"]
-
-
-def test_multiword_concepts_need_content_words_and_association():
-    tok = make_wordpiece()
-    corpus = ["amino acid binds", "amino acid folds", "the amino acid", "of the cell of the cell of the"]
-    got = {c.form: c for c in select_words(tok, corpus, 50, min_count=3, multiword=True)}
-    assert got["amino acid"].multiword and got["amino acid"].count == 3
-    assert got["amino acid"].pieces == 5 + 4  # a-m-i-n-o + a-c-i-d
-    assert not any(c.multiword and "the" in c.form.split() for c in got.values())  # stopwords never form concepts
-
-
-def test_select_bpe_returns_trained_merges_missing_from_the_vocabulary():
-    tok = make_bpe(262)  # few merges: the domain words are still split
-    cands = select_bpe(tok, BPE_CORPUS, 5, vocab_size=400)
-    vocab = tok.get_vocab()
-    assert cands and all(c.form not in vocab and c.pieces >= 2 for c in cands)
-    assert "Ġmitochondria" in {c.form for c in select_bpe(tok, BPE_CORPUS, 200, vocab_size=400)}
-
-
-def test_forms_from_surface_word_start_and_multiword():
-    wp, bpe = make_wordpiece(), make_bpe()
-    assert [(c.form, c.multiword) for c in forms_from_surface(wp, ["Abc", "amino acid"])] == [("abc", False), ("amino acid", True)]
-    assert [c.form for c in forms_from_surface(bpe, ["mitochondria"])] == ["Ġmitochondria"]
+from tests.vocab._tokenizers import make_bpe, make_wordpiece
 
 
 # -- the tokenizers use the new entries ------------------------------------------------------------
@@ -143,8 +74,8 @@ def test_budget_counts_every_new_id():
 
 # -- bad input ---------------------------------------------------------------------------------------
 def test_bad_input_is_one_line(tmp_path):
-    from embedlab.tokenize.vocab import choose_candidates
-    from embedlab.tokenize.vocab_select import backend
+    from embedlab.vocab.extend import choose_candidates
+    from embedlab.vocab.selection import backend
 
     class Slow:
         is_fast = False

@@ -3,11 +3,13 @@
 Two selection modes, both in the tokenizer's own alphabet (after its normalizer and pre-tokenizer, so a
 BERT word is lower-cased and a byte-level BPE word carries its ``Ġ`` space marker):
 
-* ``words`` (K-Tokeniser's domain concepts, Hasan et al. 2024): the corpus's frequent words that the
-  tokenizer splits into two or more pieces, ranked by the tokens they would save,
-  ``count × (pieces − 1)``; with ``multiword`` also frequent two-word concepts (both words content
-  words of ≥ 3 letters, normalised PMI ≥ 0.3), which become added tokens because a pre-tokenizer never
-  lets a vocabulary entry span a space.
+* ``tokens-saved`` (domain words by tokens saved): the corpus's frequent words that the tokenizer splits
+  into two or more pieces, ranked by the tokens they would save, ``count × (pieces − 1)``; with
+  ``multiword`` also frequent two-word concepts (both words content words of ≥ 3 letters, normalised PMI
+  ≥ 0.3), which become added tokens because a pre-tokenizer never lets a vocabulary entry span a space.
+  A frequency heuristic *motivated by* K-Tokeniser (Hasan et al. 2024), not its method: no semantic
+  types of domain concepts and no context-dependent choice among segmentations. ``words``, the old
+  name, is still accepted (deprecated).
 * ``bpe``: the merges of a tokenizer trained on the corpus with HF ``tokenizers`` (a byte-level BPE for
   a BPE tokenizer, a WordPiece for a WordPiece tokenizer, with the old normalizer and pre-tokenizer)
   whose results are missing from the vocabulary, in the trained order (most frequent first).
@@ -26,7 +28,8 @@ from typing import Any, Iterable, Sequence
 
 from embedlab.errors import ConfigError, InputError
 
-SELECT_MODES = ("words", "bpe")
+SELECT_MODES = ("tokens-saved", "bpe")
+DEPRECATED_MODES = {"words": "tokens-saved"}  # old name -> new name
 STOPWORDS = frozenset(
     "the a an and or of to in on at by for with from into onto as is are was were be been being this that these those "
     "it its we our they their he she his her you your not no but than then there here which who whom whose what when "
@@ -156,9 +159,21 @@ def piece_count(tokenizer: Any, form: str) -> int:
     return len(backend(tokenizer).model.tokenize(form))
 
 
-def select_words(tokenizer: Any, texts: Sequence[str], n: int, *, min_count: int = 3, multiword: bool = False,
-                 min_npmi: float = 0.3) -> list[Candidate]:
-    """The ``n`` candidates saving the most tokens (K-Tokeniser-style domain words and concepts)."""
+def npmi(pair_count: int, count_a: int, count_b: int, n: int) -> float:
+    """Normalised PMI of a bigram (Bouma 2009), every probability over the same ``n`` word positions
+    (as gensim's ``npmi_scorer``): ``log(p_ab / (p_a p_b)) / −log p_ab``, in [−1, 1]."""
+    if not 0 < pair_count <= min(count_a, count_b) <= n:
+        raise ValueError(f"npmi needs 0 < pair count <= word counts <= n; got {pair_count}, {count_a}, {count_b}, {n}")
+    p_ab, p_a, p_b = pair_count / n, count_a / n, count_b / n
+    if p_ab == 1.0:
+        return 1.0
+    return math.log(p_ab / (p_a * p_b)) / -math.log(p_ab)
+
+
+def select_tokens_saved(tokenizer: Any, texts: Sequence[str], n: int, *, min_count: int = 3, multiword: bool = False,
+                        min_npmi: float = 0.3) -> list[Candidate]:
+    """The ``n`` candidates saving the most tokens, ``count × (pieces − 1)``: split words and (with
+    ``multiword``) associated two-word concepts (see the module docstring)."""
     words, pairs = word_counts(tokenizer, texts)
     vocab = tokenizer.get_vocab()
     cands: list[Candidate] = []
@@ -169,21 +184,18 @@ def select_words(tokenizer: Any, texts: Sequence[str], n: int, *, min_count: int
         if k >= 2:
             cands.append(Candidate(w, c, k))
     if multiword:
-        total = sum(words.values()) or 1
-        total_pairs = sum(pairs.values()) or 1
+        total = sum(words.values())
         for (a, b), c in pairs.items():
-            if c < min_count:
-                continue
-            p_ab = c / total_pairs
-            pmi = math.log(p_ab / ((words[a] / total) * (words[b] / total)))
-            npmi = pmi / -math.log(p_ab)
-            if npmi < min_npmi:
+            if c < min_count or npmi(c, words[a], words[b], total) < min_npmi:
                 continue
             form = f"{_plain(a)} {_plain(b)}"
             k = piece_count(tokenizer, a) + piece_count(tokenizer, b)
             cands.append(Candidate(form, c, k, multiword=True))
     cands.sort(key=lambda x: (-x.saved, x.form))
     return cands[:n]
+
+
+select_words = select_tokens_saved  # the name before issue 22.14
 
 
 def select_bpe(tokenizer: Any, texts: Sequence[str], n: int, *, vocab_size: int | None = None) -> list[Candidate]:
@@ -251,5 +263,6 @@ def forms_from_surface(tokenizer: Any, surfaces: Sequence[str]) -> list[Candidat
     return out
 
 
-__all__ = ["Candidate", "SELECT_MODES", "backend", "forms_from_surface", "model_kind", "piece_count", "pre_tokens",
-           "read_corpus", "read_token_file", "select_bpe", "select_words", "word_counts"]
+__all__ = ["Candidate", "DEPRECATED_MODES", "SELECT_MODES", "backend", "forms_from_surface", "model_kind", "npmi",
+           "piece_count", "pre_tokens", "read_corpus", "read_token_file", "select_bpe", "select_tokens_saved",
+           "select_words", "word_counts"]
