@@ -240,6 +240,9 @@ def test_precision_binary_and_int8_are_the_index_codecs(server, tiny_emb):
     decoded = vmin + (codes + 128 + 0.5) / 255 * vdiff
     step = (hi - lo) / 255  # half a step from the code's centre, plus the one-step tolerance above
     assert (np.abs(decoded - np.clip(unit, lo, hi)) <= 1.5 * step + 1e-6).all()
+    f16 = httpx.post(server.url + "/v1/embeddings", json={"input": texts, "precision": "float16"}).json()
+    halves = np.array([d["embedding"] for d in f16["data"]])
+    assert np.abs(halves - unit.astype(np.float16).astype(np.float64)).max() <= 2.0 ** -11  # one f16 step near 1
     half = httpx.get(server.url + "/v1/quantization/int8", params={"dimensions": 8}).json()
     assert len(half["vmin"]) == 8
     assert httpx.get(server.url + "/v1/quantization/int8", params={"dimensions": 10**6}).status_code == 400

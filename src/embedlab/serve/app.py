@@ -292,7 +292,8 @@ def _add_search_routes(api: APIRouter, engine: Engine, model_name: str, indexes:
         dim = engine.check_dimensions(dimensions)
         if engine.quantizer is None:
             raise Unavailable("int8 output is not available: the model gave NaN/inf on the calibration texts")
-        vmin, vdiff = await asyncio.get_running_loop().run_in_executor(None, engine.quantizer.int8_ranges, dim)
+        ranges = await asyncio.get_running_loop().run_in_executor(None, engine.quantizer.int8_ranges, dim)
+        vmin, vdiff = ranges.lo, ranges.diff
         return JSONResponse({"dimensions": dim, "vmin": vmin.tolist(), "vdiff": vdiff.tolist(),
                              "decode": "x[i] = vmin[i] + (q[i] + 128 + 0.5) / 255 * vdiff[i]"})
 

@@ -7,61 +7,46 @@ binary codecs for single vectors).
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import numpy as np
 
 from embedlab.errors import Unavailable
-from embedlab.index.codecs import parse_codec, prepare
 from embedlab.serve.errors import BadRequest
-
-PRECISIONS = ("float32", "int8", "binary")
+from embedlab.vectors import PRECISIONS, Int8Ranges, calibrate_int8, dequantize, prepare, quantize
 
 
 class Quantizer:
-    """The index's codecs for single vectors: ``int8`` is FAISS's SQ8 (``parse_codec('int8')``: per-dimension
-    min/max calibrated on the calibration texts, per width), returned as signed bytes (code - 128);
-    ``binary`` is the sign bits packed 8 per byte, as ``VectorIndex`` stores ``binary``. Both encode the
-    unit vector, as the index does."""
+    """The served precisions of single vectors, by :mod:`embedlab.vectors` (the one quantiser, as the index
+    and the shards use): each request's unit vector at its width, in ``float32``, ``float16``, ``int8``
+    (FAISS SQ8 codes - 128, with per-dimension ranges calibrated on the calibration texts' unit vectors
+    at that width) or ``binary`` (the sign bits packed 8 per byte, as ``VectorIndex`` stores ``binary``)."""
 
     def __init__(self, calibration_full: np.ndarray) -> None:
         self.calibration = np.asarray(calibration_full, dtype=np.float32)
-        self._sq: dict[int, Any] = {}
+        self._ranges: dict[int, Int8Ranges] = {}
         self._lock = threading.Lock()
 
-    def int8_codec(self, dim: int) -> Any:
+    def int8_ranges(self, dim: int) -> Int8Ranges:
+        """The int8 ranges at width ``dim``: min/max of the calibration vectors truncated to ``dim`` and
+        renormalised (the vectors a request at that width gets)."""
         with self._lock:
-            if dim not in self._sq:
-                import faiss
-
-                codec = parse_codec("int8")
-                sq = faiss.index_factory(dim, codec.factory_string(dim), faiss.METRIC_INNER_PRODUCT)
-                sq.train(codec.prepare(self.calibration[:, :dim]))
-                self._sq[dim] = sq
-            return self._sq[dim]
+            if dim not in self._ranges:
+                self._ranges[dim] = calibrate_int8(prepare(self.calibration, dim))
+            return self._ranges[dim]
 
     def encode(self, vectors: np.ndarray, precision: str) -> np.ndarray:
+        if precision not in PRECISIONS:
+            raise BadRequest(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}", param="precision")
         unit = prepare(vectors)
-        if precision == "binary":
-            if unit.shape[1] % 8:
-                raise BadRequest(f"binary output needs a width divisible by 8; got {unit.shape[1]}", param="dimensions")
-            return np.packbits(unit > 0, axis=1)
-        if precision == "int8":
-            codes = self.int8_codec(unit.shape[1]).sa_encode(unit)
-            return (codes.astype(np.int16) - 128).astype(np.int8)
-        raise BadRequest(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}", param="precision")
-
-    def int8_ranges(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(vmin, vdiff) of the int8 codec at width ``dim``: code q decodes to vmin + (q + 128 + 0.5) / 255 * vdiff."""
-        import faiss
-
-        trained = faiss.vector_to_array(self.int8_codec(dim).sq.trained).astype(np.float32)
-        return trained[:dim], trained[dim:2 * dim]
+        if precision == "binary" and unit.shape[1] % 8:
+            raise BadRequest(f"binary output needs a width divisible by 8; got {unit.shape[1]}", param="dimensions")
+        ranges = self.int8_ranges(unit.shape[1]) if precision == "int8" else None
+        return quantize(unit, precision, ranges)
 
     def decode_int8(self, codes: np.ndarray) -> np.ndarray:
         """Approximate unit vectors back from int8 output (for tests and clients of this module)."""
-        codes = np.asarray(codes)
-        return self.int8_codec(codes.shape[1]).sa_decode((codes.astype(np.int16) + 128).astype(np.uint8))
+        codes = np.asarray(codes, dtype=np.int8)
+        return dequantize(codes, "int8", self.int8_ranges(codes.shape[1]))
 
 
 class Output:

@@ -10,6 +10,8 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from embedlab.vectors import PRECISIONS
+
 MAX_INPUTS = 2048
 
 EmbeddingInput = Union[StrictStr, list[StrictStr], list[StrictInt], list[list[StrictInt]]]
@@ -29,9 +31,9 @@ class EmbeddingRequest(_Body):
     user: Optional[StrictStr] = None
     input_type: Optional[StrictStr] = Field(None, description="embedlab: a named prompt of the model (e.g. query, "
                                                               "document); default: the model's default prompt")
-    precision: Literal["float32", "int8", "binary"] = Field(
-        "float32", description="embedlab: float32, int8 (the index's SQ8 codes as signed bytes) or binary (sign bits, "
-                               "8 per byte)")
+    precision: Literal[PRECISIONS] = Field(  # type: ignore[valid-type]
+        "float32", description="embedlab: float32, float16, int8 (FAISS SQ8 codes as signed bytes, ranges at "
+                               "/v1/quantization/int8) or binary (sign bits, 8 per byte): embedlab.vectors' precisions")
 
 
 class EmbeddingItem(BaseModel):
