@@ -11,7 +11,7 @@ written to ``--out``):
 * quality on STS and classification tasks with the paired-bootstrap 95% CI and p of each Δ
   (``embedlab.eval.significance.paired_bootstrap``, 1,000 resamples, seed 0);
 * Gonen & Goldberg's clustering check: the ``--gg-words`` most male- and most female-projected
-  words of a vocabulary sample (whole words of the model's tokenizer, gender-specific words
+  words (projection on he − she in the original space, as in the paper) of a vocabulary sample (whole words of the model's tokenizer, gender-specific words
   removed), clustered into two groups with k-means before and after debiasing; alignment of the
   clusters with the original gender split (0.5 = none, 1 = perfect).
 
@@ -93,8 +93,9 @@ def run_model(args) -> dict:
     gendered = set(lists["gender_specific_full"]) | {w for p in lists["definitional_pairs"] + lists["equalize_pairs"] for w in p}
     vocab = bias.vocabulary_words(emb.tokenizer, exclude=gendered, limit=args.gg_vocab)
     vb, va = base.encode(vocab), after_enc.encode(vocab)
-    gg = bias.gonen_goldberg(vb, va, sub, n=args.gg_words, seed=0)
-    proj = bias.unit(vb) @ sub.basis[0]
+    he_she = bias.gender_direction(base)  # Gonen & Goldberg rank words on he - she in the original space
+    gg = bias.gonen_goldberg(vb, va, sub, n=args.gg_words, seed=0, direction=he_she)
+    proj = bias.unit(vb) @ bias.unit(he_she[None])[0]
     order = np.argsort(proj)
 
     return {
@@ -130,7 +131,8 @@ def render(runs: dict) -> list[str]:
                   f"on the *man* side: {', '.join(d['most_negative'][:6])}.",
                   f"- **DirectBias₁** over {d['neutral_words']} gender-neutral professions: "
                   f"{d['direct_bias_before']:.4f} → {d['direct_bias_after']:.1e}.",
-                  f"- **Gonen & Goldberg**: the {gg['words']} most woman- and {gg['words']} most man-projected words of "
+                  f"- **Gonen & Goldberg**: the {gg['words']} most *he*- and {gg['words']} most *she*-projected words "
+                  f"(ranked on {gg.get('ranked_by', 'the first principal direction')}) of "
                   f"{gg['vocabulary']:,} vocabulary words (gender-specific ones removed) fall into k-means clusters aligned "
                   f"with gender at **{100 * gg['alignment_before']:.1f}%** before and **{100 * gg['alignment_after']:.1f}%** "
                   f"after debiasing (50% = chance). E.g. {', '.join(gg['examples_positive'][:5])} vs "

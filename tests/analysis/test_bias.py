@@ -328,3 +328,48 @@ def test_vocabulary_words_from_wordpiece_and_bpe():
     assert bias.vocabulary_words(wp, exclude=["doctor"]) == ["the", "nurse"]
     bpe = Tok({"Ġthe": 0, "ing": 1, "Ġnurse": 2, "Ġhe": 3})
     assert bias.vocabulary_words(bpe) == ["the", "nurse"]
+
+
+def test_most_biased_ranks_by_cosine_on_the_direction_hand_computed():
+    V = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.2], [2.0, -1.0], [0.5, 3.0]])
+    # cosines with (1, -1)/sqrt2: 0.71, -0.71, 0, -0.82, 0.95, -0.58 -> lowest two: rows 3, 1; highest two: 0, 4
+    idx, labels = bias.most_biased(V, np.array([1.0, -1.0]), 2)
+    assert idx.tolist() == [3, 1, 0, 4] and labels.tolist() == [0, 0, 1, 1]
+
+
+def test_gonen_goldberg_ranks_words_on_he_minus_she_not_the_pca_direction():
+    """Gonen & Goldberg take the words most biased by their projection on he - she. Here gender lives
+    on dimension 0 (he - she) while the subspace's first direction (dimension 1) holds noise: words
+    ranked on he - she cluster by side perfectly, words ranked on the subspace do not."""
+    rng = np.random.default_rng(0)
+    n, d = 120, 6
+    side = rng.choice([-1.0, 1.0], n)
+    V = rng.normal(size=(n, d)) * 0.2
+    V[:, 0] += 2 * side
+    V[:, 1] += rng.normal(size=n) * 2
+    V[:, 2] += 3.0
+    he, she = np.eye(d)[0] + 3 * np.eye(d)[2], -np.eye(d)[0] + 3 * np.eye(d)[2]
+    direction = bias.unit(he[None])[0] - bias.unit(she[None])[0]
+    sub = bias.Subspace(np.eye(d)[1:2], [1.0], 1)
+    check = bias.gonen_goldberg(V, V, sub, n=30, direction=direction)
+    assert check.ranked_by == "he - she" and check.alignment_before == 1.0
+    idx, labels = bias.most_biased(V, direction, 30)
+    assert (np.sign(V[idx, 0]) == np.where(labels == 1, 1, -1)).all()  # the chosen sides are the genders
+    assert bias.gonen_goldberg(V, V, sub, n=30).ranked_by == "subspace"
+
+
+def test_gender_direction_is_he_minus_she():
+    vec = bias.StaticVectors.from_dict({"he": [3.0, 4.0], "she": [0.0, 2.0]})
+    np.testing.assert_allclose(bias.gender_direction(vec), [0.6, 0.8 - 1.0])
+
+
+def test_vocabulary_words_skips_sentencepiece_continuations():
+    class Tok:
+        def __init__(self, vocab):
+            self.vocab = vocab
+
+        def get_vocab(self):
+            return self.vocab
+
+    sp = Tok({"<s>": 0, "▁the": 1, "ing": 2, "▁nurse": 3, "ment": 4, "▁he": 5})
+    assert bias.vocabulary_words(sp) == ["the", "nurse"]  # "ing", "ment" continue a word
