@@ -271,3 +271,33 @@ def test_drain_finishes_in_flight_requests_and_refuses_new_ones(tiny_emb):
         srv.thread.join(15)
         assert not srv.thread.is_alive()  # the server stopped by itself
         assert not engine.worker_alive()  # and the lifespan stopped the engine
+
+
+def test_gate_refuses_before_reading_the_body_and_keeps_the_connection(tiny_emb):
+    """The HTTP-level check: with requests in flight and an answer rate measured, a model route whose
+    expected wait (in flight / answered per second) is over the bound gets 429 from the middleware, with
+    Retry-After, on a connection that stays usable; /health is never gated."""
+    hold = Hold()
+    with running(tiny_emb, max_queue_wait=0.5, on_forward=hold) as srv:
+        engine = srv.app.state.engine
+        hold.block = False
+        assert httpx.post(srv.url + "/v1/embeddings", json={"input": "x"}).status_code == 200  # measures a rate
+        rate = engine.gate.rate.tokens_per_s
+        hold.block = True
+        hold.entered.clear()
+        need = math.floor(0.5 * rate) + 1  # in flight so that need / rate > 0.5 s
+        with ThreadPoolExecutor(need) as pool:
+            try:
+                held = [pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": "the cat"}, timeout=60)
+                        for _ in range(need)]
+                _wait(lambda: engine.gate.in_flight == need)
+                with httpx.Client() as client:
+                    r = client.post(srv.url + "/embed", json={"inputs": "x"})
+                    assert r.status_code == 429, r.text
+                    assert int(r.headers["retry-after"]) == math.ceil(need / engine.gate.rate.tokens_per_s - 0.5)
+                    assert r.json()["error"]["type"] == "rate_limit_error" and "in flight" in r.json()["error"]["message"]
+                    assert client.get(srv.url + "/health").status_code == 200  # same connection, ungated route
+            finally:
+                hold.released.set()
+            assert all(f.result().status_code == 200 for f in held)
+        assert engine.gate.in_flight == 0

@@ -27,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedlab import __version__
-from embedlab.errors import ClientGone, ConfigError, EmbedlabError, EmptyInput, Unavailable
+from embedlab.errors import ClientGone, ConfigError, EmbedlabError, EmptyInput, Overloaded, Unavailable
 from embedlab.serve import schemas as s
 from embedlab.serve.engine import Embedded, Engine, Prepared
 from embedlab.serve.errors import BadRequest, NotFound, TooManyInputs, Unauthorized, error_body, exception_body
@@ -68,7 +68,7 @@ def create_app(engine: Engine, *, model_name: str, indexes: Mapping[str, Any] | 
     app.state.indexes = indexes
     app.state.started = int(time.time())
     _install_error_handlers(app)
-    app.add_middleware(_Gate, engine=engine)
+    app.add_middleware(_Gate, engine=engine, request_timeout=request_timeout)
     deps = [Depends(_api_key_check(api_key))] if api_key else []
     api = APIRouter(dependencies=deps, responses=_ERRORS)
     _add_embedding_routes(api, engine, model_name, request_timeout)
@@ -366,11 +366,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
-class _Gate:
-    """ASGI middleware: 503 for new requests while draining; request count and latency per route."""
+#: The routes that run the model: admitted by the engine's RequestGate (expected wait) before their body is read.
+_MODEL_ROUTES = frozenset({"/v1/embeddings", "/embed", "/similarity", "/rerank", "/v1/search"})
 
-    def __init__(self, app: Any, engine: Engine) -> None:
-        self.app, self.engine = app, engine
+
+class _Gate:
+    """ASGI middleware: 503 for new requests while draining; 429 for a model route whose expected wait is
+    over the bound (the engine's RequestGate, before the body is parsed); request count and latency per route."""
+
+    def __init__(self, app: Any, engine: Engine, request_timeout: float | None = None) -> None:
+        self.app, self.engine, self.request_timeout = app, engine, request_timeout
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -387,6 +392,17 @@ class _Gate:
             await _refuse(send, 413, f"the body is larger than {MAX_BODY_BYTES >> 20} MiB", "input_too_long")
             metrics.requests.labels("too_large", "413").inc()
             return
+        gated = path in _MODEL_ROUTES and scope.get("method") == "POST"
+        if gated:
+            try:
+                self.engine.gate.enter(self.request_timeout)
+            except Overloaded as exc:
+                await _read_body(receive)  # so the connection stays usable (keep-alive)
+                await _refuse(send, 429, str(exc), "overloaded", close=False,
+                              headers=[(b"retry-after", str(exc.retry_after).encode())])
+                metrics.rejected.inc()
+                metrics.requests.labels(path, "429").inc()
+                return
         status = [500]
 
         async def send_status(message: dict) -> None:
@@ -398,18 +414,29 @@ class _Gate:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            if gated:
+                self.engine.gate.leave(answered=status[0] == 200)
             route = scope.get("route")
             label = getattr(route, "path", None) or "other"
             metrics.requests.labels(label, str(status[0])).inc()
             metrics.latency.labels(label).observe(time.perf_counter() - start)
 
 
-async def _refuse(send: Callable, status: int, message: str, code: str) -> None:
+async def _refuse(send: Callable, status: int, message: str, code: str, *, close: bool = True,
+                  headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps(error_body(message, status, code=code)).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                "headers": head + ([(b"connection", b"close")] if close else [])})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Callable) -> None:
+    """Consume a request's body (bounded by MAX_BODY_BYTES at the gate) without keeping it."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 def load_indexes(specs: Sequence[str]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from embedlab.errors import ConfigError, EmptyInput, Unavailable
 from embedlab.models.modules import Normalize, Truncate
 from embedlab.serve.metrics import Metrics
 from embedlab.serve.output import PRECISIONS, Output, Quantizer, packaged_calibration_texts
-from embedlab.serve.queue import DEFAULT_MAX_QUEUE_WAIT, Queue, Throughput
+from embedlab.serve.queue import DEFAULT_MAX_QUEUE_WAIT, Queue, RequestGate, Throughput
 from embedlab.serve.tokenization import Prepared, Tokenization
 from embedlab.serve.worker import Worker
 
@@ -114,6 +114,7 @@ class Engine:
         self.queue = Queue(dim=self.full_dim, max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size,
                            max_queue_tokens=self.max_queue_tokens, max_queue_wait=self.max_queue_wait,
                            throughput=Throughput(tokens_per_s), metrics=self.metrics)
+        self.gate = RequestGate(self.max_queue_wait)  # the HTTP layer's check (app.py's middleware)
         texts = packaged_calibration_texts() if calibration_texts is None else list(calibration_texts)
         self.worker = Worker(self.embedder, self.queue, device=self.device, dtype=self.dtype,
                              max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size,

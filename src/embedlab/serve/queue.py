@@ -1,11 +1,17 @@
 """The queue and admission control: a request's inputs wait here until the batcher takes them.
 
-Admission is by *expected wait*, as a queue of known throughput allows: the tokens admitted and not yet
-answered (queued or running), divided by the worker's measured throughput (:class:`Throughput`), must
-not exceed ``max_queue_wait`` seconds (and never the request's own timeout). A request that would wait
-longer gets :class:`~embedlab.errors.Overloaded` (429) with ``Retry-After`` = the seconds until the
-expected wait is back under the bound, from the same estimate. ``max_queue_tokens`` stays as a memory
-bound: a request larger than it can never be admitted (413).
+Admission is by *expected wait*, checked twice, each against ``max_queue_wait`` seconds (and never more
+than the request's own timeout); a request that would wait longer gets :class:`~embedlab.errors.Overloaded`
+(429) with ``Retry-After`` = the seconds until the expected wait is back under the bound, from the same
+estimate:
+
+* :class:`RequestGate`, when a request arrives (before its body is read): the requests in flight divided
+  by the rate the server answers them while busy (Little's law). This is the wait when the bottleneck is
+  not the model (HTTP, JSON, the tokenizer: short texts on a small CPU).
+* :meth:`Queue.admit`, once it is tokenized: the tokens admitted and not yet answered (queued or running)
+  divided by the worker's measured token throughput (:class:`Throughput`). This is the wait when it is.
+
+``max_queue_tokens`` stays as a memory bound: a request larger than it can never be admitted (413).
 
 Batch selection (:meth:`Queue.take_batch`): the batch holding the OLDEST live input among the
 ``padding_aware_batches`` (models/batching.py: similar lengths, rows x longest <= max_batch_tokens, the
@@ -20,6 +26,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 import numpy as np
 
 from embedlab.errors import Overloaded
@@ -64,6 +71,48 @@ class Throughput:
             self._rate = rate
             return
         self._rate += (1.0 - math.exp(-seconds / self.tau)) * (rate - self._rate)
+
+
+class RequestGate:
+    """Admission of whole requests by their expected wait at the HTTP layer: ``in_flight / rate``, where
+    ``rate`` is the answered requests per second over busy periods (some request in flight), a
+    :class:`Throughput` of requests. Before anything was answered, everything is admitted."""
+
+    def __init__(self, max_wait: float, tau: float = THROUGHPUT_TAU, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.max_wait = max_wait
+        self.rate = Throughput(tau=tau)
+        self.clock = clock
+        self.in_flight = 0
+        self._mark: float | None = None  # the last answer (or the start of the busy period)
+        self._lock = threading.Lock()
+
+    def expected_wait(self) -> float:
+        return self.in_flight / self.rate.tokens_per_s if self.rate.measured else 0.0
+
+    def enter(self, timeout: float | None = None) -> None:
+        """Count a request in, or raise Overloaded when it would wait longer than the bound."""
+        bound = self.max_wait if timeout is None else min(self.max_wait, timeout)
+        with self._lock:
+            wait = self.expected_wait()
+            if wait > bound:
+                raise Overloaded(f"the server is busy: {self.in_flight} requests in flight at "
+                                 f"{self.rate.tokens_per_s:.1f} answered/s is {wait:.2f} s of waiting, more than the "
+                                 f"{bound:g} s a request may wait (--max-queue-wait); retry later",
+                                 retry_after=retry_after(wait - bound))
+            if self.in_flight == 0:
+                self._mark = self.clock()
+            self.in_flight += 1
+
+    def leave(self, answered: bool) -> None:
+        """Count a request out; ``answered``: it was served (not refused), so it measures the rate."""
+        with self._lock:
+            now = self.clock()
+            if answered and self._mark is not None:
+                self.rate.observe(1, now - self._mark)
+                self._mark = now
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._mark = None
 
 
 class Ticket:
@@ -230,4 +279,4 @@ def resolve(ticket: Ticket, error: BaseException | None) -> None:
         pass
 
 
-__all__ = ["DEFAULT_MAX_QUEUE_WAIT", "Entry", "Queue", "Throughput", "Ticket", "resolve", "retry_after"]
+__all__ = ["DEFAULT_MAX_QUEUE_WAIT", "Entry", "Queue", "RequestGate", "Throughput", "Ticket", "resolve", "retry_after"]
