@@ -646,6 +646,13 @@ def stage_report(teachers: list[str], tasks: list[str], out: Path) -> None:
         "Tokenizing is model2vec's: no special tokens, each text cut to max_length × the vocabulary's median token length "
         "characters and then to max_length (512) tokens, unknown tokens dropped; a text with no known token is the zero "
         "vector (never NaN).",
+        "",
+        "One difference from model2vec is left unmeasured: for a byte-level BPE teacher model2vec (0.10) sets the "
+        "student's pre-tokenizer to add a prefix space, so a text's first word is cut into word-start pieces "
+        "(`Ġword`) like every other word; embedlab keeps the teacher tokenizer's own setting (SmolLM2 adds no prefix "
+        "space, so a text's first word is cut as if it continued a word). Its effect on smollm2-135m's student was "
+        "not measured (issue 22.15; two passes over the 49,152-token vocabulary did not fit this session's shared "
+        "CPU).",
     ]
     body = [line.replace(f"{REPO}/", "") for line in body]  # repository-relative paths, not this checkout's
     write_markdown(out, "Static distillation: a model2vec-style static embedder from any embedlab model", body)

@@ -8,9 +8,12 @@ the morpheme lists, fertility / %TR / %Pure on the UD test text.
 
 Stages resume from ``runs/vocab_adaptation/`` (one JSON per finished item), so a killed run loses only
 the item in progress; ``--max-minutes`` stops cleanly before the lock's 10-minute slot ends. Rerun the
-same command until it prints "all done"; the report is rewritten from whatever is finished.
+same command until it prints "all done"; the report is rewritten from whatever is finished. Finished
+records are also kept in ``docs/vocabulary.json`` (with the chosen candidates), and a run seeds
+``runs/`` from it, so one init can be rerun on a fresh checkout without the others:
 
     flock /tmp/embedlab-cpu.lock timeout 600 python bench/vocab_adaptation.py --max-minutes 9
+    python bench/vocab_adaptation.py --only minilm-l6 --inits cw2v --redo   # only the CW2V rows, anew
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from embedlab.io import atomic_path, write_json  # noqa: E402
 from embedlab.readers import read_jsonl  # noqa: E402
 
 RUNS = REPO / "runs" / "vocab_adaptation"
+RECORDS = REPO / "docs" / "vocabulary.json"  # the finished records, committed with the report
 DATA = REPO.parent / "shared" / "data"
 INITS = ("random", "mean", "multivariate", "fvt", "wechsel", "cw2v")
 MODELS = {
@@ -40,6 +44,9 @@ TRAIN = {"steps": 20, "batch_size": 16, "lr": 5e-5, "warmup_steps": 3, "temperat
 INIT_OPTIONS = {"cw2v": {"steps": 300, "rank": 64, "support": 4096, "batch": 1024, "lr": 0.01},
                 "wechsel": {"dim": 100, "epochs": 3, "min_count": 3, "workers": 2}}
 SEED = 0
+# CW2V as measured before the issue-22.13 fixes (docs/vocabulary.md at commit 2fb8ab3, run on 40b69ea): pairs crossed
+# documents, the support lacked the pieces merged into new tokens, and every row started at the centroid
+CW2V_BEFORE = {"minilm-l6": {"untrained": 0.6532, "adapted": 0.7247}, "smollm2-135m": {"untrained": 0.1505}}
 
 
 class OutOfTime(Exception):
@@ -112,10 +119,66 @@ def evaluate(emb: Any, task: Any, out: Path) -> dict[str, Any]:
             "seconds": res["metadata"]["evaluation_time_s"]}
 
 
-def run_model(name: str, spec: dict[str, Any], budget: Budget, log: Callable[[str], None]) -> None:
+def seed_runs(redo: dict[str, tuple[str, ...]]) -> None:
+    """Write the records of docs/vocabulary.json that runs/ lacks (not those of the inits being redone)."""
+    if not RECORDS.is_file():
+        return
+    saved = json.loads(RECORDS.read_text())
+    for name, m in saved.get("models", {}).items():
+        d = RUNS / name
+        pairs = [(k, m.get(k)) for k in ("base", "candidates", "cw2v_centroid")] + list(m.get("inits", {}).items())
+        for key, rec in pairs:
+            gone = key in redo.get(name, ()) or (key == "cw2v_centroid" and "cw2v" in redo.get(name, ()))
+            if rec is None or gone or (d / f"{key}.json").is_file():
+                continue
+            write_json(d / f"{key}.json", rec)
+    if saved.get("turkish") and not (RUNS / "turkish.json").is_file():
+        write_json(RUNS / "turkish.json", saved["turkish"])
+
+
+def carry(commit: str) -> None:
+    """Rows no run has recorded yet, read back from the docs/vocabulary.md table at ``commit`` (nDCG@10,
+    fertility; no per-query scores, so no CI) and marked as carried in the report. A bridge for the
+    records made before docs/vocabulary.json existed; a later full run replaces them."""
+    import re
+    import subprocess
+
+    text = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:docs/vocabulary.md"], capture_output=True, text=True,
+                          check=True).stdout
+    for name, spec in MODELS.items():
+        part = text.split(f"### {name}", 1)
+        if len(part) < 2:
+            continue
+        table = part[1].split("What it says", 1)[0]
+        for m in spec["inits"]:
+            f = RUNS / name / f"{m}.json"
+            row = re.search(rf"^\| `{m}` \| ([0-9.]+) \| [^|]+ \| ([0-9.]+) \| [^|]+ \|(?: ([0-9.]+|not run) \|)?", table, re.M)
+            if f.is_file() or row is None:
+                continue
+            rec: dict[str, Any] = {"carried_from": commit, "fertility": float(row.group(1)),
+                                   "untrained": {"ndcg_at_10": float(row.group(2)) / 100, "per_example": None}}
+            if row.group(3) and row.group(3) != "not run":
+                rec["adapted"] = {"ndcg_at_10": float(row.group(3)) / 100, "per_example": None}
+            write_json(f, rec)
+
+
+def forget(name: str, methods: tuple[str, ...]) -> None:
+    """Remove the finished records, models and evaluation folders of ``methods`` (``--redo``)."""
+    import shutil
+
+    d = RUNS / name
+    for m in methods:
+        for f in (d / f"{m}.json",) + ((d / "cw2v_centroid.json",) if m == "cw2v" else ()):
+            f.unlink(missing_ok=True)
+        for sub in (d / "models" / m, d / "trained" / m, d / f"{m}_eval", d / f"{m}_adapted_eval", d / "cw2v_centroid_eval"):
+            shutil.rmtree(sub, ignore_errors=True)
+
+
+def run_model(name: str, spec: dict[str, Any], budget: Budget, log: Callable[[str], None],
+              inits: tuple[str, ...] | None = None) -> None:
     from embedlab.models import Embedder
     from embedlab.vocab.extend import extend_embedder, save_extended
-    from embedlab.vocab.selection import select_words
+    from embedlab.vocab.selection import select_tokens_saved
 
     root, selection, measure = scifact_subset(spec["distractors"])
     task = task_for(root)
@@ -131,6 +194,8 @@ def run_model(name: str, spec: dict[str, Any], budget: Budget, log: Callable[[st
         write_json(base_file, r)
         log(f"{name} base nDCG@10 {r['ndcg_at_10']:.4f} ({time.perf_counter() - t0:.0f} s)")
     for method in spec["inits"]:
+        if inits is not None and method not in inits:
+            continue
         f = d / f"{method}.json"
         train = method in spec["train"]  # the inits that get the short adaptation (all for minilm-l6)
         if f.is_file() and (not train or json.loads(f.read_text()).get("adapted")):
@@ -147,7 +212,7 @@ def run_model(name: str, spec: dict[str, Any], budget: Budget, log: Callable[[st
                 cands = [Candidate(**c) for c in json.loads(cands_file.read_text())]
             else:
                 t0 = time.perf_counter()
-                cands = select_words(base.tokenizer, selection, spec["add"] * 2, min_count=3)
+                cands = select_tokens_saved(base.tokenizer, selection, spec["add"] * 2, min_count=3)
                 write_json(cands_file, [c.__dict__ for c in cands])
                 log(f"{name}: {len(cands)} candidates from {len(selection)} docs ({time.perf_counter() - t0:.0f} s)")
             t0 = time.perf_counter()
@@ -175,6 +240,19 @@ def run_model(name: str, spec: dict[str, Any], budget: Budget, log: Callable[[st
             rec["adapted"] = {**r, "train_seconds": round(t_train, 1)}
             write_json(f, rec)
             log(f"{name} {method}: adapted nDCG@10 {r['ndcg_at_10']:.4f} (train {t_train:.0f} s)")
+    # ablation: CW2V with every row starting at the support's centroid (the start before issue 22.13)
+    f = d / "cw2v_centroid.json"
+    if "cw2v" in spec["inits"] and (inits is None or "cw2v" in inits) and not f.is_file() and (d / "candidates.json").is_file():
+        from embedlab.vocab.selection import Candidate
+
+        budget.check(150, f"{name} cw2v centroid-start ablation")
+        base = base or Embedder.from_pretrained(name, pooling=spec["pooling"], max_length=spec["max_length"])
+        cands = [Candidate(**c) for c in json.loads((d / "candidates.json").read_text())]
+        emb, report = extend_embedder(base, corpus=selection, method="cw2v", add=spec["add"], candidates=cands, seed=SEED,
+                                      options={**INIT_OPTIONS["cw2v"], "init": "small"})
+        r = evaluate(emb, task, f)
+        write_json(f, {"untrained": r, "init": report["init"]})
+        log(f"{name} cw2v (centroid start): nDCG@10 {r['ndcg_at_10']:.4f}")
 
 
 def run_turkish(log: Callable[[str], None]) -> None:
@@ -187,13 +265,13 @@ def run_turkish(log: Callable[[str], None]) -> None:
     from embedlab.tokenize import TurkishLexicon, load_tokenizer, tokenizer_metrics
     from embedlab.tokenize.turkish import tr_lower
     from embedlab.vocab.extend import extend_tokenizer
-    from embedlab.vocab.selection import Candidate, piece_count, pre_tokens, select_words
+    from embedlab.vocab.selection import Candidate, piece_count, pre_tokens, select_tokens_saved
 
     lex = TurkishLexicon.load()
     read = lambda p: [line.split("\t", 1)[1] for line in p.read_text(encoding="utf-8").splitlines()[1:] if "\t" in line]  # noqa: E731
     dev, test = read(DATA / "turkish" / "ud_imst_dev_sentences.tsv"), read(DATA / "turkish" / "ud_imst_test_sentences.tsv")
     tok = AutoTokenizer.from_pretrained(resolve_source("smollm2-135m")[0])
-    words = [c for c in select_words(tok, dev, 10_000, min_count=2)
+    words = [c for c in select_tokens_saved(tok, dev, 10_000, min_count=2)
              if lex.is_valid(tok.convert_tokens_to_string([c.form]).strip())]
     # suffixes of the morpheme inventory as word-internal pieces, counted as word endings in the dev text
     suffixes = [line.split("\t")[0] for line in (DATA / "turkish" / "morphemes" / "turkish_tokenizer_suffixes.tsv")
@@ -244,12 +322,15 @@ embedlab encode -m runs/minilm-sci -i texts.txt -o vectors.npy      # a normal m
 * `--corpus FILE`: one text per line, or JSONL with `text` (and `title`, BEIR style); `.gz` works.
 * `--add N` chooses new ids from the corpus; `--tokens FILE` takes them from a file (one per line; a
   line with a space is a multiword concept). Exactly one of the two.
-* `--select words` (default): K-Tokeniser's domain concepts (Hasan et al. 2024): the corpus's words that
-  the tokenizer splits into ≥ 2 pieces, ranked by tokens saved, `count × (pieces − 1)`, counted after
-  the tokenizer's own normalizer and pre-tokenizer (`--min-count`, default 3). `--multiword` adds
-  frequent two-word concepts (content words, normalised PMI ≥ 0.3). `--select bpe`: the merges of a
-  BPE (a WordPiece for WordPiece models) trained on the corpus with HF `tokenizers` whose results the
-  vocabulary lacks, in trained order.
+* `--select tokens-saved` (default): domain words by tokens saved: the corpus's words that the
+  tokenizer splits into ≥ 2 pieces, ranked by `count × (pieces − 1)`, counted after the tokenizer's own
+  normalizer and pre-tokenizer (`--min-count`, default 3). `--multiword` adds frequent two-word concepts
+  (content words, normalised PMI ≥ 0.3, every probability over the corpus's word positions, as gensim's
+  `npmi_scorer`). A frequency heuristic motivated by K-Tokeniser (Hasan et al. 2024), which builds its
+  tokens from the semantic types of domain concepts and picks among segmentations by context; neither
+  is done here. `--select words`, the old name, still works with a deprecation warning. `--select bpe`:
+  the merges of a BPE (a WordPiece for WordPiece models) trained on the corpus with HF `tokenizers`
+  whose results the vocabulary lacks, in trained order.
 * `--init` one of the six below; `--option KEY=VALUE` passes method settings (`scale=1e-5`, `k=10`,
   `temperature=0.1`, `steps=300`, `rank=64`, `support=4096`); `--seed`.
 * It prints how many ids were added (asked-for tokens, BPE merge steps, multiword tokens) and how many
@@ -258,7 +339,7 @@ embedlab encode -m runs/minilm-sci -i texts.txt -o vectors.npy      # a normal m
   backend, an unknown init: one-line errors. `vocab_extension.json` in the output lists every new id,
   its form, role, corpus count and old piece count, and what the init recorded.
 
-Library: `embedlab.vocab.extend.extend_embedder(embedder, corpus=..., method=..., add=...)` returns a new
+Library: `embedlab.vocab.extend_embedder(embedder, corpus=..., method=..., add=...)` returns a new
 Embedder (the input is not modified) and the report; `extend_tokenizer` and `resize_and_init` are the
 two halves, usable on any fast tokenizer and HF model.
 
@@ -297,12 +378,17 @@ cut with the new entries:
 **Deviations, named.** *WECHSEL*: the paper aligns two languages' pretrained fastText spaces (Procrustes
 on a bilingual dictionary); those vectors cannot be downloaded here and source and target are one
 language, so the static space is a gensim `FastText` (skip-gram, 100-d, n-grams 3–6) trained offline on
-the corpus, and the alignment is the identity. *CW2V*: rank 64 instead of 1024; the hull's support is
-the ≤ 4,096 old tokens most frequent in the corpus (a subset of the old rows, so rows stay in the full
-hull); a few hundred Adam steps at lr 0.01 instead of 5 epochs at 3e-4; for tied models one
-factorisation serves as center and context table. *K-Tokeniser*: the selection follows its idea of
-domain concepts, without UMLS semantic types and without its context-dependent choice among
-segmentations at inference. ZeTT and dynamic tokenization need a trained hypernetwork and are not built.
+the corpus, and the alignment is the identity. *CW2V*: rank 64 instead of 1024, with the authors'
+`torch.rand` factors scaled by (1024/64)^¼ so a row's logits spread across the support as much as at
+rank 1024 (each new row starts as a peaked mix of a few old rows, not at their centroid); the hull's
+support is at most 4,096 old rows instead of all of them: every old piece of a new token's string,
+then the old tokens most frequent in the corpus under the *old* tokenizer (a subset of the old rows, so
+rows stay in the full hull); a few hundred Adam steps at lr 0.01 instead of 5 epochs at 3e-4. As in the
+authors' code, skip-gram pairs never cross a document, and a tied model (their RoBERTa script, and
+SmolLM2 here; minilm-l6 has no output matrix at all) has one factorisation that serves as center and
+context table. *Token selection*: `tokens-saved` is a frequency heuristic, not K-Tokeniser's method
+(no semantic types, no context-dependent segmentation). ZeTT and dynamic tokenization need a trained
+hypernetwork and are not built.
 """
 
 
@@ -355,7 +441,10 @@ def build_report(args: argparse.Namespace) -> None:
         if not recs:
             body += ["*no init finished yet.*", ""]
             continue
-        ext0 = next(iter(recs.values()))["extension"]
+        ext0 = next((r["extension"] for r in recs.values() if "extension" in r), None)
+        if ext0 is None:
+            body += ["*only rows carried from an earlier run: rerun for the extension's counts.*", ""]
+            continue
         body += [f"Pooling: {spec['pooling'] or 'the saved chain (mean, normalised)'}; documents truncated to "
                  f"{spec['max_length']} tokens. {ext0['added']:,} new ids ({ext0['token']:,} words"
                  + (f", {ext0['intermediate']:,} BPE merge steps" if ext0["intermediate"] else "")
@@ -374,11 +463,12 @@ def build_report(args: argparse.Namespace) -> None:
         rand_ad = recs.get("random", {}).get("adapted")
         for m, r in recs.items():
             un = r["untrained"]["ndcg_at_10"]
-            line = (f"| `{m}` | {r['fertility']:.3f} | {100 * (r['fertility'] / base_f - 1):+.1f}% | {fmt(un)} | "
+            mark = " †" if r.get("carried_from") else ""
+            line = (f"| `{m}`{mark} | {r['fertility']:.3f} | {100 * (r['fertility'] / base_f - 1):+.1f}% | {fmt(un)} | "
                     f"{100 * un / base_n:.1f} |")
             if spec["train"]:
                 ad = r.get("adapted")
-                if ad and rand_ad and m != "random":
+                if ad and rand_ad and m != "random" and ad.get("per_example") and rand_ad.get("per_example"):
                     b = paired_bootstrap(rand_ad["per_example"], ad["per_example"], resamples=2000, seed=0)
                     line += f" {fmt(ad['ndcg_at_10'])} | {fmt(b.delta):s} [{fmt(b.ci_low)}, {fmt(b.ci_high)}] |"
                 elif ad:
@@ -387,7 +477,36 @@ def build_report(args: argparse.Namespace) -> None:
                     line += " not run | – |"
             body.append(line)
         body.append("")
+        carried = sorted({r["carried_from"] for r in recs.values() if r.get("carried_from")})
+        if carried:
+            body += [f"† carried from the run behind docs/vocabulary.md at commit {', '.join(carried)} (same candidates, "
+                     "seeds and settings; not rerun in the last session, so no CI against it); the other rows were rerun.", ""]
         body += _observations(name, base, recs)
+        if "cw2v" in recs and name in CW2V_BEFORE:
+            before, now = CW2V_BEFORE[name], recs["cw2v"]
+            line = (f"* CW2V before the issue-22.13 fixes (commit 2fb8ab3: skip-gram pairs crossed documents, the hull's "
+                    f"support lacked the pieces merged into new tokens, every row started at the support's centroid): "
+                    f"{fmt(before['untrained'])} untrained ({100 * before['untrained'] / base['ndcg_at_10']:.1f}% of base)"
+                    + (f", {fmt(before['adapted'])} adapted" if "adapted" in before else "")
+                    + f"; now {fmt(now['untrained']['ndcg_at_10'])} ({100 * now['untrained']['ndcg_at_10'] / base['ndcg_at_10']:.1f}%)"
+                    + (f", {fmt(now['adapted']['ndcg_at_10'])} adapted" if now.get("adapted") else "") + ".")
+            init = now["extension"]["init"]
+            if "centroid_distance" in init:
+                line += (f" Its rows end {init['centroid_distance']:.2f} support-spreads from the centroid, a mix of "
+                         f"{init['effective_support']:.1f} old rows on average (exp of the weights' entropy), over a "
+                         f"support of {init['support']:,} rows and {init['pairs']:,} skip-gram pairs.")
+            if "loss_last" in init and init.get("pairs"):
+                epochs = init["steps"] * INIT_OPTIONS["cw2v"]["batch"] / init["pairs"]
+                line += (f" The SGNS loss only moves from {init['loss_first']:.2f} to {init['loss_last']:.2f} in "
+                         f"{init['steps']} steps, {epochs:.2f} epochs of the pairs (the paper trains 5 epochs): with the "
+                         "CPU budget the rows stay close to their start, so the start decides the score.")
+            abl = d / "cw2v_centroid.json"
+            if abl.is_file():
+                a = json.loads(abl.read_text())
+                line += (f" Ablation: the same fixed CW2V with every row starting at the centroid (`--option init=small`, "
+                         f"the old start): {fmt(a['untrained']['ndcg_at_10'])} untrained "
+                         f"({a['init'].get('centroid_distance', float('nan')):.2f} support-spreads from the centroid after training).")
+            body += [line, ""]
         plot[name] = (base_n, {m: (r["untrained"]["ndcg_at_10"], (r.get("adapted") or {}).get("ndcg_at_10")) for m, r in recs.items()})
         # targets
         any_f = next(iter(recs.values()))["fertility"]
@@ -399,8 +518,9 @@ def build_report(args: argparse.Namespace) -> None:
         targets.append(f"- {name}: best init keeps ≥ 98% of base nDCG@10 untrained: **{'met' if keep >= 0.98 else 'missed'}** "
                        f"(`{best_u}`: {100 * keep:.1f}% of {fmt(base_n)}; inits run: {', '.join(recs)}).")
         if spec["train"]:
-            adapted = {m: r["adapted"] for m, r in recs.items() if r.get("adapted") and m != "random"}
-            if adapted and rand_ad:
+            adapted = {m: r["adapted"] for m, r in recs.items()
+                       if r.get("adapted") and m != "random" and r["adapted"].get("per_example")}
+            if adapted and rand_ad and rand_ad.get("per_example"):
                 best_a = max(adapted, key=lambda m: adapted[m]["ndcg_at_10"])
                 b = paired_bootstrap(rand_ad["per_example"], adapted[best_a]["per_example"], resamples=2000, seed=0)
                 ok = b.ci_low > 0
@@ -467,8 +587,26 @@ def build_report(args: argparse.Namespace) -> None:
              f"{INIT_OPTIONS['cw2v']['rank']}, support {INIT_OPTIONS['cw2v']['support']}; WECHSEL: "
              f"{INIT_OPTIONS['wechsel']['epochs']} fastText epochs.", ""]
     write_markdown(REPO / "docs" / "vocabulary.md", "Vocabulary expansion", body)
+    write_records()
     if plot:
         _plot(plot)
+
+
+def write_records() -> None:
+    """docs/vocabulary.json: every finished record (and the candidates), so one init can be rerun alone."""
+    out: dict[str, Any] = {"models": {}}
+    for name, spec in MODELS.items():
+        d = RUNS / name
+        m: dict[str, Any] = {}
+        for key in ("base", "candidates", "cw2v_centroid"):
+            if (d / f"{key}.json").is_file():
+                m[key] = json.loads((d / f"{key}.json").read_text())
+        m["inits"] = {i: json.loads((d / f"{i}.json").read_text()) for i in spec["inits"] if (d / f"{i}.json").is_file()}
+        out["models"][name] = m
+    if (RUNS / "turkish.json").is_file():
+        out["turkish"] = json.loads((RUNS / "turkish.json").read_text())
+    with atomic_path(RECORDS) as tmp:  # compact: per-query scores make an indented file long
+        tmp.write_text(json.dumps(out, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 def _plot(plot: dict[str, Any]) -> None:
@@ -497,17 +635,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-minutes", type=float, default=9.0, help="stop cleanly before this much time (rerun resumes)")
     ap.add_argument("--only", choices=["minilm-l6", "smollm2-135m", "turkish", "report"], default=None)
+    ap.add_argument("--inits", default=None, help=f"comma-separated inits to run (default: all of {', '.join(INITS)})")
+    ap.add_argument("--redo", action="store_true", help="discard the finished records of the chosen inits and run them anew")
+    ap.add_argument("--carry", default=None, metavar="COMMIT",
+                    help="report rows not run yet from docs/vocabulary.md at COMMIT, marked as carried")
     args = ap.parse_args()
+    inits = tuple(x.strip() for x in args.inits.split(",") if x.strip()) if args.inits else None
+    if inits is not None and (not inits or set(inits) - set(INITS)):
+        ap.error(f"--inits takes a comma-separated subset of {', '.join(INITS)}; got {args.inits!r}")
     budget = Budget(args.max_minutes)
     log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
     RUNS.mkdir(parents=True, exist_ok=True)
+    chosen = [n for n in MODELS if args.only in (None, n)]
+    redo = {n: inits or INITS for n in chosen} if args.redo else {}
+    seed_runs(redo)
+    for n, methods in redo.items():
+        forget(n, methods)
     done = True
+    if args.carry:
+        carry(args.carry)
     try:
         if args.only in (None, "turkish"):
             run_turkish(log)
-        for name, spec in MODELS.items():
-            if args.only in (None, name):
-                run_model(name, spec, budget, log)
+        for name in chosen:
+            run_model(name, MODELS[name], budget, log, inits)
     except OutOfTime as exc:
         log(str(exc))
         done = False

@@ -19,11 +19,16 @@ because only new ids are written.
   vectors cannot be downloaded here and source and target are one language, so the auxiliary space is
   a gensim FastText trained offline on the corpus and the alignment is the identity.
 * ``cw2v`` — Mundra et al. (2024), constrained word2vec: new rows = softmax(A₁A₂)·E_old, trained with a
-  skip-gram negative-sampling loss on the corpus tokenized by the *new* tokenizer while the old rows
-  stay frozen, so each new row is a convex combination of old rows. **Deviations (CPU budget):** rank
-  64 instead of 1024, the hull's support is the (at most 4,096) old tokens most frequent in the corpus
-  rather than all of them (still inside the full hull), a few hundred Adam steps at lr 0.01 instead of 5
-  epochs at 3e-4, and for tied models one A for the tied matrix (center and context read the same rows).
+  skip-gram negative-sampling loss on the corpus tokenized by the *new* tokenizer (pairs within a
+  document, as the authors' code pairs within a line) while the old rows stay frozen, so each new row is
+  a convex combination of old rows. A₁, A₂ start as the authors' ``torch.rand`` factors (``init=paper``;
+  ``init=small`` starts every row at the support's centroid). A tied model has one factorisation: center
+  and context read the same table, as in the authors' RoBERTa script; an untied one gets a second for
+  the output matrix, as in their Llama script. **Deviations (CPU budget):** rank 64 instead of 1024
+  (the rand factors scaled by (1024/64)^¼, so the logits spread as much as at rank 1024); the hull's
+  support is at most 4,096 old rows instead of all: the old pieces of every new token's string, then
+  the old tokens most frequent under the *old* tokenizer (still inside the full hull); a few hundred
+  Adam steps at lr 0.01 instead of 5 epochs at 3e-4.
 """
 from __future__ import annotations
 
