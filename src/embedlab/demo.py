@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from embedlab.vectors import normalize
+
 
 def _lines(name: str) -> list[str]:
     text = resources.files("embedlab.data").joinpath(name).read_text(encoding="utf-8")
@@ -17,8 +19,7 @@ def nearest_neighbours(embedder: Any, top_k: int = 3) -> list[tuple[str, list[tu
     corpus, queries = _lines("demo_corpus.txt"), _lines("demo_queries.txt")
     docs = embedder.encode(corpus, prompt_name="document" if "document" in embedder.prompts else None)
     qs = embedder.encode(queries, prompt_name="query" if "query" in embedder.prompts else None)
-    docs = docs / np.linalg.norm(docs, axis=1, keepdims=True)
-    qs = qs / np.linalg.norm(qs, axis=1, keepdims=True)
+    docs, qs = normalize(docs), normalize(qs)
     scores = qs @ docs.T
     results = []
     for q, row in zip(queries, scores):

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from embedlab.errors import ConfigError, InputError
-from embedlab.vectors import PRECISIONS, Int8Ranges, calibrate_int8, check_precision, dequantize, quantize
+from embedlab.vectors import (
+    PRECISIONS,
+    Int8Ranges,
+    calibrate_int8,
+    check_precision,
+    dequantize,
+    quantize,
+)
 
 
 def test_one_precision_list():

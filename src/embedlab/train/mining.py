@@ -12,12 +12,14 @@ Known positives — by index and by identical text — are never returned as neg
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from embedlab.errors import EmbedlabError
+from embedlab.vectors import check_vectors, normalize
 
 STRATEGIES = ("topk", "lemon")
 
@@ -109,7 +111,5 @@ def mine_texts(teacher: Any, pairs: Sequence[tuple[str, str]], corpus: Sequence[
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2:
-        raise EmbedlabError(f"expected a 2-d array of vectors, got shape {x.shape}")
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    """2-d, finite float vectors at unit length (an InputError, an EmbedlabError, otherwise)."""
+    return normalize(check_vectors(x))

@@ -1,11 +1,38 @@
-"""Vectors as arrays: truncation, normalisation, the precisions and their one quantiser.
+"""Vectors as arrays: truncation, normalisation, the precisions and their one quantiser, and the typed
+results of each output kind (dense, sparse, multi-vector, binary).
 
-A leaf package (numpy and :mod:`embedlab.errors` only). Everything that truncates, normalises or
-quantises an embedding calls :mod:`embedlab.vectors.ops` and :mod:`embedlab.vectors.quantization`.
+A leaf package (numpy, :mod:`embedlab.errors` and :mod:`embedlab.io` for atomic writes; pyarrow lazily).
+Everything that truncates, normalises or quantises an embedding calls :mod:`embedlab.vectors.ops` and
+:mod:`embedlab.vectors.quantization`; :mod:`embedlab.vectors.representations` is the output contract.
 """
 from embedlab.vectors.ops import check_dim, check_vectors, normalize, prepare, truncate
-from embedlab.vectors.quantization import (PRECISIONS, Int8Ranges, calibrate_int8, check_precision, dequantize,
-                                           quantize)
+from embedlab.vectors.quantization import (
+    PRECISIONS,
+    Int8Ranges,
+    calibrate_int8,
+    check_precision,
+    dequantize,
+    quantize,
+)
+from embedlab.vectors.representations import (
+    FEATURE_KEYS,
+    KINDS,
+    TYPES,
+    BinaryEmbeddings,
+    DenseEmbeddings,
+    Embeddings,
+    MultiVectorEmbeddings,
+    SparseEmbeddings,
+    check_kind,
+    concat,
+    from_arrow,
+    from_features,
+    from_json,
+    from_json_text,
+    load_npz,
+)
 
-__all__ = ["PRECISIONS", "Int8Ranges", "calibrate_int8", "check_dim", "check_precision", "check_vectors", "dequantize",
-           "normalize", "prepare", "quantize", "truncate"]
+__all__ = ["FEATURE_KEYS", "KINDS", "PRECISIONS", "TYPES", "BinaryEmbeddings", "DenseEmbeddings", "Embeddings",
+           "Int8Ranges", "MultiVectorEmbeddings", "SparseEmbeddings", "calibrate_int8", "check_dim", "check_kind",
+           "check_precision", "check_vectors", "concat", "dequantize", "from_arrow", "from_features", "from_json",
+           "from_json_text", "load_npz", "normalize", "prepare", "quantize", "truncate"]

@@ -70,7 +70,7 @@ class Int8Ranges:
         """``hi - lo`` in float32 (FAISS's ``vdiff``)."""
         return self.hi - self.lo
 
-    def truncate(self, dim: int) -> "Int8Ranges":
+    def truncate(self, dim: int) -> Int8Ranges:
         """The ranges of the first ``dim`` dimensions. These are the ranges of the truncated vectors only
         when they are not renormalised after truncation; for a Matryoshka width, calibrate at that width."""
         dim = check_dim(dim, self.dim)
@@ -81,7 +81,7 @@ class Int8Ranges:
         return {"lo": [float(v) for v in self.lo], "hi": [float(v) for v in self.hi]}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Int8Ranges":
+    def from_dict(cls, data: Any) -> Int8Ranges:
         if not isinstance(data, dict) or set(data) != {"lo", "hi"}:
             raise ConfigError("int8 ranges must be an object with exactly the keys 'lo' and 'hi'")
         return cls(np.asarray(data["lo"], dtype=np.float32), np.asarray(data["hi"], dtype=np.float32))
