@@ -181,20 +181,37 @@ def test_sif_weights_by_hand_and_counts_from_the_tokenizer(teacher):
     assert counts[VOCAB["[CLS]"]] == 0 and counts.sum() == 5
 
 
-def test_distilled_table_is_pca_then_weights_and_encode_is_the_normalised_mean(teacher, student):
-    model, provenance = student
-    vectors = token_vectors(teacher)
+def test_distilled_table_is_pca_then_zipf_weights_by_hand_and_encode_is_the_normalised_mean(teacher):
+    """Independent of the code under test: a random (vocabulary x width) token table goes in as ``vectors``;
+    the expected table is PCA by hand (numpy SVD of the centred emittable rows, applied to every row) times
+    Zipf weights written out (a / (a + p_r), p_r proportional to 1 / (r + 2) over the emittable tokens in
+    id order, weight 1 for the others), and encode is the L2-normalised mean of each text's rows."""
+    rng = np.random.default_rng(7)
+    n, width, dims, a = len(VOCAB), teacher.output_dim, 5, 1e-4
+    vectors = (rng.normal(size=(n, width)) @ rng.normal(size=(width, width))).astype(np.float32)
+    vectors[:, :3] += 4.0  # an offset: PCA must centre
+    model, provenance = distill(teacher, dims=dims, vectors=vectors, normalize=True)
     emittable = np.array([t not in SPECIAL[:4] for t in VOCAB])  # the tiny BERT tokenizer's special (added) tokens
     assert (emittable_tokens(model.source.backend) == emittable).all()
-    reduced, _ = pca_reduce(vectors, 8, fit_rows=emittable)
+    fit = vectors[emittable].astype(np.float64)
+    mean = fit.mean(axis=0)
+    _, singular, axes = np.linalg.svd(fit - mean, full_matrices=False)
+    reduced = (vectors - mean) @ axes[:dims].T
+    ranks = np.cumsum(emittable) - 1  # r = 0, 1, ... over the emittable tokens
+    inverse = 1.0 / (np.arange(emittable.sum()) + 2)
+    p = inverse[ranks] / inverse.sum()
+    weights = np.where(emittable, a / (a + p), 1.0)
+    expected = reduced * weights[:, None]
     table = model.source.table
-    np.testing.assert_allclose(table, reduced * zipf_weights(len(VOCAB), ranked=emittable)[:, None], atol=1e-5)
+    signs = np.sign((table * expected).sum(axis=0))  # a principal axis is defined up to its sign
+    np.testing.assert_allclose(table * signs, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+    assert provenance["explained_variance"] == pytest.approx((singular[:dims] ** 2).sum() / (singular ** 2).sum(), abs=1e-6)
     # brute force: ids by hand, mean of rows, L2
     rows = [[VOCAB[w] for w in t.split()] for t in TEXTS]
-    ref = np.stack([table[r].mean(axis=0) for r in rows])
+    ref = np.stack([expected[r].mean(axis=0) for r in rows]) * signs
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
-    np.testing.assert_allclose(model.encode(TEXTS), ref, atol=1e-6)
-    assert provenance["weighting"] == "zipf" and provenance["dims"] == 8 and model.output_dim == 8
+    np.testing.assert_allclose(model.encode(TEXTS), ref, atol=1e-5)
+    assert provenance["weighting"] == "zipf" and provenance["dims"] == dims and model.output_dim == dims
 
 
 def test_sif_from_a_corpus_weights_frequent_tokens_down(teacher, tmp_path):

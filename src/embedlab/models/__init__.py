@@ -11,11 +11,20 @@ from __future__ import annotations
 from embedlab.models.backbone import ATTENTION_MODES, Backbone
 from embedlab.models.debias import DebiasProjection
 from embedlab.models.embedder import Embedder, EncodeStats
-from embedlab.models.modules import REGISTRY, Module, Normalize, Projection, Truncate, register
+from embedlab.models.modules import (
+    REGISTRY,
+    Module,
+    Normalize,
+    Projection,
+    Truncate,
+    register,
+)
 from embedlab.models.pooling import POOLING_HEADS, PoolingHead, build_head
 from embedlab.models.static import StaticSource
 from embedlab.sources.aliases import ALIASES, DEFAULT_MODEL
 
-__all__ = ["ALIASES", "ATTENTION_MODES", "Backbone", "DEFAULT_MODEL", "DebiasProjection", "Embedder", "EncodeStats",
-           "Module", "Normalize", "POOLING_HEADS", "PoolingHead", "Projection", "REGISTRY", "StaticSource", "Truncate",
-           "build_head", "register"]
+__all__ = [
+    "ALIASES", "ATTENTION_MODES", "DEFAULT_MODEL", "POOLING_HEADS", "REGISTRY", "Backbone", "DebiasProjection",
+    "Embedder", "EncodeStats", "Module", "Normalize", "PoolingHead", "Projection", "StaticSource", "Truncate",
+    "build_head", "register",
+]

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from embedlab import __version__
+from embedlab._version import __version__
 from embedlab.errors import ConfigError, EmbedlabError, InputError
 from embedlab.io import atomic_path, read_json
 from embedlab.models import st_compat

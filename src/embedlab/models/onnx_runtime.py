@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from embedlab import __version__
+from embedlab._version import __version__
 from embedlab.errors import ConfigError
 from embedlab.io import atomic_path, file_sha256
 from embedlab.settings import cache_dir

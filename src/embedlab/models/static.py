@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from embedlab import __version__, vectors
+from embedlab import vectors
+from embedlab._version import __version__
 from embedlab.errors import ConfigError, EmbedlabError, InputError
 from embedlab.io import atomic_path, file_sha256, read_json
 from embedlab.models import st_compat
@@ -334,6 +335,8 @@ class StaticSource(Module):
                 stats.batches += 1
                 result[lo: lo + len(chunk)] = _post(embedder.chain[2:], self.mean_rows(tok.ids))
                 bar.update(len(chunk))
+        if stats.truncated:
+            log.warning("%d of %d texts were truncated to %d tokens", stats.truncated, n, self.max_length)
         return result
 
     # -- files -------------------------------------------------------------------------------------

