@@ -1,0 +1,126 @@
+"""``embedlab tasks``, ``eval`` and ``compare``: evaluation and its significance report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedlab.cli._common import (
+    DEFAULT_MODEL,
+    AttentionOpt,
+    DType,
+    DTypeOpt,
+    ModelOpt,
+    PoolingOpt,
+    Runtime,
+    RuntimeOpt,
+    err,
+    load_embedder,
+    on_interrupt,
+    output_file,
+    output_folder,
+    show_table,
+)
+
+TaskDirOpt = Annotated[list[Path] | None, typer.Option("--task-dir", help="a user task folder with task.json/yaml")]
+
+
+def tasks(task_dir: TaskDirOpt = None) -> None:
+    """The evaluation tasks over the shared data (and any --task-dir), with type, size and MTEB name."""
+    from embedlab.errors import EmbedlabError
+    from embedlab.eval.registry import builtin_tasks, load_task_dir
+
+    available = builtin_tasks()
+    for d in task_dir or []:
+        t = load_task_dir(d)
+        available[t.name] = t
+    if not available:
+        raise EmbedlabError("no tasks: set EMBEDLAB_DATA to the benchmark data directory")
+    rows = []
+    for t in available.values():
+        size = sum(p.stat().st_size for p in t.all_paths() if p.is_file())
+        rows.append((t.name, t.type, t.main_metric, " → ".join(t.evaluation_splits), f"{size / 1e6:.1f} MB", t.mteb_name or "-",
+                     "yes" if t.quick else ""))
+    show_table(rows, ("task", "type", "metric", "splits", "size", "MTEB name", "quick"), title="evaluation tasks")
+
+
+def eval_(
+    out_dir: Annotated[Path, typer.Option("--out", help="one JSON per task is written here")],
+    model: ModelOpt = DEFAULT_MODEL,
+    task_names: Annotated[str | None, typer.Option("--tasks", help="NAME,NAME (any case) | all | quick; default: the --task-dir tasks, else quick")] = None,
+    task_dir: TaskDirOpt = None,
+    pooling: PoolingOpt = None,
+    attention: AttentionOpt = None,
+    query_prompt: Annotated[str | None, typer.Option(help="named prompt for queries/sentences")] = None,
+    document_prompt: Annotated[str | None, typer.Option(help="named prompt for documents")] = None,
+    instructions: Annotated[bool, typer.Option("--instructions", help="prefix query-side texts with each task's E5-style instruction")] = False,
+    instruction_template: Annotated[str, typer.Option(help="with --instructions")] = "Instruct: {task}\nQuery: {text}",
+    dtype: DTypeOpt = DType.fp32,
+    runtime: RuntimeOpt = Runtime.torch,
+) -> None:
+    """Evaluate a model on tasks; a task that fails is reported and the others still run."""
+    from embedlab.errors import EmbedlabError
+    from embedlab.eval.registry import select_tasks
+    from embedlab.eval.runner import EmbeddingCache, run_task
+
+    chosen = select_tasks(task_names, task_dir)
+    output_folder(out_dir, overwrite=True)  # one result file per task, replaced as it is rerun
+    emb = load_embedder(model, pooling, attention)
+    prompts = {"query": query_prompt, "document": document_prompt}
+    rows = []
+    failed = 0
+    with on_interrupt(f"the results of the finished tasks are kept in {out_dir}"):
+        for task in chosen:
+            with err.status(f"{task.name}…"):
+                try:
+                    r = run_task(task, emb, out_dir, prompts=prompts, dtype=dtype.value, cache=EmbeddingCache(), runtime=runtime.value,
+                                 instruction_template=instruction_template if instructions else None)
+                except EmbedlabError as exc:
+                    failed += 1
+                    err.print(f"[red]task {task.name} failed:[/red] {exc}", highlight=False)
+                    rows.append((task.name, task.type, task.main_metric, "[red]failed[/red]", "-"))
+                    continue
+            rows.append((task.name, task.type, task.main_metric, f"{100 * r['main_score']:.2f}",
+                         f"{r['metadata']['evaluation_time_s']:.1f}"))
+    show_table(rows, ("task", "type", "metric", "score", "time s"), title=f"{model}: {emb.head.name} pooling, {emb.attention} attention")
+    if failed:
+        raise EmbedlabError(f"{failed} of {len(chosen)} tasks failed (results of the others are in {out_dir})")
+
+
+def compare(
+    dirs: Annotated[list[Path], typer.Argument(help="two or more result folders written by `embedlab eval`")],
+    baseline: Annotated[Path | None, typer.Option(help="the folder others are compared with (default: the first)")] = None,
+    out_md: Annotated[Path, typer.Option("--out", help="markdown report")] = Path("comparison.md"),
+    png: Annotated[Path, typer.Option("--png", help="category and per-task Δ chart with bootstrap CIs")] = Path("comparison.png"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the report as JSON")] = None,
+    resamples: Annotated[int, typer.Option(min=100, help="bootstrap resamples (per task and per category)")] = 1000,
+    seed: int = 0,
+) -> None:
+    """Per category: baseline score, each model's Δ, Wilcoxon p (raw and Holm-corrected) and a
+    hierarchical-bootstrap 95% CI; per task: paired-bootstrap CIs (in the markdown and PNG)."""
+    from embedlab.eval.report import compare as compare_results
+    from embedlab.eval.report import plot, to_json_dict, to_markdown, to_rich_table
+    from embedlab.io import atomic_path
+
+    for path, flag in ((out_md, "--out"), (png, "--png"), (json_out, "--json")):
+        output_file(path, flag)
+    with err.status("bootstrapping…"):
+        report = compare_results(list(dirs), baseline, resamples=resamples, seed=seed)
+    with atomic_path(out_md) as tmp:
+        tmp.write_text(to_markdown(report), encoding="utf-8")
+    plot(report, png)
+    if json_out is not None:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(to_json_dict(report), indent=2) + "\n", encoding="utf-8")
+    from embedlab.cli._common import out
+
+    out.print(to_rich_table(report))
+    err.print(f"wrote {out_md}, {png}" + (f" and {json_out}" if json_out is not None else ""), highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(tasks)
+    app.command("eval")(eval_)
+    app.command()(compare)

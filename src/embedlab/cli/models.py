@@ -1,0 +1,113 @@
+"""``embedlab models``, ``info``, ``encode`` and ``demo``: the packaged models and plain encoding."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedlab.cli._common import (
+    DEFAULT_MODEL,
+    AttentionOpt,
+    DType,
+    DTypeOpt,
+    ModelArg,
+    ModelOpt,
+    PoolingOpt,
+    Runtime,
+    RuntimeOpt,
+    err,
+    load_embedder,
+    output_file,
+    read_texts,
+    show_mapping,
+    show_table,
+)
+
+
+def models() -> None:
+    """List the packaged model aliases and where each comes from."""
+    from embedlab.errors import EmbedlabError
+    from embedlab.models.aliases import ALIASES
+
+    rows = []
+    for alias in ALIASES.values():
+        try:
+            where, status = str(alias.locate()), "installed"
+        except EmbedlabError:
+            where, status = alias.install, "[red]missing[/red]"
+        name = alias.name + (" (default)" if alias.name == DEFAULT_MODEL else "")
+        rows.append((name, alias.description, f"{alias.package}\n{where}", status, alias.hub_id))
+    show_table(rows, ("alias", "model", "package", "status", "hub id"),
+               title="packaged models (any local HF directory, saved embedder, .gguf file or hub id also works)")
+
+
+def info(model: ModelArg, pooling: PoolingOpt = None, attention: AttentionOpt = None) -> None:
+    """Architecture, layers, dims, parameters, attention mode, pooling and prompts of a model."""
+    show_mapping(load_embedder(model, pooling, attention).describe(), title=model)
+
+
+def encode(
+    input: Annotated[str, typer.Option("--input", "-i", help="a text file (one text per line), JSONL with 'text', or - for stdin")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="OUT.npy or OUT.jsonl")],
+    model: ModelOpt = DEFAULT_MODEL,
+    pooling: PoolingOpt = None,
+    attention: AttentionOpt = None,
+    prompt: Annotated[str | None, typer.Option(help="a named prompt of the model (e.g. query, document)")] = None,
+    instruction: Annotated[str | None, typer.Option(help="a free prompt prepended to every text")] = None,
+    dtype: DTypeOpt = DType.fp32,
+    dim: Annotated[int | None, typer.Option(min=1, help="Matryoshka truncation to the first DIM dimensions")] = None,
+    max_length: Annotated[int | None, typer.Option(min=1, help="truncate texts to this many tokens")] = None,
+    runtime: RuntimeOpt = Runtime.torch,
+) -> None:
+    """Embed texts into a .npy matrix or JSONL file."""
+    import numpy as np
+
+    from embedlab.errors import UsageError
+    from embedlab.io import atomic_path
+
+    suffix = output.suffix.lower()
+    if suffix not in (".npy", ".jsonl"):
+        raise UsageError(f"--output must end in .npy or .jsonl, got {output}")
+    output_file(output, "--output")
+    texts = read_texts(input, stdin_text=sys.stdin.read() if input == "-" else None)
+    emb = load_embedder(model, pooling, attention, dim=dim, max_length=max_length)
+    vectors = emb.encode(texts, prompt_name=prompt, prompt=instruction, dtype=dtype.value, show_progress=True,
+                         runtime=runtime.value)
+    with atomic_path(output) as tmp:
+        if suffix == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, vectors)
+        else:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps({"index": i, "embedding": [round(float(x), 7) for x in vec]}) + "\n" for i, vec in enumerate(vectors))
+    stats = emb.last_stats
+    err.print(
+        f"encoded {stats.texts} texts -> {output} ({vectors.shape[1]}-d, {stats.tokens} tokens, "
+        f"{stats.texts / max(stats.seconds, 1e-9):.1f} texts/s); {stats.truncated} truncated to {stats.max_length} tokens",
+        highlight=False,
+    )
+
+
+def demo(
+    model: ModelOpt = DEFAULT_MODEL,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 3,
+) -> None:
+    """Encode the shipped sample corpus and show each sample query's nearest neighbours."""
+    from embedlab.demo import nearest_neighbours
+
+    emb = load_embedder(model)
+    rows, ends = [], []
+    for query, hits in nearest_neighbours(emb, top_k=top_k):
+        for rank, (text, score) in enumerate(hits):
+            rows.append((query if rank == 0 else "", text, f"{score:.3f}"))
+            ends.append(rank == len(hits) - 1)
+    show_table(rows, ("query", "neighbour", ("cosine", "right")), sections=ends,
+               title=f"nearest neighbours with {model} ({emb.head.name} pooling, {emb.attention} attention)")
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (models, info, encode, demo):
+        app.command()(fn)
