@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from embedlab.errors import InputError
-from embedlab.io import MARKER, atomic_path, read_texts, write_json
+from embedlab.io import MARKER, atomic_path, write_json
 from embedlab.models.batching import pad_batch, padding_aware_batches, token_budget_batches
 
 
@@ -73,25 +72,6 @@ def test_pad_batch_sides():
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=0, side="left")
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
-
-
-def test_read_texts(tmp_path):
-    (tmp_path / "a.txt").write_text("one\n\ntwo\n\n")
-    assert read_texts(tmp_path / "a.txt") == ["one", "", "two"]  # inner blank lines are texts
-    (tmp_path / "b.jsonl").write_text('{"text": "x"}\n{"text": "y", "id": 1}\n')
-    assert read_texts(tmp_path / "b.jsonl") == ["x", "y"]
-    assert read_texts("-", stdin_text="p\nq\n") == ["p", "q"]
-    (tmp_path / "empty.txt").write_text("\n \n")
-    with pytest.raises(InputError, match="empty"):
-        read_texts(tmp_path / "empty.txt")
-    (tmp_path / "latin.txt").write_bytes("caf\xe9\n".encode("latin-1"))
-    with pytest.raises(InputError, match="UTF-8"):
-        read_texts(tmp_path / "latin.txt")
-    with pytest.raises(InputError, match="not found"):
-        read_texts(tmp_path / "missing.txt")
-    (tmp_path / "bad.jsonl").write_text('{"txt": "x"}\n')
-    with pytest.raises(InputError, match="'text' field"):
-        read_texts(tmp_path / "bad.jsonl")
 
 
 def test_write_json_is_atomic(tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from embedlab.errors import InputError, OutputPathError
+from embedlab.errors import OutputPathError
 
 #: The listing of the entries embedlab wrote in an output folder (read by the next write to that folder).
 MARKER = ".embedlab-output.json"
@@ -237,40 +237,3 @@ def read_json(path: str | os.PathLike, error: type[Exception], what: str) -> Any
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{what} {path} is corrupt: not valid JSON ({exc})") from None
-
-
-def read_texts(path: str | os.PathLike | None, *, stdin_text: str | None = None) -> list[str]:
-    """Read one text per line, or JSONL objects with a ``text`` field. ``-`` reads ``stdin_text``.
-
-    Raises InputError for a missing, empty or non-UTF-8 file and for JSONL lines without ``text``.
-    """
-    if str(path) == "-":
-        raw = stdin_text if stdin_text is not None else ""
-        name = "<stdin>"
-    else:
-        p = Path(path)  # type: ignore[arg-type]
-        if not p.is_file():
-            raise InputError(f"input file not found: {p}")
-        try:
-            raw = p.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{p} is not valid UTF-8 (byte {exc.start}): re-encode it as UTF-8") from None
-        name = str(p)
-    lines = raw.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise InputError(f"{name} is empty: give one text per line, or JSONL with a 'text' field")
-    is_jsonl = name.endswith(".jsonl") or lines[0].lstrip().startswith("{")
-    if not is_jsonl:
-        return lines
-    texts = []
-    for i, line in enumerate(lines, 1):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{name}:{i}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise InputError(f"{name}:{i}: a JSONL line needs a string 'text' field")
-        texts.append(obj["text"])
-    return texts

@@ -137,3 +137,26 @@ def test_ray_with_the_onnx_runtime_equals_local_torch(tmp_path, tiny_bert, files
     manifest = embed_corpus(str(tiny_bert), files, out, shard_rows=50, backend="ray", actors=1, batch_rows=64, runtime="onnx")
     assert manifest["complete"] and manifest["runtime"] == "onnx"
     _same(EmbeddingShards(out).read_all(), local_ref)
+
+
+def test_mixed_id_and_title_rows_give_the_same_text_and_vectors_on_both_backends(tmp_path, tiny_bert, emb):
+    """Issue 22.11: the first row has no title and an ``id``; later rows use ``_id`` and titles. Ray used to
+    decide the columns from the first row (dropping every title, crashing on ``_id``)."""
+    import json
+
+    rows = [{"id": "a0", "text": "the cat sat"}]
+    rows += [{"_id": f"b{i}", "title": "red car" if i % 2 else "", "text": "the dog ran fast"} for i in range(30)]
+    rows += [{"id": i, "title": "blue sky", "text": "a bird is in the tree"} for i in range(30)]
+    f = tmp_path / "mixed.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    expected = ["the cat sat"] + [("red car " if i % 2 else "") + "the dog ran fast" for i in range(30)]
+    expected += ["blue sky a bird is in the tree"] * 30  # the rule, written out by hand
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    embed_corpus(str(tiny_bert), [f], local, shard_rows=25, embedder=emb)
+    embed_corpus(str(tiny_bert), [f], on_ray, shard_rows=25, backend="ray", actors=1, batch_rows=16)
+    a, b = EmbeddingShards(local).read_all(), EmbeddingShards(on_ray).read_all()
+    assert a[2] == b[2] == expected
+    assert a[0] == b[0] == ["a0"] + [f"b{i}" for i in range(30)] + [str(i) for i in range(30)]
+    direct = emb.encode(expected)  # the vectors of the stored text, encoded directly
+    _same(a, b)
+    _same(b, (b[0], direct, b[2]))

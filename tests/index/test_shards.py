@@ -240,7 +240,7 @@ def test_cli_embed_corpus_index_and_search(tmp_path, tiny_bert, corpus, monkeypa
     assert code == 0, err
     assert "d" in stdout
     code, _, err = run_cli(monkeypatch, capsys, "embed-corpus", tiny_bert, "--corpus", corpus, "--out", out)
-    assert code == 1 and "--resume" in err and "Traceback" not in err
+    assert code == 2 and "--resume" in err and "Traceback" not in err  # a configuration error
     dup = tmp_path / "dup.jsonl"
     dup.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n')
     code, _, err = run_cli(monkeypatch, capsys, "embed-corpus", tiny_bert, "--corpus", dup, "--out", tmp_path / "d")

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from embedlab import __version__
+from embedlab.corpus import iter_documents
 from embedlab.errors import ConfigError, InputError
 from embedlab.index.shards import (FORMAT, MANIFEST, ShardError, check_precision, model_record, read_manifest, shard_ok,
                                    write_manifest, write_shard)
@@ -41,34 +42,9 @@ class Corpus:
         return len(self.ids)
 
 
-def join_title(title: Any, text: str) -> str:
-    """A BEIR document's text: ``title + " " + text`` when it has a title (as :func:`read_corpus`)."""
-    return (str(title) + " " + text).strip() if title else text
-
-
-def _read_parquet_corpus(path: Path) -> tuple[list[str], list[str]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for unreadable files
-        raise InputError(f"cannot read corpus {path}: {exc}") from None
-    names = table.column_names
-    id_col = "id" if "id" in names else "_id" if "_id" in names else None
-    if id_col is None or "text" not in names:
-        raise InputError(f"{path}: a Parquet corpus needs an 'id' (or '_id') and a 'text' column; it has {', '.join(names)}")
-    ids = [str(i) for i in table.column(id_col).to_pylist()]
-    texts = table.column("text").to_pylist()
-    titles = table.column("title").to_pylist() if "title" in names else [None] * len(ids)
-    if any(t is None for t in texts):
-        raise InputError(f"{path}: row {texts.index(None)} has no text")
-    return ids, [join_title(h, t) for h, t in zip(titles, texts)]
-
-
 def read_corpora(paths: Sequence[str | Path]) -> Corpus:
-    """Read corpus files in order; a duplicate id anywhere is a one-line error naming the first one."""
-    from embedlab.index.store import IndexStoreError, read_corpus
-
+    """Read corpus files in order (:func:`embedlab.corpus.iter_documents`: one id and title rule per row);
+    a duplicate id anywhere is a one-line error naming the first one."""
     if not paths:
         raise InputError("no corpus files given (--corpus FILE, repeatable)")
     corpus = Corpus()
@@ -76,38 +52,39 @@ def read_corpora(paths: Sequence[str | Path]) -> Corpus:
     for p in map(Path, paths):
         if not p.is_file():
             raise InputError(f"corpus file not found: {p}")
-        if p.suffix == ".parquet":
-            ids, texts = _read_parquet_corpus(p)
-        else:
-            try:
-                ids, texts = read_corpus(p)
-            except IndexStoreError as exc:
-                raise InputError(str(exc)) from None
-        for row, doc_id in enumerate(ids, 1):
-            if doc_id in seen:
-                f0, r0 = seen[doc_id]
-                raise InputError(f"duplicate id {doc_id!r}: document {row} of {p} repeats document {r0} of {f0}")
-            seen[doc_id] = (str(p), row)
-        corpus.ids += ids
-        corpus.texts += texts
-        corpus.files.append({"path": str(p), "name": p.name, "sha256": file_sha256(p), "rows": len(ids)})
+        rows = 0
+        for ids, texts in iter_documents(p):
+            for doc_id in ids:
+                rows += 1
+                if doc_id in seen:
+                    f0, r0 = seen[doc_id]
+                    raise InputError(f"duplicate id {doc_id!r}: document {rows} of {p} repeats document {r0} of {f0}")
+                seen[doc_id] = (str(p), rows)
+            corpus.ids += ids
+            corpus.texts += texts
+        if not rows:
+            raise InputError(f"corpus {p} is empty")
+        corpus.files.append({"path": str(p), "name": p.name, "sha256": file_sha256(p), "rows": rows})
     return corpus
 
 
 # -- the manifest and --resume ------------------------------------------------------------------------
-def _new_manifest(model: dict[str, Any], corpus: Corpus, *, precision: str, dtype: str, shard_rows: int,
-                  store_texts: bool) -> dict[str, Any]:
+def _new_manifest(model: dict[str, Any], corpus: Corpus, *, precision: str, dtype: str, runtime: str, backend: str,
+                  shard_rows: int, store_texts: bool) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "embedlab_version": __version__,
         "model": model,
         "precision": precision,
         "dtype": dtype,
+        "runtime": runtime,
+        "backend": backend,
         "shard_rows": shard_rows,
         "num_shards": -(-len(corpus) // shard_rows),
         "has_texts": store_texts,
         "corpus": {"rows": len(corpus), "files": corpus.files},
         "shards": [],
+        "runs": [],
         "complete": False,
     }
 
@@ -131,6 +108,23 @@ def check_resumable(old: dict[str, Any], new: dict[str, Any], where: Path) -> No
     for key in ("precision", "shard_rows", "has_texts", "dtype"):
         if old.get(key) != new.get(key):
             raise ConfigError(f"cannot resume {where}: {key} was {old.get(key)!r}, now {new.get(key)!r}")
+    check_runtime_matches(old, new["runtime"], new["dtype"], where)
+
+
+def shard_runtime(manifest: dict[str, Any], entry: dict[str, Any]) -> tuple[str, str]:
+    """(runtime, dtype) that embedded a shard: its own record, else the manifest's (older manifests), else torch."""
+    return (entry.get("runtime") or manifest.get("runtime") or "torch", entry.get("dtype") or manifest.get("dtype") or "fp32")
+
+
+def check_runtime_matches(old: dict[str, Any], runtime: str, dtype: str, where: Path) -> None:
+    """Refuse to finish shards made by another runtime: torch and ONNX Runtime (above all their int8
+    copies, which are quantised differently) give different vectors, and one index must not mix them."""
+    for entry in old.get("shards", []):
+        was = shard_runtime(old, entry)
+        if was != (runtime, dtype):
+            raise ConfigError(f"cannot resume {where}: shard {entry['index']} was embedded with runtime {was[0]} ({was[1]}), "
+                              f"this run uses runtime {runtime} ({dtype}); mixing them puts two models' vectors in one "
+                              f"index: rerun with --runtime {was[0]} --dtype {was[1]}, or use a new --out directory")
 
 
 def _finished_shards(out: Path, old: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -200,7 +194,8 @@ def embed_corpus(
         _, dtype = emb.for_runtime(runtime, dtype)  # export (or the cached graph) and a bad combination fail here
     emb.resolve_prompt(prompt)  # an unknown prompt name fails before any work
     record = model_record(emb, model, query_prompt, prompt)
-    manifest = _new_manifest(record, corpus, precision=precision, dtype=dtype, shard_rows=shard_rows, store_texts=store_texts)
+    manifest = _new_manifest(record, corpus, precision=precision, dtype=dtype, runtime=runtime, backend=backend,
+                             shard_rows=shard_rows, store_texts=store_texts)
     done: dict[int, dict[str, Any]] = {}
     if (out / MANIFEST).is_file():
         if not resume:
@@ -208,12 +203,14 @@ def embed_corpus(
         old = read_manifest(out)
         check_resumable(old, manifest, out)
         done = _finished_shards(out, old)
+        for entry in done.values():  # shards of older manifests get the runtime that made them
+            entry.setdefault("runtime", shard_runtime(old, entry)[0])
+            entry.setdefault("dtype", shard_runtime(old, entry)[1])
+        manifest["runs"] = list(old.get("runs", []))
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not a shard directory: choose an empty or new --out")
     out.mkdir(parents=True, exist_ok=True)
     pending = [k for k in range(manifest["num_shards"]) if k not in done]
-    manifest["backend"] = backend
-    manifest["runtime"] = runtime
     manifest["shards"] = sorted(done.values(), key=lambda e: e["index"])
     write_manifest(out, manifest)
 
@@ -221,6 +218,7 @@ def embed_corpus(
         lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)
         try:
             entry = write_shard(out, k, corpus.ids[lo:hi], vectors, corpus.texts[lo:hi] if store_texts else None, precision)
+            entry.update(runtime=runtime, dtype=dtype, backend=backend)
             done[k] = entry
             manifest["shards"] = sorted(done.values(), key=lambda e: e["index"])
             write_manifest(out, manifest)  # after the shard: a listed shard is always a finished one
@@ -253,8 +251,25 @@ def embed_corpus(
     missing = [k for k in range(manifest["num_shards"]) if k not in done]
     if missing:
         raise ConfigError(f"the job ended with {len(missing)} shard(s) unwritten (first: {missing[0]}); rerun with --resume")
+    seconds = time.perf_counter() - start
     manifest["complete"] = True
-    manifest["seconds"] = round(time.perf_counter() - start, 3)
+    manifest["seconds"] = round(seconds, 3)
+    manifest["run"] = {"backend": backend, "runtime": runtime, "dtype": dtype, "rows": rows_pending, "shards": len(pending),
+                       "reused_shards": manifest["num_shards"] - len(pending), "seconds": round(seconds, 3),
+                       "texts_per_second": round(rows_pending / seconds, 1) if rows_pending and seconds > 0 else None}
+    manifest["runs"].append(manifest["run"])
     write_manifest(out, manifest)
     return manifest
+
+
+def run_summary(manifest: dict[str, Any], out: str | Path) -> str:
+    """One line on what :func:`embed_corpus` did in its last run: the documents it embedded (not the
+    corpus size), the shards it kept from before, and the rate over the embedded documents only."""
+    run, total = manifest["run"], manifest["corpus"]["rows"]
+    kept = f"; {run['reused_shards']} finished shard(s) kept" if run["reused_shards"] else ""
+    if not run["rows"]:
+        return (f"nothing to embed: all {manifest['num_shards']} shard(s) of {total} documents were already finished "
+                f"and verified ({manifest['precision']}) -> {out}")
+    return (f"embedded {run['rows']} of {total} documents into {run['shards']} shard(s){kept} ({manifest['precision']}) "
+            f"with {run['backend']} in {run['seconds']:.1f} s ({run['texts_per_second']:.1f} texts/s) -> {out}")
 

@@ -1,4 +1,5 @@
-"""The Ray backend of ``embed-corpus``: Ray Data reads the corpus files, a pool of actors (each loading
+"""The Ray backend of ``embed-corpus``: Ray Data reads the corpus files, :mod:`embedlab.corpus` turns their
+rows into (id, text) with the same per-row rule as the driver, a pool of actors (each loading
 the model once) embeds them with :meth:`Embedder.encode`'s token-budget batches, and the driver
 assembles the vectors into the same shards as the local backend.
 
@@ -12,16 +13,15 @@ with ``OMP_NUM_THREADS=1``) and stops afterwards; a runtime the caller already s
 """
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import socket
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from embedlab import errors
+from embedlab.corpus import documents_from_arrow, gunzip, parquet_columns, parse_jsonl
 from embedlab.errors import BackendError, ConfigError, EmbedlabError
 
 OBJECT_STORE_BYTES = 200 * 1024**2
@@ -53,24 +53,21 @@ class EmbedActor:
         return {"id": batch["id"], "vector": np.asarray(vecs, dtype=np.float32)}
 
 
-def to_id_text(batch: Any, id_col: str, has_title: bool, keep: set[str] | None) -> dict[str, np.ndarray]:
-    """A read block -> ``id`` (str) and ``text`` (title joined as the driver does); ``keep`` filters ids."""
-    from embedlab.index.corpus_embed import join_title
-
-    ids = [str(i) for i in batch.column(id_col).to_pylist()]
-    texts = batch.column("text").to_pylist()
-    titles = batch.column("title").to_pylist() if has_title else [None] * len(ids)
-    rows = [(i, join_title(h, t)) for i, h, t in zip(ids, titles, texts) if keep is None or i in keep]
-    return {"id": np.array([r[0] for r in rows], dtype=object), "text": np.array([r[1] for r in rows], dtype=object)}
+def _arrays(ids: list[str], texts: list[str]) -> dict[str, np.ndarray]:
+    return {"id": np.array(ids, dtype=object), "text": np.array(texts, dtype=object)}
 
 
-def _first_row(path: Path) -> dict[str, Any]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                return json.loads(line)
-    return {}
+def parse_jsonl_files(batch: dict[str, np.ndarray], keep: set[str] | None) -> Iterator[dict[str, np.ndarray]]:
+    """Read tasks' rows (one per JSONL file: its bytes, which Ray has already gunzipped, and its path)
+    -> ``id`` and ``text`` batches, by :func:`embedlab.corpus.parse_jsonl` (the driver's rule, per row)."""
+    for raw, path in zip(batch["bytes"], batch["path"]):
+        for ids, texts in parse_jsonl(gunzip(bytes(raw)), str(path), keep=keep):
+            yield _arrays(ids, texts)
+
+
+def parquet_to_id_text(batch: Any, name: str, keep: set[str] | None) -> dict[str, np.ndarray]:
+    """A Parquet block -> ``id`` and ``text`` by :func:`embedlab.corpus.documents_from_arrow` (the driver's rule)."""
+    return _arrays(*documents_from_arrow(batch, name, keep=keep))
 
 
 def check_reachable(address: str, timeout: float = 3.0) -> None:
@@ -106,9 +103,9 @@ def _start(address: str | None, actors: int) -> bool:
 
 def build_dataset(corpus_files: Sequence[dict[str, Any]], keep: set[str] | None, actors: int, batch_rows: int,
                   actor_cls: Any, actor_kwargs: dict[str, Any]) -> Any:
-    """read_json / read_parquet per file -> (id, text) -> the actor pool -> (id, vector)."""
-    import pyarrow as pa
-    import pyarrow.json as pj
+    """Per file, Ray reads the bytes (JSONL) or the Parquet blocks, and :mod:`embedlab.corpus` turns them
+    into (id, text) exactly as the driver did -> the actor pool -> (id, vector). No column or key is
+    decided from a first row or a schema: every row gets the per-row rule."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -117,26 +114,14 @@ def build_dataset(corpus_files: Sequence[dict[str, Any]], keep: set[str] | None,
     for f in corpus_files:
         path = Path(f["path"]).resolve()
         if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            names = pq.read_schema(path).names
-            id_col = "id" if "id" in names else "_id"
-            has_title = "title" in names
-            ds = ray.data.read_parquet(str(path), columns=[id_col, "text"] + (["title"] if has_title else []),
-                                       ray_remote_args={"num_cpus": READ_CPUS})
+            ds = ray.data.read_parquet(str(path), columns=parquet_columns(path), ray_remote_args={"num_cpus": READ_CPUS})
+            ds = ds.map_batches(parquet_to_id_text, batch_format="pyarrow", batch_size=None, num_cpus=READ_CPUS,
+                                fn_kwargs={"name": str(path), "keep": keep})
         else:
-            first = _first_row(path)
-            id_col = "id" if "id" in first else "_id"
-            has_title = "title" in first
-            id_type = pa.int64() if isinstance(first.get(id_col), int) else pa.string()  # JSON number ids stay numbers
-            fields = [(id_col, id_type), ("text", pa.string())] + ([("title", pa.string())] if has_title else [])
-            ds = ray.data.read_json(
-                str(path), file_extensions=None, ray_remote_args={"num_cpus": READ_CPUS},
-                arrow_open_stream_args={"compression": "gzip"} if path.suffix == ".gz" else None,
-                parse_options=pj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore"),
-                read_options=pj.ReadOptions(block_size=64 << 20))
-        parts.append(ds.map_batches(to_id_text, batch_format="pyarrow", batch_size=None, num_cpus=READ_CPUS,
-                                    fn_kwargs={"id_col": id_col, "has_title": has_title, "keep": keep}))
+            ds = ray.data.read_binary_files(str(path), include_paths=True, ray_remote_args={"num_cpus": READ_CPUS})
+            ds = ds.map_batches(parse_jsonl_files, batch_format="numpy", batch_size=1, num_cpus=READ_CPUS,
+                                fn_kwargs={"keep": keep})
+        parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     return ds.map_batches(actor_cls or EmbedActor, fn_constructor_kwargs=actor_kwargs, batch_size=batch_rows,
                           batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=ACTOR_CPUS)

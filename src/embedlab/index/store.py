@@ -13,7 +13,6 @@ Search takes the top ``k x r`` candidates from the codes, then rescores them wit
 """
 from __future__ import annotations
 
-import gzip
 import json
 import time
 from pathlib import Path
@@ -274,30 +273,3 @@ class VectorIndex:
                 f"{self.model.get('attention')} attention, fingerprint {mine}); the query model's fingerprint is {theirs}"
             )
 
-
-def read_corpus(path: str | Path) -> tuple[list[str], list[str]]:
-    """JSONL with ``id`` and ``text``, or a BEIR corpus (``_id``, ``title``, ``text``; ``.gz`` allowed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise IndexStoreError(f"corpus file not found: {path}")
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        lines = raw.decode("utf-8").splitlines()
-    except (OSError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
-        raise IndexStoreError(f"cannot read corpus {path}: {exc}") from None
-    ids, texts = [], []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise IndexStoreError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-        doc_id = obj.get("id", obj.get("_id"))
-        if doc_id is None or not isinstance(obj.get("text"), str):
-            raise IndexStoreError(f"{path}:{n}: a corpus line needs 'id' (or '_id') and a string 'text'")
-        ids.append(str(doc_id))
-        texts.append((obj.get("title", "") + " " + obj["text"]).strip() if obj.get("title") else obj["text"])
-    if not ids:
-        raise IndexStoreError(f"corpus {path} is empty")
-    return ids, texts

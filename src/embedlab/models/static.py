@@ -593,7 +593,7 @@ def distill(teacher: Embedder | str, *, dims: int | None = DEFAULT_DIMS, corpus:
     with ``corpus``: texts, or a file of one text per line / JSONL with ``text``) or ``none``.
     ``normalize`` defaults to the teacher's. ``vectors`` reuses token vectors from :func:`token_vectors`
     (e.g. a cache). Returns the model and its provenance (saved as ``embedlab_static.json``)."""
-    from embedlab.io import read_texts
+    from embedlab.corpus import read_texts
 
     start = time.perf_counter()
     if isinstance(teacher, (str, os.PathLike)):

@@ -363,27 +363,8 @@ def plot(metrics: Sequence[TokenizerMetrics], path: str | Any, title: str = "") 
 
 def read_corpus(path: str | Any, limit: int | None = None) -> list[str]:
     """Texts of a corpus file: one per line, JSONL with ``text``, or a TSV with a header that has a
-    ``text`` column (the shared UD sentence files). ``limit`` keeps the first N texts."""
-    from pathlib import Path
+    ``text`` column (the shared UD sentence files). ``limit`` keeps the first N texts
+    (:func:`embedlab.corpus.read_texts`, the one text reader)."""
+    from embedlab.corpus import read_texts
 
-    from embedlab.io import read_texts
-
-    p = Path(path)
-    texts = read_texts(p)
-    if p.suffix == ".tsv":
-        header = texts[0].split("\t")
-        if "text" not in header:
-            raise InputError(f"{p}: a .tsv corpus needs a header line with a 'text' column; got {header}")
-        i = header.index("text")
-        rows = [line.split("\t") for line in texts[1:]]
-        bad = next((n for n, r in enumerate(rows, 2) if len(r) <= i), None)
-        if bad is not None:
-            raise InputError(f"{p}:{bad}: fewer than {i + 1} tab-separated columns")
-        texts = [r[i] for r in rows]
-        if not texts:
-            raise EmptyInput(f"{p} has a header but no rows")
-    if limit is not None:
-        if limit < 1:
-            raise ConfigError(f"corpus: 'limit' must be >= 1; got {limit}")
-        texts = texts[:limit]
-    return texts
+    return read_texts(path, limit=limit)

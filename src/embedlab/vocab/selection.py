@@ -18,7 +18,6 @@ A token list from a file (``--tokens``) is read by :func:`read_token_file`.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from collections import Counter
@@ -56,37 +55,11 @@ class Candidate:
 
 def read_corpus(path: str | Path, limit: int | None = None) -> list[str]:
     """Texts of a corpus file: plain text (one text per line), JSONL with ``text`` (and optional
-    ``title``, BEIR-style), or either gzipped. Blank lines are dropped; no text at all is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"corpus file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    stem = path.name[:-3] if path.suffix == ".gz" else path.name
-    texts: list[str] = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                if stem.endswith(".jsonl"):
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        raise InputError(f"{path}:{lineno} is not valid JSON") from None
-                    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                        raise InputError(f"{path}:{lineno} has no 'text' string")
-                    line = (str(row.get("title") or "") + " " + row["text"]).strip()
-                    if not line:
-                        continue
-                texts.append(line)
-                if limit is not None and len(texts) >= limit:
-                    break
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
-        raise InputError(f"cannot read corpus {path}: {exc}") from None
-    if not texts:
-        raise InputError(f"corpus {path} has no text (empty or blank lines only)")
-    return texts
+    ``title``, BEIR-style), or either gzipped. Texts are stripped and blank ones dropped; no text at all
+    is an error (:func:`embedlab.corpus.read_texts`, the one text reader)."""
+    from embedlab.corpus import read_texts
+
+    return read_texts(path, limit=limit, drop_blank=True)
 
 
 def read_token_file(path: str | Path) -> list[str]:
