@@ -32,12 +32,17 @@ def recall(got, ref):
 REF_IDS, REF_SCORES = brute_force(X, Q, K)
 
 
-def test_exact_codecs_are_exact():
-    for spec in ("float32",):
-        idx = VectorIndex.build(X, IDS, spec)
-        ids, scores = idx.search(Q, K)
-        assert ids == REF_IDS
-        np.testing.assert_allclose(scores, REF_SCORES, atol=1e-5)
+@pytest.mark.parametrize("spec, dim", [("float32", D), ("mrl32:float32", 32), ("mrl8:float32", 8)])
+def test_exact_codecs_are_exact(spec, dim):
+    """Flat float32 search is brute force over the (Matryoshka-truncated, renormalised) vectors."""
+    ref_ids, ref_scores = brute_force(X[:, :dim], Q[:, :dim], K)
+    idx = VectorIndex.build(X, IDS, spec)
+    ids, scores = idx.search(Q, K)
+    assert ids == ref_ids
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+
+
+def test_float16_with_rescoring_finds_the_exact_neighbours():
     ids, _ = VectorIndex.build(X, IDS, "float16").search(Q, K, rescore=4)
     assert recall(ids, REF_IDS) == 1.0
 
@@ -183,3 +188,24 @@ def test_delete_with_an_int8_copy_keeps_rescored_scores_exact():
     np.testing.assert_allclose(scores, exact, atol=2e-2)  # int8 copy: dequantisation error only
     want, _ = VectorIndex.build(X[[int(d[3:]) for d in keep_ids]], keep_ids, "float32").search(Q, K)
     assert recall(ids, want) >= 0.9
+
+
+@pytest.mark.parametrize("spec", ["hnsw", "hnsw16", "hnsw,int8"])
+def test_hnsw_asked_for_every_document_returns_every_document(spec):
+    """Issue 22.7: k equal to the index size returned 297 of 300 (efSearch 64 < k); brute force is the reference."""
+    rng = np.random.default_rng(3)
+    x, q = rng.normal(size=(300, 16)).astype(np.float32), rng.normal(size=(5, 16)).astype(np.float32)
+    ids = [f"d{i}" for i in range(300)]
+    got, scores = VectorIndex.build(x, ids, spec).search(q, 300, rescore=1)
+    xn, qn = x / np.linalg.norm(x, axis=1, keepdims=True), q / np.linalg.norm(q, axis=1, keepdims=True)
+    ref = np.sort(qn @ xn.T, axis=1)[:, ::-1]
+    assert all(sorted(g) == sorted(ids) for g in got)
+    np.testing.assert_allclose(scores, ref, atol=1e-5)
+
+
+def test_search_on_a_shard_folder_says_what_to_run(tmp_path):
+    from embedlab.index.shards import FORMAT
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": FORMAT, "shards": []}))
+    with pytest.raises(IndexStoreError, match="index build --from-embeddings"):
+        VectorIndex.load(tmp_path)

@@ -73,6 +73,17 @@ class Codec:
             "hnsw_int8": f"HNSW{self.m},SQ8",
         }[self.base]
 
+    def format(self) -> str:
+        """The canonical string of this codec (defaults left out): ``parse_codec(c.format())`` equals ``c``
+        in every field but ``spec``."""
+        base = {
+            "pq": f"pq{self.m}" + (f"x{self.bits}" if self.bits != 8 else ""),
+            "ivfpq": f"ivf{self.nlist},pq{self.m}" + (f"x{self.bits}" if self.bits != 8 else ""),
+            "hnsw": "hnsw" + (str(self.m) if self.m != 32 else ""),
+            "hnsw_int8": "hnsw" + (str(self.m) if self.m != 32 else "") + ",int8",
+        }.get(self.base, self.base)
+        return (f"mrl{self.mrl_dim}:" if self.mrl_dim is not None else "") + base
+
     def prepare(self, vectors: np.ndarray) -> np.ndarray:
         """Validate, Matryoshka-truncate and L2-normalise to float32 (what the index stores)."""
         return prepare(vectors, self.mrl_dim)

@@ -348,9 +348,19 @@ class Embedder(nn.Module):
                                 max_batch_size=max_batch_size, output=output, show_progress=show_progress)
             self.last_stats = target.last_stats
             return out
+        if output in ("dense", "sparse", "multi_vector", "binary"):  # a typed result (embedlab.vectors), rows = texts
+            from embedlab import vectors
+
+            key = vectors.FEATURE_KEYS[output]
+            if key != "sentence_embedding":  # sparse / multi-vector heads come with their own issues
+                raise ConfigError(f"output={output!r} needs a head that writes {key!r}; this model's chain "
+                                  f"({', '.join(m.kind for m in self.chain)}) has none")
+            dense = self.encode(texts, prompt_name=prompt_name, prompt=prompt, dtype=dtype, token_budget=token_budget,
+                                max_batch_size=max_batch_size, show_progress=show_progress, runtime=runtime)
+            return vectors.from_features({key: dense.reshape(-1, self.output_dim)}, output)
         texts, single = check_texts(texts)
         if output not in ("numpy", "torch"):
-            raise ConfigError("output must be 'numpy' or 'torch'")
+            raise ConfigError("output must be numpy, torch, dense, sparse, multi_vector or binary")
         start = time.perf_counter()
         pre = self.resolve_prompt(prompt_name, prompt)
         n = len(texts)

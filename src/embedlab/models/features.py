@@ -18,7 +18,19 @@ key                    shape, dtype                written by
 ``layer_summaries``    {rule: (B, L, d)}           a caching source instead of ``hidden_states``: one vector per
                                                    layer per :data:`LAYER_SUMMARIES` rule
 ``sentence_embedding`` (B, k) float32              pooling, then rewritten by every later module
+``sparse_embedding``   {"indices": (B, K) int64,   a sparse (lexical) head: weights over the vocabulary, K slots
+                       "values": (B, K) float32,   a row (index < 0 or weight 0 marks an unused slot; the order
+                       "vocab_size": V}            within a row is free, a repeated index is an error)
+``token_vectors``      (B, T, d') float32          a late-interaction (multi-vector) head: one vector per token
+``token_mask``         (B, T) int64, 1 = kept      the same head: which of ``token_vectors`` belong to the text
+                                                   (ragged: row i keeps ``token_mask[i].sum()`` vectors, in order)
 =====================  ==========================  ==========================================================
+
+The last three keys are the contract for the coming sparse and multi-vector heads (no head writes them
+yet). :func:`embedlab.vectors.from_features` turns a batch's features into the typed result for each
+output kind (dense and binary from ``sentence_embedding``, sparse from ``sparse_embedding``,
+multi-vector from ``token_vectors`` + ``token_mask``), which ``Embedder.encode(..., output=kind)``
+returns; the index, the server and export dispatch on that result's ``kind``, never on a head's name.
 """
 from __future__ import annotations
 

@@ -413,7 +413,8 @@ class MultiVectorEmbeddings(Embeddings):
             widths = {len(v) for v in r["vectors"]}
             if len(widths) > 1:
                 raise InputError(f"multi-vector row {k}: vectors of widths {sorted(widths)}")
-            arrays.append(np.asarray(r["vectors"], dtype=np.float64).reshape(len(r["vectors"]), -1))
+            width = widths.pop() if widths else (dim or 0)
+            arrays.append(np.asarray(r["vectors"], dtype=np.float64).reshape(len(r["vectors"]), width))
         return cls.from_rows(arrays, dim)
 
     def _arrow_columns(self) -> dict[str, Any]:
