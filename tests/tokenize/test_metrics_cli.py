@@ -50,9 +50,9 @@ def test_report_table_json_png(monkeypatch, capsys, files):
 
 @pytest.mark.parametrize("args, message", [
     (["no-such-tokenizer"], "unknown tokenizer"),
-    (["{tj}", "--lang", "de"], "'--lang' must be 'tr'"),
-    (["{tj}", "--corpus2", "{dir}/missing.txt"], "input file not found"),
-    (["{tj}", "--corpus2", "{dir}/en.txt", "--limit", "0"], "'limit' must be >= 1"),
+    (["{tj}", "--lang", "de"], "--lang must be one of tr"),
+    (["{tj}", "--corpus2", "{dir}/missing.txt"], "missing.txt: not found"),
+    (["{tj}", "--corpus2", "{dir}/en.txt", "--limit", "0"], "greater than or equal to 1"),
 ])
 def test_bad_input_is_one_line(monkeypatch, capsys, files, args, message):
     args = [a.format(tj=files / "tokenizer.json", dir=files) for a in args]
