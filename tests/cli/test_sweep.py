@@ -152,7 +152,8 @@ def _python_m(*args: str, cwd: Path, **kw) -> subprocess.Popen:
     (["index", "build", "--corpus", "corpus.jsonl"], USAGE, "Missing option '--out'"),
     (["cluster", "--method", "dbscan"], USAGE, "'dbscan' is not one of"),
     (["search", "ix", "q", "-k", "abc"], USAGE, "valid integer"),
-    (["index", "build", "--from-embeddings", "corpus.jsonl", "--out", "."], USAGE, "current folder"),
+    (["index", "build", "--corpus", "corpus.jsonl", "--out", "."], USAGE, "current folder"),
+    (["index", "build", "--from-embeddings", "corpus.jsonl", "--out", "ix"], RUNTIME, "no embedding shards"),
     (["index", "info", "nope"], RUNTIME, "no index at nope"),
 ])
 def test_the_console_entry_point_in_a_subprocess(place, args, code, word):

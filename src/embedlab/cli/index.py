@@ -93,7 +93,10 @@ def index_build(
     if (corpus is None) == (from_embeddings is None):
         raise UsageError("give --corpus FILE or --from-embeddings DIR" + (", not both" if corpus is not None else ""))
     input_file(corpus, "--corpus")
-    input_file(from_embeddings, "--from-embeddings")
+    if from_embeddings is not None:
+        from embedlab.index.shards import read_manifest
+
+        read_manifest(from_embeddings)  # a folder that is no shard folder fails here, before any model loads
     output_folder(out_dir, overwrite)
     if from_embeddings is not None:
         from embedlab.index.shards import build_index_from_shards
