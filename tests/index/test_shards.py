@@ -265,3 +265,35 @@ def test_onnx_runtime_shards_equal_torch_shards(tmp_path, tiny_bert, emb, corpus
                            "--runtime", "onnx")
     assert code == 0, err
     assert read_manifest(tmp_path / "c")["runtime"] == "onnx"
+
+
+def test_resume_refuses_another_runtime_and_records_it_per_shard(tmp_path, tiny_bert, emb, corpus):
+    """Issue 22.12: shards made by torch must not be finished by ONNX Runtime (or the reverse)."""
+    from embedlab.index.shards import write_manifest
+
+    out = tmp_path / "s"
+    manifest = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb)
+    assert {s["runtime"] for s in manifest["shards"]} == {"torch"} and {s["dtype"] for s in manifest["shards"]} == {"fp32"}
+    manifest["shards"], manifest["complete"] = manifest["shards"][:2], False  # as if killed after two shards
+    write_manifest(out, manifest)
+    with pytest.raises(ConfigError, match="shard 0 was embedded with runtime torch .*this run uses runtime onnx"):
+        embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb, resume=True, runtime="onnx")
+
+
+def test_resume_reports_the_rows_it_embedded(tmp_path, tiny_bert, emb, corpus):
+    """Issue 22.8: the run's count and rate are over the documents this run embedded, not the corpus."""
+    from embedlab.index.corpus_embed import run_summary
+    from embedlab.index.shards import write_manifest
+
+    out = tmp_path / "s"
+    manifest = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb)
+    assert manifest["run"]["rows"] == N and manifest["run"]["reused_shards"] == 0
+    manifest["shards"], manifest["complete"] = manifest["shards"][:3], False  # only the last shard (50 rows) is left
+    write_manifest(out, manifest)
+    manifest = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb, resume=True)
+    assert (manifest["run"]["rows"], manifest["run"]["shards"], manifest["run"]["reused_shards"]) == (50, 1, 3)
+    assert run_summary(manifest, out).startswith(f"embedded 50 of {N} documents into 1 shard(s); 3 finished shard(s) kept")
+    manifest = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb, resume=True)
+    assert manifest["run"]["rows"] == 0 and manifest["run"]["texts_per_second"] is None
+    assert run_summary(manifest, out).startswith("nothing to embed: all 4 shard(s)")
+    assert len(manifest["runs"]) == 3

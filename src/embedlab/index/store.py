@@ -176,7 +176,7 @@ class VectorIndex:
         full = prepare(q)
         x = self.codec.prepare(full)
         kk = min(len(self), k * max(1, rescore))
-        self._set_search_params(nprobe, ef_search)
+        self._set_search_params(nprobe, ef_search, kk)
         if self.codec.is_binary:
             dist, rows = self.codes.search(np.packbits(x > 0, axis=1), kk)
             scores = 1.0 - 2.0 * dist.astype(np.float32) / x.shape[1]  # Hamming -> cosine of the sign vectors
@@ -194,13 +194,13 @@ class VectorIndex:
             rows, scores = rows[:, :k], scores[:, :k]
         return [[self.ids[r] for r in row if r >= 0] for row in rows], np.asarray(scores, dtype=np.float32)
 
-    def _set_search_params(self, nprobe: int | None, ef_search: int | None) -> None:
+    def _set_search_params(self, nprobe: int | None, ef_search: int | None, kk: int = 0) -> None:
         import faiss
 
         if self.codec.base == "ivfpq":
             faiss.extract_index_ivf(self.codes).nprobe = nprobe or 16
         elif self.codec.base in ("hnsw", "hnsw_int8"):
-            self.codes.hnsw.efSearch = ef_search or 64
+            self.codes.hnsw.efSearch = max(ef_search or 64, kk)  # a beam narrower than k returns fewer than k hits
 
     # -- persistence ------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
@@ -244,6 +244,11 @@ class VectorIndex:
         if not (path / MANIFEST).is_file():
             raise IndexStoreError(f"{path} is not an embedlab index (no {MANIFEST})")
         manifest = read_json(path / MANIFEST, IndexStoreError, "index manifest")
+        if "codec" not in manifest:
+            if str(manifest.get("format", "")).startswith("embedlab-shards/"):
+                raise IndexStoreError(f"{path} holds embedding shards (written by `embedlab embed-corpus`), not an index: "
+                                      f"build one with `embedlab index build --from-embeddings {path} --out INDEX_DIR`")
+            raise IndexStoreError(f"{path / MANIFEST} is not an embedlab index manifest (it names no codec)")
         files = manifest.get("files", {})
         for name, digest in files.items():
             f = path / name
