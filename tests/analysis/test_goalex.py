@@ -1,6 +1,8 @@
 """GoalEx: the selection programme against brute force, the loop with a scripted LLM, the cache, bad input."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -35,12 +37,14 @@ class ScriptedLLM(LLM):
         self.gen_calls = 0
         self.prompts: list[tuple[str, str]] = []
         self.unreadable = unreadable
+        self.temperatures: list[float] = []
 
     @property
     def fingerprint(self) -> str:
         return "scripted:1"
 
     def generate(self, turns, *, max_new_tokens=160, temperature=0.0, seed=0):
+        self.temperatures.append(temperature)
         out = []
         for t in turns:
             self.prompts.append(t)
@@ -80,6 +84,25 @@ def cfg(**kw):
 # --- the integer programme ---------------------------------------------------------------------------------
 
 
+def _cost_by_hand(A, chosen, lo, lm, k):
+    """The programme's objective for one choice, text by text: a text covered y times costs lm if y == 0 and
+    lo * (y - 1) otherwise; without K each chosen column costs 1 more. Written from the paper, not from ilp_cost."""
+    total = 0.0
+    for row in A:
+        y = sum(int(row[j]) for j in chosen)
+        total += lm if y == 0 else lo * (y - 1)
+    return total + (0 if k else len(chosen))
+
+
+def _brute_force(A, k, lo, lm):
+    """The optimum by enumerating every subset of columns (of size k when k is given)."""
+    import itertools
+
+    J = A.shape[1]
+    sizes = [k] if k else range(J + 1)
+    return min(_cost_by_hand(A, combo, lo, lm, k) for size in sizes for combo in itertools.combinations(range(J), size))
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_ilp_matches_brute_force(seed):
     rng = np.random.default_rng(seed)
@@ -89,8 +112,19 @@ def test_ilp_matches_brute_force(seed):
     for k in [None, *range(1, J + 1)]:
         sel = gx.select_ilp(A, k, lambda_overlap=lo, lambda_miss=lm)
         assert sel.relaxed is None
-        assert sel.objective == pytest.approx(gx.brute_force_select(A, k, lo, lm))
+        best = _brute_force(A, k, lo, lm)
+        assert _cost_by_hand(A, sel.chosen, lo, lm, k) == pytest.approx(best)  # the chosen columns are optimal
+        assert sel.objective == pytest.approx(best)
         assert k is None or len(sel.chosen) == k
+
+
+def test_brute_force_oracle_hand_case():
+    # 3 texts; col 0 covers texts 0,1; col 1 covers text 1: choosing both covers text 1 twice (0.5) and misses
+    # text 2 (1.0)
+    A = np.array([[1, 0], [1, 1], [0, 0]], dtype=float)
+    assert _cost_by_hand(A, [0, 1], 0.5, 1.0, 2) == pytest.approx(1.5)
+    assert _brute_force(A, 1, 0.5, 1.0) == pytest.approx(1.0)  # col 0 alone: text 2 missed
+    assert _brute_force(A, None, 0.5, 1.0) == pytest.approx(2.0)  # col 0 (1) + a miss (1)
 
 
 def test_ilp_hand_case_and_relaxation():
@@ -156,9 +190,12 @@ def test_infeasible_programme_is_relaxed_and_said():
 def test_unparseable_answers_are_retried_then_skipped():
     # proposer: junk, junk, then a valid list (3 tries = 1 + max_retries 2)
     llm = ScriptedLLM(["I am a language model.", "Sorry.", ALL4])
-    res = gx.GoalEx(llm).fit(CORPUS, cfg(rounds=1))
+    runner = gx.GoalEx(llm)
+    res = runner.fit(CORPUS, cfg(rounds=1))
     assert llm.gen_calls == 3 and gx.cluster_scores(TRUTH, res.labels)["accuracy"] == 1.0
-    temps = [p for p in res.rounds]  # noqa: F841 - the loop ran to the end
+    # the first try is greedy, the retries sampled; only the third answer parsed
+    assert llm.temperatures == [0.0, 0.7, 0.7]
+    assert [(p["attempt"], bool(p["parsed"])) for p in runner.proposal_log] == [(0, False), (1, False), (2, True)]
     # always junk: reported and skipped, never fatal
     llm = ScriptedLLM(["no list here"])
     res = gx.GoalEx(llm).fit(CORPUS, cfg(rounds=1))
@@ -219,12 +256,90 @@ def test_bad_input_one_line_errors():
 
 
 def test_scores_hand_computed():
+    from sklearn.metrics import adjusted_rand_score
+
     true = ["a", "a", "a", "b", "b", "c"]
-    pred = [1, 1, 0, 0, 0, gx.UNASSIGNED]
-    s = gx.cluster_scores(true, pred)
-    assert s["accuracy"] == pytest.approx(5 / 6)  # 1->a (2), 0->b (2), -1->c (1)
-    assert s["unassigned"] == pytest.approx(1 / 6)
+    pred = [1, 1, gx.UNASSIGNED, 0, 0, gx.UNASSIGNED]
+    best = [1, 1, 1, 0, 0, 0]  # every text to its best explanation (the paper's protocol)
+    s = gx.cluster_scores(true, pred, best)
+    # strict: cluster 1 -> a (2 right), cluster 0 -> b (2 right), the two unassigned texts are wrong
+    assert s["strict_accuracy"] == pytest.approx(4 / 6)
+    # F1 per class: a: P 2/2, R 2/3 -> 0.8; b: P 2/2, R 2/2 -> 1; c: 0
+    assert s["strict_macro_f1"] == pytest.approx((0.8 + 1.0 + 0.0) / 3)
+    # each unassigned text is a cluster of its own
+    assert s["strict_ari"] == pytest.approx(adjusted_rand_score(true, [1, 1, 7, 0, 0, 8]))
+    assert s["unassigned"] == pytest.approx(2 / 6)
+    # paper: {a,a,a} -> a, {b,b,c} -> b: 5 right; F1 a: 1, b: P 2/3 R 1 -> 0.8, c: 0
+    assert s["accuracy"] == pytest.approx(5 / 6)
+    assert s["macro_f1"] == pytest.approx((1.0 + 0.8 + 0.0) / 3)
+    assert s["ari"] == pytest.approx(adjusted_rand_score(true, best))
     assert gx.cluster_scores(true, [5, 5, 5, 7, 7, 9])["ari"] == pytest.approx(1.0)
+    with pytest.raises(InputError, match="6 true labels but 2 predictions"):
+        gx.cluster_scores(true, [0, 1])
+
+
+def test_unassigned_texts_are_not_a_cluster():
+    # 79 of 80 texts unassigned: the old scoring matched the unassigned group to a class (accuracy 0.26)
+    true = [c for c in "abcd" for _ in range(20)]
+    pred = [gx.UNASSIGNED] * 80
+    pred[0] = 0
+    s = gx.cluster_scores(true, pred)
+    assert s["strict_accuracy"] == pytest.approx(1 / 80) and s["accuracy"] == pytest.approx(1 / 80)
+    assert s["strict_ari"] == pytest.approx(0.0, abs=1e-9)
+    assert s["strict_macro_f1"] == pytest.approx((2 * 1 * (1 / 20) / (1 + 1 / 20)) / 4)  # class a: P 1, R 1/20
+
+
+def test_threshold_is_strict():
+    # the scripted log-odds minus the content-free text's: 3 - (-3) = 6 for a keyword text, 0 otherwise
+    res = gx.GoalEx(ScriptedLLM([ALL4])).fit(CORPUS, cfg(rounds=1, threshold=6.0))
+    assert res.explanations == [] and all(c["holds_for"] == 0 for c in res.candidates)
+    res = gx.GoalEx(ScriptedLLM([ALL4])).fit(CORPUS, cfg(rounds=1, threshold=5.999))
+    assert gx.cluster_scores(TRUTH, res.labels)["strict_accuracy"] == 1.0
+
+
+def _examples_shown(prompts):
+    out = []
+    for _system, user in prompts:
+        line = [ln for ln in user.splitlines() if "Match the level of detail" in ln]
+        out.append(tuple(sorted(re.findall(r'"([^"]+)"', line[0].split("descriptions:", 1)[1].split(". Answer")[0])))
+                   if line else None)
+    return out
+
+
+def test_each_proposer_call_draws_its_own_two_examples():
+    first = lines("is about football", "is about recipe", "is about rain", "mentions monday")
+    pairs = set()
+    for seed in range(6):
+        llm = ScriptedLLM([first] * 4 + [lines("is about bank")])  # round 0 makes 4 calls
+        runner = gx.GoalEx(llm)
+        runner.fit(CORPUS, cfg(rounds=2, k=4, per_call=2, seed=seed))
+        shown = _examples_shown(llm.prompts)
+        calls = [p["round"] for p in runner.proposal_log]
+        assert shown[0] is None and calls.count(0) == 4 and calls.count(1) == 2  # 8 wanted / 2 per call; then 4 / 2
+        usable = {"is about football", "is about recipe", "is about rain"}  # "mentions monday" is pruned
+        for s, r, call in zip(shown, calls, [p["call"] for p in runner.proposal_log]):
+            if r == 0 and call > 0:
+                assert len(s) == 2 and set(s) <= {"is about football", "is about recipe", "is about rain", "mentions monday"}
+            if r == 1:
+                assert len(s) == 2 and set(s) <= usable
+                pairs.add(s)
+        again = ScriptedLLM([first] * 4 + [lines("is about bank")])
+        gx.GoalEx(again).fit(CORPUS, cfg(rounds=2, k=4, per_call=2, seed=seed))
+        assert _examples_shown(again.prompts) == shown  # seeded
+    assert len(pairs) > 1  # not always the same first two
+
+
+def test_kmeans_warning_becomes_a_note():
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = np.repeat(np.eye(2), 20, axis=0)  # two distinct points, K = 4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = gx.kmeans_clusters(X, 4)
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert any("found 2 distinct cluster(s) for K=4" in n and "2 distinct embedding(s)" in n for n in res.notes)
 
 
 def test_kmeans_and_outputs(tmp_path):

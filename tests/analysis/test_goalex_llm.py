@@ -9,7 +9,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
 import pytest
 
 from embedlab.analysis import goalex as gx
@@ -178,6 +177,43 @@ def test_local_causal_lm_batched_scores_match_single(tmp_path):
     out = llm.generate(turns[:2], max_new_tokens=3)
     assert len(out) == 2 and all(isinstance(o, str) for o in out) and llm.calls == 7
     assert llm.fingerprint.startswith("transformers:")
+
+
+def _tiny_gpt2(path):
+    """A tiny random GPT-2: absolute (learned) position embeddings, so padding that shifts positions shows."""
+    import torch
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "</s>", "yes", "no", "Yes", "No", "Property:", "Text:", "about", "text", "football", "Answer:"]
+    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>")
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(words), n_embd=32, n_layer=2, n_head=4, n_positions=64, pad_token_id=0,
+                     eos_token_id=2, bos_token_id=2)
+    model = GPT2LMHeadModel(cfg)
+    with torch.no_grad():  # large position embeddings, so a shift of positions changes the answer
+        model.transformer.wpe.weight.normal_(0, 1.0)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def test_left_padded_batches_pass_position_ids_absolute_positions(tmp_path):
+    import torch
+
+    llm = TransformersLLM(str(_tiny_gpt2(tmp_path / "gpt2")), batch_size=8)
+    turns = [("", "Property: about football\nText: " + " ".join(["text"] * n)) for n in (1, 6, 11, 3)]
+    batched = llm.yes_no(turns)  # one batch, left-padded to the longest
+    for turn, got in zip(turns, batched):  # alone: no padding, positions 0..L-1
+        ids = llm.tokenizer(llm.render(turn), return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            lp = llm.model(**ids).logits[0, -1].log_softmax(-1)
+        expected = torch.logsumexp(lp[llm._yes], -1) - torch.logsumexp(lp[llm._no], -1)
+        assert got == pytest.approx(float(expected), abs=1e-4)
 
 
 def test_cli_cluster_goalex_via_endpoint_and_kmeans(fake_server, tiny_bert, tmp_path, monkeypatch, capsys):

@@ -4,45 +4,62 @@ paper's description (the authors' code has no licence and was not used).
 The propose-assign-select loop:
 
 1. **Propose.** An LLM sees the goal and a sample of texts and writes candidate explanations, short
-   predicates over one text ("asks about a card that has not arrived"), as ``- "..."`` lines.
-2. **Assign.** Every (text, explanation) pair gets a score: the LLM's log-odds log P(yes) - log P(no)
-   (default), or the cosine between the text's and the explanation's embeddings (``assigner="embedding"``,
-   a deviation from the paper). Both are calibrated the same way: the score of a content-free text
-   ("N/A") for that explanation is subtracted (contextual calibration), and a pair holds when the
-   calibrated score is at least ``threshold``. Explanations that hold for more than ``max_cluster_fraction``
-   of the corpus, or for none of it, are pruned.
+   predicates over one text ("asks about a card that has not arrived"), as ``- "..."`` lines. Calls after
+   the first see two explanations drawn at random (seeded) from the first call's, or, in later rounds, from
+   the usable ones so far (the paper's "similar granularity" examples). Without an LLM able to propose, the
+   **extractive proposer** (``proposer="extractive"``, :mod:`embedlab.analysis.goalex_extractive`; not the
+   paper's method) builds them from the c-TF-IDF terms of embedding groups; such runs are named
+   ``extractive-pas``.
+2. **Assign.** Every (text, explanation) pair gets a calibrated score, and a pair holds when its calibrated
+   score exceeds the threshold (strictly, ``>``: a text scoring exactly like the content-free text does not hold):
+
+   - ``assigner="llm"`` (the paper's): the LLM's log-odds log P(yes) - log P(no), minus the same log-odds for
+     a content-free text ("N/A") and that explanation (contextual calibration); threshold 0 by default;
+   - ``assigner="embedding"`` (a deviation): the cosine between the text's and the explanation's embeddings,
+     standardised per explanation over the corpus (minus its mean, over its standard deviation), so the scale
+     is calibrated per corpus; the default threshold is the (1 - 1/K) quantile of the round's standardised
+     scores (``threshold="quantile"``: on average an explanation holds for n/K texts), or per explanation by
+     Otsu's rule (``"otsu"``, :func:`otsu_threshold`), not a constant.
+
+   Explanations that hold for more than ``max_cluster_fraction`` of the corpus, or for fewer than
+   ``min_cluster_size`` texts, are pruned.
 3. **Select.** The paper's integer programme picks K explanations: binary s_j, cost z_i >= 0 per text with
    z_i >= lambda_overlap (y_i - 1) and z_i >= lambda_miss (1 - y_i), y_i = sum_j A_ij s_j, minimise sum_i z_i
-   subject to sum_j s_j = K (solved by ``scipy.optimize.milp``). With fewer than K usable explanations
-   it is infeasible; it is then relaxed to sum_j s_j <= K and the result says so.
+   subject to sum_j s_j = K (solved by ``scipy.optimize.milp``). With fewer than K usable explanations it is
+   infeasible; it is then relaxed to sum_j s_j <= K and the result says so.
 4. **Iterate.** New explanations are proposed from the texts no selected explanation covers (padded with
    covered ones up to the sample size), assigned over the whole corpus, and selection is solved again over
    all of them, for up to ``rounds`` rounds.
 
-Each text finally goes to the selected explanation with its highest calibrated score among those that
-hold for it (the paper asks the LLM to pick one with a multiple-choice prompt instead); a text no selected
-explanation holds for is left unassigned.
+Each text finally goes to the selected explanation with its highest calibrated score among those that hold
+for it (``labels``; a text none holds for is unassigned, ``-1``), and, as the paper's final assignment does,
+every text also goes to its best selected explanation whether or not it holds (``forced_labels``). The paper
+asks the LLM to pick one with a multiple-choice prompt instead.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import re
-import tomllib
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+import tomllib
 
-from embedlab.errors import ConfigError, EmptyInput, InputError
 from embedlab.analysis.goalex_llm import LLM, Turn
+from embedlab.errors import ConfigError, EmptyInput, InputError
 
 log = logging.getLogger(__name__)
 
 UNASSIGNED = -1
-DEFAULT_THRESHOLDS = {"llm": 0.0, "embedding": 0.05}
+#: the default threshold per assigner: a number; "quantile" (the (1 - 1/K) quantile of a round's calibrated
+#: scores, so an explanation holds on average for n/K texts, as a cluster of K should); or "otsu" (chosen per
+#: explanation from its own score distribution by :func:`otsu_threshold`)
+DEFAULT_THRESHOLDS: dict[str, float | str] = {"llm": 0.0, "embedding": "quantile"}
 
 
 def load_prompts(path: str | Path | None = None) -> dict[str, Any]:
@@ -204,9 +221,28 @@ class LLMAssigner:
         return S
 
 
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold over a 1-d sample: the cut between two sorted neighbours that maximises the
+    between-class variance w0 w1 (mu0 - mu1)^2 of the two sides, returned as their midpoint (so ``values >``
+    it is the upper side). Computed exactly over every cut, not on a histogram; ``inf`` when all values are equal."""
+    v = np.sort(np.asarray(values, dtype=np.float64)[np.isfinite(values)])
+    n = len(v)
+    if n < 2 or v[0] == v[-1]:
+        return float("inf")
+    csum = np.cumsum(v)
+    s = np.arange(1, n)  # the lower side holds v[:s]
+    mu0 = csum[s - 1] / s
+    mu1 = (csum[-1] - csum[s - 1]) / (n - s)
+    between = (s / n) * (1 - s / n) * (mu0 - mu1) ** 2
+    between[v[s - 1] == v[s]] = -1.0  # a cut must fall between two different values
+    best = int(np.argmax(between))
+    return float((v[best] + v[best + 1]) / 2)
+
+
 class EmbeddingAssigner:
     """Scores pairs by the cosine between the text's and the explanation's embeddings (not the paper's
-    assigner: a fast deviation). Text embeddings are computed once."""
+    assigner: a fast deviation). Text embeddings are computed once. Its scores are calibrated per corpus
+    (standardised per explanation), see :meth:`GoalEx.assign`."""
 
     kind = "embedding"
 
@@ -235,7 +271,7 @@ class EmbeddingAssigner:
 class GoalExConfig:
     k: int
     goal: str
-    threshold: float | None = None  # None: DEFAULT_THRESHOLDS[assigner]
+    threshold: float | str | None = None  # None: DEFAULT_THRESHOLDS[assigner]; "quantile"/"otsu"; holds when > it
     rounds: int = 3  # the paper: up to 5
     candidates_per_round: int | None = None  # None: max(8, 2K) in the first round, max(4, K) later
     per_call: int = 8  # explanations asked for in one proposer call (the paper: 8)
@@ -261,6 +297,8 @@ class GoalExConfig:
             raise InputError(f"K={self.k} is larger than the number of texts ({n})")
         if self.rounds < 1:
             raise InputError(f"rounds must be at least 1; got {self.rounds}")
+        if self.sample_size < 1:
+            raise InputError(f"the sample size must be at least 1; got {self.sample_size}")
         if self.max_cluster_fraction is not None and not 0 < self.max_cluster_fraction <= 1:
             raise InputError(f"max_cluster_fraction must be in (0, 1]; got {self.max_cluster_fraction}")
 
@@ -272,11 +310,14 @@ class Candidate:
     scores: np.ndarray  # calibrated, (n,)
     holds: np.ndarray  # bool, (n,)
     pruned: str | None = None
+    threshold: float = 0.0
 
 
 @dataclass
 class ClusterResult:
-    """What a clustering run returns: ``labels[i]`` is text i's cluster (``-1``: unassigned)."""
+    """What a clustering run returns: ``labels[i]`` is text i's cluster among the explanations that hold for
+    it (``-1``: none holds, unassigned); ``forced_labels[i]`` is its best selected explanation whether or not
+    it holds (the paper's final assignment; ``None`` for k-means, where it equals ``labels``)."""
 
     method: str
     labels: np.ndarray
@@ -287,19 +328,27 @@ class ClusterResult:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     candidates: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    forced_labels: np.ndarray | None = None
 
     @property
     def unassigned(self) -> list[int]:
         return [int(i) for i in np.flatnonzero(self.labels == UNASSIGNED)]
 
+    @property
+    def best_fit(self) -> np.ndarray:
+        """Every text's cluster under the paper's protocol (each text to its best selected explanation)."""
+        return self.labels if self.forced_labels is None else self.forced_labels
+
     def clusters(self) -> list[dict[str, Any]]:
         return [{"id": c, "explanation": e, "size": int((self.labels == c).sum()),
+                 "best_fit_size": int((self.best_fit == c).sum()),
                  "members": [int(i) for i in np.flatnonzero(self.labels == c)]} for c, e in enumerate(self.explanations)]
 
     def to_dict(self, texts: Sequence[str] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "goal": self.goal, "k": self.k, "settings": self.settings,
                                "notes": self.notes, "clusters": self.clusters(), "unassigned": self.unassigned,
-                               "labels": [int(x) for x in self.labels], "rounds": self.rounds,
+                               "labels": [int(x) for x in self.labels],
+                               "best_fit_labels": [int(x) for x in self.best_fit], "rounds": self.rounds,
                                "candidates": self.candidates}
         if texts is not None:
             out["texts"] = list(texts)
@@ -307,20 +356,38 @@ class ClusterResult:
 
 
 class GoalEx:
-    """The propose-assign-select loop. ``llm`` proposes (and assigns, with ``assigner="llm"``)."""
+    """The propose-assign-select loop. ``llm`` proposes (``proposer="llm"``, the paper's) and assigns (with
+    ``assigner="llm"``); with ``proposer="extractive"`` and ``assigner="embedding"`` no LLM is needed
+    (``llm=None``) and the run is named ``extractive-pas``."""
 
-    def __init__(self, llm: LLM, *, assigner: str = "llm", embedder: Any = None, prompts: dict[str, Any] | None = None,
-                 show_progress: bool = False) -> None:
+    def __init__(self, llm: LLM | None = None, *, assigner: str = "llm", embedder: Any = None,
+                 prompts: dict[str, Any] | None = None, show_progress: bool = False, proposer: Any = "llm") -> None:
         if assigner not in ("llm", "embedding"):
             raise ConfigError(f"assigner must be 'llm' or 'embedding'; got {assigner!r}")
         if assigner == "embedding" and embedder is None:
             raise ConfigError("the embedding assigner needs an embedder")
+        if proposer == "extractive":
+            if embedder is None:
+                raise ConfigError("the extractive proposer needs an embedder")
+            from embedlab.analysis.goalex_extractive import ExtractiveProposer
+
+            proposer = ExtractiveProposer(embedder)
+        elif proposer != "llm" and not hasattr(proposer, "propose"):
+            raise ConfigError(f"proposer must be 'llm', 'extractive' or a proposer object; got {proposer!r}")
+        if llm is None and (proposer == "llm" or assigner == "llm"):
+            raise ConfigError("the LLM proposer and the LLM assigner need an LLM")
         self.llm = llm
+        self.proposer = proposer
+        self.proposer_kind = "llm" if proposer == "llm" else getattr(proposer, "kind", "custom")
         self.assigner_kind = assigner
         self.embedder = embedder
         self.prompts = prompts or load_prompts()
         self.show_progress = show_progress
         self.proposal_log: list[dict[str, Any]] = []  # every proposer call: sample indices, answer, parsed
+
+    @property
+    def method(self) -> str:
+        return f"goalex-{self.assigner_kind}" if self.proposer_kind == "llm" else f"{self.proposer_kind}-pas"
 
     # -- propose
     def _propose_turn(self, goal: str, texts: Sequence[str], sample: Sequence[int], n: int, examples: Sequence[str],
@@ -332,7 +399,12 @@ class GoalEx:
 
     def propose(self, goal: str, texts: Sequence[str], sample: Sequence[int], want: int, cfg: GoalExConfig,
                 examples: Sequence[str] = (), round_no: int = 0) -> tuple[list[str], list[str]]:
-        """Candidate explanations from ``ceil(want / per_call)`` calls; returns (explanations, problems)."""
+        """Candidate explanations from ``ceil(want / per_call)`` LLM calls; returns (explanations, problems).
+
+        Each call shows two example explanations drawn at random (seeded, per call) from ``examples`` (later
+        rounds: the usable explanations so far) or, without them, from the first call's answer (calls after
+        the first); the first call of the first round shows none."""
+        assert self.llm is not None
         calls = max(1, -(-want // cfg.per_call))
         rng = np.random.default_rng(cfg.seed + 1000 * round_no)
         found: list[str] = []
@@ -340,9 +412,10 @@ class GoalEx:
         seen = {normalise(e) for e in examples}
         first: list[str] = []
         for c in range(calls):
-            # later calls see a reshuffled sample and two of the first call's explanations (the paper's rule)
+            # later calls see a reshuffled sample; every call draws its own two examples
             order = list(sample) if c == 0 else list(rng.permutation(sample))
-            shown = list(examples[:2]) if examples else list(rng.choice(first, size=min(2, len(first)), replace=False)) if first else []
+            pool = list(examples) or first
+            shown = [str(e) for e in rng.choice(pool, size=min(2, len(pool)), replace=False)] if pool else []
             turn = self._propose_turn(goal, texts, order, min(cfg.per_call, want), shown, cfg)
             parsed: list[str] = []
             for attempt in range(cfg.max_retries + 1):
@@ -351,7 +424,7 @@ class GoalEx:
                                            seed=cfg.seed + attempt)[0]
                 parsed = parse_explanations(answer)
                 self.proposal_log.append({"round": round_no, "call": c, "attempt": attempt, "sample": [int(i) for i in order],
-                                          "answer": answer, "parsed": parsed})
+                                          "examples": shown, "answer": answer, "parsed": parsed})
                 if parsed:
                     break
             if not parsed:
@@ -369,13 +442,20 @@ class GoalEx:
     # -- assign
     def _assigner(self, texts: Sequence[str], cfg: GoalExConfig, text_embeddings: np.ndarray | None) -> Any:
         if self.assigner_kind == "llm":
+            assert self.llm is not None
             return LLMAssigner(self.llm, self.prompts, max_text_chars=cfg.max_text_chars, max_retries=cfg.max_retries)
         return EmbeddingAssigner(self.embedder, text_embeddings)
 
     def assign(self, assigner: Any, texts: Sequence[str], explanations: Sequence[str]) -> np.ndarray:
-        """Calibrated scores: raw score minus the content-free text's score for the same explanation."""
-        null = self.prompts.get("assign", {}).get("calibration", {}).get("null_text", "N/A")
+        """Calibrated scores, (n, J). LLM assigner: the raw log-odds minus the content-free text's log-odds for
+        the same explanation. Embedding assigner: the cosine standardised per explanation over the corpus
+        (minus its mean, over its standard deviation: a per-corpus calibration)."""
         raw = assigner.score(list(texts), explanations)
+        if getattr(assigner, "kind", "llm") == "embedding":
+            mean = raw.mean(0, keepdims=True)
+            std = raw.std(0, keepdims=True)
+            return np.where(std > 1e-12, (raw - mean) / np.maximum(std, 1e-12), 0.0)
+        null = self.prompts.get("assign", {}).get("calibration", {}).get("null_text", "N/A")
         base = assigner.score([null], explanations)[0] if len(texts) else np.zeros(len(explanations))
         base = np.where(np.isfinite(base), base, 0.0)
         return raw - base[None, :]
@@ -385,9 +465,11 @@ class GoalEx:
         texts = list(texts)
         cfg.check(len(texts))
         n, k = len(texts), cfg.k
-        tau = DEFAULT_THRESHOLDS[self.assigner_kind] if cfg.threshold is None else cfg.threshold
+        tau: float | str = DEFAULT_THRESHOLDS[self.assigner_kind] if cfg.threshold is None else cfg.threshold
         max_frac = cfg.max_cluster_fraction if cfg.max_cluster_fraction is not None else max(0.4, min(1.0, 1.5 / k))
         rng = np.random.default_rng(cfg.seed)
+        if self.proposer_kind != "llm" and text_embeddings is None:
+            text_embeddings = np.asarray(self.embedder.encode(texts, show_progress=False))
         assigner = self._assigner(texts, cfg, text_embeddings)
         cands: list[Candidate] = []
         notes: list[str] = []
@@ -399,35 +481,46 @@ class GoalEx:
             uncovered = np.flatnonzero(~covered)
             if r > 0 and len(uncovered) <= cfg.stop_uncovered_fraction * n:
                 break
-            # the sample: uncovered texts first (all texts in round 0), padded with covered ones
-            pool = rng.permutation(uncovered)
-            sample = list(pool[:cfg.sample_size])
-            if len(sample) < min(cfg.sample_size, n):
-                rest = rng.permutation(np.flatnonzero(covered))
-                sample += list(rest[:min(cfg.sample_size, n) - len(sample)])
+            if r > 0 and len(uncovered) == 0:
+                break
             want = cfg.candidates_per_round or (max(8, 2 * k) if r == 0 else max(4, k))
-            examples = [cands[j].explanation for j in usable[:2]] if r > 0 else []
-            new, problems = self.propose(cfg.goal, texts, sample, want, cfg, examples=examples, round_no=r)
+            if self.proposer_kind != "llm":
+                # no context limit: the proposer sees every text no selected explanation covers
+                sample = [int(i) for i in uncovered]
+                new = self.proposer.propose(cfg.goal, texts, sample, k, text_embeddings, round_no=r, seed=cfg.seed)
+                problems = [] if new else [f"round {r}: the {self.proposer_kind} proposer found no distinctive terms"]
+            else:
+                # the sample: uncovered texts first (all texts in round 0), padded with covered ones
+                pool = rng.permutation(uncovered)
+                sample = list(pool[:cfg.sample_size])
+                if len(sample) < min(cfg.sample_size, n):
+                    rest = rng.permutation(np.flatnonzero(covered))
+                    sample += list(rest[:min(cfg.sample_size, n) - len(sample)])
+                examples = [cands[j].explanation for j in usable] if r > 0 else []
+                new, problems = self.propose(cfg.goal, texts, sample, want, cfg, examples=examples, round_no=r)
             notes += problems
             known = {normalise(c.explanation) for c in cands}
             new = [e for e in new if normalise(e) not in known]
             if new:
                 S = self.assign(assigner, texts, new)
+                pooled = float(np.quantile(S[np.isfinite(S)], 1 - 1 / k)) if tau == "quantile" and np.isfinite(S).any() else 0.0
                 for j, e in enumerate(new):
-                    holds = S[:, j] > tau
+                    t = otsu_threshold(S[:, j]) if tau == "otsu" else pooled if tau == "quantile" else float(tau)
+                    holds = S[:, j] > t
                     cnt = int(holds.sum())
                     pruned = None
                     if cnt < cfg.min_cluster_size:
                         pruned = f"holds for {cnt} text(s), fewer than {cfg.min_cluster_size}"
                     elif cnt > max_frac * n:
                         pruned = f"holds for {cnt}/{n} texts, more than {max_frac:.0%}"
-                    cands.append(Candidate(e, r, S[:, j], holds, pruned))
+                    cands.append(Candidate(e, r, S[:, j], holds, pruned, t))
             usable = [j for j, c in enumerate(cands) if c.pruned is None]
             A = np.stack([cands[j].holds for j in usable], 1).astype(float) if usable else np.zeros((n, 0))
             sel = select_ilp(A, k, lambda_overlap=cfg.lambda_overlap, lambda_miss=cfg.lambda_miss)
             selection = Selection([usable[j] for j in sel.chosen], sel.objective, sel.relaxed)
             covered = A[:, sel.chosen].sum(1) > 0 if sel.chosen else np.zeros(n, dtype=bool)
-            rounds.append({"round": r, "sample": [int(i) for i in sample], "sample_uncovered": int(min(len(uncovered), cfg.sample_size)),
+            rounds.append({"round": r, "sample": [int(i) for i in sample],
+                           "sample_uncovered": int(min(len(uncovered), len(sample))),
                            "proposed": new, "usable": len(usable), "selected": [cands[j].explanation for j in selection.chosen],
                            "objective": selection.objective, "covered": int(covered.sum()), "relaxed": sel.relaxed})
             if not new and r > 0:
@@ -437,7 +530,10 @@ class GoalEx:
             notes.append(selection.relaxed)
         chosen = selection.chosen
         labels = np.full(n, UNASSIGNED)
+        forced = np.full(n, UNASSIGNED)
         if chosen:
+            raw = np.stack([cands[j].scores for j in chosen], 1)
+            forced = np.where(np.isfinite(raw).any(1), np.nan_to_num(raw, neginf=-1e300).argmax(1), UNASSIGNED)
             scores = np.stack([np.where(cands[j].holds, cands[j].scores, -np.inf) for j in chosen], 1)
             best = scores.argmax(1)
             ok = np.isfinite(scores.max(1))
@@ -448,20 +544,25 @@ class GoalEx:
                          "skipped (counted as No)")
         if len(chosen) < k and not selection.relaxed:
             notes.append(f"only {len(chosen)} explanation(s) selected for K={k}")
-        settings = {"assigner": self.assigner_kind, "threshold": tau, "max_cluster_fraction": max_frac,
+        settings = {"proposer": self.proposer_kind, "assigner": self.assigner_kind,
+                    "threshold": {"otsu": "otsu per explanation", "quantile": "(1 - 1/K) quantile per round"}.get(str(tau), tau), "max_cluster_fraction": max_frac,
                     "rounds": cfg.rounds, "sample_size": cfg.sample_size, "per_call": cfg.per_call,
                     "lambda_overlap": cfg.lambda_overlap, "lambda_miss": cfg.lambda_miss, "seed": cfg.seed,
-                    "llm": getattr(self.llm, "name", "?"), "llm_fingerprint": self.llm.fingerprint,
-                    "calibration": "score minus the content-free text's score, per explanation"}
+                    "llm": getattr(self.llm, "name", None), "llm_fingerprint": getattr(self.llm, "fingerprint", None),
+                    "calibration": ("cosine standardised per explanation over the corpus" if self.assigner_kind == "embedding"
+                                    else "score minus the content-free text's score, per explanation")}
+        if hasattr(self.proposer, "settings"):
+            settings["proposer_settings"] = self.proposer.settings()
         cand_out = [{"explanation": c.explanation, "round": c.round, "holds_for": int(c.holds.sum()), "pruned": c.pruned,
-                     "selected": j in chosen, "copies_text": copied_text(c.explanation, texts)} for j, c in enumerate(cands)]
+                     "threshold": c.threshold, "selected": j in chosen, "copies_text": copied_text(c.explanation, texts)}
+                    for j, c in enumerate(cands)]
         copies = sum(c["copies_text"] is not None for c in cand_out)
         if copies:
             notes.append(f"{copies} of {len(cand_out)} proposed explanation(s) copy a text of the corpus instead of "
                          "stating a property (kept; see candidates[].copies_text)")
-        return ClusterResult(method=f"goalex-{self.assigner_kind}", labels=labels,
+        return ClusterResult(method=self.method, labels=labels,
                              explanations=[cands[j].explanation for j in chosen], goal=cfg.goal, k=k, notes=notes,
-                             rounds=rounds, candidates=cand_out, settings=settings)
+                             rounds=rounds, candidates=cand_out, settings=settings, forced_labels=forced)
 
 
 def kmeans_clusters(embeddings: np.ndarray, k: int, *, seed: int = 0) -> ClusterResult:
@@ -474,34 +575,96 @@ def kmeans_clusters(embeddings: np.ndarray, k: int, *, seed: int = 0) -> Cluster
     if k > len(X):
         raise InputError(f"K={k} is larger than the number of texts ({len(X)})")
     X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(X)
-    return ClusterResult(method="kmeans", labels=labels, explanations=[None] * k, k=k,
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:  # kept out of the console: said as a note instead
+        warnings.simplefilter("always", ConvergenceWarning)
+        labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(X)
+    notes = []
+    found = len(np.unique(labels))
+    if found < k or any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        distinct = len(np.unique(X.round(6), axis=0))
+        notes.append(f"k-means found {found} distinct cluster(s) for K={k}: the corpus has {distinct} distinct "
+                     "embedding(s)")
+    return ClusterResult(method="kmeans", labels=labels, explanations=[None] * k, k=k, notes=notes,
                          settings={"n_init": 10, "seed": seed, "normalised": True})
 
 
 # --- scores --------------------------------------------------------------------------------------------------
 
 
-def hungarian_accuracy(true: Sequence[Any], pred: Sequence[int]) -> float:
-    """Accuracy after the best one-to-one matching of predicted to true clusters (unassigned texts are one
-    more predicted cluster, so they can match at most one true label)."""
+def _matched(true: Sequence[Any], pred: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true class index per text, the true class index each text's predicted cluster is matched to or -1,
+    the classes). The one-to-one matching maximises the texts on the diagonal (Hungarian,
+    ``scipy.optimize.linear_sum_assignment``) over the predicted clusters other than ``UNASSIGNED``; unassigned
+    texts and clusters left without a partner (more clusters than classes) are matched to nothing."""
     from scipy.optimize import linear_sum_assignment
 
-    t_vals, t = np.unique(np.asarray(true), return_inverse=True)
-    p_vals, p = np.unique(np.asarray(pred), return_inverse=True)
-    M = np.zeros((len(p_vals), len(t_vals)))
-    np.add.at(M, (p, t), 1)
-    rows, cols = linear_sum_assignment(-M)
-    return float(M[rows, cols].sum() / len(t))
+    classes, t = np.unique(np.asarray(true), return_inverse=True)
+    pred = np.asarray(pred)
+    clusters = np.unique(pred[pred != UNASSIGNED])
+    mapped = np.full(len(pred), -1)
+    if len(clusters):
+        p = np.searchsorted(clusters, pred)
+        M = np.zeros((len(clusters), len(classes)))
+        ok = pred != UNASSIGNED
+        np.add.at(M, (p[ok], t[ok]), 1)
+        rows, cols = linear_sum_assignment(-M)
+        to_class = np.full(len(clusters), -1)
+        to_class[rows] = cols
+        mapped[ok] = to_class[p[ok]]
+    return t, mapped, classes
 
 
-def cluster_scores(true: Sequence[Any], pred: Sequence[int]) -> dict[str, float]:
-    """ARI, NMI and Hungarian accuracy, plus the share of texts left unassigned (``-1``)."""
+def hungarian_accuracy(true: Sequence[Any], pred: Sequence[int]) -> float:
+    """Accuracy after the best one-to-one matching of predicted clusters to true classes; unassigned texts
+    (``-1``) are wrong (they are not a cluster and match no class)."""
+    t, mapped, _ = _matched(true, pred)
+    return float((mapped == t).mean()) if len(t) else 0.0
+
+
+def macro_f1(true: Sequence[Any], pred: Sequence[int]) -> float:
+    """GoalEx's macro-F1: predicted clusters are mapped to true classes by the one-to-one Hungarian matching,
+    then F1 is averaged over the true classes (``sklearn.metrics.f1_score(average="macro")``). Unassigned texts
+    and unmatched clusters count as predicting no class (false negatives of their true class)."""
+    from sklearn.metrics import f1_score
+
+    t, mapped, classes = _matched(true, pred)
+    return float(f1_score(t, mapped, labels=np.arange(len(classes)), average="macro", zero_division=0))
+
+
+def strict_partition(pred: Sequence[int]) -> np.ndarray:
+    """``pred`` with every unassigned text in a cluster of its own, so that in pair-counting scores (ARI) it is
+    grouped with no other text: its pairs with its own class all count as misses."""
+    pred = np.asarray(pred).copy()
+    un = np.flatnonzero(pred == UNASSIGNED)
+    start = (pred.max() + 1) if len(pred) else 0
+    pred[un] = start + np.arange(len(un))
+    return pred
+
+
+def cluster_scores(true: Sequence[Any], pred: Sequence[int], best_fit: Sequence[int] | None = None) -> dict[str, float]:
+    """Scores under two protocols.
+
+    - **paper** (GoalEx's evaluation, where the final assignment gives every text a cluster): ``best_fit``, each
+      text's best selected explanation (k-means: ``pred``); ARI, NMI, Hungarian accuracy and macro-F1.
+    - **strict**: ``pred``, where unassigned texts (``-1``) count as wrong: they match no class in accuracy and
+      macro-F1, and each is a cluster of its own in ARI (:func:`strict_partition`). NMI is not given strictly:
+      singletons would inflate it, and pooling them into one group lets that group carry information.
+
+    The unprefixed ``ari``/``nmi``/``accuracy``/``macro_f1`` are the paper protocol's; ``unassigned`` is the share
+    of ``pred`` left unassigned."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     pred = np.asarray(pred)
-    return {"ari": float(adjusted_rand_score(true, pred)), "nmi": float(normalized_mutual_info_score(true, pred)),
-            "accuracy": hungarian_accuracy(true, pred), "unassigned": float((pred == UNASSIGNED).mean())}
+    fit = pred if best_fit is None else np.asarray(best_fit)
+    if len(fit) != len(pred) or len(pred) != len(true):
+        raise InputError(f"{len(true)} true labels but {len(pred)} predictions")
+    return {"ari": float(adjusted_rand_score(true, fit)), "nmi": float(normalized_mutual_info_score(true, fit)),
+            "accuracy": hungarian_accuracy(true, fit), "macro_f1": macro_f1(true, fit),
+            "strict_ari": float(adjusted_rand_score(true, strict_partition(pred))),
+            "strict_accuracy": hungarian_accuracy(true, pred), "strict_macro_f1": macro_f1(true, pred),
+            "unassigned": float((pred == UNASSIGNED).mean())}
 
 
 # --- the sample corpus and reports ---------------------------------------------------------------------------
@@ -585,14 +748,3 @@ def plot_clusters(result: ClusterResult, embeddings: np.ndarray, path: str | Pat
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-
-
-def brute_force_select(A: np.ndarray, k: int | None, lambda_overlap: float = 0.5, lambda_miss: float = 1.0) -> float:
-    """The programme's optimum by enumeration (for tests; exponential in the number of columns)."""
-    J = A.shape[1]
-    sizes = [k] if k else range(J + 1)
-    best = np.inf
-    for size in sizes:
-        for combo in itertools.combinations(range(J), size):
-            best = min(best, ilp_cost(A, combo, lambda_overlap, lambda_miss) + (0 if k else size))
-    return float(best)

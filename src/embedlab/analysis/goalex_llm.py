@@ -22,9 +22,10 @@ import sys
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from embedlab.errors import ConfigError, InputError, ModelNotFoundError, Unavailable
 from embedlab.io import write_json
@@ -93,7 +94,8 @@ def _dir_fingerprint(path: Path) -> str:
 class TransformersLLM(LLM):
     """A causal LM run locally in fp32: an alias (``smollm2-135m``), a .gguf file or an HF directory.
 
-    ``yes_no`` runs batched forward passes (left padding, only the last position's logits) and returns
+    ``yes_no`` runs batched forward passes (left padding, with position ids counted from each row's first
+    real token, only the last position's logits) and returns
     logsumexp over the yes-token spellings minus logsumexp over the no-token spellings."""
 
     def __init__(self, model: str, *, batch_size: int = 32, show_progress: bool = False) -> None:
@@ -183,8 +185,12 @@ class TransformersLLM(LLM):
         out: list[float | None] = [None] * len(texts)
         for idx in self._batches(texts, "assign"):
             enc = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            # left padding: positions count from each row's first real token (models with absolute position
+            # embeddings, e.g. GPT-2, would otherwise see shifted positions; RoPE models are unaffected)
+            positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                logits = self.model(**enc, logits_to_keep=1).logits[:, -1].float()
+                logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                    position_ids=positions, logits_to_keep=1).logits[:, -1].float()
             lp = logits.log_softmax(-1)
             odds = torch.logsumexp(lp[:, self._yes], -1) - torch.logsumexp(lp[:, self._no], -1)
             for row, i in enumerate(idx):
