@@ -133,11 +133,9 @@ def input_file(path: Path | None, flag: str) -> Path | None:
 
 
 def read_texts(path: Any, *, stdin_text: str | None = None) -> list[str]:
-    """The one text reader (embedlab.corpus; embedlab.io in trees before the corpus module)."""
-    try:
-        from embedlab.corpus import read_texts as read
-    except ImportError:  # pragma: no cover
-        from embedlab.io import read_texts as read
+    """The one text reader, :func:`embedlab.corpus.read_texts`."""
+    from embedlab.corpus import read_texts as read
+
     return read(path, stdin_text=stdin_text)
 
 

@@ -24,7 +24,14 @@ class ClusterMethod(str, Enum):
     kmeans = "kmeans"
 
 
+class ClusterProposer(str, Enum):
+    auto = "auto"  # the LLM proposer with an endpoint or a local LLM of >= 1B parameters, else the extractive one
+    llm = "llm"
+    extractive = "extractive"
+
+
 class ClusterAssigner(str, Enum):
+    auto = "auto"
     llm = "llm"
     embedding = "embedding"
 
@@ -38,8 +45,9 @@ def cluster(
     llm_endpoint: Annotated[str | None, typer.Option("--llm-endpoint", help="an OpenAI-compatible chat API, e.g. http://127.0.0.1:8000/v1")] = None,
     llm_key_env: Annotated[str, typer.Option("--llm-key-env", help="the environment variable holding the endpoint's API key")] = "OPENAI_API_KEY",
     method: Annotated[ClusterMethod, typer.Option("--method")] = ClusterMethod.goalex,
-    assigner: Annotated[ClusterAssigner, typer.Option("--assigner", help="llm: yes/no log-odds (the paper); embedding: cosine (faster, a deviation)")] = ClusterAssigner.llm,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="calibrated score a pair must exceed (default: 0 for llm, 0.05 for embedding)")] = None,
+    proposer: Annotated[ClusterProposer, typer.Option("--proposer", help="llm: the paper's LLM proposer; extractive: c-TF-IDF terms of embedding groups (a deviation, docs/goalex.md); auto: llm with --llm-endpoint or a local LLM of >= 1B parameters, else extractive")] = ClusterProposer.auto,
+    assigner: Annotated[ClusterAssigner, typer.Option("--assigner", help="llm: yes/no log-odds (the paper); embedding: standardised cosine (faster, a deviation); auto: follows the proposer")] = ClusterAssigner.auto,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="calibrated score a pair must exceed (default: 0 for llm; for embedding the (1 - 1/K) quantile of the round's standardised scores)")] = None,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="propose/assign/select rounds (re-proposing for uncovered texts)")] = 3,
     sample_size: Annotated[int, typer.Option("--sample-size", min=1, help="texts shown to the proposer per call")] = 25,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -68,10 +76,18 @@ def cluster(
         raise UsageError("give --k, the number of clusters")
     cfg = gx.GoalExConfig(k=k, goal=goal or "", threshold=threshold, rounds=rounds, sample_size=sample_size, seed=seed)
     if method is ClusterMethod.goalex:
+        from embedlab.analysis.goalex_plan import estimate_seconds, plan_cluster
+
         if goal is None:
             raise UsageError("give --goal, what the clusters should be about (e.g. 'by topic')")
         cfg.check(len(texts))  # bad input fails before any model loads
         loaded_prompts = gx.load_prompts(prompts)
+        plan = plan_cluster(llm, llm_endpoint, proposer=proposer.value, assigner=assigner.value)
+        for message in plan.messages:
+            err.print(message, highlight=False)
+        seconds = estimate_seconds(plan, len(texts), k, rounds=rounds, endpoint=bool(llm_endpoint))
+        if seconds > 60:
+            err.print(f"estimated time: about {seconds / 60:.0f} min", highlight=False)
     else:
         from embedlab.validation import cluster_count
 
@@ -84,15 +100,15 @@ def cluster(
     else:
         from embedlab.analysis.goalex_llm import open_llm
 
-        with err.status(f"loading {llm_endpoint or llm}…"):
-            backend = open_llm(llm, endpoint=llm_endpoint, key_env=llm_key_env, cache=not no_cache, cache_dir=cache_dir,
-                               show_progress=True)
-        # The proposer line goes here: once embedlab.analysis.goalex names the proposer it will use for this
-        # backend (the paper's LLM proposer, or the extractive one when the LLM is too small), print it with
-        # err.print(f"proposer: ...") before fit() runs.
-        runner = gx.GoalEx(backend, assigner=assigner.value, embedder=emb, prompts=loaded_prompts, show_progress=True)
+        backend = None
+        if plan.load_llm:
+            with err.status(f"loading {llm_endpoint or llm}…"):
+                backend = open_llm(llm, endpoint=llm_endpoint, key_env=llm_key_env, cache=not no_cache, cache_dir=cache_dir,
+                                   show_progress=True)
+        runner = gx.GoalEx(backend, proposer=plan.proposer, assigner=plan.assigner, embedder=emb, prompts=loaded_prompts,
+                           show_progress=True)
         result = runner.fit(texts, cfg, text_embeddings=vectors)
-        if hasattr(backend, "hits"):
+        if backend is not None and hasattr(backend, "hits"):
             err.print(f"LLM calls: {backend.misses} sent, {backend.hits} from the cache", highlight=False)
     paths = gx.write_outputs(result, texts, out_dir, vectors)
     rows = [(str(c["id"]), str(c["size"]), c["explanation"] or "(k-means: none)", (texts[c["members"][0]] if c["members"] else "")[:80])

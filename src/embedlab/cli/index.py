@@ -86,7 +86,8 @@ def index_build(
 ) -> None:
     """Embed a corpus and write a compressed index directory (atomically)."""
     from embedlab.errors import UsageError
-    from embedlab.index import VectorIndex, parse_codec, read_corpus
+    from embedlab.corpus import read_documents as read_corpus
+    from embedlab.index import VectorIndex, parse_codec
     from embedlab.io import allow_overwrite
 
     parse_codec(codec)  # fail on a bad codec before encoding anything
@@ -124,7 +125,7 @@ def index_build(
 def index_add(directory: Annotated[Path, typer.Argument()], corpus: Annotated[Path, typer.Option()],
               dtype: DTypeOpt = DType.fp32, runtime: RuntimeOpt = Runtime.torch) -> None:
     """Embed and append documents to an index."""
-    from embedlab.index import read_corpus
+    from embedlab.corpus import read_documents as read_corpus
 
     input_file(corpus, "--corpus")
     index = _load_index(directory)
@@ -207,7 +208,7 @@ def embed_corpus_cmd(
     attention: AttentionOpt = None,
 ) -> None:
     """Embed a corpus into Parquet shards with a manifest (local, or a Ray Data actor pool)."""
-    from embedlab.index.corpus_embed import embed_corpus
+    from embedlab.index.corpus_embed import embed_corpus, run_summary
 
     for path in corpus:
         input_file(path, "--corpus")
@@ -218,9 +219,7 @@ def embed_corpus_cmd(
                                 shard_rows=shard_rows, dtype=dtype.value, runtime=runtime.value, precision=precision.value,
                                 resume=resume, store_texts=not no_texts, prompt=prompt, query_prompt=query_prompt, pooling=pooling,
                                 attention=attention.value if attention else None, embedder=emb, progress=True)
-    rows = manifest["corpus"]["rows"]
-    err.print(f"embedded {rows} documents into {manifest['num_shards']} shard(s) ({precision.value}) with {backend.value} "
-              f"in {manifest['seconds']:.1f} s ({rows / max(manifest['seconds'], 1e-9):.1f} texts/s) -> {out_dir}", highlight=False)
+    err.print(run_summary(manifest, out_dir), highlight=False)
 
 
 def export_cmd(

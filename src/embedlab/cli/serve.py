@@ -28,6 +28,7 @@ def serve(
     max_batch_size: Annotated[int | None, typer.Option(min=1, help="rows per forward pass; default 64 on CPU, 512 on GPU")] = None,
     batch_overhead_tokens: Annotated[int | None, typer.Option(min=0, help="a forward pass's fixed cost in padded tokens, which sets how finely inputs are split by length; default: measured at start-up")] = None,
     max_queue_tokens: Annotated[int | None, typer.Option(min=1, help="tokens admitted and not yet answered before new requests get 429; default 32 batches")] = None,
+    max_queue_wait: Annotated[float | None, typer.Option(min=0.001, help="admission: the longest a new request may expect to wait behind the admitted work (s); longer gets 429 with Retry-After; default 1, at most --request-timeout")] = None,
     max_input_tokens: Annotated[int | None, typer.Option(min=1, help="tokens per input; default the model's max length")] = None,
     truncate: Annotated[bool, typer.Option("--truncate/--no-truncate", help="cut longer inputs (usage reports how many), or answer 413")] = True,
     api_key_file: Annotated[Path | None, typer.Option(help="a file holding the key clients send as 'Authorization: Bearer KEY'")] = None,
@@ -44,6 +45,8 @@ def serve(
 
     if not math.isfinite(request_timeout):
         raise UsageError(f"--request-timeout must be a finite number of seconds; got {request_timeout}")
+    if max_queue_wait is not None and not math.isfinite(max_queue_wait):
+        raise UsageError(f"--max-queue-wait must be a finite number of seconds; got {max_queue_wait}")
     choice("--log-level", log_level.lower(), ("critical", "error", "warning", "info", "debug", "trace"))
     input_file(api_key_file, "--api-key-file")
     for spec in index or []:
@@ -54,7 +57,7 @@ def serve(
 
     run_server(model, indexes=index or [], host=host, port=port, dtype=dtype.value, device=device, runtime=runtime.value,
                max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size, batch_overhead_tokens=batch_overhead_tokens,
-               max_queue_tokens=max_queue_tokens, max_input_tokens=max_input_tokens, truncate=truncate, api_key_file=api_key_file,
+               max_queue_tokens=max_queue_tokens, max_queue_wait=max_queue_wait, max_input_tokens=max_input_tokens, truncate=truncate, api_key_file=api_key_file,
                request_timeout=request_timeout, model_name=model_name or model, log_level=log_level.lower())
 
 

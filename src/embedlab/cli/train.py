@@ -64,7 +64,7 @@ def mine(
     probe: Annotated[int, typer.Option(min=1, help="nearest clusters pooled for lemon")] = 3,
 ) -> None:
     """Mine hard negatives with a teacher, never returning a known positive."""
-    from embedlab.index import read_corpus
+    from embedlab.corpus import read_documents as read_corpus
     from embedlab.io import atomic_path
     from embedlab.train.data import load_pairs
     from embedlab.train.mining import mine_texts

@@ -54,7 +54,7 @@ def vocab_extend(
     try:
         from embedlab.vocab.extend import extend_model
     except ImportError:  # pragma: no cover - trees before the vocab package
-        from embedlab.tokenize.vocab import extend_model
+        from embedlab.vocab.extend import extend_model
     from tqdm.auto import tqdm
 
     bars: dict[str, Any] = {}

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from embedlab import __version__
+from embedlab._version import __version__
 from embedlab.errors import EmbedlabError
 from embedlab.readers import files_digest
 from embedlab.eval.evaluators import SEED, evaluate_task

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from embedlab import __version__
+from embedlab._version import __version__
 from embedlab.corpus import iter_documents
 from embedlab.errors import ConfigError, InputError
 from embedlab.index.shards import (FORMAT, MANIFEST, ShardError, check_precision, model_record, read_manifest, shard_ok,

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from embedlab import __version__
+from embedlab._version import __version__
 from embedlab.errors import IndexStoreError
 from embedlab.index.codecs import Codec, CodecError, parse_codec, prepare
 from embedlab.io import atomic_path, file_sha256, read_json

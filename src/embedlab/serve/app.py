@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from embedlab import __version__
+from embedlab._version import __version__
 from embedlab.errors import ClientGone, ConfigError, EmbedlabError, EmptyInput, Overloaded, Unavailable
 from embedlab.serve import schemas as s
 from embedlab.serve.engine import Embedded, Engine, Prepared

@@ -55,8 +55,11 @@ class Tokenization:
         source = embedder.source
         self._tokenizer = getattr(source, "tokenizer", None)
         self._append_eos = bool(getattr(source, "append_eos", False))
-        # the one-pass path needs an HF fast tokenizer behind a backbone (append_eos marks embedlab's Backbone)
-        self._fast = hasattr(source, "append_eos") and bool(getattr(self._tokenizer, "is_fast", False))
+        # the one-pass path needs an HF fast tokenizer behind a transformer backbone (a static source has a
+        # tokenizer too, but its own tokenize: no special tokens, no overflow report)
+        from embedlab.models.backbone import Backbone
+
+        self._fast = isinstance(source, Backbone) and bool(getattr(self._tokenizer, "is_fast", False))
         self._limited = embedder if max_input_tokens == embedder.max_length else embedder.with_options(
             max_length=max_input_tokens)
         config = getattr(source, "config", None)
