@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.embedlab-installed
 
-.PHONY: setup browser demo test test-fast bench clean
+.PHONY: setup browser demo lint test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,7 +30,14 @@ browser:
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/embedlab grid --preset cpu-small --output runs/demo-grid
 
-test: $(STAMP) browser
+# ruff (lint + format check), mypy on src/ (pyproject lists the modules not yet clean), import-linter's layers
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: $(STAMP) browser lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
