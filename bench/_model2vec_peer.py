@@ -9,6 +9,7 @@ libraries). Run as a script inside that venv it distils a teacher folder::
 
     VENV/bin/python bench/_model2vec_peer.py TEACHER_DIR OUT_DIR [--pca-dims 256]
 """
+
 import argparse
 import json
 import os
@@ -19,8 +20,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / "runs" / "static_distill" / "venv-model2vec"
-PEER_PACKAGES = ["transformers==5.3.0", "huggingface-hub==1.33.0", "tokenizers==0.22.2", "skeletoken==0.6.1",
-                 "protobuf==6.33.1", "model2vec==0.10.0"]
+PEER_PACKAGES = [
+    "transformers==5.3.0",
+    "huggingface-hub==1.33.0",
+    "tokenizers==0.22.2",
+    "skeletoken==0.6.1",
+    "protobuf==6.33.1",
+    "model2vec==0.10.0",
+]
 
 
 def ensure_venv() -> Path:
@@ -32,13 +39,19 @@ def ensure_venv() -> Path:
     import site
 
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(VENV)], check=True)
-    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         check=True, capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     peer_site = Path(out)
     base = [p for p in site.getsitepackages() if p.endswith("site-packages")]
     (peer_site / "_embedlab_base.pth").write_text("\n".join(base) + "\n")  # appended after the peer's own
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(peer_site),
-                    *PEER_PACKAGES], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(peer_site), *PEER_PACKAGES],
+        check=True,
+    )
     marker.write_text(json.dumps(PEER_PACKAGES))
     return python
 
@@ -49,8 +62,13 @@ def distill_in_venv(teacher_dir: str, out_dir: str, pca_dims: int = 256, threads
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    res = subprocess.run([str(python), __file__, teacher_dir, out_dir, "--pca-dims", str(pca_dims)], env=env,
-                         check=True, capture_output=True, text=True)
+    res = subprocess.run(
+        [str(python), __file__, teacher_dir, out_dir, "--pca-dims", str(pca_dims)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -69,8 +87,16 @@ def main() -> None:
     model = distill(model_name=args.teacher, pca_dims=args.pca_dims, device="cpu")
     seconds = time.perf_counter() - start
     model.save_pretrained(args.out)
-    print(json.dumps({"seconds": round(seconds, 2), "model2vec": model2vec.__version__,
-                      "transformers": transformers.__version__, "torch": torch.__version__}))
+    print(
+        json.dumps(
+            {
+                "seconds": round(seconds, 2),
+                "model2vec": model2vec.__version__,
+                "transformers": transformers.__version__,
+                "torch": torch.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

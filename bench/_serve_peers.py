@@ -15,6 +15,7 @@ Every server gets the same environment: ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` 
 No ``from __future__ import annotations`` here: FastAPI must see the real class of the handwritten
 endpoint's body model, which is local to :func:`handwritten_app`.
 """
+
 import argparse
 import os
 import signal
@@ -55,16 +56,20 @@ def handwritten_app(model_dir: str, served_name: str = "minilm-l6"):  # noqa: AN
     def embeddings(req: EmbeddingRequest) -> dict:
         texts = [req.input] if isinstance(req.input, str) else req.input
         vectors = model.encode(texts, normalize_embeddings=True)
-        return {"object": "list", "model": served_name,
-                "data": [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)],
-                "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        return {
+            "object": "list",
+            "model": served_name,
+            "data": [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        }
 
     return app
 
 
 # -- infinity's venv ---------------------------------------------------------------------------------
-def ensure_infinity(venv: Path = INFINITY_VENV, *, log: Callable[[str], None] = print,
-                    timeout: float = 1800.0) -> tuple[Path | None, str]:
+def ensure_infinity(
+    venv: Path = INFINITY_VENV, *, log: Callable[[str], None] = print, timeout: float = 1800.0
+) -> tuple[Path | None, str]:
     """(path of infinity_emb, "") once ``venv`` holds INFINITY_SPEC, else (None, why). Creates the venv and
     pip-installs into it when needed (a few minutes; torch pinned to embedlab's torch build where pip
     can find it, so the CPU wheel is used)."""
@@ -72,8 +77,10 @@ def ensure_infinity(venv: Path = INFINITY_VENV, *, log: Callable[[str], None] = 
     marker = venv / ".embedlab-spec"
     if exe.exists() and marker.exists() and marker.read_text().strip() == INFINITY_SPEC:
         return exe, ""
-    log(f"creating {venv.relative_to(REPO) if venv.is_relative_to(REPO) else venv} with {INFINITY_SPEC} "
-        "(first run only; a few minutes)")
+    log(
+        f"creating {venv.relative_to(REPO) if venv.is_relative_to(REPO) else venv} with {INFINITY_SPEC} "
+        "(first run only; a few minutes)"
+    )
     try:
         import torch
 
@@ -128,9 +135,14 @@ def server_env(threads: int) -> dict[str, str]:
         env.pop(var, None)
     if threads > 0:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env.update(HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", INFINITY_ANONYMOUS_USAGE_STATS="0",
-               DO_NOT_TRACK="1", PYTHONUNBUFFERED="1")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        INFINITY_ANONYMOUS_USAGE_STATS="0",
+        DO_NOT_TRACK="1",
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
@@ -158,9 +170,16 @@ class Server:
     def start(self) -> "Server":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=server_env(self.threads), stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=REPO,
+                env=server_env(self.threads),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         return self
 
     def alive(self) -> bool:
@@ -210,8 +229,16 @@ class Server:
             self.proc.wait(10)
 
 
-def embedlab_server(model: str, port: int, log_dir: Path, threads: int, *, max_queue_tokens: int | None = None,
-                    name: str = "embedlab", extra: Sequence[str] = ()) -> Server:
+def embedlab_server(
+    model: str,
+    port: int,
+    log_dir: Path,
+    threads: int,
+    *,
+    max_queue_tokens: int | None = None,
+    name: str = "embedlab",
+    extra: Sequence[str] = (),
+) -> Server:
     exe = Path(sys.executable).with_name("embedlab")
     head = [str(exe)] if exe.exists() else [sys.executable, "-c", "from embedlab.cli import main; main()"]
     cmd = head + ["serve", model, "--dtype", "fp32", "--device", "cpu", "--port", str(port), "--log-level", "warning"]
@@ -230,9 +257,31 @@ def infinity_server(exe: Path, model_dir: Path, port: int, log_dir: Path, thread
     """infinity's torch engine at fp32 on CPU. BetterTransformer needs optimum (not installed) and
     torch.compile(dynamic=True) recompiles per shape on CPU, so both are off; the vector disk cache is off
     (the bench repeats texts, and a cache would answer from disk)."""
-    cmd = [str(exe), "v2", "--model-id", str(model_dir), "--served-model-name", "minilm-l6", "--host", "127.0.0.1",
-           "--port", str(port), "--engine", "torch", "--device", "cpu", "--dtype", "float32", "--no-bettertransformer",
-           "--no-compile", "--no-vector-disk-cache", "--url-prefix", "/v1", "--log-level", "warning"]
+    cmd = [
+        str(exe),
+        "v2",
+        "--model-id",
+        str(model_dir),
+        "--served-model-name",
+        "minilm-l6",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--engine",
+        "torch",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--no-bettertransformer",
+        "--no-compile",
+        "--no-vector-disk-cache",
+        "--url-prefix",
+        "/v1",
+        "--log-level",
+        "warning",
+    ]
     return Server("infinity", cmd, port, "/health", log_dir / "infinity.log", threads)
 
 

@@ -9,6 +9,7 @@ a 200 MB object store, OMP_NUM_THREADS=1 per actor). Sizes are kept small so the
 under 10 minutes per stage on a 2-core CPU; the issue's 200k-sentence synthetic set is scaled down (``--synthetic``).
 The full SciFact shards for the parity stage are kept in ``--work`` and resumed (``--resume``) if a run is cut off.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import REPO, write_markdown
 
+from _report import REPO, write_markdown
 from embedlab.index.corpus_embed import embed_corpus, read_corpora
 from embedlab.index.export import export, search_target
 from embedlab.index.shards import build_index_from_shards, write_shard
@@ -27,10 +28,14 @@ from embedlab.index.shards import build_index_from_shards, write_shard
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 SUBJECTS = "the model|a small dog|my neighbour|the committee|this protein|a red car|the river|our new index".split("|")
 VERBS = "finds|reads|measures|crosses|binds|ignores|describes|retrieves|compresses|explains".split("|")
-OBJECTS = ("the answer|a long document|two cells|the bridge|every query|an old map|the vectors|a hidden pattern|"
-           "the main result|three papers").split("|")
-TAILS = ("|quickly|before noon|in the lab|without a server|on one machine|after the storm|for the second time|"
-         "with surprising accuracy|near the coast").split("|")
+OBJECTS = (
+    "the answer|a long document|two cells|the bridge|every query|an old map|the vectors|a hidden pattern|"
+    "the main result|three papers"
+).split("|")
+TAILS = (
+    "|quickly|before noon|in the lab|without a server|on one machine|after the storm|for the second time|"
+    "with surprising accuracy|near the coast"
+).split("|")
 
 
 def synthetic(n: int, seed: int = 0) -> list[str]:
@@ -54,8 +59,17 @@ def timed_job(model: str, corpus: Path, out: Path, emb, backend: str, actors: in
     """Seconds for one whole ``embed_corpus`` job into a fresh directory."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    embed_corpus(model, [corpus], out, backend=backend, actors=actors, shard_rows=shard_rows, progress=False,
-                 embedder=emb, batch_rows=128)
+    embed_corpus(
+        model,
+        [corpus],
+        out,
+        backend=backend,
+        actors=actors,
+        shard_rows=shard_rows,
+        progress=False,
+        embedder=emb,
+        batch_rows=128,
+    )
     return time.perf_counter() - start
 
 
@@ -76,15 +90,26 @@ def throughput(args, emb, work: Path) -> dict:
     local_tiny = timed_job(args.model, tiny, tmp / "o", emb, "local", 1, 1000)
     overhead = {a: timed_job(args.model, tiny, tmp / "o", emb, "ray", a, 1000) - local_tiny for a in (1, 2)}
     rows = []
-    for label, path, n in ((f"SciFact (first {args.scifact_docs} docs)", sci, args.scifact_docs),
-                           ("synthetic sentences", syn, args.synthetic)):
+    for label, path, n in (
+        (f"SciFact (first {args.scifact_docs} docs)", sci, args.scifact_docs),
+        ("synthetic sentences", syn, args.synthetic),
+    ):
         tokens = sum(emb.tokenize(read_corpora([path]).texts).lengths)
         for backend, actors in (("local", 1), ("ray", 1), ("ray", 2)):
             secs = timed_job(args.model, path, tmp / "j", emb, backend, actors, 2000)
             fixed = overhead[actors] if backend == "ray" else 0.0
-            rows.append({"corpus": label, "texts": n, "tokens_per_text": tokens / n, "backend": backend,
-                         "actors": actors if backend == "ray" else 0, "threads": torch.get_num_threads(),
-                         "seconds": secs, "steady_texts_per_s": n / max(secs - fixed, 1e-9)})
+            rows.append(
+                {
+                    "corpus": label,
+                    "texts": n,
+                    "tokens_per_text": tokens / n,
+                    "backend": backend,
+                    "actors": actors if backend == "ray" else 0,
+                    "threads": torch.get_num_threads(),
+                    "seconds": secs,
+                    "steady_texts_per_s": n / max(secs - fixed, 1e-9),
+                }
+            )
 
     texts = read_corpora([syn]).texts
     threads = torch.get_num_threads()
@@ -94,20 +119,29 @@ def throughput(args, emb, work: Path) -> dict:
     tok_rate = len(texts) / (time.perf_counter() - start)
     vecs = np.random.default_rng(0).normal(size=(20000, emb.output_dim)).astype(np.float32)
     start = time.perf_counter()
-    write_shard(tmp, 0, [f"id{i}" for i in range(len(vecs))], vecs, [texts[i % len(texts)] for i in range(len(vecs))], "float32")
+    write_shard(
+        tmp, 0, [f"id{i}" for i in range(len(vecs))], vecs, [texts[i % len(texts)] for i in range(len(vecs))], "float32"
+    )
     parquet_rate = len(vecs) / (time.perf_counter() - start)
     torch.set_num_threads(threads)
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"rows": rows, "overhead": overhead, "tokenize_per_s": tok_rate, "parquet_rows_per_s": parquet_rate,
-            "scifact_docs": args.scifact_docs, "synthetic": args.synthetic}
+    return {
+        "rows": rows,
+        "overhead": overhead,
+        "tokenize_per_s": tok_rate,
+        "parquet_rows_per_s": parquet_rate,
+        "scifact_docs": args.scifact_docs,
+        "synthetic": args.synthetic,
+    }
 
 
 def parity(args, emb, work: Path) -> dict:
     """The full SciFact corpus into shards (resumed if a previous run was cut off), every target's top-10 vs exact search."""
     sh = work / "scifact-shards"
     start = time.perf_counter()
-    manifest = embed_corpus(args.model, [SCIFACT / "corpus.jsonl.gz"], sh, shard_rows=2000, embedder=emb, progress=False,
-                            resume=sh.exists())
+    manifest = embed_corpus(
+        args.model, [SCIFACT / "corpus.jsonl.gz"], sh, shard_rows=2000, embedder=emb, progress=False, resume=sh.exists()
+    )
     secs = time.perf_counter() - start
     index = build_index_from_shards(sh, "float32")
     test_ids = {line.split("\t")[0] for line in (SCIFACT / "qrels" / "test.tsv").read_text().splitlines()[1:]}
@@ -117,10 +151,12 @@ def parity(args, emb, work: Path) -> dict:
     out = []
     db = work / "targets"
     shutil.rmtree(db, ignore_errors=True)
-    for label, uri, exact in (("LanceDB, exact scan", f"lancedb://{db}/lance", True),
-                              ("LanceDB, IVF_PQ ANN (nprobes 20, no refine)", f"lancedb://{db}/lance", False),
-                              ("Qdrant local mode", f"qdrant://{db}/qdrant", True),
-                              ("Milvus Lite (FLAT)", f"milvus://{db}/milvus.db", True)):
+    for label, uri, exact in (
+        ("LanceDB, exact scan", f"lancedb://{db}/lance", True),
+        ("LanceDB, IVF_PQ ANN (nprobes 20, no refine)", f"lancedb://{db}/lance", False),
+        ("Qdrant local mode", f"qdrant://{db}/qdrant", True),
+        ("Milvus Lite (FLAT)", f"milvus://{db}/milvus.db", True),
+    ):
         row = {"target": label, "export_s": None, "index": "(the table above)"}
         if exact:
             t0 = time.perf_counter()
@@ -130,47 +166,68 @@ def parity(args, emb, work: Path) -> dict:
         row["recall_at_10"] = float(np.mean([len(set(g) & set(r)) / 10 for g, r in zip(got, ref)]))
         out.append(row)
     shutil.rmtree(db, ignore_errors=True)
-    return {"docs": manifest["corpus"]["rows"], "queries": len(qv), "embed_s": secs,
-            "resumed_shards": sum(1 for _ in manifest["shards"]), "targets": out}
+    return {
+        "docs": manifest["corpus"]["rows"],
+        "queries": len(qv),
+        "embed_s": secs,
+        "resumed_shards": sum(1 for _ in manifest["shards"]),
+        "targets": out,
+    }
 
 
 def report(args, th: dict, pa: dict | None) -> None:
     rows = th["rows"]
-    per_actor = {(r["corpus"], r["actors"]): r["steady_texts_per_s"] / r["actors"] for r in rows if r["backend"] == "ray"}
+    per_actor = {
+        (r["corpus"], r["actors"]): r["steady_texts_per_s"] / r["actors"] for r in rows if r["backend"] == "ray"
+    }
     sci_label, syn_label = rows[0]["corpus"], rows[3]["corpus"]
     sci_actor, syn_actor = per_actor[(sci_label, 1)], per_actor[(syn_label, 1)]
     best_actor = max(per_actor.values())
     ov = th["overhead"]
     body = [
-        "## Throughput on this machine", "",
+        "## Throughput on this machine",
+        "",
         f"Model `{args.model}`, fp32, float32 shards of 2,000 rows, texts truncated at the model's 256 tokens. *Wall* is the "
         "whole job as `embed-corpus` runs it (for Ray: starting a local runtime with num_cpus=2, starting the actors, "
         "each loading the model, shutting down). *Steady* subtracts Ray's fixed cost, measured as a job on 8 texts minus "
-        f"the local job on the same 8 texts: {ov['1']:.1f} s with 1 actor, {ov['2']:.1f} s with 2.", "",
+        f"the local job on the same 8 texts: {ov['1']:.1f} s with 1 actor, {ov['2']:.1f} s with 2.",
+        "",
         "| corpus | texts | tokens/text | backend | wall s | texts/s (wall) | texts/s (steady) |",
         "|---|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:
-        be = f"local ({r['threads']} torch threads)" if r["backend"] == "local" else f"ray, {r['actors']} actor{'s' if r['actors'] > 1 else ''}"
-        body.append(f"| {r['corpus']} | {r['texts']:,} | {r['tokens_per_text']:.0f} | {be} | {r['seconds']:.1f} | "
-                    f"{r['texts'] / r['seconds']:.1f} | {r['steady_texts_per_s']:.1f} |")
+        be = (
+            f"local ({r['threads']} torch threads)"
+            if r["backend"] == "local"
+            else f"ray, {r['actors']} actor{'s' if r['actors'] > 1 else ''}"
+        )
+        body.append(
+            f"| {r['corpus']} | {r['texts']:,} | {r['tokens_per_text']:.0f} | {be} | {r['seconds']:.1f} | "
+            f"{r['texts'] / r['seconds']:.1f} | {r['steady_texts_per_s']:.1f} |"
+        )
     body += [
-        "", "This machine has 2 cores shared with other jobs, so Ray cannot beat the local backend here: both use the same "
+        "",
+        "This machine has 2 cores shared with other jobs, so Ray cannot beat the local backend here: both use the same "
         "two cores, the local one with intra-op threads and no process boundary, Ray with one thread per actor plus its "
         "own processes. Ray pays off when actors sit on other cores and machines. A second actor added nothing here "
         f"(steady {per_actor[(sci_label, 2)] * 2:.1f} vs {per_actor[(sci_label, 1)]:.1f} texts/s on SciFact, "
         f"{per_actor[(syn_label, 2)] * 2:.1f} vs {per_actor[(syn_label, 1)]:.1f} on sentences): the two actors, the driver "
-        "and Ray's own processes share the same two cores.", "",
-        "## Around the model (one core each)", "",
+        "and Ray's own processes share the same two cores.",
+        "",
+        "## Around the model (one core each)",
+        "",
         f"- tokenisation (the model's fast tokenizer, synthetic sentences): {th['tokenize_per_s']:,.0f} texts/s",
         f"- Parquet shard writes (`write_shard`, 384-dim float32 with texts, SHA-256 included): {th['parquet_rows_per_s']:,.0f} rows/s",
         "",
-        "## Projection to N nodes (a projection, not a measurement)", "",
+        "## Projection to N nodes (a projection, not a measurement)",
+        "",
         f"Per-actor steady throughput measured above (1 actor, 1 core): {sci_actor:.1f} texts/s on SciFact abstracts, "
         f"{syn_actor:.1f} texts/s on short sentences. With A actors per node, N nodes give roughly N x A x that rate "
         "while nothing shared saturates. This assumes each actor owns a core (not verifiable on this 2-core machine, "
-        "where 2 actors did not scale) and ignores Ray's fixed start-up cost, which is paid once per job:", "",
-        "| nodes x actors (1 core each) | projected texts/s, SciFact-like | projected texts/s, short sentences |", "|---|---:|---:|",
+        "where 2 actors did not scale) and ignores Ray's fixed start-up cost, which is paid once per job:",
+        "",
+        "| nodes x actors (1 core each) | projected texts/s, SciFact-like | projected texts/s, short sentences |",
+        "|---|---:|---:|",
     ]
     for nodes, actors in ((1, 2), (4, 16), (16, 16), (64, 16)):
         body.append(f"| {nodes} x {actors} | {nodes * actors * sci_actor:,.0f} | {nodes * actors * syn_actor:,.0f} |")
@@ -186,14 +243,17 @@ def report(args, th: dict, pa: dict | None) -> None:
     ]
     if pa:
         body += [
-            "## Export parity on SciFact", "",
+            "## Export parity on SciFact",
+            "",
             f"The full SciFact corpus ({pa['docs']:,} documents) embedded with `{args.model}` into shards, then the "
             f"{pa['queries']} test queries; recall@10 of each target's top-10 against embedlab's exact float32 search "
             "(`index build --from-embeddings --codec float32`). The shards live in `--work` and are resumed "
             "(`--resume`: finished shards checked against their SHA-256 and kept) when an earlier run was cut off. "
             "LanceDB's ANN figure is its IVF_PQ index as exported (sqrt(n) partitions, dims/8 sub-vectors), searched "
-            "with 20 probes and no refine step; `search_target(..., refine_factor=10)` trades speed for recall.", "",
-            "| target | recall@10 | export s | index |", "|---|---:|---:|---|",
+            "with 20 probes and no refine step; `search_target(..., refine_factor=10)` trades speed for recall.",
+            "",
+            "| target | recall@10 | export s | index |",
+            "|---|---:|---:|---|",
         ]
         for t in pa["targets"]:
             es = f"{t['export_s']:.1f}" if t["export_s"] is not None else "–"
@@ -202,19 +262,31 @@ def report(args, th: dict, pa: dict | None) -> None:
     else:
         body += ["## Export parity on SciFact", "", "Not measured in this run (`--stage parity`).", ""]
     body += [GUIDE]
-    write_markdown(args.out, "Corpus embedding at scale: shards, Ray, vector databases", body,
-                   extra={"sizes": f"SciFact first {th['scifact_docs']} docs and {th['synthetic']} synthetic sentences for "
-                                   "throughput (the issue's 200k synthetic sentences scaled down to fit 10 minutes on 2 cores); "
-                                   "the full SciFact corpus for parity"})
+    write_markdown(
+        args.out,
+        "Corpus embedding at scale: shards, Ray, vector databases",
+        body,
+        extra={
+            "sizes": f"SciFact first {th['scifact_docs']} docs and {th['synthetic']} synthetic sentences for "
+            "throughput (the issue's 200k synthetic sentences scaled down to fit 10 minutes on 2 cores); "
+            "the full SciFact corpus for parity"
+        },
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="minilm-l6")
     parser.add_argument("--scifact-docs", type=int, default=300, help="SciFact documents in the throughput runs")
-    parser.add_argument("--synthetic", type=int, default=2000, help="synthetic sentences (the issue asks 200k; scaled down)")
-    parser.add_argument("--stage", choices=("all", "throughput", "parity", "report"), default="all",
-                        help="run one stage (each under 10 minutes here); results are kept in --work between stages")
+    parser.add_argument(
+        "--synthetic", type=int, default=2000, help="synthetic sentences (the issue asks 200k; scaled down)"
+    )
+    parser.add_argument(
+        "--stage",
+        choices=("all", "throughput", "parity", "report"),
+        default="all",
+        help="run one stage (each under 10 minutes here); results are kept in --work between stages",
+    )
     parser.add_argument("--work", default="runs/scale_bench", help="stage results and the SciFact shards (resumable)")
     parser.add_argument("--out", default="docs/scale.md")
     args = parser.parse_args()

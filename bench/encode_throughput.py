@@ -20,6 +20,7 @@ times and the min–max of the per-run ratios, and the minimum cosine against se
 
     python bench/encode_throughput.py [--n 2000] [--decoder-n 400] [--runs 3] [--scifact-docs 1000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from _report import write_markdown
 
 
@@ -71,7 +73,9 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def measure(texts: list[str], peer_name: str, peer, ours: dict, runs: int, repeats: int) -> list[dict[str, tuple[float, float]]]:
+def measure(
+    texts: list[str], peer_name: str, peer, ours: dict, runs: int, repeats: int
+) -> list[dict[str, tuple[float, float]]]:
     """Per run: configuration -> (seconds, min cosine vs the peer's vectors)."""
     out = []
     for run in range(runs):
@@ -81,26 +85,36 @@ def measure(texts: list[str], peer_name: str, peer, ours: dict, runs: int, repea
         for name, fn in ours.items():
             t, vec = best_time(fn, repeats)
             row[name] = (t, float((unit(vec) * ref).sum(1).min()))
-        print(f"run {run + 1}/{runs}: " + ", ".join(f"{k} {len(texts) / v[0]:.1f}/s cos {v[1]:.6f}" for k, v in row.items()), flush=True)
+        print(
+            f"run {run + 1}/{runs}: "
+            + ", ".join(f"{k} {len(texts) / v[0]:.1f}/s cos {v[1]:.6f}" for k, v in row.items()),
+            flush=True,
+        )
         out.append(row)
     return out
 
 
-def table(runs: list[dict[str, tuple[float, float]]], n: int, flop: float | None = None, peak: float | None = None) -> list[str]:
+def table(
+    runs: list[dict[str, tuple[float, float]]], n: int, flop: float | None = None, peak: float | None = None
+) -> list[str]:
     """``flop``: linear-layer FLOPs of one pass over all the texts (2 x linear weights x tokens); ``peak``:
     the measured fp32 GEMM GFLOPS; with both, an achieved-GFLOPS column and its share of the peak."""
     configs = list(runs[0])
     peer = configs[0]
     best_peer = min(r[peer][0] for r in runs)
     extra = flop is not None and peak is not None
-    lines = ["| configuration | sentences/s (best) | ratio vs ST fp32 (best times) | ratio per run, min–max | min cosine vs ST fp32 |"
-             + (" achieved GFLOPS (linear layers) | % of fp32 GEMM peak |" if extra else ""),
-             "|---|---|---|---|---|" + ("---|---|" if extra else "")]
+    lines = [
+        "| configuration | sentences/s (best) | ratio vs ST fp32 (best times) | ratio per run, min–max | min cosine vs ST fp32 |"
+        + (" achieved GFLOPS (linear layers) | % of fp32 GEMM peak |" if extra else ""),
+        "|---|---|---|---|---|" + ("---|---|" if extra else ""),
+    ]
     for name in configs:
         best = min(r[name][0] for r in runs)
         ratios = [r[peer][0] / r[name][0] for r in runs]
-        row = (f"| {name} | {n / best:,.1f} | {best_peer / best:.2f} | {min(ratios):.2f}–{max(ratios):.2f} | "
-               f"{min(r[name][1] for r in runs):.6f} |")
+        row = (
+            f"| {name} | {n / best:,.1f} | {best_peer / best:.2f} | {min(ratios):.2f}–{max(ratios):.2f} | "
+            f"{min(r[name][1] for r in runs):.6f} |"
+        )
         if extra:
             row += f" {flop / best / 1e9:.1f} | {100 * flop / best / 1e9 / peak:.0f}% |"
         lines.append(row)
@@ -115,12 +129,22 @@ def target_line(runs: list[dict[str, tuple[float, float]]], floor: float = 1.5, 
     for name in list(runs[0])[1:]:
         if "fp32" in name:
             ratios = [r[peer][0] / r[name][0] for r in runs]
-            rows.append((best_peer / min(r[name][0] for r in runs), min(ratios), max(ratios), min(r[name][1] for r in runs), name))
+            rows.append(
+                (
+                    best_peer / min(r[name][0] for r in runs),
+                    min(ratios),
+                    max(ratios),
+                    min(r[name][1] for r in runs),
+                    name,
+                )
+            )
     ratio, lo, hi, cos, name = max(rows)
     met = ratio >= floor and cos >= min_cos
-    return (f"**Target (issue 16): fp32 encode ≥ {floor}× sentence-transformers at min cosine ≥ {min_cos}** — "
-            f"{'met' if met else 'missed'}: the fastest fp32 configuration, {name}, runs at {ratio:.2f}× (per run "
-            f"{lo:.2f}–{hi:.2f}×) with min cosine {cos:.6f}.")
+    return (
+        f"**Target (issue 16): fp32 encode ≥ {floor}× sentence-transformers at min cosine ≥ {min_cos}** — "
+        f"{'met' if met else 'missed'}: the fastest fp32 configuration, {name}, runs at {ratio:.2f}× (per run "
+        f"{lo:.2f}–{hi:.2f}×) with min cosine {cos:.6f}."
+    )
 
 
 def gemm_gflops(repeats: int = 50) -> float:
@@ -135,7 +159,9 @@ def gemm_gflops(repeats: int = 50) -> float:
 
 def linear_weights(model: torch.nn.Module) -> int:
     """Weights of the per-token matrix products: every nn.Linear except a pooler (applied once per text)."""
-    return sum(m.weight.numel() for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "pooler" not in name)
+    return sum(
+        m.weight.numel() for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "pooler" not in name
+    )
 
 
 def onnx_rows(emb, texts: list[str], configs: dict, dtypes: tuple[str, ...]) -> dict:
@@ -152,13 +178,19 @@ def onnx_rows(emb, texts: list[str], configs: dict, dtypes: tuple[str, ...]) -> 
             cached = cache_path(emb, int8=int8).is_file()
             start = time.perf_counter()
             copy = emb.onnx(int8=int8)
-            info[dtype] = {"seconds": time.perf_counter() - start, "cached": cached, "fused": copy.source.model.fused,
-                           "bytes": copy.source.model.path.stat().st_size}
+            info[dtype] = {
+                "seconds": time.perf_counter() - start,
+                "cached": cached,
+                "fused": copy.source.model.fused,
+                "bytes": copy.source.model.path.stat().st_size,
+            }
         except EmbedlabError as exc:
             info[dtype] = {"error": str(exc)}
             print(f"ONNX Runtime {dtype}: {exc}", flush=True)
             continue
-        configs[f"embedlab {dtype} (ONNX Runtime)"] = (lambda d: lambda: emb.encode(texts, runtime="onnx", dtype=d))(dtype)
+        configs[f"embedlab {dtype} (ONNX Runtime)"] = (lambda d: lambda: emb.encode(texts, runtime="onnx", dtype=d))(
+            dtype
+        )
     return info
 
 
@@ -168,9 +200,14 @@ def onnx_note(name: str, info: dict) -> str:
         if "error" in i:
             parts.append(f"{dtype}: not available ({i['error']})")
             continue
-        fused = ", ".join(f"{k} ×{v}" for k, v in i["fused"].items()) or "nothing (ONNX Runtime's own graph optimisations only)"
+        fused = (
+            ", ".join(f"{k} ×{v}" for k, v in i["fused"].items())
+            or "nothing (ONNX Runtime's own graph optimisations only)"
+        )
         how = "loaded from the cache" if i["cached"] else "exported, optimised and checked"
-        parts.append(f"{dtype}: {i['bytes'] / 1e6:.0f} MB graph, {how} in {i['seconds']:.1f} s before timing; fused: {fused}")
+        parts.append(
+            f"{dtype}: {i['bytes'] / 1e6:.0f} MB graph, {how} in {i['seconds']:.1f} s before timing; fused: {fused}"
+        )
     return f"ONNX Runtime on `{name}`: " + "; ".join(parts) + "."
 
 
@@ -205,8 +242,14 @@ def quality(emb, scifact_docs: int) -> tuple[list[str], dict]:
     name = f"SciFact-sub{scifact_docs}"
     if root is not None and scifact_docs:
         sub = scifact_subsample(Path(root), scifact_docs)
-        tasks.append(TaskSpec(name=name, type="retrieval", root=sub, files={"corpus": "corpus.jsonl.gz", "queries": "queries.jsonl",
-                                                                            "qrels": "qrels/test.tsv"}))
+        tasks.append(
+            TaskSpec(
+                name=name,
+                type="retrieval",
+                root=sub,
+                files={"corpus": "corpus.jsonl.gz", "queries": "queries.jsonl", "qrels": "qrels/test.tsv"},
+            )
+        )
     scores: dict = {}
     out = Path(tempfile.mkdtemp())
     for task in tasks:
@@ -215,14 +258,18 @@ def quality(emb, scifact_docs: int) -> tuple[list[str], dict]:
             r = run_task(task, emb, out / f"{dtype}-{runtime}", dtype=dtype, runtime=runtime)
             scores[(task.name, dtype, runtime)] = (r["main_metric"], r["main_score"], time.perf_counter() - start)
             print(task.name, dtype, runtime, r["main_metric"], r["main_score"], flush=True)
-    lines = ["| task | metric | fp32 | int8 | int8 − fp32 | int8 ONNX Runtime | int8 ORT − fp32 | seconds fp32 / int8 / int8 ORT |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | metric | fp32 | int8 | int8 − fp32 | int8 ONNX Runtime | int8 ORT − fp32 | seconds fp32 / int8 / int8 ORT |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for task in tasks:
         m, a, ta = scores[(task.name, "fp32", "torch")]
         _, b, tb = scores[(task.name, "int8", "torch")]
         _, c, tc = scores[(task.name, "int8", "onnx")]
-        lines.append(f"| {task.name} | {m} | {100 * a:.2f} | {100 * b:.2f} | {100 * (b - a):+.2f} | {100 * c:.2f} | "
-                     f"{100 * (c - a):+.2f} | {ta:.1f} / {tb:.1f} / {tc:.1f} |")
+        lines.append(
+            f"| {task.name} | {m} | {100 * a:.2f} | {100 * b:.2f} | {100 * (b - a):+.2f} | {100 * c:.2f} | "
+            f"{100 * (c - a):+.2f} | {ta:.1f} / {tb:.1f} / {tc:.1f} |"
+        )
     return lines, {"scifact_name": name}
 
 
@@ -231,9 +278,13 @@ def st_decoder(target: str, emb):
     from sentence_transformers import SentenceTransformer, models
 
     # fp32 as embedlab loads it, and plain text: an Instruct checkpoint otherwise gets its chat template applied
-    transformer = models.Transformer(target, max_seq_length=emb.max_length, model_kwargs={"dtype": torch.float32},
-                                     modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
-                                     module_output_name="token_embeddings")
+    transformer = models.Transformer(
+        target,
+        max_seq_length=emb.max_length,
+        model_kwargs={"dtype": torch.float32},
+        modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+        module_output_name="token_embeddings",
+    )
     if transformer.tokenizer.pad_token is None:
         transformer.tokenizer.pad_token = transformer.tokenizer.eos_token
     pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="lasttoken")
@@ -250,7 +301,9 @@ def main() -> None:
     parser.add_argument("--decoder-repeats", type=int, default=1)
     parser.add_argument("--st-batch-size", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3, help="repeat the whole measurement this many times")
-    parser.add_argument("--scifact-docs", type=int, default=1000, help="SciFact subsample size for the quality table (0: skip)")
+    parser.add_argument(
+        "--scifact-docs", type=int, default=1000, help="SciFact subsample size for the quality table (0: skip)"
+    )
     parser.add_argument("--out", default="docs/encode_throughput.md", help="markdown table written here")
     args = parser.parse_args()
 
@@ -279,32 +332,51 @@ def main() -> None:
     for fn in ours.values():
         fn()
     st_fp32 = "sentence-transformers fp32"
-    enc_runs = measure(texts, st_fp32, lambda: st.encode(texts, batch_size=args.st_batch_size, convert_to_numpy=True), ours,
-                       args.runs, args.repeats)
+    enc_runs = measure(
+        texts,
+        st_fp32,
+        lambda: st.encode(texts, batch_size=args.st_batch_size, convert_to_numpy=True),
+        ours,
+        args.runs,
+        args.repeats,
+    )
     emb.encode(texts)
     enc_tokens = emb.last_stats.tokens
     enc_flop = 2.0 * linear_weights(emb.source.model) * enc_tokens
 
-    body = ["This machine has no native bf16 (AVX2 only, no AVX-512 BF16/AMX): PyTorch emulates bf16 here and it runs about "
-            "8× *slower* than fp32, so bf16 is not measured; the issue's table was measured on an AVX-512 BF16 machine. "
-            "Reduced precision here is `--dtype int8` (dynamic int8 quantisation of the backbone's linear layers, "
-            "src/embedlab/models/quantize.py)." if not bf16 else "bf16 is native on this machine and is measured.", "",
-            f"## Encoder: `{args.model}`", "",
-            f"{len(texts):,} {source} sentences (max_length {emb.max_length}), sentence-transformers batch {args.st_batch_size}; "
-            f"each configuration best of {args.repeats} per run, {args.runs} runs in the same process.", ""]
+    body = [
+        "This machine has no native bf16 (AVX2 only, no AVX-512 BF16/AMX): PyTorch emulates bf16 here and it runs about "
+        "8× *slower* than fp32, so bf16 is not measured; the issue's table was measured on an AVX-512 BF16 machine. "
+        "Reduced precision here is `--dtype int8` (dynamic int8 quantisation of the backbone's linear layers, "
+        "src/embedlab/models/quantize.py)."
+        if not bf16
+        else "bf16 is native on this machine and is measured.",
+        "",
+        f"## Encoder: `{args.model}`",
+        "",
+        f"{len(texts):,} {source} sentences (max_length {emb.max_length}), sentence-transformers batch {args.st_batch_size}; "
+        f"each configuration best of {args.repeats} per run, {args.runs} runs in the same process.",
+        "",
+    ]
     body += table(enc_runs, len(texts), enc_flop, peak)
-    body += ["", "**ONNX Runtime** (`--runtime onnx`, `encode(..., runtime=\"onnx\")`): the backbone is exported once with "
-             "PyTorch's TorchScript ONNX exporter from a copy with eager attention (the pattern ONNX Runtime's transformer "
-             "optimizer fuses), fused for the BERT family, checked against the torch model on a padded probe batch, and "
-             "cached under `$EMBEDLAB_CACHE/onnx/` by the model's fingerprint; the session runs with torch's thread count "
-             "and one inter-op thread, and the rest of the chain (pooling, normalisation) stays in torch. int8 on ONNX "
-             "Runtime is `onnxruntime.quantization.quantize_dynamic` (int8 weights per channel, 7-bit range for AVX2 "
-             "without VNNI). " + onnx_note(args.model, enc_onnx), "",
-             f"**Roofline**: this machine's measured fp32 GEMM rate is **{peak:.1f} GFLOPS** (torch `F.linear`, "
-             f"1024×384 by 1536×384, best of 50, {torch.get_num_threads()} threads). The achieved column is "
-             f"2 × {linear_weights(emb.source.model) / 1e6:.1f} M linear-layer weights × {enc_tokens:,} unpadded tokens / "
-             "best time: attention scores, padding, LayerNorm/GELU, tokenisation and pooling are the rest of the time "
-             "(for int8 rows it is an effective fp32-equivalent rate).", "", target_line(enc_runs)]
+    body += [
+        "",
+        '**ONNX Runtime** (`--runtime onnx`, `encode(..., runtime="onnx")`): the backbone is exported once with '
+        "PyTorch's TorchScript ONNX exporter from a copy with eager attention (the pattern ONNX Runtime's transformer "
+        "optimizer fuses), fused for the BERT family, checked against the torch model on a padded probe batch, and "
+        "cached under `$EMBEDLAB_CACHE/onnx/` by the model's fingerprint; the session runs with torch's thread count "
+        "and one inter-op thread, and the rest of the chain (pooling, normalisation) stays in torch. int8 on ONNX "
+        "Runtime is `onnxruntime.quantization.quantize_dynamic` (int8 weights per channel, 7-bit range for AVX2 "
+        "without VNNI). " + onnx_note(args.model, enc_onnx),
+        "",
+        f"**Roofline**: this machine's measured fp32 GEMM rate is **{peak:.1f} GFLOPS** (torch `F.linear`, "
+        f"1024×384 by 1536×384, best of 50, {torch.get_num_threads()} threads). The achieved column is "
+        f"2 × {linear_weights(emb.source.model) / 1e6:.1f} M linear-layer weights × {enc_tokens:,} unpadded tokens / "
+        "best time: attention scores, padding, LayerNorm/GELU, tokenisation and pooling are the rest of the time "
+        "(for int8 rows it is an effective fp32-equivalent rate).",
+        "",
+        target_line(enc_runs),
+    ]
 
     if args.decoder:
         dec = Embedder.from_pretrained(args.decoder)
@@ -318,24 +390,43 @@ def main() -> None:
         dst.encode(st_texts[:32], batch_size=args.st_batch_size)
         for fn in douts.values():
             fn()
-        dec_runs = measure(dtexts, st_fp32, lambda: dst.encode(st_texts, batch_size=args.st_batch_size, convert_to_numpy=True),
-                           douts, args.runs, args.decoder_repeats)
+        dec_runs = measure(
+            dtexts,
+            st_fp32,
+            lambda: dst.encode(st_texts, batch_size=args.st_batch_size, convert_to_numpy=True),
+            douts,
+            args.runs,
+            args.decoder_repeats,
+        )
         dec.encode(dtexts)
         dec_flop = 2.0 * linear_weights(dec.source.model) * dec.last_stats.tokens
-        body += ["", f"## Decoder: `{args.decoder}` (last-token pooling, EOS appended)", "",
-                 f"The first {len(dtexts):,} of the same sentences; sentence-transformers loads embedlab's converted checkpoint "
-                 f"(`{Path(dtarget).name}`) as Transformer + Pooling(lasttoken) + Normalize, each text given with the EOS "
-                 f"token `{eos}` appended; batch {args.st_batch_size}; best of {args.decoder_repeats} per run, {args.runs} runs.", ""]
+        body += [
+            "",
+            f"## Decoder: `{args.decoder}` (last-token pooling, EOS appended)",
+            "",
+            f"The first {len(dtexts):,} of the same sentences; sentence-transformers loads embedlab's converted checkpoint "
+            f"(`{Path(dtarget).name}`) as Transformer + Pooling(lasttoken) + Normalize, each text given with the EOS "
+            f"token `{eos}` appended; batch {args.st_batch_size}; best of {args.decoder_repeats} per run, {args.runs} runs.",
+            "",
+        ]
         body += table(dec_runs, len(dtexts), dec_flop, peak)
-        body += ["", onnx_note(args.decoder, dec_onnx) + " int8 on ONNX Runtime is not measured on the decoder (torch int8 "
-                 "already shows int8 is not usable on it)."]
+        body += [
+            "",
+            onnx_note(args.decoder, dec_onnx) + " int8 on ONNX Runtime is not measured on the decoder (torch int8 "
+            "already shows int8 is not usable on it).",
+        ]
 
     qlines, info = quality(emb, args.scifact_docs)
-    body += ["", f"## int8 (torch and ONNX Runtime) against fp32: quality of `{args.model}`", "",
-             "STS-B test (Spearman × 100) and a SciFact subsample (nDCG@10 × 100): `" + info["scifact_name"] + "` = the 300 "
-             f"test queries against their relevant abstracts plus random other abstracts, {args.scifact_docs:,} in all "
-             "(seed 0; the full corpus has 5,183), scaled down to fit the shared 2-core CPU. Seconds include tokenisation "
-             "and scoring.", ""]
+    body += [
+        "",
+        f"## int8 (torch and ONNX Runtime) against fp32: quality of `{args.model}`",
+        "",
+        "STS-B test (Spearman × 100) and a SciFact subsample (nDCG@10 × 100): `" + info["scifact_name"] + "` = the 300 "
+        f"test queries against their relevant abstracts plus random other abstracts, {args.scifact_docs:,} in all "
+        "(seed 0; the full corpus has 5,183), scaled down to fit the shared 2-core CPU. Seconds include tokenisation "
+        "and scoring.",
+        "",
+    ]
     body += qlines
     write_markdown(args.out, "Encode throughput: embedlab vs sentence-transformers", body)
 

@@ -8,6 +8,7 @@ cache holds nothing for this model: the file records how many cached embeddings 
 
     python bench/eval_suite.py [--model minilm-l6] [--tasks all] [--results runs/suite] [--dtype fp32] [--out docs/eval_suite.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ def main() -> None:
     cache = EmbeddingCache()
     # cached embeddings per model fingerprint before the first run (this model's is looked up afterwards,
     # so that hashing its weights stays inside the timed first run as before)
-    cached_before = {d.name: sum(1 for _ in d.glob("*.npy")) for d in cache.root.iterdir() if d.is_dir()} \
-        if cache.root.is_dir() else {}
+    cached_before = (
+        {d.name: sum(1 for _ in d.glob("*.npy")) for d in cache.root.iterdir() if d.is_dir()}
+        if cache.root.is_dir()
+        else {}
+    )
     totals = []
     # per run: task name -> (rows [(name, score, ref)], seconds) or the failure message
     results: list[dict[str, tuple[list[tuple[str, float, float | None]], float] | str]] = []
@@ -65,8 +69,15 @@ def main() -> None:
             total += took
             rows = [(task.name, 100 * result["main_score"], refs.get((task.mteb_name, task.split, "default")))]
             if task.subsets:
-                rows += [(f"  {split}/{sub}", 100 * result["scores"][f"{split}/{sub}/accuracy"], refs.get((task.mteb_name, split, sub)))
-                         for split in task.eval_splits or [task.split] for sub in task.subsets]
+                rows += [
+                    (
+                        f"  {split}/{sub}",
+                        100 * result["scores"][f"{split}/{sub}/accuracy"],
+                        refs.get((task.mteb_name, split, sub)),
+                    )
+                    for split in task.eval_splits or [task.split]
+                    for sub in task.subsets
+                ]
             for i, (name, score, ref) in enumerate(rows):
                 ref_s = f"{ref:7.2f}" if ref is not None else "      -"
                 delta = f"{score - ref:+7.2f}" if ref is not None else "      -"
@@ -80,11 +91,15 @@ def main() -> None:
 
     first, cached = results
     cached_at_start = cached_before.get(emb.fingerprint(), 0)
-    body = [f"`{args.model}`, dtype {args.dtype}, tasks `{args.tasks}` ({len(tasks)}). Scores ×100; MTEB = "
-            f"`{ref_file}` ({'found' if ref_file.is_file() else 'missing'}), all-MiniLM-L6-v2 rows. The suite runs twice "
-            f"in one process; the second run is served from the embedding cache (`{cache.root}`, which held "
-            f"{cached_at_start:,} cached embedding files for this model at the start — 0 means the first run was cold).", "",
-            "| task | split / subset | score | MTEB | Δ | first run s | cached run s |", "|---|---|---|---|---|---|---|"]
+    body = [
+        f"`{args.model}`, dtype {args.dtype}, tasks `{args.tasks}` ({len(tasks)}). Scores ×100; MTEB = "
+        f"`{ref_file}` ({'found' if ref_file.is_file() else 'missing'}), all-MiniLM-L6-v2 rows. The suite runs twice "
+        f"in one process; the second run is served from the embedding cache (`{cache.root}`, which held "
+        f"{cached_at_start:,} cached embedding files for this model at the start — 0 means the first run was cold).",
+        "",
+        "| task | split / subset | score | MTEB | Δ | first run s | cached run s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for task in tasks:
         got, again = first.get(task.name), cached.get(task.name)
         if isinstance(got, str) or got is None:
@@ -100,10 +115,15 @@ def main() -> None:
                 body.append(f"| {task.name} | {split} | {score:.2f} | {ref_s} | {delta} | {took:.1f} | {again_s} |")
             else:
                 body.append(f"| | {name.strip()} | {score:.2f} | {ref_s} | {delta} | | |")
-        if not isinstance(again, (str, type(None))) and [round(r[1], 2) for r in again[0]] != [round(r[1], 2) for r in rows]:
+        if not isinstance(again, (str, type(None))) and [round(r[1], 2) for r in again[0]] != [
+            round(r[1], 2) for r in rows
+        ]:
             body.append(f"| | cached run scores differ: {', '.join(f'{r[1]:.2f}' for r in again[0])} | | | | | |")
-    body += [f"| **total** | | | | | {totals[0]:.1f} | {totals[1]:.1f} |", "",
-             f"Cached run / first run = **{ratio:.3f}** ({100 * ratio:.2f}%)."]
+    body += [
+        f"| **total** | | | | | {totals[0]:.1f} | {totals[1]:.1f} |",
+        "",
+        f"Cached run / first run = **{ratio:.3f}** ({100 * ratio:.2f}%).",
+    ]
     write_markdown(args.out, f"Evaluation suite: {args.model} vs MTEB's published scores", body)
 
 

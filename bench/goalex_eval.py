@@ -19,6 +19,7 @@ The CPU is 2 shared cores, so everything is scaled down (named in the report): -
 
     python bench/goalex_eval.py [--n 80] [--sets agnews,banking77,20ng] [--with-llm] [--out docs/goalex.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report  # noqa: E402
-
 from embedlab.analysis import goalex as gx  # noqa: E402
 from embedlab.settings import data_dir  # noqa: E402
 
@@ -46,14 +46,70 @@ GOALS = {
 # of at least 5 letters, or the whole word if shorter) one of the label's words. Banking77 labels use the
 # content words of the intent name itself (split on "_"), minus generic words.
 LABEL_WORDS = {
-    "business": ["business", "economy", "economic", "market", "stock", "company", "companies", "finance", "financial",
-                 "trade", "profit", "price", "oil", "bank", "money", "industry"],
-    "technology": ["technology", "tech", "science", "scientific", "computer", "software", "internet", "space", "research",
-                   "digital", "online", "phone", "web"],
-    "sports": ["sport", "game", "team", "match", "player", "football", "baseball", "basketball", "soccer", "olympic",
-               "league", "championship", "tennis", "golf"],
-    "politics": ["politics", "political", "government", "war", "election", "world", "country", "president", "minister",
-                 "military", "international", "conflict", "policy"],
+    "business": [
+        "business",
+        "economy",
+        "economic",
+        "market",
+        "stock",
+        "company",
+        "companies",
+        "finance",
+        "financial",
+        "trade",
+        "profit",
+        "price",
+        "oil",
+        "bank",
+        "money",
+        "industry",
+    ],
+    "technology": [
+        "technology",
+        "tech",
+        "science",
+        "scientific",
+        "computer",
+        "software",
+        "internet",
+        "space",
+        "research",
+        "digital",
+        "online",
+        "phone",
+        "web",
+    ],
+    "sports": [
+        "sport",
+        "game",
+        "team",
+        "match",
+        "player",
+        "football",
+        "baseball",
+        "basketball",
+        "soccer",
+        "olympic",
+        "league",
+        "championship",
+        "tennis",
+        "golf",
+    ],
+    "politics": [
+        "politics",
+        "political",
+        "government",
+        "war",
+        "election",
+        "world",
+        "country",
+        "president",
+        "minister",
+        "military",
+        "international",
+        "conflict",
+        "policy",
+    ],
     "alt.atheism": ["atheism", "atheist", "religion", "god", "belief"],
     "comp.graphics": ["graphics", "image", "3d", "rendering", "computer"],
     "comp.os.ms-windows.misc": ["windows", "microsoft", "operating system", "computer"],
@@ -188,6 +244,7 @@ on these sets they lost to k-means everywhere, because the 135M model copies tex
 (ARI 0.000-0.175 against k-means' 0.32-0.73, with 30-99% of texts unassigned). That is why `embedlab cluster` no
 longer proposes with it."""
 
+
 def label_words(label: str) -> list[str]:
     if label in LABEL_WORDS:
         return LABEL_WORDS[label]
@@ -260,8 +317,15 @@ def judge(result: gx.ClusterResult, truth: list[str]) -> dict:
         if lab >= 0:
             M[lab, classes.index(t)] += 1
     rows, cols = linear_sum_assignment(-M)
-    pairs = [{"explanation": expl[r], "label": classes[c], "members": int(M[r].sum()), "names_label": names_label(expl[r], classes[c])}
-             for r, c in zip(rows, cols)]
+    pairs = [
+        {
+            "explanation": expl[r],
+            "label": classes[c],
+            "members": int(M[r].sum()),
+            "names_label": names_label(expl[r], classes[c]),
+        }
+        for r, c in zip(rows, cols)
+    ]
     return {"judged": len(pairs), "named": sum(p["names_label"] for p in pairs), "pairs": pairs}
 
 
@@ -278,12 +342,20 @@ def run_set(name: str, args, llm, embedder) -> dict:
     t0 = time.perf_counter()
     cfg = gx.GoalExConfig(k=k, goal=GOALS[name], rounds=args.rounds, seed=args.seed)
     runs["extractive-pas"] = gx.GoalEx(None, proposer="extractive", assigner="embedding", embedder=embedder).fit(
-        texts, cfg, text_embeddings=vectors)
+        texts, cfg, text_embeddings=vectors
+    )
     timing["extractive-pas"] = time.perf_counter() - t0
     print(f"{name} extractive-pas: {timing['extractive-pas']:.1f} s", file=sys.stderr)
-    for assigner in (("llm", "embedding") if llm is not None else ()):
-        cfg = gx.GoalExConfig(k=k, goal=GOALS[name], rounds=2, candidates_per_round=k + 2,
-                              sample_size=20, max_text_chars=200, seed=args.seed)
+    for assigner in ("llm", "embedding") if llm is not None else ():
+        cfg = gx.GoalExConfig(
+            k=k,
+            goal=GOALS[name],
+            rounds=2,
+            candidates_per_round=k + 2,
+            sample_size=20,
+            max_text_chars=200,
+            seed=args.seed,
+        )
         before = (llm.hits, llm.misses)
         t0 = time.perf_counter()
         runner = gx.GoalEx(llm, assigner=assigner, embedder=embedder, show_progress=True)
@@ -297,58 +369,96 @@ def run_set(name: str, args, llm, embedder) -> dict:
             entry["judged"] = judge(res, truth)
         out["runs"][method] = entry
     if name == args.png_set:
-        gx.plot_clusters(runs["extractive-pas"], np.asarray(vectors), Path(args.work) / f"{name}.png",
-                         title=f"extractive-pas on {info['what']}, minilm-l6 PCA")
+        gx.plot_clusters(
+            runs["extractive-pas"],
+            np.asarray(vectors),
+            Path(args.work) / f"{name}.png",
+            title=f"extractive-pas on {info['what']}, minilm-l6 PCA",
+        )
     return out
 
 
 def render(results: dict[str, dict], args) -> list[str]:
-    body = [INTRO, "## Evaluation", "", "### What was run", "",
-            "On each set: k-means and extractive-pas (the extractive proposer, the embedding assigner calibrated per "
-            "corpus, the paper's integer programme; no LLM) on the same minilm-l6 embeddings, "
-            f"{args.rounds} rounds, seed {args.seed}. One goal per set, written before any run. "
-            f"{args.n} texts per set, stratified [the paper: full test sets]; Banking77 reduced to a seeded sample of "
-            "10 intents and 20 Newsgroups to a seeded sample of 5 groups (true K of the sample).", "",
-            "**Protocols.** *paper*: every text goes to its best selected explanation before scoring, as GoalEx's "
-            "final assignment does (ARI, NMI, Hungarian accuracy, macro-F1 as in the paper's evaluation). *strict*: only "
-            "the pairs that hold count; an unassigned text is wrong: it matches no class in accuracy and macro-F1, and "
-            "is a cluster of its own in ARI (no strict NMI: singletons would inflate it). k-means assigns every text, "
-            "so its two protocols agree.", ""]
-    body += ["| set | K | n | method | ARI (paper) | ARI (strict) | ARI / k-means ARI | NMI | macro-F1 (paper) | "
-             "macro-F1 (strict) | accuracy (paper) | unassigned | explanation names its matched label |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    body = [
+        INTRO,
+        "## Evaluation",
+        "",
+        "### What was run",
+        "",
+        "On each set: k-means and extractive-pas (the extractive proposer, the embedding assigner calibrated per "
+        "corpus, the paper's integer programme; no LLM) on the same minilm-l6 embeddings, "
+        f"{args.rounds} rounds, seed {args.seed}. One goal per set, written before any run. "
+        f"{args.n} texts per set, stratified [the paper: full test sets]; Banking77 reduced to a seeded sample of "
+        "10 intents and 20 Newsgroups to a seeded sample of 5 groups (true K of the sample).",
+        "",
+        "**Protocols.** *paper*: every text goes to its best selected explanation before scoring, as GoalEx's "
+        "final assignment does (ARI, NMI, Hungarian accuracy, macro-F1 as in the paper's evaluation). *strict*: only "
+        "the pairs that hold count; an unassigned text is wrong: it matches no class in accuracy and macro-F1, and "
+        "is a cluster of its own in ARI (no strict NMI: singletons would inflate it). k-means assigns every text, "
+        "so its two protocols agree.",
+        "",
+    ]
+    body += [
+        "| set | K | n | method | ARI (paper) | ARI (strict) | ARI / k-means ARI | NMI | macro-F1 (paper) | "
+        "macro-F1 (strict) | accuracy (paper) | unassigned | explanation names its matched label |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         k_ari = r["runs"]["kmeans"]["scores"]["ari"]
         for method, e in r["runs"].items():
             s = e["scores"]
             j = e.get("judged")
-            named = f"{j['named']}/{j['judged']} ({j['named'] / max(j['judged'], 1):.0%})" if j else "– (no explanations)"
+            named = (
+                f"{j['named']}/{j['judged']} ({j['named'] / max(j['judged'], 1):.0%})" if j else "– (no explanations)"
+            )
             ratio = f"{s['ari'] / k_ari:.2f}" if k_ari > 0 and method != "kmeans" else "–"
-            body.append(f"| {name} | {r['k']} | {r['n']} | {method} | {s['ari']:.3f} | {s['strict_ari']:.3f} | {ratio} | "
-                        f"{s['nmi']:.3f} | {s['macro_f1']:.3f} | {s['strict_macro_f1']:.3f} | {s['accuracy']:.3f} | "
-                        f"{s['unassigned']:.0%} | {named} |")
-    body += ["", "Sets: " + "; ".join(f"**{n}**: {r['info']['what']} ({', '.join(r['info']['classes'])}); goal: "
-                                       f"\"{r['goal']}\"" for n, r in results.items()), ""]
+            body.append(
+                f"| {name} | {r['k']} | {r['n']} | {method} | {s['ari']:.3f} | {s['strict_ari']:.3f} | {ratio} | "
+                f"{s['nmi']:.3f} | {s['macro_f1']:.3f} | {s['strict_macro_f1']:.3f} | {s['accuracy']:.3f} | "
+                f"{s['unassigned']:.0%} | {named} |"
+            )
+    body += [
+        "",
+        "Sets: "
+        + "; ".join(
+            f'**{n}**: {r["info"]["what"]} ({", ".join(r["info"]["classes"])}); goal: "{r["goal"]}"'
+            for n, r in results.items()
+        ),
+        "",
+    ]
     checks = []
     for name, r in results.items():
         e = r["runs"]["extractive-pas"]
         k_ari = r["runs"]["kmeans"]["scores"]["ari"]
         j = e["judged"]
         every = len(e["result"]["clusters"]) == r["k"] and all(c["explanation"] for c in e["result"]["clusters"])
-        checks.append(f"**{name}**: ARI {e['scores']['ari']:.3f} vs 0.9 × {k_ari:.3f} = {0.9 * k_ari:.3f} "
-                      f"({'met' if e['scores']['ari'] >= 0.9 * k_ari else 'NOT met'}); "
-                      f"{len(e['result']['clusters'])}/{r['k']} clusters, each explained: {'yes' if every else 'no'}; "
-                      f"names its label: {j['named']}/{j['judged']} "
-                      f"({'met' if j['named'] >= 0.5 * max(j['judged'], 1) else 'NOT met'})")
-    body += ["**Targets** (issue 22.10: ARI ≥ 0.9 × k-means under the paper protocol, every cluster explained, the "
-             "explanation names its label in ≥ 50% of clusters): " + "; ".join(checks) + ".", ""]
-    body += ["The last column is judged by a keyword rule fixed before any run (`LABEL_WORDS` in bench/goalex_eval.py): each "
-             "selected explanation is matched to a true label by the Hungarian matching of clusters to labels, and it "
-             "'names' that label when it contains one of the label's words (a 5-letter prefix match; for Banking77 the "
-             "content words of the intent name).", ""]
-    body += ["### Time", "", "Wall seconds on the shared 2-core CPU (embedding the texts not included):", "",
-             "| set | " + " | ".join(m for m in next(iter(results.values()))["runs"]) + " |",
-             "|---|" + "---|" * len(next(iter(results.values()))["runs"])]
+        checks.append(
+            f"**{name}**: ARI {e['scores']['ari']:.3f} vs 0.9 × {k_ari:.3f} = {0.9 * k_ari:.3f} "
+            f"({'met' if e['scores']['ari'] >= 0.9 * k_ari else 'NOT met'}); "
+            f"{len(e['result']['clusters'])}/{r['k']} clusters, each explained: {'yes' if every else 'no'}; "
+            f"names its label: {j['named']}/{j['judged']} "
+            f"({'met' if j['named'] >= 0.5 * max(j['judged'], 1) else 'NOT met'})"
+        )
+    body += [
+        "**Targets** (issue 22.10: ARI ≥ 0.9 × k-means under the paper protocol, every cluster explained, the "
+        "explanation names its label in ≥ 50% of clusters): " + "; ".join(checks) + ".",
+        "",
+    ]
+    body += [
+        "The last column is judged by a keyword rule fixed before any run (`LABEL_WORDS` in bench/goalex_eval.py): each "
+        "selected explanation is matched to a true label by the Hungarian matching of clusters to labels, and it "
+        "'names' that label when it contains one of the label's words (a 5-letter prefix match; for Banking77 the "
+        "content words of the intent name).",
+        "",
+    ]
+    body += [
+        "### Time",
+        "",
+        "Wall seconds on the shared 2-core CPU (embedding the texts not included):",
+        "",
+        "| set | " + " | ".join(m for m in next(iter(results.values()))["runs"]) + " |",
+        "|---|" + "---|" * len(next(iter(results.values()))["runs"]),
+    ]
     for name, r in results.items():
         body.append(f"| {name} | " + " | ".join(f"{r['timing'][m]:.1f}" for m in r["runs"]) + " |")
     body += ["", FINDINGS, ""]
@@ -358,14 +468,22 @@ def render(results: dict[str, dict], args) -> list[str]:
             if method == "kmeans":
                 continue
             res = e["result"]
-            body += [f"**{name}, {method}** — {len(res['candidates'])} candidates proposed, "
-                     f"{sum(c['pruned'] is not None for c in res['candidates'])} pruned; "
-                     f"notes: {'; '.join(res['notes']) or 'none'}", ""]
-            body += ["| selected explanation | size (paper) | size (strict) | matched label | names it |", "|---|---|---|---|---|"]
+            body += [
+                f"**{name}, {method}** — {len(res['candidates'])} candidates proposed, "
+                f"{sum(c['pruned'] is not None for c in res['candidates'])} pruned; "
+                f"notes: {'; '.join(res['notes']) or 'none'}",
+                "",
+            ]
+            body += [
+                "| selected explanation | size (paper) | size (strict) | matched label | names it |",
+                "|---|---|---|---|---|",
+            ]
             sizes = {c["explanation"]: (c["best_fit_size"], c["size"]) for c in res["clusters"]}
             for p in e["judged"]["pairs"]:
                 a, b = sizes.get(p["explanation"], (0, 0))
-                body.append(f"| {p['explanation'][:110]} | {a} | {b} | {p['label']} | {'yes' if p['names_label'] else 'no'} |")
+                body.append(
+                    f"| {p['explanation'][:110]} | {a} | {b} | {p['label']} | {'yes' if p['names_label'] else 'no'} |"
+                )
             body.append("")
     return body
 
@@ -403,23 +521,30 @@ def main() -> None:
 
             llm = open_llm(args.llm, cache_dir=args.cache_dir, show_progress=True)
         embedder = Embedder.from_pretrained(args.model)
-    for name in ([] if args.render_only else args.sets.split(",")):
+    for name in [] if args.render_only else args.sets.split(","):
         r = run_set(name, args, llm, embedder)
         results[name] = r
         write_json(work / f"{name}.json", r)
         for m, e in r["runs"].items():
             s = e["scores"]
             j = e.get("judged")
-            print(f"{name:10s} {m:16s} ARI {s['ari']:.3f} strict {s['strict_ari']:.3f} NMI {s['nmi']:.3f} "
-                  f"F1 {s['macro_f1']:.3f} unassigned {s['unassigned']:.0%}"
-                  + (f" named {j['named']}/{j['judged']}" if j else ""), file=sys.stderr)
+            print(
+                f"{name:10s} {m:16s} ARI {s['ari']:.3f} strict {s['strict_ari']:.3f} NMI {s['nmi']:.3f} "
+                f"F1 {s['macro_f1']:.3f} unassigned {s['unassigned']:.0%}"
+                + (f" named {j['named']}/{j['judged']}" if j else ""),
+                file=sys.stderr,
+            )
     if args.out:
         out = Path(args.out)
         write_json(out.with_suffix(".json"), results)
         if (work / f"{args.png_set}.png").is_file():
             _report.copy_file(work / f"{args.png_set}.png", out.with_suffix(".png"))
-        _report.write_markdown(out, "GoalEx on labelled data (extractive-pas offline, minilm-l6)", render(results, args),
-                               extra={"embedder": args.model, "LLM": args.llm if args.with_llm else "none (offline)"})
+        _report.write_markdown(
+            out,
+            "GoalEx on labelled data (extractive-pas offline, minilm-l6)",
+            render(results, args),
+            extra={"embedder": args.model, "LLM": args.llm if args.with_llm else "none (offline)"},
+        )
 
 
 if __name__ == "__main__":

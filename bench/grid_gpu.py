@@ -9,6 +9,7 @@ OUTPUT/report.md (+ .png, .json), prints the device name and wall time, and writ
 the command, date, device, wall time and machine facts to ``--out`` (default docs/grid_gpu.md; the chart
 beside it as docs/grid_gpu.png).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from _report import copy_file, write_markdown
 
 
@@ -28,17 +30,33 @@ def main() -> None:
     p.add_argument("--out", default="docs/grid_gpu.md", help="the report, device and wall time are written here")
     args = p.parse_args()
     if not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: this script is for a lent GPU (the CPU grid is `embedlab grid --preset cpu-small`)")
+        raise SystemExit(
+            "no CUDA device: this script is for a lent GPU (the CPU grid is `embedlab grid --preset cpu-small`)"
+        )
     from embedlab.experiments.grid import grid_config, run_grid
 
-    grid = grid_config({
-        "preset": "cpu-small", "mode": "lora", "output": args.output, "tasks": args.tasks.split(","),
-        "lora_train": {"lora": {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": "all-linear"}, "lr": 2e-4,
-                       "steps": args.steps, "warmup_steps": args.steps // 10, "batch_size": args.batch_size,
-                       "micro_batch_size": 64, "max_length": 128, "device": "cuda"},
-        "train": {"device": "cuda", "data": [{"source": "snli-triplets"}, {"source": "trecqa-train"},
-                                            {"source": "stsb-pairs"}]},
-    })
+    grid = grid_config(
+        {
+            "preset": "cpu-small",
+            "mode": "lora",
+            "output": args.output,
+            "tasks": args.tasks.split(","),
+            "lora_train": {
+                "lora": {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": "all-linear"},
+                "lr": 2e-4,
+                "steps": args.steps,
+                "warmup_steps": args.steps // 10,
+                "batch_size": args.batch_size,
+                "micro_batch_size": 64,
+                "max_length": 128,
+                "device": "cuda",
+            },
+            "train": {
+                "device": "cuda",
+                "data": [{"source": "snli-triplets"}, {"source": "trecqa-train"}, {"source": "stsb-pairs"}],
+            },
+        }
+    )
     t0 = time.perf_counter()
     report = run_grid(grid, progress=print)
     wall = time.perf_counter() - t0
@@ -46,15 +64,17 @@ def main() -> None:
     print(report["markdown"])
     print(f"device: {device}; wall time {wall:.0f} s")
     out = Path(args.out)
-    body = [f"The `lora` design grid on a GPU: device **{device}**, wall time **{wall:.0f} s** "
-            f"({args.steps} steps, contrastive batch {args.batch_size}, results in `{args.output}`).", ""]
+    body = [
+        f"The `lora` design grid on a GPU: device **{device}**, wall time **{wall:.0f} s** "
+        f"({args.steps} steps, contrastive batch {args.batch_size}, results in `{args.output}`).",
+        "",
+    ]
     if Path(report["plot"]).is_file():
         png = copy_file(report["plot"], out.with_suffix(".png"))
         body += [f"![design grid]({png.name})", ""]
     # OUTPUT/report.md, its title demoted one level under this file's
     body += [("#" + line) if line.startswith("#") else line for line in report["markdown"].splitlines()]
-    write_markdown(out, "Design grid on a GPU (bench/grid_gpu.py)", body,
-                   extra={"wall time": f"{wall:.0f} s"})
+    write_markdown(out, "Design grid on a GPU (bench/grid_gpu.py)", body, extra={"wall time": f"{wall:.0f} s"})
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Part 2 — synthetic 1,000,000 x 384 vectors: build time, QPS and recall@10 vs e
 
     python bench/index_codecs.py [--n-synthetic 1000000] [--png docs/index_codecs.png] [--md docs/index_codecs.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
-CODECS = ["float32", "float16", "int8", "binary", "pq48", "pq96", "ivf64,pq48", "hnsw", "hnsw,int8", "mrl256:int8", "mrl128:binary"]
+CODECS = [
+    "float32",
+    "float16",
+    "int8",
+    "binary",
+    "pq48",
+    "pq96",
+    "ivf64,pq48",
+    "hnsw",
+    "hnsw,int8",
+    "mrl256:int8",
+    "mrl128:binary",
+]
 
 
 def recall_at(got: list[list[str]], ref: list[list[str]]) -> float:
@@ -65,8 +78,19 @@ def scifact(rows: list[dict], rescore: int) -> None:
         for r in (0, rescore):
             (ids, _), qps = timed_search(index, q, 100 if r == 0 else 10, r)
             nd = ndcg_at_10(ids, qids, qrels)
-            rows.append(dict(part="SciFact", method=f"embedlab {spec}", rescore=r, bytes=index.codec.bytes_per_vector(index.dim),
-                             ndcg=nd, retention=nd / base_ndcg, recall=recall_at([x[:10] for x in ids], ref10), qps=qps, build=build))
+            rows.append(
+                dict(
+                    part="SciFact",
+                    method=f"embedlab {spec}",
+                    rescore=r,
+                    bytes=index.codec.bytes_per_vector(index.dim),
+                    ndcg=nd,
+                    retention=nd / base_ndcg,
+                    recall=recall_at([x[:10] for x in ids], ref10),
+                    qps=qps,
+                    build=build,
+                )
+            )
     # the peer: sentence-transformers' quantized FAISS search with rescoring
     from sentence_transformers.util.quantization import quantize_embeddings, semantic_search_faiss
 
@@ -75,14 +99,32 @@ def scifact(rows: list[dict], rescore: int) -> None:
         best, hits = float("inf"), None
         for _ in range(3):
             t = time.perf_counter()
-            hits, _ = semantic_search_faiss(q, corpus_embeddings=corpus_q, corpus_precision=precision, top_k=10, rescore=True,
-                                            rescore_multiplier=rescore, calibration_embeddings=d, exact=True)
+            hits, _ = semantic_search_faiss(
+                q,
+                corpus_embeddings=corpus_q,
+                corpus_precision=precision,
+                top_k=10,
+                rescore=True,
+                rescore_multiplier=rescore,
+                calibration_embeddings=d,
+                exact=True,
+            )
             best = min(best, time.perf_counter() - t)
         ids = [[doc_ids[h["corpus_id"]] for h in row] for row in hits]
         nd = ndcg_at_10(ids, qids, qrels)
-        rows.append(dict(part="SciFact", method=f"sentence-transformers {precision}", rescore=rescore,
-                         bytes=d.shape[1] / 8 if precision == "ubinary" else d.shape[1], ndcg=nd, retention=nd / base_ndcg,
-                         recall=recall_at(ids, ref10), qps=len(q) / best, build=float("nan")))
+        rows.append(
+            dict(
+                part="SciFact",
+                method=f"sentence-transformers {precision}",
+                rescore=rescore,
+                bytes=d.shape[1] / 8 if precision == "ubinary" else d.shape[1],
+                ndcg=nd,
+                retention=nd / base_ndcg,
+                recall=recall_at(ids, ref10),
+                qps=len(q) / best,
+                build=float("nan"),
+            )
+        )
 
 
 def synthetic(rows: list[dict], n: int, rescore: int) -> None:
@@ -97,8 +139,19 @@ def synthetic(rows: list[dict], n: int, rescore: int) -> None:
     exact = VectorIndex.build(x, ids, "float32")
     build = time.perf_counter() - t
     (ref, _), float_qps = timed_search(exact, q, 10, 0, repeats=1)
-    rows.append(dict(part=f"synthetic {n:,}", method="embedlab float32", rescore=0, bytes=1536, ndcg=float("nan"),
-                     retention=float("nan"), recall=1.0, qps=float_qps, build=build))
+    rows.append(
+        dict(
+            part=f"synthetic {n:,}",
+            method="embedlab float32",
+            rescore=0,
+            bytes=1536,
+            ndcg=float("nan"),
+            retention=float("nan"),
+            recall=1.0,
+            qps=float_qps,
+            build=build,
+        )
+    )
     del exact
     for spec in ("int8", "binary", "pq48", "ivf1024,pq48", "mrl128:binary"):
         t = time.perf_counter()
@@ -106,18 +159,33 @@ def synthetic(rows: list[dict], n: int, rescore: int) -> None:
         build = time.perf_counter() - t
         for r in (0, rescore):
             (got, _), qps = timed_search(index, q, 10, r, repeats=1)
-            rows.append(dict(part=f"synthetic {n:,}", method=f"embedlab {spec}", rescore=r, bytes=index.codec.bytes_per_vector(384),
-                             ndcg=float("nan"), retention=float("nan"), recall=recall_at(got, ref), qps=qps, build=build))
+            rows.append(
+                dict(
+                    part=f"synthetic {n:,}",
+                    method=f"embedlab {spec}",
+                    rescore=r,
+                    bytes=index.codec.bytes_per_vector(384),
+                    ndcg=float("nan"),
+                    retention=float("nan"),
+                    recall=recall_at(got, ref),
+                    qps=qps,
+                    build=build,
+                )
+            )
         del index
 
 
 def render(rows: list[dict]) -> str:
-    lines = ["| data | method | rescore r | bytes/vector | nDCG@10 | retention | recall@10 vs float | QPS | build s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | method | rescore r | bytes/vector | nDCG@10 | retention | recall@10 vs float | QPS | build s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         f = lambda v, fmt: "–" if v != v else format(v, fmt)  # noqa: E731
-        lines.append(f"| {r['part']} | {r['method']} | {r['rescore']} | {r['bytes']:g} | {f(r['ndcg'], '.4f')} | "
-                     f"{f(r['retention'], '.1%')} | {r['recall']:.3f} | {r['qps']:,.0f} | {f(r['build'], '.1f')} |")
+        lines.append(
+            f"| {r['part']} | {r['method']} | {r['rescore']} | {r['bytes']:g} | {f(r['ndcg'], '.4f')} | "
+            f"{f(r['retention'], '.1%')} | {r['recall']:.3f} | {r['qps']:,.0f} | {f(r['build'], '.1f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -134,8 +202,14 @@ def plot(rows: list[dict], path: Path) -> None:
         marker = "o" if r["rescore"] == 0 else "^"
         color = "tab:red" if r["method"].startswith("sentence") else ("tab:blue" if r["rescore"] == 0 else "tab:green")
         ax.scatter(r["bytes"], 100 * r["retention"], marker=marker, color=color)
-        ax.annotate(r["method"].replace("embedlab ", "").replace("sentence-transformers", "ST") + (f" r={r['rescore']}" if r["rescore"] else ""),
-                    (r["bytes"], 100 * r["retention"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            r["method"].replace("embedlab ", "").replace("sentence-transformers", "ST")
+            + (f" r={r['rescore']}" if r["rescore"] else ""),
+            (r["bytes"], 100 * r["retention"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("bytes per searched vector (log)")
     ax.set_ylabel("nDCG@10, % of exact float search")
@@ -164,9 +238,13 @@ def main() -> None:
     sci = {(r["method"], r["rescore"]): r for r in rows if r["part"] == "SciFact"}
     syn = {(r["method"], r["rescore"]): r for r in rows if r["part"] != "SciFact"}
     print("\ntargets:")
-    print(f"  int8 + rescoring retention        {sci[('embedlab int8', args.rescore)]['retention']:.1%} (target >= 99%)")
-    print(f"  binary + int8 rescoring retention {sci[('embedlab binary', args.rescore)]['retention']:.1%} (target >= 96%), "
-          f"{1536 / sci[('embedlab binary', 0)]['bytes']:.0f}x less memory for the searched codes (target >= 24x)")
+    print(
+        f"  int8 + rescoring retention        {sci[('embedlab int8', args.rescore)]['retention']:.1%} (target >= 99%)"
+    )
+    print(
+        f"  binary + int8 rescoring retention {sci[('embedlab binary', args.rescore)]['retention']:.1%} (target >= 96%), "
+        f"{1536 / sci[('embedlab binary', 0)]['bytes']:.0f}x less memory for the searched codes (target >= 24x)"
+    )
     if syn:
         ratio = syn[("embedlab binary", 0)]["qps"] / syn[("embedlab float32", 0)]["qps"]
         print(f"  binary QPS / float flat QPS at {args.n_synthetic:,}: {ratio:.1f}x (target >= 10x)")

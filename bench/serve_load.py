@@ -33,6 +33,7 @@ no server could then meet a 500 ms p99 at any rate. The request sequence is seed
 server and step. Results go to docs/serving.md
 ("## Load benchmark", replaced between that heading and the next) and docs/serving_load.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,8 +76,9 @@ def _data_dir(arg: str | None) -> Path:
 
     root = Path(arg) if arg else data_dir()
     if root is None or not (root / "stsbenchmark").is_dir() or not (root / "scifact").is_dir():
-        raise SystemExit(f"need stsbenchmark/ and scifact/ under the data directory (got {root}); "
-                         "set EMBEDLAB_DATA or pass --data")
+        raise SystemExit(
+            f"need stsbenchmark/ and scifact/ under the data directory (got {root}); set EMBEDLAB_DATA or pass --data"
+        )
     return root
 
 
@@ -97,8 +99,9 @@ def load_texts(root: Path) -> tuple[list[str], list[str]]:
     return short, long
 
 
-def build_requests(model_dir: Path, root: Path, n: int, long_share: float, max_texts: int, max_docs: int,
-                   seed: int) -> list[Req]:
+def build_requests(
+    model_dir: Path, root: Path, n: int, long_share: float, max_texts: int, max_docs: int, seed: int
+) -> list[Req]:
     """``n`` seeded requests: a share ``long_share`` of them carry 1..max_docs SciFact abstracts (indexing
     traffic), the others 1..max_texts STS-B sentences (query traffic)."""
     from tokenizers import Tokenizer
@@ -117,8 +120,14 @@ def build_requests(model_dir: Path, root: Path, n: int, long_share: float, max_t
     tok.enable_truncation(max_len)
     tok.no_padding()
     counts = {t: len(e.ids) for t, e in zip(unique, tok.encode_batch(unique))}
-    return [Req(json.dumps({"input": texts, "model": "minilm-l6", "encoding_format": "float"}).encode(), len(texts),
-                sum(counts[t] for t in texts)) for texts in chosen]
+    return [
+        Req(
+            json.dumps({"input": texts, "model": "minilm-l6", "encoding_format": "float"}).encode(),
+            len(texts),
+            sum(counts[t] for t in texts),
+        )
+        for texts in chosen
+    ]
 
 
 # -- the open-loop generator ---------------------------------------------------------------------------
@@ -185,15 +194,23 @@ class Step:
 
     @property
     def passed(self) -> bool:
-        return (not self.aborted and self.sent > 0 and self.n5xx == 0 and self.n429 == 0
-                and self.dropped <= 0.01 * self.planned and self.pct(0.99) < P99_LIMIT)
+        return (
+            not self.aborted
+            and self.sent > 0
+            and self.n5xx == 0
+            and self.n429 == 0
+            and self.dropped <= 0.01 * self.planned
+            and self.pct(0.99) < P99_LIMIT
+        )
 
     def line(self) -> str:
         p50, p99 = self.pct(0.5), self.pct(0.99)
-        return (f"{self.server:>11} {self.phase:>8} {self.rate:7.2f} req/s x {self.duration:5.1f} s: sent {self.sent}"
-                f" (dropped {self.dropped}), 200 {self.ok}, 429 {self.n429}, 5xx {self.n5xx}, other {self.other};"
-                f" p50 {fmt_ms(p50)} p99 {fmt_ms(p99)}; {self.req_per_s:.1f} req/s, {self.tok_per_s:.0f} tok/s"
-                f"{' ABORTED' if self.aborted else ''} -> {'pass' if self.passed else 'fail'}")
+        return (
+            f"{self.server:>11} {self.phase:>8} {self.rate:7.2f} req/s x {self.duration:5.1f} s: sent {self.sent}"
+            f" (dropped {self.dropped}), 200 {self.ok}, 429 {self.n429}, 5xx {self.n5xx}, other {self.other};"
+            f" p50 {fmt_ms(p50)} p99 {fmt_ms(p99)}; {self.req_per_s:.1f} req/s, {self.tok_per_s:.0f} tok/s"
+            f"{' ABORTED' if self.aborted else ''} -> {'pass' if self.passed else 'fail'}"
+        )
 
 
 def fmt_ms(x: float) -> str:
@@ -208,8 +225,16 @@ class Generator:
     def __init__(self, reqs: list[Req], *, max_in_flight: int, max_send_lag: float, timeout: float) -> None:
         self.reqs, self.max_in_flight, self.max_send_lag, self.timeout = reqs, max_in_flight, max_send_lag, timeout
 
-    async def run(self, client: Any, url: str, step: Step, *, abort_on_fail: bool = False,
-                  drain_timeout: float | None = None, alive: Callable[[], bool] = lambda: True) -> Step:
+    async def run(
+        self,
+        client: Any,
+        url: str,
+        step: Step,
+        *,
+        abort_on_fail: bool = False,
+        drain_timeout: float | None = None,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> Step:
         """Send step.rate x step.duration requests open-loop; returns ``step`` filled in. ``abort_on_fail``
         stops sending as soon as the step can no longer pass (p99, a 5xx or 429, drops)."""
         import httpx
@@ -238,8 +263,7 @@ class Generator:
             now = loop.time()
             bad = sum(1 for s, lat, *_ in results if s != 200 or lat >= P99_LIMIT)
             bad += sum(1 for due in open_.values() if now - due >= P99_LIMIT)
-            return (bad > allowed_slow or any(s >= 500 or s == 429 for s, *_ in results)
-                    or step.dropped > 0.01 * n)
+            return bad > allowed_slow or any(s >= 500 or s == 429 for s, *_ in results) or step.dropped > 0.01 * n
 
         t0 = loop.time() + 0.05
         last_check = t0
@@ -334,8 +358,9 @@ def make_client(max_in_flight: int) -> Any:
     return httpx.AsyncClient(limits=limits, trust_env=False)
 
 
-async def sweep(server: peers.Server, gen: Generator, plan: Plan,
-                say: Callable[[str], None]) -> tuple[float, list[Step]]:
+async def sweep(
+    server: peers.Server, gen: Generator, plan: Plan, say: Callable[[str], None]
+) -> tuple[float, list[Step]]:
     """The highest rate that passed a full-length step (0 when none did), and every step run."""
     url = server.url + "/v1/embeddings"
     steps: list[Step] = []
@@ -345,8 +370,9 @@ async def sweep(server: peers.Server, gen: Generator, plan: Plan,
         limit = max(0.25, 3 * base)
 
         async def step(rate: float, seconds: float, phase: str) -> Step:
-            st = await gen.run(client, url, Step(server.name, phase, rate, seconds), abort_on_fail=True,
-                               alive=server.alive)
+            st = await gen.run(
+                client, url, Step(server.name, phase, rate, seconds), abort_on_fail=True, alive=server.alive
+            )
             steps.append(st)
             say(st.line())
             if not server.alive():
@@ -427,8 +453,9 @@ async def soak(server: peers.Server, gen: Generator, plan: Plan, rate: float, sa
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
         rss1 = server.rss_bytes()
-    st.extra.update(rss0=rss0, rss1=rss1, rss_max=max([r for _, r in samples] + [rss0 or 0, rss1 or 0]),
-                    alive=server.alive())
+    st.extra.update(
+        rss0=rss0, rss1=rss1, rss_max=max([r for _, r in samples] + [rss0 or 0, rss1 or 0]), alive=server.alive()
+    )
     growth = (rss1 - rss0) / rss0 if rss0 and rss1 else math.nan
     st.extra["growth"] = growth
     say(st.line() + f"; RSS {mib(rss0)} -> {mib(rss1)} MiB ({100 * growth:+.1f}%)")
@@ -447,15 +474,19 @@ def plot(results: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     colours = {"embedlab": "#2f6fb3", "handwritten": "#c0392b", "infinity": "#27ae60"}
-    labels = {"embedlab": "embedlab serve", "handwritten": "(a) FastAPI + ST.encode",
-              "infinity": "(b) infinity-emb 0.0.78"}
+    labels = {
+        "embedlab": "embedlab serve",
+        "handwritten": "(a) FastAPI + ST.encode",
+        "infinity": "(b) infinity-emb 0.0.78",
+    }
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
     cap = 60.0
     bound = results.get("_capacity", {}).get("req_per_s")
     if bound:
         ax.axvline(bound, color="black", lw=0.8, ls="--")
-        ax.annotate(f"CPU capacity bound {bound:.0f} req/s", (bound, cap * 0.8), rotation=90, ha="right",
-                    va="top", fontsize=8)
+        ax.annotate(
+            f"CPU capacity bound {bound:.0f} req/s", (bound, cap * 0.8), rotation=90, ha="right", va="top", fontsize=8
+        )
     for name, res in results.items():
         steps = [s for s in res.get("steps", []) if s.phase in ("coarse", "fine")]
         if not steps:
@@ -464,15 +495,28 @@ def plot(results: dict[str, dict], path: Path) -> None:
         for phase, marker, fill in (("coarse", "o", "none"), ("fine", "o", c)):
             pts = sorted((s.rate, min(s.pct(0.99), cap)) for s in steps if s.phase == phase)
             if pts:
-                ax.plot(*zip(*pts), marker=marker, mfc=fill, color=c, lw=1.2 if phase == "fine" else 0.6,
-                        ls="-" if phase == "fine" else ":",
-                        label=f"{labels.get(name, name)} ({'full' if phase == 'fine' else 'short'} steps)")
+                ax.plot(
+                    *zip(*pts),
+                    marker=marker,
+                    mfc=fill,
+                    color=c,
+                    lw=1.2 if phase == "fine" else 0.6,
+                    ls="-" if phase == "fine" else ":",
+                    label=f"{labels.get(name, name)} ({'full' if phase == 'fine' else 'short'} steps)",
+                )
         if res.get("sustained"):
             ax.axvline(res["sustained"], color=c, lw=0.8, ls="--", alpha=0.6)
     ov = results.get("embedlab", {}).get("overload")
     if ov is not None and ov.ok:
-        ax.plot([ov.rate], [min(ov.pct(0.99, ok_only=True), cap)], marker="*", ms=13, color=colours["embedlab"], ls="",
-                label=f"embedlab at 2x, admitted requests ({100 * ov.share429:.0f}% got 429)")
+        ax.plot(
+            [ov.rate],
+            [min(ov.pct(0.99, ok_only=True), cap)],
+            marker="*",
+            ms=13,
+            color=colours["embedlab"],
+            ls="",
+            label=f"embedlab at 2x, admitted requests ({100 * ov.share429:.0f}% got 429)",
+        )
     from matplotlib.ticker import FuncFormatter
 
     ax.axhline(P99_LIMIT, color="black", lw=0.8, ls="--")
@@ -495,20 +539,31 @@ def plot(results: dict[str, dict], path: Path) -> None:
     tmp.replace(path)
 
 
-def report_lines(args: argparse.Namespace, results: dict[str, dict], targets: list[tuple[str, str, str]],
-                 mix: dict[str, float], png_name: str) -> list[str]:
+def report_lines(
+    args: argparse.Namespace,
+    results: dict[str, dict],
+    targets: list[tuple[str, str, str]],
+    mix: dict[str, float],
+    png_name: str,
+) -> list[str]:
     from _report import command, machine_facts
 
-    threads = (f"OMP_NUM_THREADS={args.threads} in every server process" if args.threads > 0 else
-               "each server's library default (no OMP_NUM_THREADS; torch uses one thread per core)")
+    threads = (
+        f"OMP_NUM_THREADS={args.threads} in every server process"
+        if args.threads > 0
+        else "each server's library default (no OMP_NUM_THREADS; torch uses one thread per core)"
+    )
     facts = machine_facts({"server threads": threads + "; the generator runs on the same machine"})
-    names = {"embedlab": "embedlab serve" + (f" `{args.embedlab_args}`" if args.embedlab_args else ""),
-             "handwritten": "(a) FastAPI + `SentenceTransformer.encode`",
-             "infinity": "(b) infinity-emb 0.0.78 (torch engine)"}
+    names = {
+        "embedlab": "embedlab serve" + (f" `{args.embedlab_args}`" if args.embedlab_args else ""),
+        "handwritten": "(a) FastAPI + `SentenceTransformer.encode`",
+        "infinity": "(b) infinity-emb 0.0.78 (torch engine)",
+    }
     out = [
         f"Written by `{command()}` on {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
         "rerun it to update this section and `serving_load.png` (the full run takes about "
-        f"{args.expected_minutes:.0f} minutes).", "",
+        f"{args.expected_minutes:.0f} minutes).",
+        "",
         "Method: an open-loop generator (httpx + asyncio) sends `POST /v1/embeddings` at a constant arrival "
         "rate, whatever the replies, as k6's `constant-arrival-rate` does. A request that cannot go out on "
         f"time (the generator more than {1000 * args.max_send_lag:.0f} ms late, or {args.max_in_flight} "
@@ -523,23 +578,34 @@ def report_lines(args: argparse.Namespace, results: dict[str, dict], targets: li
         f"{args.long_share:.0%} are indexing traffic, 1 to {args.max_docs} SciFact abstracts (cut at the model's "
         f"256 tokens). On average a request has {mix['texts']:.1f} texts and {mix['tokens']:.0f} tokens (median "
         f"{mix['median']:.0f}, p99 {mix['p99']:.0f}; special tokens included). The sequence is seeded "
-        "(`--seed`) and every step starts at its first request.", "",
+        "(`--seed`) and every step starts at its first request.",
+        "",
         "A step passes when its p99 over all sent requests is under 500 ms (a failed request counts as "
         "infinitely slow), with no 5xx, no 429 and at most 1% dropped by the generator. A coarse sweep of "
         f"{args.coarse_seconds:g} s steps (x{args.factor:g} each) brackets the rate; {args.step_seconds:g} s "
         f"steps confirm it and then bisect the bracket (at most {args.bisect} times). *Sustained* is the highest "
-        f"rate that passed a {args.step_seconds:g} s step.", "",
-        "| | |", "|---|---|"]
+        f"rate that passed a {args.step_seconds:g} s step.",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
     out += [f"| {k} | {v} |" for k, v in facts.items()]
     cap = results.get("_capacity")
     if cap:
-        out += ["", f"**Capacity bound.** Before the servers start, the bench times minilm-l6's forward pass alone, "
-                    f"in-process with {cap['threads']} torch threads, on the request texts grouped by length into "
-                    f"batches of ≤ {cap['budget']} padded tokens (no HTTP, no tokenizer, no padding to speak of): "
-                    f"**{cap['tokens_per_s']:.0f} tokens/s**. At {mix['tokens']:.0f} tokens per request, no server on "
-                    f"this CPU can answer more than **{cap['req_per_s']:.1f} req/s** at fp32, whatever its latency."]
-    out += ["", "| server | sustained req/s (p99 < 500 ms) | p50 | p99 | texts/s | input tokens/s | 429 share | 5xx | "
-                "dropped by generator | notes |", "|---|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            "",
+            f"**Capacity bound.** Before the servers start, the bench times minilm-l6's forward pass alone, "
+            f"in-process with {cap['threads']} torch threads, on the request texts grouped by length into "
+            f"batches of ≤ {cap['budget']} padded tokens (no HTTP, no tokenizer, no padding to speak of): "
+            f"**{cap['tokens_per_s']:.0f} tokens/s**. At {mix['tokens']:.0f} tokens per request, no server on "
+            f"this CPU can answer more than **{cap['req_per_s']:.1f} req/s** at fp32, whatever its latency.",
+        ]
+    out += [
+        "",
+        "| server | sustained req/s (p99 < 500 ms) | p50 | p99 | texts/s | input tokens/s | 429 share | 5xx | "
+        "dropped by generator | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in ("embedlab", "handwritten", "infinity"):
         if name not in results:
             continue
@@ -549,38 +615,56 @@ def report_lines(args: argparse.Namespace, results: dict[str, dict], targets: li
             continue
         best = res.get("best")
         if best is None:
-            out.append(f"| {names[name]} | < {args.start_rate / args.factor ** 4:.2f} | | | | | | | | no step passed |")
+            out.append(f"| {names[name]} | < {args.start_rate / args.factor**4:.2f} | | | | | | | | no step passed |")
             continue
         texts = best.texts_per_s
-        out.append(f"| {names[name]} | **{res['sustained']:.2f}** | {fmt_ms(best.pct(0.5))} | {fmt_ms(best.pct(0.99))} | "
-                   f"{texts:.0f} | {best.tok_per_s:.0f} | {100 * best.share429:.1f}% | {best.n5xx} | {best.dropped} | "
-                   f"{res.get('note', '')} |")
+        out.append(
+            f"| {names[name]} | **{res['sustained']:.2f}** | {fmt_ms(best.pct(0.5))} | {fmt_ms(best.pct(0.99))} | "
+            f"{texts:.0f} | {best.tok_per_s:.0f} | {100 * best.share429:.1f}% | {best.n5xx} | {best.dropped} | "
+            f"{res.get('note', '')} |"
+        )
     emb = results.get("embedlab", {})
     ov, sk = emb.get("overload"), emb.get("soak")
     if ov is not None:
-        how = (f"started with `--max-queue-tokens {emb['shed_tokens']}` (≈{args.shed_seconds:g} s of its measured "
-               "token throughput), so that it sheds load with 429" if emb.get("shed_tokens") else
-               "with the sweep's flags (the default admission control)")
-        at = ("at --overload-rate" if args.overload_rate else "at 2x its sustained rate")
-        out += ["", f"Overload: embedlab {at} ({ov.rate:.2f} req/s for {ov.duration:g} s), "
-                    f"{how}:", "",
-                "| offered | sent | 200 | 429 share | 5xx | other failures | p50 admitted | p99 admitted | req/s answered |",
-                "|---|---|---|---|---|---|---|---|---|",
-                f"| {ov.rate:.2f} req/s | {ov.sent} | {ov.ok} | {100 * ov.share429:.1f}% | {ov.n5xx} | {ov.other} | "
-                f"{fmt_ms(ov.pct(0.5, True))} | {fmt_ms(ov.pct(0.99, True))} | {ov.req_per_s:.2f} |"]
+        how = (
+            f"started with `--max-queue-tokens {emb['shed_tokens']}` (≈{args.shed_seconds:g} s of its measured "
+            "token throughput), so that it sheds load with 429"
+            if emb.get("shed_tokens")
+            else "with the sweep's flags (the default admission control)"
+        )
+        at = "at --overload-rate" if args.overload_rate else "at 2x its sustained rate"
+        out += [
+            "",
+            f"Overload: embedlab {at} ({ov.rate:.2f} req/s for {ov.duration:g} s), {how}:",
+            "",
+            "| offered | sent | 200 | 429 share | 5xx | other failures | p50 admitted | p99 admitted | req/s answered |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {ov.rate:.2f} req/s | {ov.sent} | {ov.ok} | {100 * ov.share429:.1f}% | {ov.n5xx} | {ov.other} | "
+            f"{fmt_ms(ov.pct(0.5, True))} | {fmt_ms(ov.pct(0.99, True))} | {ov.req_per_s:.2f} |",
+        ]
     if sk is not None:
         x = sk.extra
-        out += ["", f"Soak: embedlab (the sweep's flags) at 70% of its sustained rate ({sk.rate:.2f} req/s) for "
-                    f"{sk.duration:g} s, after {args.soak_warmup:g} s of the same load as a warm-up:", "",
-                "| sent | 200 | 429 | 5xx | other | p50 | p99 | RSS after warm-up | RSS at end | max RSS | growth |",
-                "|---|---|---|---|---|---|---|---|---|---|---|",
-                f"| {sk.sent} | {sk.ok} | {sk.n429} | {sk.n5xx} | {sk.other} | {fmt_ms(sk.pct(0.5))} | {fmt_ms(sk.pct(0.99))} | "
-                f"{mib(x.get('rss0'))} MiB | {mib(x.get('rss1'))} MiB | {mib(x.get('rss_max'))} MiB | "
-                f"{100 * x.get('growth', math.nan):+.1f}% |"]
+        out += [
+            "",
+            f"Soak: embedlab (the sweep's flags) at 70% of its sustained rate ({sk.rate:.2f} req/s) for "
+            f"{sk.duration:g} s, after {args.soak_warmup:g} s of the same load as a warm-up:",
+            "",
+            "| sent | 200 | 429 | 5xx | other | p50 | p99 | RSS after warm-up | RSS at end | max RSS | growth |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| {sk.sent} | {sk.ok} | {sk.n429} | {sk.n5xx} | {sk.other} | {fmt_ms(sk.pct(0.5))} | {fmt_ms(sk.pct(0.99))} | "
+            f"{mib(x.get('rss0'))} MiB | {mib(x.get('rss1'))} MiB | {mib(x.get('rss_max'))} MiB | "
+            f"{100 * x.get('growth', math.nan):+.1f}% |",
+        ]
     out += ["", "Targets (issue #10):", "", "| target | result | |", "|---|---|---|"]
     out += [f"| {t} | {r} | {v} |" for t, r, v in targets]
-    out += ["", f"![p99 latency vs offered rate]({png_name})", "",
-            "Every step the run made, in the order made:", "", "```"]
+    out += [
+        "",
+        f"![p99 latency vs offered rate]({png_name})",
+        "",
+        "Every step the run made, in the order made:",
+        "",
+        "```",
+    ]
     for name, res in results.items():
         if name.startswith("_"):
             continue
@@ -613,24 +697,38 @@ def replace_section(md: Path, heading: str, body: list[str]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Open-loop load benchmark: embedlab serve vs a hand-written FastAPI server vs infinity-emb "
-                    "on minilm-l6 (CPU).",
+        "on minilm-l6 (CPU).",
         epilog="Duration: the full run takes about 25 minutes on 2 cores, 35 at most (three sweeps of about 3 "
-               "to 5 min each, a 60 s overload step, and the soak: --soak-seconds plus --soak-warmup plus start-up, "
-               "11.5 min by default), plus a few minutes the first time to create bench/.venv-infinity. --quick "
-               "takes about 3 minutes and writes nothing unless --write is given. Run it on an otherwise idle "
-               "machine with OMP_NUM_THREADS=1.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="a smoke run: short steps, 10 s soak; writes nothing by default")
+        "to 5 min each, a 60 s overload step, and the soak: --soak-seconds plus --soak-warmup plus start-up, "
+        "11.5 min by default), plus a few minutes the first time to create bench/.venv-infinity. --quick "
+        "takes about 3 minutes and writes nothing unless --write is given. Run it on an otherwise idle "
+        "machine with OMP_NUM_THREADS=1.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run: short steps, 10 s soak; writes nothing by default"
+    )
     p.add_argument("--servers", default="embedlab,handwritten,infinity", help="which servers to measure")
     p.add_argument("--model", default="minilm-l6", help="the embedlab alias (peers get its weights directory)")
     p.add_argument("--data", default=None, help="the data directory (default $EMBEDLAB_DATA or ../shared/data)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="OMP_NUM_THREADS of every server process (0: unset, each library's default)")
-    p.add_argument("--embedlab-args", default="", help="extra flags for every `embedlab serve`, e.g. "
-                   "'--max-batch-tokens 1024' (shown in the report)")
-    p.add_argument("--mix", choices=("mixed", "short"), default="mixed",
-                   help="mixed: query and indexing traffic (--max-texts, --long-share, --max-docs); short: one STS-B "
-                        "sentence per request (sets --long-share 0 --max-texts 1), written to its own section")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS of every server process (0: unset, each library's default)",
+    )
+    p.add_argument(
+        "--embedlab-args",
+        default="",
+        help="extra flags for every `embedlab serve`, e.g. '--max-batch-tokens 1024' (shown in the report)",
+    )
+    p.add_argument(
+        "--mix",
+        choices=("mixed", "short"),
+        default="mixed",
+        help="mixed: query and indexing traffic (--max-texts, --long-share, --max-docs); short: one STS-B "
+        "sentence per request (sets --long-share 0 --max-texts 1), written to its own section",
+    )
     p.add_argument("--max-texts", type=int, default=8, help="sentences per short request: uniform in 1..N")
     p.add_argument("--long-share", type=float, default=0.10, help="the share of requests that carry abstracts")
     p.add_argument("--max-docs", type=int, default=2, help="abstracts per long request: uniform in 1..N")
@@ -642,13 +740,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start-rate", type=float, default=2.0, help="first rate of the coarse sweep (req/s)")
     p.add_argument("--max-rate", type=float, default=2000.0, help="the sweep stops here")
     p.add_argument("--overload-seconds", type=float, default=60.0, help="length of the 2x step")
-    p.add_argument("--overload-rate", type=float, default=0.0,
-                   help="the overload step's rate in req/s (0: 2x the sustained rate the sweep found)")
-    p.add_argument("--no-sweep", action="store_true",
-                   help="embedlab only: skip the sweep (with --overload-rate: only the overload step)")
-    p.add_argument("--shed-seconds", type=float, default=1.0,
-                   help="the 2x server's --max-queue-tokens = this many seconds of the measured token throughput "
-                        "(0: the server's default admission)")
+    p.add_argument(
+        "--overload-rate",
+        type=float,
+        default=0.0,
+        help="the overload step's rate in req/s (0: 2x the sustained rate the sweep found)",
+    )
+    p.add_argument(
+        "--no-sweep",
+        action="store_true",
+        help="embedlab only: skip the sweep (with --overload-rate: only the overload step)",
+    )
+    p.add_argument(
+        "--shed-seconds",
+        type=float,
+        default=1.0,
+        help="the 2x server's --max-queue-tokens = this many seconds of the measured token throughput "
+        "(0: the server's default admission)",
+    )
     p.add_argument("--soak-seconds", type=float, default=600.0, help="length of the soak (0: no soak)")
     p.add_argument("--soak-warmup", type=float, default=60.0, help="load before the first RSS sample")
     p.add_argument("--max-in-flight", type=int, default=256, help="open requests before the generator drops")
@@ -656,17 +765,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=30.0, help="client timeout per request (s)")
     p.add_argument("--infinity-venv", type=Path, default=peers.INFINITY_VENV)
     p.add_argument("--no-install", action="store_true", help="do not create the infinity venv when it is missing")
-    p.add_argument("--write", action=argparse.BooleanOptionalAction, default=None,
-                   help="write docs/serving.md's section and the PNG (default: yes, except with --quick)")
+    p.add_argument(
+        "--write",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write docs/serving.md's section and the PNG (default: yes, except with --quick)",
+    )
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "serving.md")
-    p.add_argument("--section", default=None,
-                   help="the heading of the section written (default '## Load benchmark', with ': short sentences' "
-                        "for --mix short)")
+    p.add_argument(
+        "--section",
+        default=None,
+        help="the heading of the section written (default '## Load benchmark', with ': short sentences' "
+        "for --mix short)",
+    )
     p.add_argument("--png", type=Path, default=REPO / "docs" / "serving_load.png")
     args = p.parse_args(argv)
     if args.quick:
-        for name, value in (("coarse_seconds", 2.0), ("step_seconds", 4.0), ("bisect", 1), ("overload_seconds", 4.0),
-                            ("soak_seconds", 10.0), ("soak_warmup", 3.0)):
+        for name, value in (
+            ("coarse_seconds", 2.0),
+            ("step_seconds", 4.0),
+            ("bisect", 1),
+            ("overload_seconds", 4.0),
+            ("soak_seconds", 10.0),
+            ("soak_warmup", 3.0),
+        ):
             if getattr(args, name) == p.get_default(name):
                 setattr(args, name, value)
     if args.mix == "short":
@@ -694,17 +816,35 @@ def main(argv: list[str] | None = None) -> int:
     root = _data_dir(args.data)
     reqs = build_requests(model_dir, root, 20000, args.long_share, args.max_texts, args.max_docs, args.seed)
     toks = sorted(r.tokens for r in reqs)
-    mix = {"texts": sum(r.texts for r in reqs) / len(reqs), "tokens": sum(toks) / len(toks),
-           "median": toks[len(toks) // 2], "p99": toks[math.ceil(0.99 * len(toks)) - 1]}
-    print(f"{len(reqs)} requests: {mix['texts']:.2f} texts and {mix['tokens']:.0f} tokens each on average "
-          f"(median {mix['median']}, p99 {mix['p99']})")
-    plan = Plan(args.coarse_seconds, args.step_seconds, args.bisect, args.factor, args.start_rate, args.max_rate,
-                args.overload_seconds, args.soak_seconds, args.soak_warmup, 8 if args.quick else 24)
+    mix = {
+        "texts": sum(r.texts for r in reqs) / len(reqs),
+        "tokens": sum(toks) / len(toks),
+        "median": toks[len(toks) // 2],
+        "p99": toks[math.ceil(0.99 * len(toks)) - 1],
+    }
+    print(
+        f"{len(reqs)} requests: {mix['texts']:.2f} texts and {mix['tokens']:.0f} tokens each on average "
+        f"(median {mix['median']}, p99 {mix['p99']})"
+    )
+    plan = Plan(
+        args.coarse_seconds,
+        args.step_seconds,
+        args.bisect,
+        args.factor,
+        args.start_rate,
+        args.max_rate,
+        args.overload_seconds,
+        args.soak_seconds,
+        args.soak_warmup,
+        8 if args.quick else 24,
+    )
     gen = Generator(reqs, max_in_flight=args.max_in_flight, max_send_lag=args.max_send_lag, timeout=args.timeout)
     started = time.monotonic()
     cap = forward_capacity(args.model, reqs, args.threads)
-    print(f"capacity bound: minilm-l6 forward alone {cap['tokens_per_s']:.0f} tokens/s "
-          f"({cap['threads']} threads) = {cap['tokens_per_s'] / mix['tokens']:.1f} req/s at most")
+    print(
+        f"capacity bound: minilm-l6 forward alone {cap['tokens_per_s']:.0f} tokens/s "
+        f"({cap['threads']} threads) = {cap['tokens_per_s'] / mix['tokens']:.1f} req/s at most"
+    )
     cap["req_per_s"] = cap["tokens_per_s"] / mix["tokens"]
     log_dir = Path(tempfile.mkdtemp(prefix="serve-load-"))
     print(f"server logs: {log_dir}")
@@ -761,14 +901,25 @@ def main(argv: list[str] | None = None) -> int:
         sustained, best = emb["sustained"], emb["best"]
         rate = args.overload_rate or 2 * sustained
         # at least one largest request (max_texts x 256 tokens), which would otherwise get 413
-        emb["shed_tokens"] = (max(args.max_texts * 256, round(args.shed_seconds * best.tok_per_s))
-                              if args.shed_seconds > 0 and best is not None else None)
-        server = peers.embedlab_server(args.model, peers.free_port(), log_dir, args.threads,
-                                       max_queue_tokens=emb["shed_tokens"], name="embedlab-shed", extra=extra)
+        emb["shed_tokens"] = (
+            max(args.max_texts * 256, round(args.shed_seconds * best.tok_per_s))
+            if args.shed_seconds > 0 and best is not None
+            else None
+        )
+        server = peers.embedlab_server(
+            args.model,
+            peers.free_port(),
+            log_dir,
+            args.threads,
+            max_queue_tokens=emb["shed_tokens"],
+            name="embedlab-shed",
+            extra=extra,
+        )
         emb["overload"] = run_server(server, lambda s: overload(s, gen, plan, rate, say))
         if args.soak_seconds > 0:
-            server = peers.embedlab_server(args.model, peers.free_port(), log_dir, args.threads, name="embedlab-soak",
-                                           extra=extra)
+            server = peers.embedlab_server(
+                args.model, peers.free_port(), log_dir, args.threads, name="embedlab-soak", extra=extra
+            )
             emb["soak"] = run_server(server, lambda s: soak(s, gen, plan, 0.7 * sustained, say))
 
     targets = evaluate(results)
@@ -841,32 +992,57 @@ def evaluate(results: dict[str, dict]) -> list[tuple[str, str, str]]:
 
     cap = results.get("_capacity")
     if cap:
-        out.append(("(context) the CPU's capacity bound", f"{cap['req_per_s']:.1f} req/s; embedlab sustains "
-                    f"{e / cap['req_per_s']:.0%} of it", "-"))
+        out.append(
+            (
+                "(context) the CPU's capacity bound",
+                f"{cap['req_per_s']:.1f} req/s; embedlab sustains {e / cap['req_per_s']:.0%} of it",
+                "-",
+            )
+        )
     ratio("handwritten", 3.0, "sustained rate ≥ 3x peer (a)")
     ratio("infinity", 1.0, "sustained rate ≥ 1.0x infinity")
     ov = emb.get("overload")
     if ov is not None:
         p99 = ov.pct(0.99, ok_only=True)
         out.append(("at 2x: no 5xx", f"{ov.n5xx} 5xx, {ov.other} other failures", "met" if ov.n5xx == 0 else "missed"))
-        out.append(("at 2x: admitted p99 < 2 s", f"{fmt_ms(p99)}; 429 share {100 * ov.share429:.1f}%",
-                    "met" if p99 < OVERLOAD_P99_LIMIT else "missed"))
+        out.append(
+            (
+                "at 2x: admitted p99 < 2 s",
+                f"{fmt_ms(p99)}; 429 share {100 * ov.share429:.1f}%",
+                "met" if p99 < OVERLOAD_P99_LIMIT else "missed",
+            )
+        )
         steps = emb.get("steps", [])
         if steps:
             peak = max([s.req_per_s for s in steps] + [ov.req_per_s])
             share = ov.req_per_s / peak
-            out.append(("at 2x: throughput ≥ 90% of the peak", f"{ov.req_per_s:.2f} req/s answered; the peak of "
-                        f"every step run {peak:.2f} req/s ({share:.0%})", "met" if share >= 0.9 else "missed"))
+            out.append(
+                (
+                    "at 2x: throughput ≥ 90% of the peak",
+                    f"{ov.req_per_s:.2f} req/s answered; the peak of every step run {peak:.2f} req/s ({share:.0%})",
+                    "met" if share >= 0.9 else "missed",
+                )
+            )
         else:
-            out.append(("at 2x: throughput ≥ 90% of the peak", f"{ov.req_per_s:.2f} req/s answered; no sweep run",
-                        "not evaluated"))
+            out.append(
+                (
+                    "at 2x: throughput ≥ 90% of the peak",
+                    f"{ov.req_per_s:.2f} req/s answered; no sweep run",
+                    "not evaluated",
+                )
+            )
     sk = emb.get("soak")
     if sk is not None:
         g = sk.extra.get("growth", math.nan)
         ok = not math.isnan(g) and g < 0.10 and sk.extra.get("alive", False)
-        out.append((f"soak {sk.duration:g} s at 70%: RSS growth < 10%",
-                    f"{mib(sk.extra.get('rss0'))} -> {mib(sk.extra.get('rss1'))} MiB ({100 * g:+.1f}%); "
-                    f"p99 {fmt_ms(sk.pct(0.99))}, {sk.n5xx} 5xx", "met" if ok else "missed"))
+        out.append(
+            (
+                f"soak {sk.duration:g} s at 70%: RSS growth < 10%",
+                f"{mib(sk.extra.get('rss0'))} -> {mib(sk.extra.get('rss1'))} MiB ({100 * g:+.1f}%); "
+                f"p99 {fmt_ms(sk.pct(0.99))}, {sk.n5xx} 5xx",
+                "met" if ok else "missed",
+            )
+        )
     return out
 
 

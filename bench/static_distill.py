@@ -25,6 +25,7 @@ trainable pooling head and the shared projection trained by ``make demo`` = ``em
 cpu-small``), read from ``runs/demo-grid/models/multi_layer-bidirectional`` (or ``--grid-head DIR``) and
 copied with its provenance to ``runs/static_distill/smollm2-135m/teacher_head/``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,19 +45,27 @@ from _report import REPO, write_markdown  # noqa: E402
 RUNS = REPO / "runs" / "static_distill"
 DATA = REPO.parent / "shared" / "data"
 STS = ["STSBenchmark", "SICK-R", "STS12", "STS14", "STS15"]
-CLASSIFICATION = ["Banking77Classification", "AmazonCounterfactualClassification",
-                  "TweetSentimentExtractionClassification", "MR", "CR", "SST2"]
+CLASSIFICATION = [
+    "Banking77Classification",
+    "AmazonCounterfactualClassification",
+    "TweetSentimentExtractionClassification",
+    "MR",
+    "CR",
+    "SST2",
+]
 RETRIEVAL = ["SciFact"]
 DEFAULT_TASKS = STS + CLASSIFICATION + RETRIEVAL
 TEACHERS = {  # name -> what the teacher is (the report's words)
     "minilm-l6": "The packaged sentence-transformers encoder (all-MiniLM-L6-v2) with its own mean pooling",
     "smollm2-135m": "SmolLM2-135M with the grid's best head: Model 5 (`multi_layer/bidirectional`, the multi-layer "
-                    "trainable pooling head + the shared linear projection, as `make demo` trained them)",
+    "trainable pooling head + the shared linear projection, as `make demo` trained them)",
 }
 # SST2's classifier trains on the full 67,349-sentence train split: ~0.9 M SmolLM2 tokens, ~55 min of that teacher here
 TEACHER_TASKS = {"minilm-l6": DEFAULT_TASKS, "smollm2-135m": [t for t in DEFAULT_TASKS if t != "SST2"]}
-LEFT_OUT_WHY = {"SST2": "its classifier trains on the full train split, 67,349 sentences (~0.9 M SmolLM2 tokens), about 55 "
-                        "minutes of this teacher's fp32 forward on the 2-core CPU"}
+LEFT_OUT_WHY = {
+    "SST2": "its classifier trains on the full train split, 67,349 sentences (~0.9 M SmolLM2 tokens), about 55 "
+    "minutes of this teacher's fp32 forward on the 2-core CPU"
+}
 # per-task max_length (tokens) for teacher and students alike; SciFact documents average ~300 SmolLM2 tokens
 TASK_MAX_LENGTH: dict[str, dict[str, int]] = {"smollm2-135m": {"SciFact": 16}}
 APPENDS_EOS = {"smollm2-135m"}  # teachers whose chain appends EOS (SmolLM2's tokenizer adds no BOS)
@@ -109,17 +118,20 @@ def head_dir() -> Path:
 def fetch_grid_head(src: Path) -> Path:
     """Copy the grid's trained Model 5 head and projection (with where they came from) into this bench's
     folder, once; later stages read the copy."""
-    from embedlab.io import atomic_path, file_sha256
     import shutil
+
+    from embedlab.io import atomic_path, file_sha256
 
     dst = head_dir()
     if (dst / "head.json").is_file():
         return dst
     grid_root = src.parent.parent
     if not (src / "1_Pooling").is_dir() or not (grid_root / "designs.json").is_file():
-        raise SystemExit(f"no trained Model 5 head in {src}: run `make demo` (embedlab grid --preset cpu-small --output "
-                         "runs/demo-grid), or a grid YAML with `preset: cpu-small` and `only: [last_token/causal, "
-                         "multi_layer/bidirectional]`, then pass its models/multi_layer-bidirectional as --grid-head")
+        raise SystemExit(
+            f"no trained Model 5 head in {src}: run `make demo` (embedlab grid --preset cpu-small --output "
+            "runs/demo-grid), or a grid YAML with `preset: cpu-small` and `only: [last_token/causal, "
+            "multi_layer/bidirectional]`, then pass its models/multi_layer-bidirectional as --grid-head"
+        )
     grid = json.loads((grid_root / "grid_config.json").read_text())
     design = json.loads((grid_root / "designs.json").read_text())["multi_layer/bidirectional"]
     if grid["model"] != "smollm2-135m" or design["pooling"] != "multi_layer" or design["attention"] != "bidirectional":
@@ -128,14 +140,23 @@ def fetch_grid_head(src: Path) -> Path:
         tmp.mkdir(parents=True)
         for part in ("1_Pooling", "2_Dense"):
             shutil.copytree(src / part, tmp / part)
-        info = {"from": str(src), "grid": {k: grid[k] for k in ("preset", "model", "mode", "head_preset", "padding_side",
-                                                                 "train")},
-                "design": design,
-                "grid_scores": {d.name: {r.stem: r_json["main_score"] for r in sorted(d.glob("*.json"))
-                                         for r_json in [json.loads(r.read_text())]}
-                                for d in sorted((grid_root / "results").iterdir()) if d.is_dir()},
-                "sha256": {f"{p}/model.safetensors": file_sha256(src / p / "model.safetensors")
-                                              for p in ("1_Pooling", "2_Dense")}}
+        info = {
+            "from": str(src),
+            "grid": {k: grid[k] for k in ("preset", "model", "mode", "head_preset", "padding_side", "train")},
+            "design": design,
+            "grid_scores": {
+                d.name: {
+                    r.stem: r_json["main_score"]
+                    for r in sorted(d.glob("*.json"))
+                    for r_json in [json.loads(r.read_text())]
+                }
+                for d in sorted((grid_root / "results").iterdir())
+                if d.is_dir()
+            },
+            "sha256": {
+                f"{p}/model.safetensors": file_sha256(src / p / "model.safetensors") for p in ("1_Pooling", "2_Dense")
+            },
+        }
         (tmp / "head.json").write_text(json.dumps(info, indent=2) + "\n")
     return dst
 
@@ -215,15 +236,24 @@ def stage_distill(name: str, peer: bool, grid_head: Path) -> None:
     sweep = {}
     for weighting in ("sif", "zipf"):
         for a in SIF_GRID:
-            model, _ = distill(teacher, vectors=vectors, dims=256, weighting=weighting, sif_coefficient=a,
-                               corpus=corpus if weighting == "sif" else None)
+            model, _ = distill(
+                teacher,
+                vectors=vectors,
+                dims=256,
+                weighting=weighting,
+                sif_coefficient=a,
+                corpus=corpus if weighting == "sif" else None,
+            )
             sweep.setdefault(weighting, {})[str(a)] = round(100 * stsb_dev(model), 2)
     best_a = float(max(sweep["sif"], key=lambda k: sweep["sif"][k]))
     timing["a_sweep_stsb_dev"] = sweep
     timing["sif_a"] = best_a
     print(f"{name}: STS-B dev by a: {sweep}; SIF uses a = {best_a:g}")
-    for student, kwargs in (("zipf", {"dims": 256}), ("sif", {"dims": 256, "corpus": corpus, "sif_coefficient": best_a}),
-                            ("plain", {"dims": None, "weighting": "none"})):
+    for student, kwargs in (
+        ("zipf", {"dims": 256}),
+        ("sif", {"dims": 256, "corpus": corpus, "sif_coefficient": best_a}),
+        ("plain", {"dims": None, "weighting": "none"}),
+    ):
         model, provenance = distill(teacher, vectors=vectors, **kwargs)
         provenance["teacher_name"] = name
         if student == "sif":
@@ -292,10 +322,17 @@ def stage_eval(name: str, tasks: list[str], only: list[str] | None) -> None:
                 limit -= 1  # the teacher's limit counts the EOS it appends: the same content tokens for the student
             model = emb if limit is None else emb.with_options(max_length=limit)
             start = time.perf_counter()
-            r = run_task(task, model, out, cache=EmbeddingCache() if path is None else None,
-                         extra_metadata={"max_length": model.max_length} if task_name in limits else None)
-            print(f"{name}/{model_name}/{task_name}: {100 * r['main_score']:.2f} ({time.perf_counter() - start:.1f} s)",
-                  flush=True)
+            r = run_task(
+                task,
+                model,
+                out,
+                cache=EmbeddingCache() if path is None else None,
+                extra_metadata={"max_length": model.max_length} if task_name in limits else None,
+            )
+            print(
+                f"{name}/{model_name}/{task_name}: {100 * r['main_score']:.2f} ({time.perf_counter() - start:.1f} s)",
+                flush=True,
+            )
 
 
 def speed_texts() -> list[str]:
@@ -319,8 +356,9 @@ def _rate(fn, n: int, repeats: int, min_seconds: float = 0.0) -> tuple[float, li
 
 
 def stage_speed(name: str, bf16_texts: int) -> None:
-    import embedlab
     from model2vec import StaticModel
+
+    import embedlab
 
     texts = speed_texts()[: SPEED_TEXTS.get(name)]
     teacher = load_teacher(name)
@@ -329,7 +367,10 @@ def stage_speed(name: str, bf16_texts: int) -> None:
     teacher.encode(texts[:64])
     student.encode(texts[:64])
     m2v.encode(texts[:64])
-    result = {"texts": len(texts), "tokens_per_text": round(float(np.mean([len(x) for x in teacher.tokenize(texts).ids])), 1)}
+    result = {
+        "texts": len(texts),
+        "tokens_per_text": round(float(np.mean([len(x) for x in teacher.tokenize(texts).ids])), 1),
+    }
     rate, runs = _rate(lambda: teacher.encode(texts, dtype="fp32"), len(texts), 3 if len(texts) > 1000 else 1)
     result["teacher_fp32"] = {"rate": rate, "runs": runs}
     sub = texts[:bf16_texts]
@@ -357,8 +398,13 @@ def load_scores(name: str) -> dict[str, dict[str, dict]]:
     return out
 
 
-LABELS = {"teacher": "teacher", "zipf": "embedlab static (PCA 256, Zipf)", "sif": "embedlab static (PCA 256, SIF corpus)",
-          "plain": "embedlab static (no PCA, no weights)", "peer_model2vec": "model2vec 0.10.0 distill (PCA 256, Zipf)"}
+LABELS = {
+    "teacher": "teacher",
+    "zipf": "embedlab static (PCA 256, Zipf)",
+    "sif": "embedlab static (PCA 256, SIF corpus)",
+    "plain": "embedlab static (no PCA, no weights)",
+    "peer_model2vec": "model2vec 0.10.0 distill (PCA 256, Zipf)",
+}
 
 
 SHORT = {"zipf": "Zipf", "sif": "SIF", "plain": "no PCA, no weights", "peer_model2vec": "model2vec"}
@@ -367,8 +413,9 @@ SHORT = {"zipf": "Zipf", "sif": "SIF", "plain": "no PCA, no weights", "peer_mode
 def pair_agreement(a_dir: Path, b_dir: Path) -> dict[str, float]:
     """How alike two static models are on the STS-B test pairs: Spearman between their pair cosines,
     and the mean |difference| of the cosines (PCA axes may differ in sign, so vectors are not compared)."""
-    import embedlab
     from scipy.stats import spearmanr
+
+    import embedlab
 
     left = read_tsv_columns(DATA / "stsbenchmark" / "test.tsv", ("sentence1",))
     right = read_tsv_columns(DATA / "stsbenchmark" / "test.tsv", ("sentence2",))
@@ -377,7 +424,10 @@ def pair_agreement(a_dir: Path, b_dir: Path) -> dict[str, float]:
         m = embedlab.load(str(d), normalize=True)
         x, y = m.encode(left), m.encode(right)
         cos.append((x * y).sum(axis=1))
-    return {"spearman": float(spearmanr(cos[0], cos[1]).statistic), "mean_abs_diff": float(np.abs(cos[0] - cos[1]).mean())}
+    return {
+        "spearman": float(spearmanr(cos[0], cos[1]).statistic),
+        "mean_abs_diff": float(np.abs(cos[0] - cos[1]).mean()),
+    }
 
 
 def _demote(markdown: str) -> list[str]:
@@ -394,8 +444,11 @@ def head_choice(name: str) -> list[str]:
     train = grid["train"]
     rows = []
     for d in sorted(scores, key=lambda k: -scores[k].get("STSBenchmark", 0)):
-        rows.append(f"| `{d.replace('-', '/', 1)}` | " + " | ".join(f"{100 * scores[d][t]:.2f}" if t in scores[d] else "–"
-                                                              for t in ("STSBenchmark", "TrecQA")) + " |")
+        rows.append(
+            f"| `{d.replace('-', '/', 1)}` | "
+            + " | ".join(f"{100 * scores[d][t]:.2f}" if t in scores[d] else "–" for t in ("STSBenchmark", "TrecQA"))
+            + " |"
+        )
     return [
         "**Which head, and why.** The grid (docs/grid.md, `make demo` = `embedlab grid --preset cpu-small`, frozen "
         "mode) found only Model 5, `multi_layer/bidirectional` (the paper's multi-layer trainable pooling over each "
@@ -407,16 +460,25 @@ def head_choice(name: str) -> list[str]:
         f"{train['batch_size']} queries at lr {train['lr']:g} on "
         + ", ".join(f"{d['max_examples']} {d['source']}" for d in train["data"])
         + f" (final loss {design['final_loss']:.3f}). The grid's own scores for its designs (its evaluation: E5 "
-        f"instructions on the query side, max length {train['max_length']}; ×100):", "",
-        "| grid design | STSBenchmark | TrecQA |", "|---|---|---|", *rows, "",
+        f"instructions on the query side, max length {train['max_length']}; ×100):",
+        "",
+        "| grid design | STSBenchmark | TrecQA |",
+        "|---|---|---|",
+        *rows,
+        "",
         "Here every vocabulary token goes through that chain (the head pools the 30 layers' means over the token "
-        "and its EOS); the teacher is evaluated without instructions, like its students, which have no prompt.", ""]
+        "and its EOS); the teacher is evaluated without instructions, like its students, which have no prompt.",
+        "",
+    ]
 
 
 def summary_table(teachers: list[str], tasks: list[str] | None) -> list[str]:
     """One row per teacher: its tasks, the average of each model and the Zipf student's speed-up."""
-    lines = ["| teacher | tasks | teacher avg | static Zipf avg (% of teacher) | static SIF avg (% of teacher) | "
-             "student sentences/s | × teacher fp32 | × teacher bf16 |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| teacher | tasks | teacher avg | static Zipf avg (% of teacher) | static SIF avg (% of teacher) | "
+        "student sentences/s | × teacher fp32 | × teacher bf16 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in teachers:
         scores = load_scores(name)
         if "teacher" not in scores:
@@ -430,7 +492,11 @@ def summary_table(teachers: list[str], tasks: list[str] | None) -> list[str]:
         if speed_file.is_file():
             sp = json.loads(speed_file.read_text())
             rate = sp["student_embedlab"]["rate"]
-            cells += [f"{rate:,.0f}", f"{rate / sp['teacher_fp32']['rate']:,.0f}×", f"{rate / sp['teacher_bf16']['rate']:,.0f}×"]
+            cells += [
+                f"{rate:,.0f}",
+                f"{rate / sp['teacher_fp32']['rate']:,.0f}×",
+                f"{rate / sp['teacher_bf16']['rate']:,.0f}×",
+            ]
         else:
             cells += ["–", "–", "–"]
         lines.append(f"| `{name}` | {len(done)} | {avg['teacher']:.2f} | " + " | ".join(cells) + " |")
@@ -448,48 +514,82 @@ def teacher_section(name: str, tasks: list[str] | None, png_rows: list) -> list[
     done = [t for t in tasks if all(t in scores[m] for m in models)]
     lines = [f"## Teacher `{name}`", "", f"{TEACHERS.get(name, name)}.", "", *head_choice(name)]
     limits = TASK_MAX_LENGTH.get(name, {})
-    lines += [f"Tasks: {', '.join(tasks)}" + (f"; cut to {', '.join(f'{v} tokens on {k}' for k, v in limits.items())} for "
-              "the teacher and its students alike" if limits else "") + ".", ""]
+    lines += [
+        f"Tasks: {', '.join(tasks)}"
+        + (
+            f"; cut to {', '.join(f'{v} tokens on {k}' for k, v in limits.items())} for "
+            "the teacher and its students alike"
+            if limits
+            else ""
+        )
+        + ".",
+        "",
+    ]
     left_out = [t for t in DEFAULT_TASKS if t not in tasks]
     if left_out:
-        seconds = sum(scores.get("teacher", {}).get(t, {}).get("metadata", {}).get("evaluation_time_s", 0) for t in tasks)
-        lines += [f"**A subset, not every task.** Teacher and students are scored on the same subset (the teacher's "
-                  f"evaluation took {seconds / 60:.1f} min); not run for this teacher: "
-                  + "; ".join(f"{t} ({LEFT_OUT_WHY[t]})" if t in LEFT_OUT_WHY else t for t in left_out) + ".", ""]
+        seconds = sum(
+            scores.get("teacher", {}).get(t, {}).get("metadata", {}).get("evaluation_time_s", 0) for t in tasks
+        )
+        lines += [
+            f"**A subset, not every task.** Teacher and students are scored on the same subset (the teacher's "
+            f"evaluation took {seconds / 60:.1f} min); not run for this teacher: "
+            + "; ".join(f"{t} ({LEFT_OUT_WHY[t]})" if t in LEFT_OUT_WHY else t for t in left_out)
+            + ".",
+            "",
+        ]
     if "SciFact" in limits:
-        lines += [f"**SciFact cut short.** This teacher's fp32 forward is the cost (SmolLM2-135M: 270–450 tokens/s on a "
-                  "2-core AVX2 CPU); SciFact's 5,183 documents (~300 tokens each, ~1.6 M tokens) would take over 90 minutes. "
-                  f"Its texts are cut for teacher and students alike, to {limits['SciFact'] - 1} content tokens (the "
-                  f"teacher's limit of {limits['SciFact']} includes the EOS it appends); the student tokenizes as model2vec "
-                  "does, cutting a text to max_length × the vocabulary's median token length characters first, so some "
-                  f"documents keep fewer than {limits['SciFact'] - 1} tokens. Its absolute nDCG is far below the full "
-                  "task's, for teacher and students alike.", ""]
+        lines += [
+            f"**SciFact cut short.** This teacher's fp32 forward is the cost (SmolLM2-135M: 270–450 tokens/s on a "
+            "2-core AVX2 CPU); SciFact's 5,183 documents (~300 tokens each, ~1.6 M tokens) would take over 90 minutes. "
+            f"Its texts are cut for teacher and students alike, to {limits['SciFact'] - 1} content tokens (the "
+            f"teacher's limit of {limits['SciFact']} includes the EOS it appends); the student tokenizes as model2vec "
+            "does, cutting a text to max_length × the vocabulary's median token length characters first, so some "
+            f"documents keep fewer than {limits['SciFact'] - 1} tokens. Its absolute nDCG is far below the full "
+            "task's, for teacher and students alike.",
+            "",
+        ]
     timing_file = tdir(name) / "distill_timing.json"
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
     prov = json.loads((tdir(name) / "zipf" / "embedlab_static.json").read_text())
     sif_prov = json.loads((tdir(name) / "sif" / "embedlab_static.json").read_text())
     sweep = timing.get("a_sweep_stsb_dev", {})
-    lines += [f"- vocabulary: {prov['vocabulary']:,} tokens, {prov.get('emittable_tokens', prov['vocabulary']):,} of which a text "
-              f"can produce (ranked for Zipf; the PCA is fitted on them); PCA 256 keeps {100 * prov['explained_variance']:.1f}% "
-              f"of their variance",
-              f"- a in a/(a + p): Zipf keeps model2vec's {prov['sif_coefficient']:g}; SIF uses {sif_prov['sif_coefficient']:g}, "
-              "the best on STS-B *dev* (Spearman ×100 by a: "
-              + "; ".join(f"{w}: " + ", ".join(f"{float(a):g} → {v}" for a, v in d.items()) for w, d in sweep.items()) + ")"
-              + ("; that is the grid's smallest a, so a smaller one was not tried" if sweep.get("sif") and
-                 sif_prov["sif_coefficient"] == min(float(a) for a in sweep["sif"]) else ""),
-              f"- embedlab's token pass (every token through the teacher): {timing.get('token_vectors_s', '?')} s"
-              + (f"; model2vec's whole distillation: {timing['peer']['seconds']} s (model2vec {timing['peer']['model2vec']}, "
-                 f"transformers {timing['peer']['transformers']} in its own venv)" if "peer" in timing else ""),
-              f"- SIF corpus: {sif_prov['corpus']['texts']:,} texts, {sif_prov['corpus']['tokens']:,} tokens, "
-              f"{sif_prov['corpus']['tokens_seen']:,} distinct tokens seen (train splits: "
-              + ", ".join(f"`{f}`" for f in sif_prov["corpus"].get("files", [])) + ")", ""]
+    lines += [
+        f"- vocabulary: {prov['vocabulary']:,} tokens, {prov.get('emittable_tokens', prov['vocabulary']):,} of which a text "
+        f"can produce (ranked for Zipf; the PCA is fitted on them); PCA 256 keeps {100 * prov['explained_variance']:.1f}% "
+        f"of their variance",
+        f"- a in a/(a + p): Zipf keeps model2vec's {prov['sif_coefficient']:g}; SIF uses {sif_prov['sif_coefficient']:g}, "
+        "the best on STS-B *dev* (Spearman ×100 by a: "
+        + "; ".join(f"{w}: " + ", ".join(f"{float(a):g} → {v}" for a, v in d.items()) for w, d in sweep.items())
+        + ")"
+        + (
+            "; that is the grid's smallest a, so a smaller one was not tried"
+            if sweep.get("sif") and sif_prov["sif_coefficient"] == min(float(a) for a in sweep["sif"])
+            else ""
+        ),
+        f"- embedlab's token pass (every token through the teacher): {timing.get('token_vectors_s', '?')} s"
+        + (
+            f"; model2vec's whole distillation: {timing['peer']['seconds']} s (model2vec {timing['peer']['model2vec']}, "
+            f"transformers {timing['peer']['transformers']} in its own venv)"
+            if "peer" in timing
+            else ""
+        ),
+        f"- SIF corpus: {sif_prov['corpus']['texts']:,} texts, {sif_prov['corpus']['tokens']:,} tokens, "
+        f"{sif_prov['corpus']['tokens_seen']:,} distinct tokens seen (train splits: "
+        + ", ".join(f"`{f}`" for f in sif_prov["corpus"].get("files", []))
+        + ")",
+        "",
+    ]
     header = "| task | " + " | ".join(LABELS[m] for m in models) + " |"
     lines += [header, "|---" * (len(models) + 1) + "|"]
     avg = {}
     for t in done:
         lines.append(f"| {t} | " + " | ".join(f"{100 * scores[m][t]['main_score']:.2f}" for m in models) + " |")
-    for label, group in (("STS average", STS), ("classification average", CLASSIFICATION), ("retrieval (SciFact)", RETRIEVAL),
-                         ("**average, all tasks**", done)):
+    for label, group in (
+        ("STS average", STS),
+        ("classification average", CLASSIFICATION),
+        ("retrieval (SciFact)", RETRIEVAL),
+        ("**average, all tasks**", done),
+    ):
         group = [t for t in group if t in done]
         if not group:
             continue
@@ -498,16 +598,29 @@ def teacher_section(name: str, tasks: list[str] | None, png_rows: list) -> list[
         lines.append(f"| {label} | " + " | ".join(f"{vals[m]:.2f}" for m in models) + " |")
     overall = avg.get("**average, all tasks**", {})
     if overall:
-        lines.append("| **% of the teacher's average** | " + " | ".join(
-            f"{100 * overall[m] / overall['teacher']:.1f}%" for m in models) + " |")
+        lines.append(
+            "| **% of the teacher's average** | "
+            + " | ".join(f"{100 * overall[m] / overall['teacher']:.1f}%" for m in models)
+            + " |"
+        )
     lines.append("")
-    above = [f"{t} ({', '.join(SHORT[m] for m in models[1:] if scores[m][t]['main_score'] > scores['teacher'][t]['main_score'])})"
-             for t in done if any(scores[m][t]["main_score"] > scores["teacher"][t]["main_score"] for m in models[1:])]
+    above = [
+        f"{t} ({', '.join(SHORT[m] for m in models[1:] if scores[m][t]['main_score'] > scores['teacher'][t]['main_score'])})"
+        for t in done
+        if any(scores[m][t]["main_score"] > scores["teacher"][t]["main_score"] for m in models[1:])
+    ]
     if above:
-        lines += [f"A student scores above its teacher on {len(above)} of {len(done)} tasks: {'; '.join(above)}."
-                  + (" A reading, not a measurement: this teacher is weak (its head is a 40-step screen on a frozen "
-                     "backbone, not a finished model), and SIF weights from real token frequencies add the down-weighting "
-                     "of frequent tokens that its pooling did not learn." if name == "smollm2-135m" else ""), ""]
+        lines += [
+            f"A student scores above its teacher on {len(above)} of {len(done)} tasks: {'; '.join(above)}."
+            + (
+                " A reading, not a measurement: this teacher is weak (its head is a 40-step screen on a frozen "
+                "backbone, not a finished model), and SIF weights from real token frequencies add the down-weighting "
+                "of frequent tokens that its pooling did not learn."
+                if name == "smollm2-135m"
+                else ""
+            ),
+            "",
+        ]
     missing = [t for t in tasks if t not in done]
     if missing:
         lines += [f"Tasks without every model's result (left out above): {', '.join(missing)}.", ""]
@@ -518,36 +631,63 @@ def teacher_section(name: str, tasks: list[str] | None, png_rows: list) -> list[
         from embedlab.eval.significance import hierarchical_bootstrap
 
         both = [t for t in done if t in scores["sif"] and t in scores["zipf"]]
-        hier = hierarchical_bootstrap([(scores["zipf"][t]["per_example"], scores["sif"][t]["per_example"]) for t in both],
-                                      resamples=1000, seed=0)
-        lines += ["### SIF from a real corpus vs Zipf by rank (same PCA; Δ = SIF − Zipf, points ×100)", "",
-                  f"Over all {len(both)} tasks: mean Δ **{100 * hier.delta:+.2f}** points, hierarchical-bootstrap 95% CI "
-                  f"[{100 * hier.ci_low:+.2f}, {100 * hier.ci_high:+.2f}] (datasets, then items, resampled; 1000 resamples).", "",
-                  *_demote(to_markdown(cmp)), ""]
+        hier = hierarchical_bootstrap(
+            [(scores["zipf"][t]["per_example"], scores["sif"][t]["per_example"]) for t in both], resamples=1000, seed=0
+        )
+        lines += [
+            "### SIF from a real corpus vs Zipf by rank (same PCA; Δ = SIF − Zipf, points ×100)",
+            "",
+            f"Over all {len(both)} tasks: mean Δ **{100 * hier.delta:+.2f}** points, hierarchical-bootstrap 95% CI "
+            f"[{100 * hier.ci_low:+.2f}, {100 * hier.ci_high:+.2f}] (datasets, then items, resampled; 1000 resamples).",
+            "",
+            *_demote(to_markdown(cmp)),
+            "",
+        ]
     if "peer_model2vec" in models:
         cmp = compare([res / "peer_model2vec", res / "zipf"], resamples=1000, seed=0)
         agree = pair_agreement(tdir(name) / "zipf", tdir(name) / "peer_model2vec")
-        lines += ["### embedlab's Zipf student vs model2vec's own distillation (Δ = embedlab − model2vec)", "",
-                  *_demote(to_markdown(cmp)), "",
-                  f"Agreement of the two static models on the 1,379 STS-B test pairs: Spearman of their pair cosines "
-                  f"**{agree['spearman']:.4f}**, mean |Δ cosine| {agree['mean_abs_diff']:.4f}.", ""]
+        lines += [
+            "### embedlab's Zipf student vs model2vec's own distillation (Δ = embedlab − model2vec)",
+            "",
+            *_demote(to_markdown(cmp)),
+            "",
+            f"Agreement of the two static models on the 1,379 STS-B test pairs: Spearman of their pair cosines "
+            f"**{agree['spearman']:.4f}**, mean |Δ cosine| {agree['mean_abs_diff']:.4f}.",
+            "",
+        ]
     speed_file = tdir(name) / "speed.json"
     if speed_file.is_file():
         sp = json.loads(speed_file.read_text())
         t32 = sp["teacher_fp32"]["rate"]
-        what = (f"the first {sp['texts']:,} of the 2,552 unique STS-B test sentences" if sp["texts"] < 2552
-                else f"{sp['texts']:,} unique STS-B test sentences")
-        lines += [f"### Encode speed ({what}, {sp['tokens_per_text']} teacher tokens each on average, one process)", "",
-                  "| encoder | sentences/s (median) | runs | × teacher fp32 |", "|---|---|---|---|"]
-        for key, label in (("teacher_fp32", "teacher, fp32"), ("teacher_bf16", f"teacher, bf16 (emulated on this CPU; {sp['teacher_bf16']['texts']} texts)"),
-                           ("student_embedlab", "static student, embedlab `encode` (numpy)"),
-                           ("student_model2vec", "same folder, `model2vec.StaticModel.encode`")):
+        what = (
+            f"the first {sp['texts']:,} of the 2,552 unique STS-B test sentences"
+            if sp["texts"] < 2552
+            else f"{sp['texts']:,} unique STS-B test sentences"
+        )
+        lines += [
+            f"### Encode speed ({what}, {sp['tokens_per_text']} teacher tokens each on average, one process)",
+            "",
+            "| encoder | sentences/s (median) | runs | × teacher fp32 |",
+            "|---|---|---|---|",
+        ]
+        for key, label in (
+            ("teacher_fp32", "teacher, fp32"),
+            ("teacher_bf16", f"teacher, bf16 (emulated on this CPU; {sp['teacher_bf16']['texts']} texts)"),
+            ("student_embedlab", "static student, embedlab `encode` (numpy)"),
+            ("student_model2vec", "same folder, `model2vec.StaticModel.encode`"),
+        ):
             r = sp[key]
             fmt = (lambda x: f"{x:,.1f}") if r["rate"] < 100 else (lambda x: f"{x:,.0f}")
-            lines.append(f"| {label} | {fmt(r['rate'])} | {', '.join(fmt(x) for x in r['runs'])} | {r['rate'] / t32:,.2g}× |"
-                         if r["rate"] < t32 else
-                         f"| {label} | {fmt(r['rate'])} | {', '.join(fmt(x) for x in r['runs'])} | {r['rate'] / t32:,.1f}× |")
-        lines += ["", f"embedlab's and model2vec's encodings of these texts differ by at most {sp['max_abs_diff_embedlab_vs_model2vec']:.1e}.", ""]
+            lines.append(
+                f"| {label} | {fmt(r['rate'])} | {', '.join(fmt(x) for x in r['runs'])} | {r['rate'] / t32:,.2g}× |"
+                if r["rate"] < t32
+                else f"| {label} | {fmt(r['rate'])} | {', '.join(fmt(x) for x in r['runs'])} | {r['rate'] / t32:,.1f}× |"
+            )
+        lines += [
+            "",
+            f"embedlab's and model2vec's encodings of these texts differ by at most {sp['max_abs_diff_embedlab_vs_model2vec']:.1e}.",
+            "",
+        ]
     png_rows.append((name, models, done, scores))
     return lines
 
@@ -565,8 +705,13 @@ def plot(png_rows: list, path: Path) -> None:
         for i, m in enumerate(models):
             ax.bar(x + i * width, [100 * scores[m][t]["main_score"] for t in tasks], width, label=LABELS[m])
         limits = TASK_MAX_LENGTH.get(name, {})
-        ax.set_xticks(x + 0.4 - width / 2, [f"{t} (cut to {limits[t]} tokens)" if t in limits else t for t in tasks],
-                      rotation=25, ha="right", fontsize=8)
+        ax.set_xticks(
+            x + 0.4 - width / 2,
+            [f"{t} (cut to {limits[t]} tokens)" if t in limits else t for t in tasks],
+            rotation=25,
+            ha="right",
+            fontsize=8,
+        )
         top = max(100 * scores[m][t]["main_score"] for m in models for t in tasks)
         ax.set_ylim(0, top * 1.3)  # room for the legend above the bars
         ax.set_ylabel("main score ×100")
@@ -581,18 +726,24 @@ def stage_report(teachers: list[str], tasks: list[str], out: Path) -> None:
     from _report import copy_file
 
     png_rows: list = []
-    body = ["`embedlab distill MODEL --out DIR` turns any embedlab model into a static embedder: one vector per vocabulary "
-            "token, a sentence is the mean of its tokens' vectors (see the bottom of this page for how). Scores are each "
-            "task's main metric ×100 as `embedlab eval` computes it, teacher and students on the same tasks and texts. "
-            "ImdbClassification is left out for both teachers: its 25,000 test reviews (~300 tokens each) take ~25 minutes "
-            "of MiniLM's forward and many hours of SmolLM2's on this 2-core CPU.", ""]
+    body = [
+        "`embedlab distill MODEL --out DIR` turns any embedlab model into a static embedder: one vector per vocabulary "
+        "token, a sentence is the mean of its tokens' vectors (see the bottom of this page for how). Scores are each "
+        "task's main metric ×100 as `embedlab eval` computes it, teacher and students on the same tasks and texts. "
+        "ImdbClassification is left out for both teachers: its 25,000 test reviews (~300 tokens each) take ~25 minutes "
+        "of MiniLM's forward and many hours of SmolLM2's on this 2-core CPU.",
+        "",
+    ]
     body += summary_table(teachers, tasks)
     for name in teachers:
         body += teacher_section(name, tasks, png_rows)
     missing = [t for t in TEACHERS if t not in teachers]
     if missing:
-        body += [f"Not measured: teacher(s) {', '.join(f'`{t}`' for t in missing)}; `python bench/static_distill.py "
-                 "--teacher NAME --stage distill`, then `--stage eval`, `--stage speed` and `--stage report` add it.", ""]
+        body += [
+            f"Not measured: teacher(s) {', '.join(f'`{t}`' for t in missing)}; `python bench/static_distill.py "
+            "--teacher NAME --stage distill`, then `--stage eval`, `--stage speed` and `--stage report` add it.",
+            "",
+        ]
     png = out.with_suffix(".png")
     if png_rows:
         tmp = RUNS / png.name
@@ -614,14 +765,14 @@ def stage_report(teachers: list[str], tasks: list[str], out: Path) -> None:
         "```python",
         "import embedlab",
         "from embedlab.models.static import distill",
-        "student, provenance = distill(embedlab.load(\"minilm-l6\"), dims=256)   # corpus=..., prompt_name=...",
-        "student.save(\"static/\", provenance=provenance)",
-        "vecs = embedlab.load(\"static/\").encode([\"a cat sits on the mat\"])   # numpy, no torch in the loop",
+        'student, provenance = distill(embedlab.load("minilm-l6"), dims=256)   # corpus=..., prompt_name=...',
+        'student.save("static/", provenance=provenance)',
+        'vecs = embedlab.load("static/").encode(["a cat sits on the mat"])   # numpy, no torch in the loop',
         "",
         "from model2vec import StaticModel                      # the same folder, the same vectors",
-        "StaticModel.from_pretrained(\"static/\").encode([\"a cat sits on the mat\"])",
+        'StaticModel.from_pretrained("static/").encode(["a cat sits on the mat"])',
         "from sentence_transformers import SentenceTransformer   # loads as StaticEmbedding + Normalize",
-        "SentenceTransformer(\"static/\")",
+        'SentenceTransformer("static/")',
         "```",
         "",
         "Bad input is a one-line error: `--dims` larger than the teacher's output width, a teacher whose tokenizer has no "
@@ -663,13 +814,24 @@ def main() -> None:
     parser.add_argument("--teacher", action="append", help="repeatable; default minilm-l6")
     parser.add_argument("--stage", choices=["all", "distill", "eval", "speed", "report"], default="all")
     parser.add_argument("--tasks", default=None, help="comma-separated; default: the teacher's TEACHER_TASKS")
-    parser.add_argument("--only", default=None, help="eval stage: only these models (teacher,zipf,sif,plain,peer_model2vec)")
+    parser.add_argument(
+        "--only", default=None, help="eval stage: only these models (teacher,zipf,sif,plain,peer_model2vec)"
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip model2vec's own distillation")
-    parser.add_argument("--bf16-texts", type=int, default=None, help="texts for the (slow, emulated) bf16 teacher timing "
-                        "(default: BF16_TEXTS of the teacher)")
-    parser.add_argument("--grid-head", default=str(GRID_HEAD), help="the grid's trained multi_layer-bidirectional folder "
-                        "(smollm2-135m's teacher head)")
-    parser.add_argument("--report-teachers", default=None, help="teachers shown in the report (default: every one with results)")
+    parser.add_argument(
+        "--bf16-texts",
+        type=int,
+        default=None,
+        help="texts for the (slow, emulated) bf16 teacher timing (default: BF16_TEXTS of the teacher)",
+    )
+    parser.add_argument(
+        "--grid-head",
+        default=str(GRID_HEAD),
+        help="the grid's trained multi_layer-bidirectional folder (smollm2-135m's teacher head)",
+    )
+    parser.add_argument(
+        "--report-teachers", default=None, help="teachers shown in the report (default: every one with results)"
+    )
     parser.add_argument("--out", default=str(REPO / "docs" / "static.md"))
     args = parser.parse_args()
     teachers = args.teacher or ["minilm-l6"]
@@ -683,8 +845,11 @@ def main() -> None:
         if args.stage in ("all", "speed"):
             stage_speed(name, args.bf16_texts or BF16_TEXTS.get(name, 512))
     if args.stage in ("all", "report"):
-        shown = args.report_teachers.split(",") if args.report_teachers else [
-            t for t in TEACHERS if (tdir(t) / "results" / "teacher").is_dir()]
+        shown = (
+            args.report_teachers.split(",")
+            if args.report_teachers
+            else [t for t in TEACHERS if (tdir(t) / "results" / "teacher").is_dir()]
+        )
         stage_report(shown, chosen, Path(args.out))
 
 

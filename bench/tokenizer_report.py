@@ -8,11 +8,11 @@ never of digits.
 
     HF_HUB_OFFLINE=1 python bench/tokenizer_report.py [--out docs/tokenizers.md] [--limit N]
 """
+
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import copy_file, write_markdown  # noqa: E402
-
 from embedlab.errors import EmbedlabError  # noqa: E402
 from embedlab.settings import data_dir  # noqa: E402
 from embedlab.tokenize import metrics as tm  # noqa: E402
@@ -29,11 +28,18 @@ from embedlab.tokenize.turkish import TurkishLexicon  # noqa: E402
 
 # paper CSV row -> (our offline spec, how close the match is)
 PAPER_MATCH = {
-    "openai-community/gpt2": ("pypi:openai-whisper:gpt2", "exact: GPT-2's rank file as shipped in openai-whisper's assets (50,257 ids)"),
-    "mistralai/Mistral-Nemo-Instruct-2407": ("pypi:mistral-common:tekken_240718",
-                                             "the tekken file dated with NeMo's release (2024-07-18); V = 131,072 as in the paper"),
-    "alibayram/tr_tokenizer": ("pypi:turkish-tokenizer", "approximate: the same author's root/suffix tokenizer, PyPI 0.2.26 "
-                                                         "(V = 32,768 here vs 30,158 in the paper)"),
+    "openai-community/gpt2": (
+        "pypi:openai-whisper:gpt2",
+        "exact: GPT-2's rank file as shipped in openai-whisper's assets (50,257 ids)",
+    ),
+    "mistralai/Mistral-Nemo-Instruct-2407": (
+        "pypi:mistral-common:tekken_240718",
+        "the tekken file dated with NeMo's release (2024-07-18); V = 131,072 as in the paper",
+    ),
+    "alibayram/tr_tokenizer": (
+        "pypi:turkish-tokenizer",
+        "approximate: the same author's root/suffix tokenizer, PyPI 0.2.26 (V = 32,768 here vs 30,158 in the paper)",
+    ),
 }
 OURS = {
     "minilm-l6": "embedlab's default encoder (BERT WordPiece, uncased)",
@@ -89,8 +95,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tm.plot(ordered, Path(tmp) / "p.png", title=title)
         copy_file(Path(tmp) / "p.png", png)
-    tm.write_json(out.with_suffix(".json"), ordered, {"corpus": "UD Turkish-IMST test+dev sentences", "n_texts": len(texts),
-                                                      "alpha": tm.DEFAULT_ALPHA, "lexicon": lex.description, "not_measured": failed})
+    tm.write_json(
+        out.with_suffix(".json"),
+        ordered,
+        {
+            "corpus": "UD Turkish-IMST test+dev sentences",
+            "n_texts": len(texts),
+            "alpha": tm.DEFAULT_ALPHA,
+            "lexicon": lex.description,
+            "not_measured": failed,
+        },
+    )
     print(f"wrote {out.with_suffix('.json')}")
 
     # --- paper vs ours ------------------------------------------------------------------------
@@ -100,10 +115,22 @@ def main() -> None:
         spec, how = PAPER_MATCH.get(name, (None, "no package ships it; the hub is unreachable here"))
         m = results.get(spec) if spec else None
         p_tr, p_pure = float(row["turkish-token-percent"]), float(row["pure-token-percent"])
-        cells = [f"`{name}`", f"{int(row['vocab-size']):,}", f"{int(row['tokens-count']):,}", f"{100 * p_tr:.2f}", f"{100 * p_pure:.2f}"]
+        cells = [
+            f"`{name}`",
+            f"{int(row['vocab-size']):,}",
+            f"{int(row['tokens-count']):,}",
+            f"{100 * p_tr:.2f}",
+            f"{100 * p_pure:.2f}",
+        ]
         if m is not None:
             matched.append((name, int(row["tokens-count"]), p_tr, p_pure, m))
-            cells += [f"`{spec}`", f"{m.n_tokens:,}", f"{100 * m.turkish.tr_types:.2f}", f"{100 * m.turkish.pure_types:.2f}", how]
+            cells += [
+                f"`{spec}`",
+                f"{m.n_tokens:,}",
+                f"{100 * m.turkish.tr_types:.2f}",
+                f"{100 * m.turkish.pure_types:.2f}",
+                how,
+            ]
         else:
             cells += ["–", "–", "–", "–", how if spec is None else f"`{spec}` failed: {failed.get(spec, '?')}"]
         rows.append("| " + " | ".join(cells) + " |")
@@ -116,8 +143,10 @@ def main() -> None:
             ("%Pure (types)", [x[3] for x in matched], [x[4].turkish.pure_types for x in matched]),
         ):
             rho, tau = spearmanr(pv, ov).statistic, kendalltau(pv, ov).statistic
-            corr_lines.append(f"| {label} | {len(matched)} | {' > '.join(x[0].split('/')[-1] for _, x in sorted(zip(ranks(pv), matched)))} "
-                              f"| {' > '.join(x[0].split('/')[-1] for _, x in sorted(zip(ranks(ov), matched)))} | {rho:+.2f} | {tau:+.2f} |")
+            corr_lines.append(
+                f"| {label} | {len(matched)} | {' > '.join(x[0].split('/')[-1] for _, x in sorted(zip(ranks(pv), matched)))} "
+                f"| {' > '.join(x[0].split('/')[-1] for _, x in sorted(zip(ranks(ov), matched)))} | {rho:+.2f} | {tau:+.2f} |"
+            )
 
     body = [
         "`embedlab tokenizer report TOKENIZER... --corpus FILE [--corpus2 FILE] [--lang tr] [--json OUT] [--png OUT]` "
@@ -157,9 +186,14 @@ def main() -> None:
             "and no p-value can make it significant. Only three of the paper's fifteen tokenizers load offline here.",
             "",
             "Gaps behind our order (percentage points, types variant): "
-            + "; ".join(f"{key}: " + ", ".join(f"{x[0].split('/')[-1]} {100 * getattr(x[4].turkish, key):.2f}"
-                                                 for x in sorted(matched, key=lambda x: -getattr(x[4].turkish, key)))
-                        for key in ("tr_types", "pure_types"))
+            + "; ".join(
+                f"{key}: "
+                + ", ".join(
+                    f"{x[0].split('/')[-1]} {100 * getattr(x[4].turkish, key):.2f}"
+                    for x in sorted(matched, key=lambda x: -getattr(x[4].turkish, key))
+                )
+                for key in ("tr_types", "pure_types")
+            )
             + ". A gap under one point between two tokenizers is within what a different text or lexicon moves; "
             "read such a swap as a tie.",
             "",
@@ -219,7 +253,7 @@ DEFINITIONS = [
     "| metric | formula | source |",
     "|---|---|---|",
     "| fertility | T / W | Rust et al. 2021 |",
-    "| split words | #{words with ≥ 2 tokens} / W (\"proportion of continued words\") | Rust et al. 2021 |",
+    '| split words | #{words with ≥ 2 tokens} / W ("proportion of continued words") | Rust et al. 2021 |',
     "| bytes/tok, chars/tok | UTF-8 bytes / T, characters / T (whitespace included) | compression |",
     "| vocab used | #{i : c_i > 0} / V | |",
     "| UNK | c_unk / T (0 when the tokenizer has no UNK token: byte-level BPEs) | |",

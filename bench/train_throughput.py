@@ -15,6 +15,7 @@ peak memory with and without GradCache.
 
 Run: ``python bench/train_throughput.py --profile`` (needs the ``bench`` extra); writes docs/train_throughput.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,10 @@ BASELINE_REF = "6cf0932"  # the last commit before issue 16 changed the trainer
 def _triplets(n: int, path: Path) -> None:
     from embedlab.train.data import load_dataset
 
-    rows = [{"query": e.query, "positive": e.positive, "negatives": list(e.negatives[:1])} for e in load_dataset("snli-triplets")[:n]]
+    rows = [
+        {"query": e.query, "positive": e.positive, "negatives": list(e.negatives[:1])}
+        for e in load_dataset("snli-triplets")[:n]
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -48,11 +52,23 @@ def _model_path() -> str:
 
 
 def _trainer(args: argparse.Namespace, **extra):
-    from embedlab.train import Trainer, TrainConfig
+    from embedlab.train import TrainConfig, Trainer
 
-    cfg = TrainConfig(model="minilm-l6", data=args.data, output=tempfile.mkdtemp() + "/o", steps=args.steps, batch_size=args.batch,
-                      lr=2e-5, warmup_steps=0, hard_negatives=1, max_length=args.max_length, mask_false_negatives=False,
-                      micro_batch_size=args.micro or None, weight_decay=0.01, **extra)
+    cfg = TrainConfig(
+        model="minilm-l6",
+        data=args.data,
+        output=tempfile.mkdtemp() + "/o",
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=2e-5,
+        warmup_steps=0,
+        hard_negatives=1,
+        max_length=args.max_length,
+        mask_false_negatives=False,
+        micro_batch_size=args.micro or None,
+        weight_decay=0.01,
+        **extra,
+    )
     return Trainer(cfg, show_progress=False)
 
 
@@ -71,9 +87,18 @@ PARTS = [
     ("forward", [("models/embedder.py", "forward")]),
     ("loss", [("train/trainer.py", "loss_fn")]),
     ("backward", [("torch/_tensor.py", "backward")]),
-    ("optimizer (step, zero_grad, clip)", [("torch/optim/optimizer.py", "wrapper"), ("torch/optim/optimizer.py", "zero_grad"),
-                                           ("torch/nn/utils/clip_grad.py", "clip_grad_norm_")]),
-    ("logging (log file, progress bar)", [("train/trainer.py", "_log"), ("tqdm/std.py", "update"), ("tqdm/std.py", "set_postfix")]),
+    (
+        "optimizer (step, zero_grad, clip)",
+        [
+            ("torch/optim/optimizer.py", "wrapper"),
+            ("torch/optim/optimizer.py", "zero_grad"),
+            ("torch/nn/utils/clip_grad.py", "clip_grad_norm_"),
+        ],
+    ),
+    (
+        "logging (log file, progress bar)",
+        [("train/trainer.py", "_log"), ("tqdm/std.py", "update"), ("tqdm/std.py", "set_postfix")],
+    ),
     ("checkpoint", [("train/checkpoint.py", "save_checkpoint")]),
     ("data loading, memory check", [("train/data.py", "load_datasets"), ("train/trainer.py", "_check_memory")]),
 ]
@@ -97,7 +122,11 @@ def worker_profile(args: argparse.Namespace) -> dict:
             for (file, _line, fname), (_cc, _nc, _tt, ct, callers) in stats.items():
                 if fname == name and file.replace(os.sep, "/").endswith(suffix):
                     # count only outermost calls: skip those called from a function of the same part
-                    outer = [c for c in callers if not any(c[2] == n and c[0].replace(os.sep, "/").endswith(s) for s, n in funcs)]
+                    outer = [
+                        c
+                        for c in callers
+                        if not any(c[2] == n and c[0].replace(os.sep, "/").endswith(s) for s, n in funcs)
+                    ]
                     seconds += ct if outer or not callers else 0.0
         parts[part] = seconds
     return {"total": total, "parts": parts, "embedlab": str(Path(embedlab.__file__).parent)}
@@ -105,12 +134,21 @@ def worker_profile(args: argparse.Namespace) -> dict:
 
 def worker_st(args: argparse.Namespace) -> dict:
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     rows = [json.loads(x) for x in Path(args.data).read_text().splitlines()]
-    ds = Dataset.from_dict({"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows],
-                            "negative": [r["negatives"][0] for r in rows]})
+    ds = Dataset.from_dict(
+        {
+            "anchor": [r["query"] for r in rows],
+            "positive": [r["positive"] for r in rows],
+            "negative": [r["negatives"][0] for r in rows],
+        }
+    )
     model = SentenceTransformer(_model_path(), device="cpu")
     model.max_seq_length = args.max_length
     tok = model.tokenizer
@@ -119,11 +157,23 @@ def worker_st(args: argparse.Namespace) -> dict:
     for col in ("anchor", "positive", "negative"):
         ids = tok(ds[col][:n_used], truncation=True, max_length=args.max_length)["input_ids"]
         tokens += sum(len(x) for x in ids)
-    targs = SentenceTransformerTrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch,
-                                                 max_steps=args.steps, learning_rate=2e-5, warmup_steps=0, weight_decay=0.01,
-                                                 logging_steps=10**6, save_strategy="no", report_to=[], use_cpu=True,
-                                                 dataloader_drop_last=True, seed=42)
-    trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=ds, loss=MultipleNegativesRankingLoss(model))
+    targs = SentenceTransformerTrainingArguments(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=args.batch,
+        max_steps=args.steps,
+        learning_rate=2e-5,
+        warmup_steps=0,
+        weight_decay=0.01,
+        logging_steps=10**6,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        dataloader_drop_last=True,
+        seed=42,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=targs, train_dataset=ds, loss=MultipleNegativesRankingLoss(model)
+    )
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
@@ -147,7 +197,11 @@ def worker_floor(args: argparse.Namespace) -> dict:
     steps = []
     for s in range(args.steps):
         batch = rows_all[s * args.batch : (s + 1) * args.batch]
-        items = [("", r["query"]) for r in batch] + [("", r["positive"]) for r in batch] + [("", r["negatives"][0]) for r in batch]
+        items = (
+            [("", r["query"]) for r in batch]
+            + [("", r["positive"]) for r in batch]
+            + [("", r["negatives"][0]) for r in batch]
+        )
         rows = trainer._tokenized(items)
         lengths = [len(r[0]) for r in rows]
         steps.append((rows, trainer._plan(lengths), length_sorted_chunks(lengths, args.micro)))
@@ -179,6 +233,7 @@ def worker_floor(args: argparse.Namespace) -> dict:
             with torch.no_grad():
                 for chunk in (plain, micro)[plan_index]:
                     trainer._embed_tokenized([rows[i] for i in chunk])
+
         return run
 
     def optimizer(rows, plain, micro):  # noqa: ANN001
@@ -187,8 +242,14 @@ def worker_floor(args: argparse.Namespace) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return {"P": timed(plain_pass), "O": timed(optimizer), "N": timed(no_grad(1)), "R": timed(replay),
-            "N_plain": timed(no_grad(0)), "steps": args.steps}
+    return {
+        "P": timed(plain_pass),
+        "O": timed(optimizer),
+        "N": timed(no_grad(1)),
+        "R": timed(replay),
+        "N_plain": timed(no_grad(0)),
+        "steps": args.steps,
+    }
 
 
 def _peak() -> int:
@@ -233,7 +294,9 @@ def main() -> None:
     p.add_argument("--out", default="docs/train_throughput.md")
     args = p.parse_args()
     if args.worker:
-        fn = {"embedlab": worker_embedlab, "st": worker_st, "profile": worker_profile, "floor": worker_floor}[args.worker]
+        fn = {"embedlab": worker_embedlab, "st": worker_st, "profile": worker_profile, "floor": worker_floor}[
+            args.worker
+        ]
         print(json.dumps(fn(args)))
         return
     tmp = Path(tempfile.mkdtemp())
@@ -246,60 +309,95 @@ def main() -> None:
         runs[names[0]].append(_run("st", **common))
         runs[names[1]].append(_run("embedlab", **common, micro=0))
         runs[names[2]].append(_run("embedlab", **common, micro=args.micro))
-        print(f"run {i + 1}: " + ", ".join(f"{k} {v[-1]['tokens'] / v[-1]['seconds']:.0f} tok/s" for k, v in runs.items()), flush=True)
+        print(
+            f"run {i + 1}: "
+            + ", ".join(f"{k} {v[-1]['tokens'] / v[-1]['seconds']:.0f} tok/s" for k, v in runs.items()),
+            flush=True,
+        )
     tps = {k: [r["tokens"] / r["seconds"] for r in v] for k, v in runs.items()}
-    body = [f"minilm-l6, fp32, SNLI triplets (anchor, positive, 1 hard negative), batch {args.batch}, max_length {args.max_length}, "
-            f"{args.steps} steps, lr 2e-5, fused AdamW in both (sentence-transformers' default, `{runs[names[0]][0].get('optim')}`); "
-            f"each trainer in its own subprocess, alternating, {args.runs} runs. Tokens: the same texts through the same "
-            "tokenizer and truncation. Per-run ratio: that run's tokens/s over the same run's sentence-transformers tokens/s. "
-            "Dropout is on in both (training mode), so the losses of the two trainers are not comparable step by step; "
-            "tests/train/test_fast_paths.py checks the loss equalities with dropout off.", "",
-            "| trainer | tokens | seconds (best) | tokens/s (best) | tokens/s min–max | ratio vs ST, per run min–max | ratio vs plain embedlab, per run min–max |",
-            "|---|---|---|---|---|---|---|"]
+    body = [
+        f"minilm-l6, fp32, SNLI triplets (anchor, positive, 1 hard negative), batch {args.batch}, max_length {args.max_length}, "
+        f"{args.steps} steps, lr 2e-5, fused AdamW in both (sentence-transformers' default, `{runs[names[0]][0].get('optim')}`); "
+        f"each trainer in its own subprocess, alternating, {args.runs} runs. Tokens: the same texts through the same "
+        "tokenizer and truncation. Per-run ratio: that run's tokens/s over the same run's sentence-transformers tokens/s. "
+        "Dropout is on in both (training mode), so the losses of the two trainers are not comparable step by step; "
+        "tests/train/test_fast_paths.py checks the loss equalities with dropout off.",
+        "",
+        "| trainer | tokens | seconds (best) | tokens/s (best) | tokens/s min–max | ratio vs ST, per run min–max | ratio vs plain embedlab, per run min–max |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in names:
         best = max(range(args.runs), key=lambda i: tps[name][i])
         r = runs[name][best]
         vs_st = [tps[name][i] / tps[names[0]][i] for i in range(args.runs)]
         vs_plain = [tps[name][i] / tps[names[1]][i] for i in range(args.runs)]
-        body.append(f"| {name} | {r['tokens']:,} | {r['seconds']:.1f} | {tps[name][best]:,.0f} | {min(tps[name]):,.0f}–{max(tps[name]):,.0f} | "
-                    f"{min(vs_st):.2f}–{max(vs_st):.2f} | {min(vs_plain):.2f}–{max(vs_plain):.2f} |")
+        body.append(
+            f"| {name} | {r['tokens']:,} | {r['seconds']:.1f} | {tps[name][best]:,.0f} | {min(tps[name]):,.0f}–{max(tps[name]):,.0f} | "
+            f"{min(vs_st):.2f}–{max(vs_st):.2f} | {min(vs_plain):.2f}–{max(vs_plain):.2f} |"
+        )
 
     floor = _run("floor", **common, micro=args.micro)
-    P, O, N, R, Np = (floor[k] for k in ("P", "O", "N", "R", "N_plain"))
+    P, O, N, R, Np = (floor[k] for k in ("P", "O", "N", "R", "N_plain"))  # noqa: E741 (the floor formula's letters)
     measured = [tps[names[2]][i] / tps[names[1]][i] for i in range(args.runs)]
-    body += ["", f"## GradCache's floor (micro-batch {args.micro})", "",
-             f"GradCache computes the same gradient as a plain step, but embeds every text twice: once without a graph (to get "
-             f"the loss's gradient with respect to each representation) and once more with one, micro-batch by micro-batch. "
-             f"Timed in one process on the same {floor['steps']} steps' texts (best of 2, dropout on, fp32), without the trainer "
-             "around them:", "",
-             "| part | seconds |", "|---|---|",
-             f"| P: plain forward + backward, the trainer's padding-aware chunks | {P:.2f} |",
-             f"| O: optimizer step (fused AdamW) | {O:.2f} |",
-             f"| N: GradCache's first pass, no graph, micro-batches of {args.micro} | {N:.2f} |",
-             f"| R: GradCache's replayed pass + backward, micro-batches of {args.micro} | {R:.2f} |",
-             f"| N_plain: a graph-free pass over plain's own chunks | {Np:.2f} |", "",
-             "| bound on GradCache / plain | value |", "|---|---|",
-             f"| exact gradients, micro-batches free: (P + O) / (P + O + N_plain) | {(P + O) / (P + O + Np):.2f} |",
-             f"| at micro-batch {args.micro}: (P + O) / (R + O + N) | {(P + O) / (R + O + N):.2f} |",
-             f"| measured above, per run | {min(measured):.2f}–{max(measured):.2f} |", "",
-             ("The issue's target (≥ 0.85×) lies above the first bound: a second forward pass is the price of GradCache's "
-              "exact gradients, and no scheduling removes it." if (P + O) / (P + O + Np) < 0.85 else
-              "The first bound is above the issue's target (≥ 0.85×): what separates the measurement from it is overhead.")]
+    body += [
+        "",
+        f"## GradCache's floor (micro-batch {args.micro})",
+        "",
+        f"GradCache computes the same gradient as a plain step, but embeds every text twice: once without a graph (to get "
+        f"the loss's gradient with respect to each representation) and once more with one, micro-batch by micro-batch. "
+        f"Timed in one process on the same {floor['steps']} steps' texts (best of 2, dropout on, fp32), without the trainer "
+        "around them:",
+        "",
+        "| part | seconds |",
+        "|---|---|",
+        f"| P: plain forward + backward, the trainer's padding-aware chunks | {P:.2f} |",
+        f"| O: optimizer step (fused AdamW) | {O:.2f} |",
+        f"| N: GradCache's first pass, no graph, micro-batches of {args.micro} | {N:.2f} |",
+        f"| R: GradCache's replayed pass + backward, micro-batches of {args.micro} | {R:.2f} |",
+        f"| N_plain: a graph-free pass over plain's own chunks | {Np:.2f} |",
+        "",
+        "| bound on GradCache / plain | value |",
+        "|---|---|",
+        f"| exact gradients, micro-batches free: (P + O) / (P + O + N_plain) | {(P + O) / (P + O + Np):.2f} |",
+        f"| at micro-batch {args.micro}: (P + O) / (R + O + N) | {(P + O) / (R + O + N):.2f} |",
+        f"| measured above, per run | {min(measured):.2f}–{max(measured):.2f} |",
+        "",
+        (
+            "The issue's target (≥ 0.85×) lies above the first bound: a second forward pass is the price of GradCache's "
+            "exact gradients, and no scheduling removes it."
+            if (P + O) / (P + O + Np) < 0.85
+            else "The first bound is above the issue's target (≥ 0.85×): what separates the measurement from it is overhead."
+        ),
+    ]
 
     if args.profile:
         base = _baseline_src(args.baseline_ref)
-        prof = {f"before ({args.baseline_ref})": _run("profile", pythonpath=base, **{**common, "steps": args.profile_steps}, micro=0,
-                                                     checkpoint_every=args.checkpoint_every),
-                "after (working tree)": _run("profile", **{**common, "steps": args.profile_steps}, micro=0,
-                                             checkpoint_every=args.checkpoint_every)}
+        prof = {
+            f"before ({args.baseline_ref})": _run(
+                "profile",
+                pythonpath=base,
+                **{**common, "steps": args.profile_steps},
+                micro=0,
+                checkpoint_every=args.checkpoint_every,
+            ),
+            "after (working tree)": _run(
+                "profile", **{**common, "steps": args.profile_steps}, micro=0, checkpoint_every=args.checkpoint_every
+            ),
+        }
         cols = list(prof)
-        body += ["", "## Where a training run's time goes", "",
-                 f"cProfile over `Trainer.fit` for {args.profile_steps} steps (same settings, no GradCache, a checkpoint every "
-                 f"{args.checkpoint_every} steps, a log record every step): cumulative seconds of the functions that do each part, "
-                 "outermost calls only. cProfile adds a per-call cost to every Python function (most in the forward pass, "
-                 "which calls many small modules), so the seconds are inflated relative to the timed runs above; the shares "
-                 "are what to read. Packages profiled: " + "; ".join(f"{k}: `{v['embedlab']}`" for k, v in prof.items()), "",
-                 "| part | " + " | ".join(f"{c} s | share" for c in cols) + " |", "|---" * (1 + 2 * len(cols)) + "|"]
+        body += [
+            "",
+            "## Where a training run's time goes",
+            "",
+            f"cProfile over `Trainer.fit` for {args.profile_steps} steps (same settings, no GradCache, a checkpoint every "
+            f"{args.checkpoint_every} steps, a log record every step): cumulative seconds of the functions that do each part, "
+            "outermost calls only. cProfile adds a per-call cost to every Python function (most in the forward pass, "
+            "which calls many small modules), so the seconds are inflated relative to the timed runs above; the shares "
+            "are what to read. Packages profiled: " + "; ".join(f"{k}: `{v['embedlab']}`" for k, v in prof.items()),
+            "",
+            "| part | " + " | ".join(f"{c} s | share" for c in cols) + " |",
+            "|---" * (1 + 2 * len(cols)) + "|",
+        ]
         for part, _ in PARTS + [("other (autograd bookkeeping, sampling, Python glue)", None), ("total (fit)", None)]:
             cells = []
             for c in cols:
@@ -317,10 +415,23 @@ def main() -> None:
         mem = {}
         micro = min(32, args.memory_batch)
         for label, m in (("no GradCache", 0), (f"GradCache, micro-batch {micro}", micro)):
-            mem[label] = _run("embedlab", data=data, steps=args.memory_steps, batch=args.memory_batch, max_length=args.max_length, micro=m)
+            mem[label] = _run(
+                "embedlab",
+                data=data,
+                steps=args.memory_steps,
+                batch=args.memory_batch,
+                max_length=args.max_length,
+                micro=m,
+            )
         base_peak = mem["no GradCache"]["peak"]
-        body += ["", f"## Peak memory: a contrastive batch of {args.memory_batch} triplets ({3 * args.memory_batch} texts, "
-                     f"{args.memory_steps} steps), process RSS", "", "| setting | peak memory | ratio | loss (last step) |", "|---|---|---|---|"]
+        body += [
+            "",
+            f"## Peak memory: a contrastive batch of {args.memory_batch} triplets ({3 * args.memory_batch} texts, "
+            f"{args.memory_steps} steps), process RSS",
+            "",
+            "| setting | peak memory | ratio | loss (last step) |",
+            "|---|---|---|---|",
+        ]
         for label, r in mem.items():
             body.append(f"| {label} | {r['peak'] / 2**20:,.0f} MiB | {r['peak'] / base_peak:.2f} | {r['loss']:.4f} |")
     write_markdown(args.out, "Training throughput: embedlab vs sentence-transformers", body)

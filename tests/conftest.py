@@ -1,4 +1,5 @@
 """Shared fixtures: tiny random models of each family, built from configs (no hub, no downloads)."""
+
 from __future__ import annotations
 
 import os
@@ -34,16 +35,35 @@ def make_tokenizer(encoder: bool):
     if encoder:
         tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
         return PreTrainedTokenizerFast(
-            tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", model_max_length=64
+            tokenizer_object=tok,
+            unk_token="[UNK]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            model_max_length=64,
         )
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>", bos_token="<s>", model_max_length=64)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        eos_token="</s>",
+        bos_token="<s>",
+        model_max_length=64,
+    )
 
 
 def make_config(family: str):
     import transformers as t
 
     vocab = len(SPECIAL) + len(WORDS)
-    common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64)
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+    )
     if family == "bert":
         return t.BertConfig(**common, pad_token_id=0)
     dec = dict(common, num_key_value_heads=2, pad_token_id=0, eos_token_id=4, bos_token_id=5)

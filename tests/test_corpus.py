@@ -1,5 +1,6 @@
 """embedlab.corpus: the one reader of texts and documents, checked against hand-written expectations
 (per-row id and title rules, gzip, Parquet, TSV, stdin, and one-line errors)."""
+
 from __future__ import annotations
 
 import gzip

@@ -30,7 +30,7 @@ def _set_partitions(items):
     first, rest = items[0], items[1:]
     for part in _set_partitions(rest):
         for k in range(len(part)):
-            yield part[:k] + [[first] + part[k]] + part[k + 1:]
+            yield part[:k] + [[first] + part[k]] + part[k + 1 :]
         yield [[first]] + part
 
 
@@ -45,14 +45,17 @@ def test_padding_aware_batches_is_optimal_over_all_partitions():
     def feasible(b, lengths, budget, cap):
         return len(b) <= cap and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= budget)
 
-    for trial in range(60):
+    for _trial in range(60):
         lengths = [rng.randint(1, 30) for _ in range(rng.randint(1, 7))]
         budget, cap, overhead = rng.randint(20, 120), rng.randint(1, 5), rng.choice([0, 3, 10, 40])
         got = padding_aware_batches(lengths, budget, cap, overhead)
         assert sorted(i for b in got for i in b) == list(range(len(lengths)))
         assert all(feasible(b, lengths, budget, cap) for b in got)
-        best = min(cost(p, lengths, overhead) for p in _set_partitions(list(range(len(lengths))))
-                   if all(feasible(b, lengths, budget, cap) for b in p))
+        best = min(
+            cost(p, lengths, overhead)
+            for p in _set_partitions(list(range(len(lengths))))
+            if all(feasible(b, lengths, budget, cap) for b in p)
+        )
         assert cost(got, lengths, overhead) == best, (lengths, budget, cap, overhead, got)
 
 
@@ -96,6 +99,7 @@ def test_write_json_is_atomic(tmp_path, monkeypatch):
                 assert os.stat(src).st_dev == os.stat(target.parent).st_dev  # same filesystem: the rename is atomic
                 renames.append(src)
             return real(src, dst)
+
         return move
 
     monkeypatch.setattr(os, "replace", spy(real_replace))

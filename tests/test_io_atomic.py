@@ -1,6 +1,7 @@
 """embedlab.io.atomic_path and check_output: a write never deletes what it did not create.
 
 Every case states the expected tree by hand (names and bytes), and compares it with what is on disk."""
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,11 @@ def test_rewriting_keeps_the_users_files_and_drops_only_embedlabs_old_ones(tmp_p
     (out / "notes.txt").write_text("my notes")
     write_folder(out, {"config.json": "new", "model.safetensors": "w"})
     files = tree(out)
-    assert {k: v for k, v in files.items() if k != MARKER} == {"config.json": b"new", "model.safetensors": b"w",
-                                                               "notes.txt": b"my notes"}
+    assert {k: v for k, v in files.items() if k != MARKER} == {
+        "config.json": b"new",
+        "model.safetensors": b"w",
+        "notes.txt": b"my notes",
+    }
     assert json.loads(files[MARKER])["entries"] == ["config.json", "model.safetensors"]
     assert sorted(os.listdir(tmp_path)) == ["m"]
 
@@ -124,7 +128,9 @@ def test_files_get_the_mode_open_gives(tmp_path):
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600))
     finally:
         os.umask(old)
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [*(tmp_path / "m").iterdir(), tmp_path / "single.safetensors"]}
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode) for p in [*(tmp_path / "m").iterdir(), tmp_path / "single.safetensors"]
+    }
     assert modes == {"model.safetensors": 0o644, "config.json": 0o644, MARKER: 0o644, "single.safetensors": 0o644}
     assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == 0o755
 
@@ -138,9 +144,14 @@ def test_check_output_before_the_work(tmp_path, monkeypatch):
     assert check_output("empty", folder=True) == Path("empty")
     assert check_output("new/deeper", folder=True) == Path("new/deeper")
     assert check_output("full", folder=True, overwrite=True) == Path("full")
-    cases = [(("full",), True, "is not empty: pass --overwrite"), (("afile",), True, "is an existing file"),
-             (("afile/x",), True, "afile is a file"), ((".",), True, "the current folder"),
-             (("",), False, "is empty"), (("empty",), False, "is a folder")]
+    cases = [
+        (("full",), True, "is not empty: pass --overwrite"),
+        (("afile",), True, "is an existing file"),
+        (("afile/x",), True, "afile is a file"),
+        ((".",), True, "the current folder"),
+        (("",), False, "is empty"),
+        (("empty",), False, "is a folder"),
+    ]
     for (path,), folder, message in cases:
         with pytest.raises(OutputPathError, match=message):
             check_output(path, folder=folder)

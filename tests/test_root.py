@@ -1,4 +1,5 @@
 """``import embedlab``: the names a user reaches for first, imported lazily, and ``embedlab.evaluate``."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,10 @@ import embedlab
 
 
 def test_import_embedlab_is_cheap_and_names_resolve_on_first_use():
-    code = ("import sys, embedlab; heavy = [m for m in ('torch', 'transformers', 'numpy', 'embedlab.models') if m in sys.modules]; "
-            "print(heavy); embedlab.Embedder; print('torch' in sys.modules)")
+    code = (
+        "import sys, embedlab; heavy = [m for m in ('torch', 'transformers', 'numpy', 'embedlab.models') if m in sys.modules]; "
+        "print(heavy); embedlab.Embedder; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "[]" and out[1] == "True"
 
@@ -26,8 +29,14 @@ def test_the_root_exports_what_a_user_reaches_for_first():
     from embedlab.train.config import TrainConfig
     from embedlab.train.trainer import Trainer
 
-    expected = {"Embedder": Embedder, "Trainer": Trainer, "TrainConfig": TrainConfig, "evaluate": evaluate,
-                "VectorIndex": VectorIndex, "distill": distill}
+    expected = {
+        "Embedder": Embedder,
+        "Trainer": Trainer,
+        "TrainConfig": TrainConfig,
+        "evaluate": evaluate,
+        "VectorIndex": VectorIndex,
+        "distill": distill,
+    }
     assert set(embedlab.__all__) == {*expected, "load", "__version__"}
     for name, obj in expected.items():
         assert getattr(embedlab, name) is obj
@@ -38,10 +47,17 @@ def test_the_root_exports_what_a_user_reaches_for_first():
 
 
 def _sts_task(root):
-    rows = [("the cat sat", "the cat sat on the mat", 5), ("a dog ran", "the sky is blue", 0),
-            ("the big car", "the small car", 3), ("why is it", "how is it", 2), ("red house", "a red house", 4)]
+    rows = [
+        ("the cat sat", "the cat sat on the mat", 5),
+        ("a dog ran", "the sky is blue", 0),
+        ("the big car", "the small car", 3),
+        ("why is it", "how is it", 2),
+        ("red house", "a red house", 4),
+    ]
     root.mkdir()
-    (root / "test.tsv").write_text("sentence1\tsentence2\tscore\n" + "\n".join(f"{a}\t{b}\t{s}" for a, b, s in rows) + "\n")
+    (root / "test.tsv").write_text(
+        "sentence1\tsentence2\tscore\n" + "\n".join(f"{a}\t{b}\t{s}" for a, b, s in rows) + "\n"
+    )
     (root / "task.json").write_text(json.dumps({"name": "TinySTS", "type": "sts", "files": {"test": "test.tsv"}}))
     return rows
 

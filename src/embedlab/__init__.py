@@ -12,6 +12,7 @@ What a user reaches for first is importable from here, as in sentence-transforme
 
 The names are imported on first use (PEP 562), so ``import embedlab`` itself loads no torch.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,7 +30,16 @@ _EXPORTS = {
     "distill": "embedlab.models.static",
 }
 
-__all__ = ["Embedder", "TrainConfig", "Trainer", "VectorIndex", "__version__", "distill", "evaluate", "load"]  # = _EXPORTS + load, __version__ (a test checks)
+__all__ = [
+    "Embedder",
+    "TrainConfig",
+    "Trainer",
+    "VectorIndex",
+    "__version__",
+    "distill",
+    "evaluate",
+    "load",
+]  # = _EXPORTS + load, __version__ (a test checks)
 
 
 def load(model: str | None = None, **kwargs: Any) -> Any:

@@ -23,6 +23,7 @@ JSONL lines are split on ``\\n`` only (a JSON string may hold U+2028 and other c
 :meth:`str.splitlines` would split on). This module is a leaf: stdlib, pyarrow (lazily) and
 :mod:`embedlab.errors`.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -33,8 +34,19 @@ from typing import Any, Iterator, Mapping
 
 from embedlab.errors import ConfigError, EmptyInput, InputError
 
-__all__ = ["DOCUMENT_COLUMNS", "document_of", "documents_from_arrow", "gunzip", "iter_documents", "join_title",
-           "parquet_columns", "parse_jsonl", "read_bytes", "read_documents", "read_texts"]
+__all__ = [
+    "DOCUMENT_COLUMNS",
+    "document_of",
+    "documents_from_arrow",
+    "gunzip",
+    "iter_documents",
+    "join_title",
+    "parquet_columns",
+    "parse_jsonl",
+    "read_bytes",
+    "read_documents",
+    "read_texts",
+]
 
 DOCUMENT_COLUMNS = ("id", "_id", "title", "text")  # the columns a document row may use
 BATCH_ROWS = 10_000
@@ -113,8 +125,9 @@ def _json_row(line: str, where: str) -> Any:
 
 
 # -- texts -------------------------------------------------------------------------------------------
-def read_texts(path: str | os.PathLike | None, *, stdin_text: str | None = None, limit: int | None = None,
-               drop_blank: bool = False) -> list[str]:
+def read_texts(
+    path: str | os.PathLike | None, *, stdin_text: str | None = None, limit: int | None = None, drop_blank: bool = False
+) -> list[str]:
     """Texts of a file: one per line, JSONL objects with a ``text`` field (title joined by :func:`join_title`),
     or a ``.tsv`` with a header that has a ``text`` column; ``.gz`` for any of them. ``-`` reads ``stdin_text``.
 
@@ -131,7 +144,9 @@ def read_texts(path: str | os.PathLike | None, *, stdin_text: str | None = None,
         raw, name, stem = _decode(read_bytes(p), str(p)), str(p), _stem(p)
     lines = _lines(raw)
     if not lines:
-        raise EmptyInput(f"{name} has no text (it is empty or blank): give one text per line, or JSONL with a 'text' field")
+        raise EmptyInput(
+            f"{name} has no text (it is empty or blank): give one text per line, or JSONL with a 'text' field"
+        )
     if stem.endswith(".jsonl") or lines[0].lstrip().startswith("{"):
         texts = []
         for i, line in enumerate(lines, 1):
@@ -165,8 +180,9 @@ def read_texts(path: str | os.PathLike | None, *, stdin_text: str | None = None,
 
 
 # -- documents ---------------------------------------------------------------------------------------
-def parse_jsonl(raw: bytes | str, name: str, *, keep: set[str] | None = None,
-                batch_rows: int = BATCH_ROWS) -> Iterator[tuple[list[str], list[str]]]:
+def parse_jsonl(
+    raw: bytes | str, name: str, *, keep: set[str] | None = None, batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[list[str], list[str]]]:
     """``(ids, texts)`` batches of a JSONL document file's content (already gunzipped); blank lines are
     skipped, and errors name ``name:line``. ``keep`` keeps only those ids."""
     text = _decode(raw, name) if isinstance(raw, bytes) else raw
@@ -191,14 +207,17 @@ def parse_jsonl(raw: bytes | str, name: str, *, keep: set[str] | None = None,
         yield ids, texts
 
 
-def documents_from_arrow(batch: Any, name: str, *, offset: int = 0,
-                         keep: set[str] | None = None) -> tuple[list[str], list[str]]:
+def documents_from_arrow(
+    batch: Any, name: str, *, offset: int = 0, keep: set[str] | None = None
+) -> tuple[list[str], list[str]]:
     """``(ids, texts)`` of an Arrow table or record batch (Parquet), row by row with :func:`document_of`.
     ``offset`` is the batch's first row in the file (for error messages)."""
     names = [c for c in DOCUMENT_COLUMNS if c in batch.schema.names]
     if "text" not in names or not ({"id", "_id"} & set(names)):
-        raise InputError(f"{name}: a Parquet corpus needs an 'id' (or '_id') and a 'text' column; it has "
-                         f"{', '.join(batch.schema.names)}")
+        raise InputError(
+            f"{name}: a Parquet corpus needs an 'id' (or '_id') and a 'text' column; it has "
+            f"{', '.join(batch.schema.names)}"
+        )
     columns = {c: batch.column(c).to_pylist() for c in names}
     ids: list[str] = []
     texts: list[str] = []
@@ -253,4 +272,3 @@ def read_documents(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     if not ids:
         raise EmptyInput(f"corpus {path} is empty")
     return ids, texts
-

@@ -1,4 +1,5 @@
 """The README's first job: nearest neighbours over a small shipped corpus."""
+
 from __future__ import annotations
 
 from importlib import resources

@@ -33,6 +33,7 @@ The tree::
 The feature modules re-export the classes that used to live in them (``embedlab.index.codecs.CodecError``
 and so on), so old import paths keep working.
 """
+
 from __future__ import annotations
 
 

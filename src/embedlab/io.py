@@ -15,6 +15,7 @@ The rule every writer follows (:func:`atomic_path`):
 :func:`check_output` applies the same rules before any work starts, and adds the CLI's stricter one: an
 existing non-empty output folder is refused without ``--overwrite``.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -85,7 +86,13 @@ def _target(path: str | os.PathLike, flag: str | None) -> Path:
     target = Path(os.path.abspath(raw))
     cwd = Path(os.path.abspath(os.getcwd()))
     if target == Path(target.anchor) or target == cwd or target in cwd.parents:
-        place = "the current folder" if target == cwd else "a parent of the current folder" if target != Path(target.anchor) else "the filesystem root"
+        place = (
+            "the current folder"
+            if target == cwd
+            else "a parent of the current folder"
+            if target != Path(target.anchor)
+            else "the filesystem root"
+        )
         raise OutputPathError(f"{what} {raw!s} is {place}: name a new folder (e.g. {what} ./out)")
     return target
 
@@ -120,8 +127,10 @@ def check_output(path: str | os.PathLike, *, folder: bool, overwrite: bool = Fal
             if not os.access(target, os.W_OK | os.X_OK):
                 raise OutputPathError(f"cannot write {flag} {path}: no permission to write in it")
             if any(target.iterdir()) and not overwrite:
-                raise OutputPathError(f"{flag} {path} is not empty: pass --overwrite to replace what embedlab wrote "
-                                      f"there (your other files are kept), or choose a new folder")
+                raise OutputPathError(
+                    f"{flag} {path} is not empty: pass --overwrite to replace what embedlab wrote "
+                    f"there (your other files are kept), or choose a new folder"
+                )
     elif target.is_dir():
         raise OutputPathError(f"{flag} {path} is a folder; {flag} names a file: give a file name")
     return Path(path)
@@ -131,7 +140,9 @@ def _owned(folder: Path) -> set[str]:
     """The entries of ``folder`` that embedlab's last write there listed in its :data:`MARKER`."""
     try:
         data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-        return {str(e) for e in data.get("entries", []) if isinstance(e, str) and "/" not in e and e not in ("", ".", "..")}
+        return {
+            str(e) for e in data.get("entries", []) if isinstance(e, str) and "/" not in e and e not in ("", ".", "..")
+        }
     except (OSError, ValueError, AttributeError):
         return set()
 
@@ -158,8 +169,10 @@ def _commit_folder(tmp: Path, target: Path, scratch: Path, overwrite: bool) -> N
     clash = foreign & set(new)
     if clash and not (overwrite or _OVERWRITE.get()):
         names = ", ".join(sorted(clash)[:3]) + (", …" if len(clash) > 3 else "")
-        raise OutputPathError(f"{target} holds {names}, which embedlab did not write: pass --overwrite to replace "
-                              f"{'it' if len(clash) == 1 else 'them'}, or choose a new folder")
+        raise OutputPathError(
+            f"{target} holds {names}, which embedlab did not write: pass --overwrite to replace "
+            f"{'it' if len(clash) == 1 else 'them'}, or choose a new folder"
+        )
     if not foreign:  # everything there is embedlab's: swap the whole folder (two renames)
         os.rename(target, scratch / "old")
         os.rename(tmp, target)

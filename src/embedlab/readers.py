@@ -1,4 +1,5 @@
 """Readers for the shared benchmark layouts (TSV without quoting, JSONL, BEIR), with errors naming the file."""
+
 from __future__ import annotations
 
 import gzip

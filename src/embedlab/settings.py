@@ -1,4 +1,5 @@
 """Process-wide settings read from the environment (data and cache directories)."""
+
 from __future__ import annotations
 
 import os

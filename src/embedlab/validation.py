@@ -3,6 +3,7 @@
 Each check returns the value when it is fine and raises :class:`~embedlab.errors.ConfigError` (exit 2,
 HTTP 422) with one line naming the setting otherwise, so the CLI, the configs and the library word the
 same mistake the same way. ``name`` is what the user typed: a flag (``--k``) or a config field (``k``)."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,15 @@ def non_negative_int(name: str, value: Any) -> int:
     return value
 
 
-def finite_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False) -> float:
+def finite_float(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """A finite number, optionally within [low, high] (``*_open``: that end excluded)."""
     try:
         x = float(value)
@@ -36,7 +44,12 @@ def finite_float(name: str, value: Any, *, low: float | None = None, high: float
         raise ConfigError(f"{name} must be a number; got {value!r}") from None
     if isinstance(value, bool) or not math.isfinite(x):
         raise ConfigError(f"{name} must be a finite number; got {value!r}")
-    if low is not None and (x < low or (low_open and x == low)) or high is not None and (x > high or (high_open and x == high)):
+    if (
+        low is not None
+        and (x < low or (low_open and x == low))
+        or high is not None
+        and (x > high or (high_open and x == high))
+    ):
         lo = "" if low is None else f"{'(' if low_open else '['}{low:g}"
         hi = "" if high is None else f"{high:g}{')' if high_open else ']'}"
         raise ConfigError(f"{name} must be in {lo or '(-inf'}, {hi or 'inf)'}; got {value!r}")
@@ -87,4 +100,13 @@ def key_values(name: str, items: Iterable[str]) -> dict[str, Any]:
     return options
 
 
-__all__ = ["choice", "cluster_count", "finite_float", "key_values", "non_empty_list", "non_negative_int", "port", "positive_int"]
+__all__ = [
+    "choice",
+    "cluster_count",
+    "finite_float",
+    "key_values",
+    "non_empty_list",
+    "non_negative_int",
+    "port",
+    "positive_int",
+]

@@ -1,5 +1,6 @@
 """WEAT/SEAT statistics against hand computation and brute force; the bias subspace, DirectBias,
 neutralise and equalise against their defining properties; word lists and bad input."""
+
 from __future__ import annotations
 
 import itertools
@@ -131,19 +132,30 @@ def test_user_tests_from_yaml_and_json(tmp_path):
     (t,) = bias.load_tests(y)
     assert t.name == "mine" and t.A.name == "good" and t.A.kind == "noun" and t.B.words == ("g", "h", "i")
     j = tmp_path / "two.json"
-    j.write_text(json.dumps({"tests": {"t1": {"X": ["a", "b"], "Y": ["c", "d"], "A": ["e", "f"], "B": ["g", "h"]},
-                                       "t2": {"X": ["a", "b"], "Y": ["c", "d"], "A": ["e", "f"], "B": ["g", "h"]}}}))
+    j.write_text(
+        json.dumps(
+            {
+                "tests": {
+                    "t1": {"X": ["a", "b"], "Y": ["c", "d"], "A": ["e", "f"], "B": ["g", "h"]},
+                    "t2": {"X": ["a", "b"], "Y": ["c", "d"], "A": ["e", "f"], "B": ["g", "h"]},
+                }
+            }
+        )
+    )
     assert [t.name for t in bias.select_tests(j)] == ["t1", "t2"]
     assert [t.name for t in bias.select_tests("WEAT1, weat7")] == ["weat1", "weat7"]
 
 
-@pytest.mark.parametrize("content,match", [
-    ("X: [a]\nY: [c]\nA: [e, f]\nB: [g, h]\n", "at least 2 words; got X=1, Y=1"),
-    ("X: [a, b, z]\nY: [c, d]\nA: [e, f]\nB: [g, h]\n", "X and Y must be the same size for WEAT; got 3 and 2"),
-    ("X: [a, b]\nY: [c, d]\nA: [e, f]\n", "missing set"),
-    ("X: [a, b]\nY: [c, d]\nA: [e, f]\nB: [g, h]\nextra: [", "not valid YAML"),
-    ("X: [a, b]\nY: [c, d]\nA: {words: [e, f], kind: verb}\nB: [g, h]\n", "kind must be one of"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("X: [a]\nY: [c]\nA: [e, f]\nB: [g, h]\n", "at least 2 words; got X=1, Y=1"),
+        ("X: [a, b, z]\nY: [c, d]\nA: [e, f]\nB: [g, h]\n", "X and Y must be the same size for WEAT; got 3 and 2"),
+        ("X: [a, b]\nY: [c, d]\nA: [e, f]\n", "missing set"),
+        ("X: [a, b]\nY: [c, d]\nA: [e, f]\nB: [g, h]\nextra: [", "not valid YAML"),
+        ("X: [a, b]\nY: [c, d]\nA: {words: [e, f], kind: verb}\nB: [g, h]\n", "kind must be one of"),
+    ],
+)
 def test_bad_test_files_give_one_line_errors(tmp_path, content, match):
     p = tmp_path / "bad.yaml"
     p.write_text(content)
@@ -161,7 +173,9 @@ def test_static_vocabulary_missing_words_are_reported_and_skipped():
     rng = np.random.default_rng(0)
     vocab = ["a", "b", "c", "d", "e", "f", "g", "h", "x"]
     sv = bias.StaticVectors(vocab, rng.normal(size=(len(vocab), 8)))
-    t = bias.make_test("t", {"X": ["a", "b", "x"], "Y": ["c", "d", "missing1"], "A": ["e", "f", "missing2"], "B": ["g", "h"]})
+    t = bias.make_test(
+        "t", {"X": ["a", "b", "x"], "Y": ["c", "d", "missing1"], "A": ["e", "f", "missing2"], "B": ["g", "h"]}
+    )
     r = bias.run_test(sv, t)
     assert r.skipped == {"Y": ["missing1"], "A": ["missing2"]}
     assert r.dropped == {"X": ["x"]} and r.sizes == {"X": 2, "Y": 2, "A": 2, "B": 2}
@@ -253,7 +267,9 @@ def test_equalise_makes_each_pair_equidistant_from_neutral_words(k):
     for i in range(len(a)):
         ea, eb = bias.equalise(a[i], b[i], sub)
         assert np.linalg.norm(ea) == pytest.approx(1) and np.linalg.norm(eb) == pytest.approx(1)
-        np.testing.assert_allclose(np.linalg.norm(neutral - ea, axis=1), np.linalg.norm(neutral - eb, axis=1), atol=1e-9)
+        np.testing.assert_allclose(
+            np.linalg.norm(neutral - ea, axis=1), np.linalg.norm(neutral - eb, axis=1), atol=1e-9
+        )
         np.testing.assert_allclose(neutral @ ea, neutral @ eb, atol=1e-9)
         if k == 1:  # a·g = -b·g and a - b is parallel to g
             g = sub.basis[0]
@@ -275,8 +291,16 @@ def test_hard_debias_of_static_vectors_and_weat_drops():
             words.append(w)
             vecs.append(v)
     # careers lean male, family words lean female: a planted WEAT 6-like bias
-    for w, sign in [("career", 1), ("office", 1), ("salary", 1), ("home", -1), ("wedding", -1), ("parents", -1),
-                    ("doctor", 0), ("nurse", 0)]:
+    for w, sign in [
+        ("career", 1),
+        ("office", 1),
+        ("salary", 1),
+        ("home", -1),
+        ("wedding", -1),
+        ("parents", -1),
+        ("doctor", 0),
+        ("nurse", 0),
+    ]:
         v = rng.normal(size=d) * 0.5
         v[0] = 2.0 * sign
         words.append(w)
@@ -284,11 +308,22 @@ def test_hard_debias_of_static_vectors_and_weat_drops():
     sv = bias.StaticVectors(words, np.array(vecs))
     sub, skipped = bias.bias_subspace(sv, [("he", "she"), ("man", "woman"), ("missing", "nope")])
     assert skipped == [("missing", "nope")] and abs(sub.basis[0] @ g) > 0.95
-    t = bias.make_test("t", {"X": ["he", "man"], "Y": ["she", "woman"], "A": ["career", "office", "salary"],
-                             "B": ["home", "wedding", "parents"]})
+    t = bias.make_test(
+        "t",
+        {
+            "X": ["he", "man"],
+            "Y": ["she", "woman"],
+            "A": ["career", "office", "salary"],
+            "B": ["home", "wedding", "parents"],
+        },
+    )
     before = bias.run_test(sv, t)
-    out, report = bias.hard_debias(sv, sub, gender_specific=["he", "she", "man", "woman", "king", "queen"],
-                                   equalize_pairs=[("king", "queen"), ("absent", "gone")])
+    out, report = bias.hard_debias(
+        sv,
+        sub,
+        gender_specific=["he", "she", "man", "woman", "king", "queen"],
+        equalize_pairs=[("king", "queen"), ("absent", "gone")],
+    )
     assert report.neutralised == 8 and report.equalised == 1 and ("absent", "gone") in report.skipped_pairs
     neutral = out.encode(["career", "office", "doctor", "nurse", "home"])
     assert np.abs(neutral @ sub.basis.T).max() < 1e-6

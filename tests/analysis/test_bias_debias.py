@@ -1,5 +1,6 @@
 """The debiasing module in an embedder chain: projected vectors, sentence-transformers loading, the
 embedlab commands on a debiased model, and `embedlab bias` (tiny random models; minilm-l6 marked slow)."""
+
 from __future__ import annotations
 
 import json
@@ -97,8 +98,11 @@ def test_basis_of_the_wrong_width_is_refused(base):
 
 
 def test_subspace_from_an_embedder_then_debias_removes_direct_bias(base):
-    lists = {"definitional_pairs": [["she", "he"], ["her", "his"]], "gender_specific_full": ["he", "she"],
-             "professions": ["model", "data", "the_cat"]}
+    lists = {
+        "definitional_pairs": [["she", "he"], ["her", "his"]],
+        "gender_specific_full": ["he", "she"],
+        "professions": ["model", "data", "the_cat"],
+    }
     rep = bias.direction_report(base, lists)
     assert rep["neutral_words"] == 3 and rep["direct_bias"] > 0
     assert sum(rep["explained_variance_ratio"]) == pytest.approx(1.0)
@@ -110,9 +114,13 @@ def test_subspace_from_an_embedder_then_debias_removes_direct_bias(base):
 def _lists(tmp_path):
     d = tmp_path / "lists"
     d.mkdir()
-    data = {"definitional_pairs": [["she", "he"], ["her", "his"]], "equalize_pairs": [["he", "she"]],
-            "gender_specific_seed": ["he", "she"], "gender_specific_full": ["he", "she", "her", "his"],
-            "professions": [["model", 0, 0], ["data", 0, 0.1], ["book", 0, 0]]}
+    data = {
+        "definitional_pairs": [["she", "he"], ["her", "his"]],
+        "equalize_pairs": [["he", "she"]],
+        "gender_specific_seed": ["he", "she"],
+        "gender_specific_full": ["he", "she", "her", "his"],
+        "professions": [["model", 0, 0], ["data", 0, 0.1], ["book", 0, 0]],
+    }
     for name, value in data.items():
         (d / f"{name}.json").write_text(json.dumps(value))
     return d
@@ -121,13 +129,30 @@ def _lists(tmp_path):
 def test_cli_debias_then_report_compare_and_commands_on_the_debiased_model(tiny_bert, tmp_path, monkeypatch, capsys):
     lists = _lists(tmp_path)
     out_dir = tmp_path / "deb"
-    code, _, err = run_cli(monkeypatch, capsys, "bias", "debias", tiny_bert, "--out", out_dir, "--lists", lists, "--pooling", "mean")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "bias", "debias", tiny_bert, "--out", out_dir, "--lists", lists, "--pooling", "mean"
+    )
     assert code == 0, err
     assert "DirectBias over 3 professions" in err and (out_dir / "modules.json").is_file()
     tests = tmp_path / "t.yaml"
     tests.write_text("X: [cat, dog]\nY: [car, tree]\nA: [he, him]\nB: [she, her]\n")
-    code, out, err = run_cli(monkeypatch, capsys, "bias", "report", tiny_bert, "--pooling", "mean", "--tests", tests,
-                             "--compare", out_dir, "--json", tmp_path / "r.json", "--png", tmp_path / "r.png")
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "bias",
+        "report",
+        tiny_bert,
+        "--pooling",
+        "mean",
+        "--tests",
+        tests,
+        "--compare",
+        out_dir,
+        "--json",
+        tmp_path / "r.json",
+        "--png",
+        tmp_path / "r.png",
+    )
     assert code == 0, err
     saved = json.loads((tmp_path / "r.json").read_text())
     assert list(saved["results"]) == [tiny_bert.as_posix(), out_dir.as_posix()] and saved["modes"] == ["weat", "seat"]
@@ -142,8 +167,20 @@ def test_cli_debias_then_report_compare_and_commands_on_the_debiased_model(tiny_
     np.testing.assert_allclose(np.load(tmp_path / "v.npy"), Embedder.from_pretrained(out_dir).encode(TEXTS), atol=1e-6)
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(TEXTS)))
-    code, _, err = run_cli(monkeypatch, capsys, "index", "build", "-m", out_dir, "--corpus", corpus, "--codec", "float32",
-                           "--out", tmp_path / "ix")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "index",
+        "build",
+        "-m",
+        out_dir,
+        "--corpus",
+        corpus,
+        "--codec",
+        "float32",
+        "--out",
+        tmp_path / "ix",
+    )
     assert code == 0, err
     code, out, err = run_cli(monkeypatch, capsys, "search", tmp_path / "ix", "he read a book", "-k", "1", "--json")
     assert code == 0 and '"id": "1"' in out, err
@@ -151,7 +188,9 @@ def test_cli_debias_then_report_compare_and_commands_on_the_debiased_model(tiny_
 
 def test_cli_direction_and_bad_input_are_one_line_errors(tiny_bert, tmp_path, monkeypatch, capsys):
     lists = _lists(tmp_path)
-    code, out, err = run_cli(monkeypatch, capsys, "bias", "direction", tiny_bert, "--lists", lists, "--json", tmp_path / "d.json")
+    code, out, err = run_cli(
+        monkeypatch, capsys, "bias", "direction", tiny_bert, "--lists", lists, "--json", tmp_path / "d.json"
+    )
     assert code == 0, err
     assert "variance explained" in out and "DirectBias_1 over 3" in out
     assert json.loads((tmp_path / "d.json").read_text())["subspace"]["k"] == 1
@@ -175,7 +214,9 @@ def test_cli_static_vectors_report_missing_words(tmp_path, monkeypatch, capsys):
     vec = tmp_path / "w.txt"
     vec.write_text("".join(f"{w} " + " ".join(f"{x:.4f}" for x in rng.normal(size=6)) + "\n" for w in words))
     tests = tmp_path / "t.json"
-    tests.write_text(json.dumps({"X": ["cat", "dog", "zebra"], "Y": ["car", "tree", "bus"], "A": ["he", "him"], "B": ["she", "her"]}))
+    tests.write_text(
+        json.dumps({"X": ["cat", "dog", "zebra"], "Y": ["car", "tree", "bus"], "A": ["he", "him"], "B": ["she", "her"]})
+    )
     code, out, err = run_cli(monkeypatch, capsys, "bias", "weat", vec, "--tests", tests)
     assert code == 0, err
     assert "skipped (not in the vocabulary) X: 1, Y: 1" in err

@@ -1,4 +1,5 @@
 """GoalEx: the selection programme against brute force, the loop with a scripted LLM, the cache, bad input."""
+
 from __future__ import annotations
 
 import re
@@ -55,7 +56,7 @@ class ScriptedLLM(LLM):
 
     def yes_no(self, turns):
         out = []
-        for system, user in turns:
+        for _system, user in turns:
             expl = user.split("Property: ", 1)[1].split("\n", 1)[0]
             text = user.split("Text: ", 1)[1].split("\n", 1)[0]
             if (text, expl) in self.unreadable:
@@ -71,8 +72,14 @@ def lines(*expls: str) -> str:
     return "Here are the descriptions:\n" + "\n".join(f'- "{e}"' for e in expls)
 
 
-ALL4 = lines("is about football", "is about recipe", "is about rain", "is about bank", "mentions monday",
-             "is about football or recipe")
+ALL4 = lines(
+    "is about football",
+    "is about recipe",
+    "is about rain",
+    "is about bank",
+    "mentions monday",
+    "is about football or recipe",
+)
 
 
 def cfg(**kw):
@@ -138,8 +145,10 @@ def test_ilp_hand_case_and_relaxation():
 
 
 def test_parse_explanations():
-    text = ('Sure!\n- "asks about a card"\n* "Asks about a card."\n2. mentions fees\n- ""\nnot a list line\n'
-            '- "' + "word " * 40 + '"\n\u2022 \u201cis angry\u201d')
+    text = (
+        'Sure!\n- "asks about a card"\n* "Asks about a card."\n2. mentions fees\n- ""\nnot a list line\n'
+        '- "' + "word " * 40 + '"\n\u2022 \u201cis angry\u201d'
+    )
     assert gx.parse_explanations(text) == ["asks about a card", "mentions fees", "is angry"]
     assert gx.parse_explanations("I cannot help with that.") == []
     assert parse_yes_no(" Yes, it does") > 0 and parse_yes_no("no.") < 0 and parse_yes_no("Maybe") is None
@@ -155,7 +164,9 @@ def test_loop_recovers_topics_prunes_and_explains():
     assert sorted(res.explanations) == sorted(f"is about {w}" for w in TOPICS.values())
     cands = {c["explanation"]: c for c in res.candidates}
     assert "more than 40%" in cands["mentions monday"]["pruned"]  # 24/40 texts
-    assert cands["is about football or recipe"]["pruned"] is None and not cands["is about football or recipe"]["selected"]
+    assert (
+        cands["is about football or recipe"]["pruned"] is None and not cands["is about football or recipe"]["selected"]
+    )
     assert res.unassigned == [] and not res.notes
     # the proposer saw the goal and numbered texts
     system, user = llm.prompts[0]
@@ -218,9 +229,11 @@ def test_cache_second_run_makes_no_llm_calls(tmp_path):
     r2 = gx.GoalEx(cached).fit(CORPUS, cfg(rounds=1))
     assert second.calls == 0 and cached.misses == 0 and cached.hits > 0
     assert r2.explanations == r1.explanations and (r2.labels == r1.labels).all()
+
     # another model fingerprint does not share the entries
     class Other(ScriptedLLM):
         fingerprint = "scripted:2"
+
     third = Other([ALL4])
     gx.GoalEx(CachedLLM(third, tmp_path)).fit(CORPUS, cfg(rounds=1))
     assert third.calls == first.calls
@@ -301,8 +314,11 @@ def _examples_shown(prompts):
     out = []
     for _system, user in prompts:
         line = [ln for ln in user.splitlines() if "Match the level of detail" in ln]
-        out.append(tuple(sorted(re.findall(r'"([^"]+)"', line[0].split("descriptions:", 1)[1].split(". Answer")[0])))
-                   if line else None)
+        out.append(
+            tuple(sorted(re.findall(r'"([^"]+)"', line[0].split("descriptions:", 1)[1].split(". Answer")[0])))
+            if line
+            else None
+        )
     return out
 
 
@@ -319,7 +335,12 @@ def test_each_proposer_call_draws_its_own_two_examples():
         usable = {"is about football", "is about recipe", "is about rain"}  # "mentions monday" is pruned
         for s, r, call in zip(shown, calls, [p["call"] for p in runner.proposal_log]):
             if r == 0 and call > 0:
-                assert len(s) == 2 and set(s) <= {"is about football", "is about recipe", "is about rain", "mentions monday"}
+                assert len(s) == 2 and set(s) <= {
+                    "is about football",
+                    "is about recipe",
+                    "is about rain",
+                    "mentions monday",
+                }
             if r == 1:
                 assert len(s) == 2 and set(s) <= usable
                 pairs.add(s)
@@ -369,6 +390,7 @@ def test_copied_text_is_flagged():
     assert gx.copied_text("Text 3 about rain number 3.", CORPUS) == 23
     assert gx.copied_text("is about rain", CORPUS) is None
     res = gx.GoalEx(ScriptedLLM([lines("text 0 about football on monday number 0", "is about rain")])).fit(
-        CORPUS, cfg(rounds=1, k=2))
+        CORPUS, cfg(rounds=1, k=2)
+    )
     assert [c["copies_text"] for c in res.candidates] == [0, None]
     assert any("1 of 2 proposed explanation(s) copy a text" in n for n in res.notes)

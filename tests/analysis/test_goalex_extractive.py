@@ -1,5 +1,6 @@
 """The extractive proposer (embedlab's offline stand-in for GoalEx's LLM proposer): c-TF-IDF against a hand
 computation, Otsu's threshold, templates, and the whole loop with no LLM on hand-made embeddings."""
+
 from __future__ import annotations
 
 import math
@@ -58,7 +59,8 @@ class Words:
 def test_extractive_loop_recovers_and_names_topics_without_an_llm():
     emb = Words()
     res = gx.GoalEx(None, proposer="extractive", assigner="embedding", embedder=emb).fit(
-        CORPUS, gx.GoalExConfig(k=4, goal="cluster by topic", rounds=2))
+        CORPUS, gx.GoalExConfig(k=4, goal="cluster by topic", rounds=2)
+    )
     assert res.method == "extractive-pas" and res.settings["proposer"] == "extractive"
     s = gx.cluster_scores(TRUTH, res.labels, res.forced_labels)
     assert s["accuracy"] == 1.0 and s["strict_accuracy"] == 1.0

@@ -1,5 +1,6 @@
 """GoalEx back ends: an OpenAI-compatible endpoint against a local fake server (a real HTTP server on
 127.0.0.1 in a thread, recording requests), a tiny local causal LM, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -63,9 +64,19 @@ class FakeOpenAI:
         choice = {"message": {"role": "assistant", "content": word}}
         if body.get("logprobs"):
             p = 0.9 if yes else 0.1
-            choice["logprobs"] = {"content": [{"token": word, "logprob": math.log(max(p, 1 - p)), "top_logprobs": [
-                {"token": "Yes", "logprob": math.log(p)}, {"token": "No", "logprob": math.log(1 - p)},
-                {"token": "The", "logprob": -6.0}]}]}
+            choice["logprobs"] = {
+                "content": [
+                    {
+                        "token": word,
+                        "logprob": math.log(max(p, 1 - p)),
+                        "top_logprobs": [
+                            {"token": "Yes", "logprob": math.log(p)},
+                            {"token": "No", "logprob": math.log(1 - p)},
+                            {"token": "The", "logprob": -6.0},
+                        ],
+                    }
+                ]
+            }
         return 200, {"choices": [choice]}
 
     def close(self):
@@ -101,15 +112,18 @@ def test_endpoint_logprobs_key_and_loop(fake_server, monkeypatch):
     assert yn and all(b["logprobs"] is True and b["top_logprobs"] == 5 and b["temperature"] == 0 for b in yn)
     # 6 explanations x (40 texts + the content-free text)
     assert len(yn) == 6 * 41 and llm.logprobs_supported is True
-    assert llm.yes_no([("s", "Property: is about rain\nText: rain today\nq")])[0] == pytest.approx(math.log(9), abs=1e-9)
+    assert llm.yes_no([("s", "Property: is about rain\nText: rain today\nq")])[0] == pytest.approx(
+        math.log(9), abs=1e-9
+    )
 
 
 def test_endpoint_without_logprobs_parses_answers(fake_server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     srv = fake_server(logprobs=False)
     llm = EndpointLLM(srv.url, workers=1)
-    assert llm.yes_no([("s", "Property: is about rain\nText: rain today\nq"),
-                       ("s", "Property: is about rain\nText: sun today\nq")]) == [5.0, -5.0]
+    assert llm.yes_no(
+        [("s", "Property: is about rain\nText: rain today\nq"), ("s", "Property: is about rain\nText: sun today\nq")]
+    ) == [5.0, -5.0]
     assert llm.logprobs_supported is False and srv.requests[0]["auth"] is None
     assert "logprobs" not in srv.requests[-1]["body"]  # it stopped asking
     # an answer that is neither yes nor no: retried (1 + 2 times), then skipped and reported
@@ -118,8 +132,13 @@ def test_endpoint_without_logprobs_parses_answers(fake_server, monkeypatch):
     res = gx.GoalEx(llm2).fit(CORPUS[:10], gx.GoalExConfig(k=1, goal="topic", rounds=1))
     assert res.explanations == [] and any("unreadable" in n and "skipped" in n for n in res.notes)
     n_pairs = 6 * 10
-    assert sum(r["body"]["max_tokens"] == 1 and "Text: N/A" not in r["body"]["messages"][-1]["content"]
-               for r in srv2.requests) == 3 * n_pairs + 1  # +1: the first request that asked for logprobs
+    assert (
+        sum(
+            r["body"]["max_tokens"] == 1 and "Text: N/A" not in r["body"]["messages"][-1]["content"]
+            for r in srv2.requests
+        )
+        == 3 * n_pairs + 1
+    )  # +1: the first request that asked for logprobs
 
 
 def test_unreachable_endpoint_fails_fast_naming_the_url():
@@ -149,14 +168,44 @@ def _tiny_causal_lm(path):
     from tokenizers.pre_tokenizers import Whitespace
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    words = ["[PAD]", "[UNK]", "</s>", "<s>", "yes", "no", "Yes", "No", "-", '"', "is", "about", "text", "Property:",
-             "Text:", "football", "rain", "Answer:"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "</s>",
+        "<s>",
+        "yes",
+        "no",
+        "Yes",
+        "No",
+        "-",
+        '"',
+        "is",
+        "about",
+        "text",
+        "Property:",
+        "Text:",
+        "football",
+        "rain",
+        "Answer:",
+    ]
     tok = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>", bos_token="<s>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>", bos_token="<s>"
+    )
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, eos_token_id=2, bos_token_id=3)
+    cfg = LlamaConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        eos_token_id=2,
+        bos_token_id=3,
+    )
     LlamaForCausalLM(cfg).save_pretrained(path)
     fast.save_pretrained(path)
     return path
@@ -187,13 +236,35 @@ def _tiny_gpt2(path):
     from tokenizers.pre_tokenizers import Whitespace
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    words = ["[PAD]", "[UNK]", "</s>", "yes", "no", "Yes", "No", "Property:", "Text:", "about", "text", "football", "Answer:"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "</s>",
+        "yes",
+        "no",
+        "Yes",
+        "No",
+        "Property:",
+        "Text:",
+        "about",
+        "text",
+        "football",
+        "Answer:",
+    ]
     tok = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>")
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(words), n_embd=32, n_layer=2, n_head=4, n_positions=64, pad_token_id=0,
-                     eos_token_id=2, bos_token_id=2)
+    cfg = GPT2Config(
+        vocab_size=len(words),
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_positions=64,
+        pad_token_id=0,
+        eos_token_id=2,
+        bos_token_id=2,
+    )
     model = GPT2LMHeadModel(cfg)
     with torch.no_grad():  # large position embeddings, so a shift of positions changes the answer
         model.transformer.wpe.weight.normal_(0, 1.0)
@@ -221,34 +292,94 @@ def test_cli_cluster_goalex_via_endpoint_and_kmeans(fake_server, tiny_bert, tmp_
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(CORPUS) + "\n")
     monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path / "cache"))
-    code, out, err = run_cli(monkeypatch, capsys, "cluster", "--corpus", corpus, "--goal", "cluster by topic", "--k", 4,
-                             "--model", tiny_bert, "--llm-endpoint", srv.url, "--llm", "m", "--rounds", 1,
-                             "--out", tmp_path / "o")
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "cluster",
+        "--corpus",
+        corpus,
+        "--goal",
+        "cluster by topic",
+        "--k",
+        4,
+        "--model",
+        tiny_bert,
+        "--llm-endpoint",
+        srv.url,
+        "--llm",
+        "m",
+        "--rounds",
+        1,
+        "--out",
+        tmp_path / "o",
+    )
     assert code == 0, err
     data = json.loads((tmp_path / "o" / "clusters.json").read_text())
     assert gx.cluster_scores(TRUTH, data["labels"])["accuracy"] == 1.0
-    assert "is about rain" in out and (tmp_path / "o" / "clusters.png").is_file() and (tmp_path / "o" / "report.md").is_file()
+    assert (
+        "is about rain" in out
+        and (tmp_path / "o" / "clusters.png").is_file()
+        and (tmp_path / "o" / "report.md").is_file()
+    )
     sent = len(srv.requests)
-    code, out, err = run_cli(monkeypatch, capsys, "cluster", "--corpus", corpus, "--goal", "cluster by topic", "--k", 4,
-                             "--model", tiny_bert, "--llm-endpoint", srv.url, "--llm", "m", "--rounds", 1,
-                             "--out", tmp_path / "o")
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "cluster",
+        "--corpus",
+        corpus,
+        "--goal",
+        "cluster by topic",
+        "--k",
+        4,
+        "--model",
+        tiny_bert,
+        "--llm-endpoint",
+        srv.url,
+        "--llm",
+        "m",
+        "--rounds",
+        1,
+        "--out",
+        tmp_path / "o",
+    )
     assert code == 0 and len(srv.requests) == sent and "0 sent" in err
-    code, out, err = run_cli(monkeypatch, capsys, "cluster", "--corpus", corpus, "--k", 4, "--method", "kmeans",
-                             "--model", tiny_bert, "--out", tmp_path / "k")
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "cluster",
+        "--corpus",
+        corpus,
+        "--k",
+        4,
+        "--method",
+        "kmeans",
+        "--model",
+        tiny_bert,
+        "--out",
+        tmp_path / "k",
+    )
     assert code == 0, err
     assert len(json.loads((tmp_path / "k" / "clusters.json").read_text())["labels"]) == 40
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--k", "41", "--goal", "g"], "K=41 is larger than the number of texts (40)"),
-    (["--k", "2", "--goal", ""], "the goal is empty"),
-    (["--k", "2", "--goal", "g", "--llm-endpoint", "http://127.0.0.1:9/v1"], "cannot reach the LLM endpoint http://127.0.0.1:9/v1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--k", "41", "--goal", "g"], "K=41 is larger than the number of texts (40)"),
+        (["--k", "2", "--goal", ""], "the goal is empty"),
+        (
+            ["--k", "2", "--goal", "g", "--llm-endpoint", "http://127.0.0.1:9/v1"],
+            "cannot reach the LLM endpoint http://127.0.0.1:9/v1",
+        ),
+    ],
+)
 def test_cli_bad_input_one_line(args, message, tiny_bert, tmp_path, monkeypatch, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(CORPUS) + "\n")
-    code, out, err = run_cli(monkeypatch, capsys, "cluster", "--corpus", corpus, "--model", tiny_bert, *args,
-                             "--out", tmp_path / "o")
+    code, out, err = run_cli(
+        monkeypatch, capsys, "cluster", "--corpus", corpus, "--model", tiny_bert, *args, "--out", tmp_path / "o"
+    )
     assert code == 1 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 

@@ -1,5 +1,6 @@
 """Which proposer ``embedlab cluster`` uses: the paper's LLM proposer with an endpoint or a large enough local
 LLM, the extractive proposer (and no LLM load) for a small one; parameters counted from safetensors headers."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The CLI: `embedlab index ...` and `search`. Clear one-line errors with the error's exit code, never a traceback."""
+
 from __future__ import annotations
 
 import json
@@ -25,12 +26,24 @@ def _table_rows(text: str) -> dict[str, str]:
 
 
 def test_index_build_search_add_delete(tiny_bert, tmp_path, monkeypatch, capsys):
-    words = ["the cat sat on the mat", "a dog ran fast", "the sky is blue", "i read a book", "the red car", "a big house",
-             "the moon and the sun", "we write code", "the bird is small", "my tree is green"]
+    words = [
+        "the cat sat on the mat",
+        "a dog ran fast",
+        "the sky is blue",
+        "i read a book",
+        "the red car",
+        "a big house",
+        "the moon and the sun",
+        "we write code",
+        "the bird is small",
+        "my tree is green",
+    ]
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(words[:8])))
     ix = tmp_path / "ix"
-    code, _, err = run(monkeypatch, capsys, "index", "build", "-m", tiny_bert, "--corpus", corpus, "--codec", "int8", "--out", ix)
+    code, _, err = run(
+        monkeypatch, capsys, "index", "build", "-m", tiny_bert, "--corpus", corpus, "--codec", "int8", "--out", ix
+    )
     assert code == 0, err
     code, out, err = run(monkeypatch, capsys, "search", ix, "the cat sat on the mat", "-k", "3", "--json")
     assert code == 0, err
@@ -49,7 +62,20 @@ def test_index_build_search_add_delete(tiny_bert, tmp_path, monkeypatch, capsys)
     assert "d0" not in [h["id"] for h in json.loads(out)["hits"]]
     code, _, err = run(monkeypatch, capsys, "search", ix, "cat", "-k", "50")
     assert code == 1 and "larger than the index" in err
-    code, _, err = run(monkeypatch, capsys, "index", "build", "-m", tiny_bert, "--corpus", corpus, "--codec", "int4", "--out", tmp_path / "x")
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "index",
+        "build",
+        "-m",
+        tiny_bert,
+        "--corpus",
+        corpus,
+        "--codec",
+        "int4",
+        "--out",
+        tmp_path / "x",
+    )
     assert code == 2 and "allowed: float32" in err  # a codec that does not parse: a configuration error
     code, _, err = run(monkeypatch, capsys, "index", "add", ix, "--corpus", more)
     assert code == 1 and "duplicate ids" in err

@@ -1,4 +1,5 @@
 """The CLI: `embedlab models`, `info`, `encode` and `demo`. Clear one-line errors with the error's exit code, never a traceback."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,27 @@ run = run_cli
 def test_encode_npy_and_jsonl(tiny_llama, tmp_path, monkeypatch, capsys):
     src = tmp_path / "in.txt"
     src.write_text("the cat sat\na dog ran\n")
-    code, _, err = run(monkeypatch, capsys, "encode", "-m", tiny_llama, "-i", src, "-o", tmp_path / "v.npy", "--pooling", "mean")
+    code, _, err = run(
+        monkeypatch, capsys, "encode", "-m", tiny_llama, "-i", src, "-o", tmp_path / "v.npy", "--pooling", "mean"
+    )
     assert code == 0, err
     assert np.load(tmp_path / "v.npy").shape == (2, 32) and "encoded 2 texts" in err
-    code, _, err = run(monkeypatch, capsys, "encode", "-m", tiny_llama, "-i", "-", "-o", tmp_path / "v.jsonl", "--attention", "bidirectional", "--dim", "8", stdin="a b\n")
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "encode",
+        "-m",
+        tiny_llama,
+        "-i",
+        "-",
+        "-o",
+        tmp_path / "v.jsonl",
+        "--attention",
+        "bidirectional",
+        "--dim",
+        "8",
+        stdin="a b\n",
+    )
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and len(rows[0]["embedding"]) == 8
@@ -64,7 +82,9 @@ def test_bad_output_suffix(tiny_llama, tmp_path, monkeypatch, capsys):
 def test_models_and_info(tiny_llama, monkeypatch, capsys):
     code, out, _ = run(monkeypatch, capsys, "models")
     assert code == 0 and "minilm-l6" in out and "smollm2-135m" in out
-    code, out, _ = run(monkeypatch, capsys, "info", tiny_llama, "--pooling", "multi_layer", "--attention", "bidirectional")
+    code, out, _ = run(
+        monkeypatch, capsys, "info", tiny_llama, "--pooling", "multi_layer", "--attention", "bidirectional"
+    )
     assert code == 0 and "LlamaModel" in out and "multi_layer" in out and "bidirectional" in out
 
 

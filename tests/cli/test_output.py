@@ -1,5 +1,6 @@
 """Output folders through the CLI: refuse a non-empty one naming --overwrite, and with --overwrite replace
 only what embedlab wrote (issue 22, item 2); files get open()'s mode (item 8)."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,9 @@ def test_index_build_never_replaces_a_file(tiny_bert, tmp_path, monkeypatch, cap
     target = tmp_path / "taken"
     target.write_text("a file")
     for extra in ([], ["--overwrite"]):
-        code, _, err = run_cli(monkeypatch, capsys, "index", "build", "-m", tiny_bert, "--corpus", corpus, "--out", target, *extra)
+        code, _, err = run_cli(
+            monkeypatch, capsys, "index", "build", "-m", tiny_bert, "--corpus", corpus, "--out", target, *extra
+        )
         assert code == 2 and "existing file" in err
     assert target.read_text() == "a file" and sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "taken"]
 

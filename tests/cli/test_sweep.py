@@ -5,6 +5,7 @@ configuration error and 1 for a runtime failure, and touch no file outside embed
 output folder holding a sentinel, the current folder and its parent are compared (names and mtimes)
 before and after. The bulk runs in-process through ``embedlab.cli.main`` (the console script's
 function); a few go through ``python -m embedlab.cli`` in a subprocess, and Ctrl-C is a real SIGINT."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,12 @@ def place(tmp_path, monkeypatch):
     work.mkdir(parents=True)
     (tmp_path / "parent" / "neighbour.txt").write_text("n")
     (work / "texts.txt").write_text("the cat sat\na dog ran\nthe sky is blue\ni read a book\n")
-    (work / "corpus.jsonl").write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n"
-                                               for i, t in enumerate(["the cat sat", "a dog ran", "the sky is blue"])))
+    (work / "corpus.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"d{i}", "text": t}) + "\n"
+            for i, t in enumerate(["the cat sat", "a dog ran", "the sky is blue"])
+        )
+    )
     (work / "pairs.tsv").write_text("the cat\tthe cat sat\na dog\ta dog ran\n")
     (work / "afile").write_text("a regular file")
     (work / "out").mkdir()
@@ -96,7 +101,11 @@ def cases(tiny: str) -> list[tuple[list[str], int, str]]:
         (["embed-corpus", tiny, "--corpus", "nope.jsonl", "--out", "sh"], RUNTIME, "not found"),
         (["embed-corpus", tiny, "--corpus", "corpus.jsonl", "--out", "afile/sh"], USAGE, "is a file"),
         (["embed-corpus", tiny, "--corpus", "corpus.jsonl", "--out", "sh", "--shard-rows", "0"], USAGE, "--shard-rows"),
-        (["embed-corpus", tiny, "--corpus", "corpus.jsonl", "--out", "sh", "--precision", "int4"], USAGE, "--precision"),
+        (
+            ["embed-corpus", tiny, "--corpus", "corpus.jsonl", "--out", "sh", "--precision", "int4"],
+            USAGE,
+            "--precision",
+        ),
         (["export", "nope", "--to", "lancedb://"], USAGE, "names no path"),
         (["export", "nope", "--to", "ftp://host/x"], USAGE, "unknown export target"),
         (["cluster", "--sample-size", "0"], USAGE, "--sample-size"),
@@ -137,25 +146,36 @@ def test_every_command_is_in_the_sweep(tiny_llama):
         for group in typer_app.registered_groups:
             yield from names(group.typer_instance, (*prefix, group.name))
 
-    covered = {tuple(a[: 2 if a[0] in ("index", "bias", "vocab", "tokenizer") else 1]) for a, _, _ in cases(str(tiny_llama))}
+    covered = {
+        tuple(a[: 2 if a[0] in ("index", "bias", "vocab", "tokenizer") else 1]) for a, _, _ in cases(str(tiny_llama))
+    }
     assert set(names(app)) - covered == set()
 
 
 def _python_m(*args: str, cwd: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
-    return subprocess.Popen([sys.executable, "-m", "embedlab.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "embedlab.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
-@pytest.mark.parametrize("args,code,word", [
-    (["distil"], USAGE, "Did you mean 'distill'"),
-    (["index", "build", "--corpus", "corpus.jsonl"], USAGE, "Missing option '--out'"),
-    (["cluster", "--method", "dbscan"], USAGE, "'dbscan' is not one of"),
-    (["search", "ix", "q", "-k", "abc"], USAGE, "valid integer"),
-    (["index", "build", "--corpus", "corpus.jsonl", "--out", "."], USAGE, "current folder"),
-    (["index", "build", "--from-embeddings", "corpus.jsonl", "--out", "ix"], RUNTIME, "no embedding shards"),
-    (["index", "info", "nope"], RUNTIME, "no index at nope"),
-])
+@pytest.mark.parametrize(
+    "args,code,word",
+    [
+        (["distil"], USAGE, "Did you mean 'distill'"),
+        (["index", "build", "--corpus", "corpus.jsonl"], USAGE, "Missing option '--out'"),
+        (["cluster", "--method", "dbscan"], USAGE, "'dbscan' is not one of"),
+        (["search", "ix", "q", "-k", "abc"], USAGE, "valid integer"),
+        (["index", "build", "--corpus", "corpus.jsonl", "--out", "."], USAGE, "current folder"),
+        (["index", "build", "--from-embeddings", "corpus.jsonl", "--out", "ix"], RUNTIME, "no embedding shards"),
+        (["index", "info", "nope"], RUNTIME, "no index at nope"),
+    ],
+)
 def test_the_console_entry_point_in_a_subprocess(place, args, code, word):
     before = (snapshot(place), snapshot(place.parent), snapshot(place / "out", recursive=True))
     proc = _python_m(*args, cwd=place)
@@ -166,11 +186,35 @@ def test_the_console_entry_point_in_a_subprocess(place, args, code, word):
 
 
 def test_ctrl_c_exits_130_and_says_what_was_kept(place, tiny_llama):
-    words = ["the", "a", "cat", "dog", "bird", "sat", "on", "mat", "rug", "ran", "fast", "slow", "big", "small", "red", "blue", "green", "house", "car", "tree"]
-    rows = [{"id": f"d{i}", "text": " ".join(words[(i * 7 + j) % len(words)] for j in range(12))} for i in range(200_000)]
+    words = [
+        "the",
+        "a",
+        "cat",
+        "dog",
+        "bird",
+        "sat",
+        "on",
+        "mat",
+        "rug",
+        "ran",
+        "fast",
+        "slow",
+        "big",
+        "small",
+        "red",
+        "blue",
+        "green",
+        "house",
+        "car",
+        "tree",
+    ]
+    rows = [
+        {"id": f"d{i}", "text": " ".join(words[(i * 7 + j) % len(words)] for j in range(12))} for i in range(200_000)
+    ]
     (place / "big.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    proc = _python_m("embed-corpus", str(tiny_llama), "--corpus", "big.jsonl", "--out", "shards", "--shard-rows", "2000",
-                     cwd=place)
+    proc = _python_m(
+        "embed-corpus", str(tiny_llama), "--corpus", "big.jsonl", "--out", "shards", "--shard-rows", "2000", cwd=place
+    )
     seen = threading.Event()
     chunks: list[bytes] = []
 

@@ -1,4 +1,5 @@
 """The CLI: `embedlab train`, `mine` and `grid`. Clear one-line errors with the error's exit code, never a traceback."""
+
 from __future__ import annotations
 
 import json
@@ -10,23 +11,45 @@ run = run_cli
 
 def test_mine_command(tiny_bert, tmp_path, monkeypatch, capsys):
     pairs = tmp_path / "p.tsv"
-    pairs.write_text("the cat sat\tthe cat sat on the mat\na dog ran\ta dog ran fast\nthe sky\tthe sky is blue\ni read\ti read a book\n")
-    code, _, err = run(monkeypatch, capsys, "mine", "--data", pairs, "--out", tmp_path / "m.jsonl", "-m", tiny_bert, "--num-negatives", "2", "--margin", "0")
+    pairs.write_text(
+        "the cat sat\tthe cat sat on the mat\na dog ran\ta dog ran fast\nthe sky\tthe sky is blue\ni read\ti read a book\n"
+    )
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "mine",
+        "--data",
+        pairs,
+        "--out",
+        tmp_path / "m.jsonl",
+        "-m",
+        tiny_bert,
+        "--num-negatives",
+        "2",
+        "--margin",
+        "0",
+    )
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(r["positive"] not in r["negatives"] for r in rows)
-    code, _, err = run(monkeypatch, capsys, "mine", "--data", tmp_path / "nope.tsv", "--out", tmp_path / "x.jsonl", "-m", tiny_bert)
+    code, _, err = run(
+        monkeypatch, capsys, "mine", "--data", tmp_path / "nope.tsv", "--out", tmp_path / "x.jsonl", "-m", tiny_bert
+    )
     assert code == 1 and "not found" in err
 
 
 def test_train_resume_and_grid_commands(tiny_llama, tmp_path, monkeypatch, capsys):
-    rows = [{"query": f"the {w} sat", "positive": f"a {w} sat on the mat", "negatives": ["the sky is blue"]}
-            for w in ("cat", "dog", "bird", "star", "moon", "sun", "car", "tree")]
+    rows = [
+        {"query": f"the {w} sat", "positive": f"a {w} sat on the mat", "negatives": ["the sky is blue"]}
+        for w in ("cat", "dog", "bird", "star", "moon", "sun", "car", "tree")
+    ]
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = tmp_path / "t.yaml"
-    cfg.write_text(f"model: {tiny_llama}\npooling: mean\ndata: {data}\noutput: {tmp_path / 'o'}\nsteps: 4\nbatch_size: 4\n"
-                   f"hard_negatives: 1\ncheckpoint_every: 2\nmicro_batch_size: 2\n")
+    cfg.write_text(
+        f"model: {tiny_llama}\npooling: mean\ndata: {data}\noutput: {tmp_path / 'o'}\nsteps: 4\nbatch_size: 4\n"
+        f"hard_negatives: 1\ncheckpoint_every: 2\nmicro_batch_size: 2\n"
+    )
     code, _, err = run(monkeypatch, capsys, "train", cfg)
     assert code == 0, err
     assert "trained" in err and "8 candidates per query" in err.replace("\n", " ")  # 4 positives + 4 negatives
@@ -39,21 +62,27 @@ def test_train_resume_and_grid_commands(tiny_llama, tmp_path, monkeypatch, capsy
     assert code == 1 and "field 'batch_sise'" in err
     code, _, err = run(monkeypatch, capsys, "grid")
     assert code == 2 and "--preset" in err  # a usage error
-    code, _, err = run(monkeypatch, capsys, "grid", "--preset", "cpu-small", "--output", tmp_path / "g", "--report-only")
+    code, _, err = run(
+        monkeypatch, capsys, "grid", "--preset", "cpu-small", "--output", tmp_path / "g", "--report-only"
+    )
     assert code == 1 and "fewer than two evaluated designs" in err
 
 
 def test_train_refuses_old_checkpoints_and_says_a_run_is_finished(tiny_llama, tmp_path, monkeypatch, capsys):
     import shutil
 
-    rows = [{"query": f"the {w} sat", "positive": f"a {w} sat on the mat", "negatives": ["the sky is blue"]}
-            for w in ("cat", "dog", "bird", "star", "moon", "sun", "car", "tree")]
+    rows = [
+        {"query": f"the {w} sat", "positive": f"a {w} sat on the mat", "negatives": ["the sky is blue"]}
+        for w in ("cat", "dog", "bird", "star", "moon", "sun", "car", "tree")
+    ]
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = tmp_path / "t.yaml"
     out_dir = tmp_path / "o"
-    cfg.write_text(f"model: {tiny_llama}\npooling: mean\ndata: {data}\noutput: {out_dir}\nsteps: 3\nbatch_size: 4\n"
-                   f"hard_negatives: 1\ncheckpoint_every: 2\n")
+    cfg.write_text(
+        f"model: {tiny_llama}\npooling: mean\ndata: {data}\noutput: {out_dir}\nsteps: 3\nbatch_size: 4\n"
+        f"hard_negatives: 1\ncheckpoint_every: 2\n"
+    )
     code, _, err = run(monkeypatch, capsys, "train", cfg)
     assert code == 0, err
     assert "trained" in err and "resumed" not in err
@@ -81,4 +110,6 @@ def test_train_refuses_old_checkpoints_and_says_a_run_is_finished(tiny_llama, tm
     code, _, err = run(monkeypatch, capsys, "train", cfg, "--overwrite")
     assert code == 0, err
     assert "trained" in err and "resumed" not in err
-    assert [r["step"] for r in map(json.loads, (out_dir / "train_log.jsonl").read_text().splitlines()) if "loss" in r] == [1, 3]  # log_every 10: the first and last step, once
+    assert [
+        r["step"] for r in map(json.loads, (out_dir / "train_log.jsonl").read_text().splitlines()) if "loss" in r
+    ] == [1, 3]  # log_every 10: the first and last step, once

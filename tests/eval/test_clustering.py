@@ -5,6 +5,7 @@ random.Random, MiniBatchKMeans(k, batch_size=512, n_init="auto") on numpy's seed
 
 The expected values below are rebuilt from the rule by hand (a brute-force replay of the random
 streams), never by calling the evaluator's helpers."""
+
 from __future__ import annotations
 
 import random
@@ -96,7 +97,8 @@ def test_hierarchical_labels_are_scored_level_by_level(tmp_path, recorder):
     level0 = [rng.choices(range(8), k=5) for _ in range(2)]
     level1 = [rng.choices(range(len(two_level)), k=5) for _ in range(2)]
     assert [f["x"][:, 0].tolist() for f in recorder.fits] == (
-        [[float(i) for i in d] for d in level0] + [[float(two_level[i]) for i in d] for d in level1])
+        [[float(i) for i in d] for d in level0] + [[float(two_level[i]) for i in d] for d in level1]
+    )
     assert len(per["values"]) == 4 and scores["v_measure"] == pytest.approx(np.mean(per["values"]))
     assert scores["v_measure_level_1"] == pytest.approx(np.mean(per["values"][2:]))
     Recorder.fits = []

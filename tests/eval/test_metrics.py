@@ -1,4 +1,5 @@
 """Evaluation arithmetic against hand-computed cases, brute force and scipy."""
+
 from __future__ import annotations
 
 import itertools
@@ -92,7 +93,12 @@ def test_paired_bootstrap():
     assert r.delta == pytest.approx(0.1) and r.ci_low == pytest.approx(0.1) and r.p_value == 0.0
     rng = np.random.default_rng(0)
     gold = rng.random(300)
-    sa = {"kind": "spearman", "ids": list(range(300)), "pred": (gold + rng.normal(0, 0.5, 300)).tolist(), "gold": gold.tolist()}
+    sa = {
+        "kind": "spearman",
+        "ids": list(range(300)),
+        "pred": (gold + rng.normal(0, 0.5, 300)).tolist(),
+        "gold": gold.tolist(),
+    }
     r = paired_bootstrap(sa, sa, resamples=100)
     assert r.delta == 0.0 and r.p_value == 1.0
     w = {"kind": "mean", "ids": [0, 1, 2], "values": [1.0, 0.0, 0.0], "weights": [0.5, 0.25, 0.25]}
@@ -102,7 +108,9 @@ def test_paired_bootstrap():
 
 
 def test_manifest_validation_names_the_field(tmp_path):
-    (tmp_path / "task.json").write_text(json.dumps({"name": "mine", "type": "sts", "files": {"test": "t.tsv"}, "splt": "x"}))
+    (tmp_path / "task.json").write_text(
+        json.dumps({"name": "mine", "type": "sts", "files": {"test": "t.tsv"}, "splt": "x"})
+    )
     with pytest.raises(EmbedlabError, match="field 'splt'"):
         load_task_dir(tmp_path)
     (tmp_path / "task.json").write_text(json.dumps({"name": "mine", "type": "stss", "files": {"test": "t.tsv"}}))
@@ -117,7 +125,12 @@ def _mean_record(values):
 def test_hierarchical_bootstrap_with_one_dataset_is_the_paired_bootstrap():
     rng = np.random.default_rng(3)
     gold = rng.random(40)
-    a = {"kind": "spearman", "ids": list(range(40)), "pred": (gold + rng.normal(0, 0.6, 40)).tolist(), "gold": gold.tolist()}
+    a = {
+        "kind": "spearman",
+        "ids": list(range(40)),
+        "pred": (gold + rng.normal(0, 0.6, 40)).tolist(),
+        "gold": gold.tolist(),
+    }
     b = dict(a, pred=(gold + rng.normal(0, 0.3, 40)).tolist())
     for seed in (0, 7):
         h = hierarchical_bootstrap([(a, b)], resamples=300, seed=seed)

@@ -1,5 +1,6 @@
 """Task selection and manifests: --task-dir without --tasks, unknown file roles, validation before
 test (MTEB 1.12's eval_splits order, the test split reported), case-insensitive names."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ from ..conftest import run_cli
 
 PAIRS = {
     "validation": [("the cat", "the dog", 4.0), ("a sky", "the sun", 1.0), ("read a book", "i read", 3.0)],
-    "test": [("the red car", "a big car", 2.0), ("we write", "i write code", 5.0), ("my tree", "the bird", 0.5),
-             ("a house", "the house", 4.5)],
+    "test": [
+        ("the red car", "a big car", 2.0),
+        ("we write", "i write code", 5.0),
+        ("my tree", "the bird", 0.5),
+        ("a house", "the house", 4.5),
+    ],
 }
 
 
@@ -26,7 +31,9 @@ def sts_dir(root, name, splits=("test",), files=None):
     files = files or {s: f"{s}.tsv" for s in splits}
     (root / "task.json").write_text(json.dumps({"name": name, "type": "sts", "files": files}))
     for split in splits:
-        (root / f"{split}.tsv").write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in PAIRS[split]))
+        (root / f"{split}.tsv").write_text(
+            "sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in PAIRS[split])
+        )
     return root
 
 
@@ -35,7 +42,9 @@ def test_unknown_file_role_is_an_error_naming_it(tmp_path):
     with pytest.raises(EmbedlabError, match="unknown file role 'tset'"):
         load_task_dir(tmp_path / "t")
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "task.json").write_text(json.dumps({"name": "r", "type": "retrieval", "files": {"corpus": "c", "querys": "q"}}))
+    (tmp_path / "r" / "task.json").write_text(
+        json.dumps({"name": "r", "type": "retrieval", "files": {"corpus": "c", "querys": "q"}})
+    )
     with pytest.raises(EmbedlabError, match="unknown file role 'querys'"):
         load_task_dir(tmp_path / "r")
     # every built-in task's roles are known (the registry builds without error)
@@ -99,8 +108,17 @@ def test_classification_carries_the_rng_from_validation_to_test(tmp_path, monkey
     (root / "train.tsv").write_text(rows(20, 0))
     (root / "validation.tsv").write_text(rows(6, 100))
     (root / "test.tsv").write_text(rows(8, 200))
-    (root / "task.json").write_text(json.dumps({"name": "c", "type": "classification", "samples_per_label": 2, "n_experiments": 3,
-                                                "files": {"train": "train.tsv", "validation": "validation.tsv", "test": "test.tsv"}}))
+    (root / "task.json").write_text(
+        json.dumps(
+            {
+                "name": "c",
+                "type": "classification",
+                "samples_per_label": 2,
+                "n_experiments": 3,
+                "files": {"train": "train.tsv", "validation": "validation.tsv", "test": "test.tsv"},
+            }
+        )
+    )
     task = load_task_dir(root)
     seen: list[list[str]] = []
     shuffles: list[list[int]] = []
@@ -126,14 +144,18 @@ def test_classification_carries_the_rng_from_validation_to_test(tmp_path, monkey
     assert seen[0] == [f"doc {i}" for i in range(100, 106)]  # validation's test texts are encoded first
 
 
-def test_cli_eval_runs_the_task_dir_tasks_by_default_and_matches_names_in_any_case(tiny_bert, tmp_path, monkeypatch, capsys):
+def test_cli_eval_runs_the_task_dir_tasks_by_default_and_matches_names_in_any_case(
+    tiny_bert, tmp_path, monkeypatch, capsys
+):
     d = sts_dir(tmp_path / "mine", "MySTS", splits=("validation", "test"))
     code, out, err = run_cli(monkeypatch, capsys, "eval", "-m", tiny_bert, "--task-dir", d, "--out", tmp_path / "res")
     assert code == 0, err
     assert [p.name for p in (tmp_path / "res").glob("*.json")] == ["MySTS.json"]  # not the quick set
     result = json.loads((tmp_path / "res" / "MySTS.json").read_text())
     assert result["evaluated_splits"] == ["validation", "test"] and "validation/cosine_spearman" in result["scores"]
-    code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", tiny_bert, "--tasks", "mysts", "--task-dir", d, "--out", tmp_path / "r2")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "eval", "-m", tiny_bert, "--tasks", "mysts", "--task-dir", d, "--out", tmp_path / "r2"
+    )
     assert code == 0, err
     assert (tmp_path / "r2" / "MySTS.json").is_file()
     code, out, _ = run_cli(monkeypatch, capsys, "tasks", "--task-dir", d)

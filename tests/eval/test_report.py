@@ -1,4 +1,5 @@
 """`embedlab compare`: category Wilcoxon with Holm, hierarchical bootstrap, per-task bootstrap; markdown, rich, JSON and PNG."""
+
 from __future__ import annotations
 
 import json
@@ -16,16 +17,24 @@ def write_results(folder, scores, pooling, rng):
         n = 60
         values = np.clip(rng.normal(score, 0.05, n), 0, 1)
         values += score - values.mean()
-        (folder / f"{task}.json").write_text(json.dumps({
-            "task_name": task, "category": category, "main_score": float(values.mean()),
-            "per_example": {"kind": "mean", "ids": list(range(n)), "values": values.tolist()},
-            "metadata": {"model_source": "tiny", "pooling": pooling, "attention": "causal"},
-        }))
+        (folder / f"{task}.json").write_text(
+            json.dumps(
+                {
+                    "task_name": task,
+                    "category": category,
+                    "main_score": float(values.mean()),
+                    "per_example": {"kind": "mean", "ids": list(range(n)), "values": values.tolist()},
+                    "metadata": {"model_source": "tiny", "pooling": pooling, "attention": "causal"},
+                }
+            )
+        )
 
 
 def test_compare_report(tmp_path):
     rng = np.random.default_rng(0)
-    base = {f"sts{i}": ("STS", 0.70 + 0.01 * i) for i in range(6)} | {f"ret{i}": ("Retrieval", 0.40 + 0.01 * i) for i in range(6)}
+    base = {f"sts{i}": ("STS", 0.70 + 0.01 * i) for i in range(6)} | {
+        f"ret{i}": ("Retrieval", 0.40 + 0.01 * i) for i in range(6)
+    }
     better_sts = {k: (c, s + (0.05 if c == "STS" else 0.0)) for k, (c, s) in base.items()}
     write_results(tmp_path / "a", base, "mean", rng)
     write_results(tmp_path / "b", better_sts, "latent_attention", rng)
@@ -43,7 +52,10 @@ def test_compare_report(tmp_path):
     md = to_markdown(report)
     assert "| STS | 6 |" in md and "+5.00" in md and "latent_attention" in md
     sts_line = next(line for line in md.splitlines() if "| STS | 6 |" in line and "+5.00" in line)
-    assert f"{sts.comparison.p_value:.3g} | {sts.p_holm:.3g} | +5.00 [{100 * sts.hier_ci_low:+.2f}, {100 * sts.hier_ci_high:+.2f}]" in sts_line
+    assert (
+        f"{sts.comparison.p_value:.3g} | {sts.p_holm:.3g} | +5.00 [{100 * sts.hier_ci_low:+.2f}, {100 * sts.hier_ci_high:+.2f}]"
+        in sts_line
+    )
     plot(report, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -61,7 +73,9 @@ def test_views_share_one_table_and_extra_columns(tmp_path):
     assert row.comparison.p_value == pytest.approx(0.25) and row.hier_ci_low > 0
     extra = {"b": {"head params": "1,234"}, "a": {"head params": "0"}}
     md = to_markdown(report, extra_columns=extra)
-    assert "| model | head params | category |" in md and "| b | 1,234 | STS | 3 |" in md and "| a | 0 | STS | 3 |" in md
+    assert (
+        "| model | head params | category |" in md and "| b | 1,234 | STS | 3 |" in md and "| a | 0 | STS | 3 |" in md
+    )
     assert "‡" in md and "†" not in md.split("## Per task")[0].split("| model |")[1]
     table = to_rich_table(report, extra_columns=extra)
     titles = [c.header for c in table.columns]
@@ -75,7 +89,9 @@ def test_views_share_one_table_and_extra_columns(tmp_path):
     json.dumps(data)  # JSON-serialisable
     rec = next(r for r in data["categories"] if r["model"] == "b")
     assert rec["p_value"] == pytest.approx(0.25) and rec["p_holm"] == row.p_holm
-    assert (rec["hier_ci_low"], rec["hier_ci_high"]) == (row.hier_ci_low, row.hier_ci_high) and rec["hier_excludes_zero"]
+    assert (rec["hier_ci_low"], rec["hier_ci_high"]) == (row.hier_ci_low, row.hier_ci_high) and rec[
+        "hier_excludes_zero"
+    ]
     assert data["baseline"] == "a" and data["extra_columns"] == extra and len(data["tasks"]) == 3
 
 

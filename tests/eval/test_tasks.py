@@ -1,4 +1,5 @@
 """Each task type end to end on small hand-made fixtures with a tiny model."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,23 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from embedlab.readers import DatasetError
 from embedlab.eval.registry import load_task_dir
 from embedlab.eval.runner import EmbeddingCache, load_results, run_task
 from embedlab.models import Embedder
+from embedlab.readers import DatasetError
 
-SENTS = ["the cat sat on the mat", "a dog ran fast", "the sky is blue", "i read a book", "the red car",
-         "a big house", "the moon and the sun", "we write code", "the bird is small", "my tree is green"]
+SENTS = [
+    "the cat sat on the mat",
+    "a dog ran fast",
+    "the sky is blue",
+    "i read a book",
+    "the red car",
+    "a big house",
+    "the moon and the sun",
+    "we write code",
+    "the bird is small",
+    "my tree is green",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +43,61 @@ def write_task(root, manifest, files):
 
 def test_every_task_type_runs_and_is_cached(emb, tmp_path):
     rng = np.random.default_rng(0)
-    pairs = "sentence1\tsentence2\tscore\n" + "".join(f"{SENTS[i]}\t{SENTS[(i + 1) % 10]}\t{rng.uniform(0, 5):.2f}\n" for i in range(10))
+    pairs = "sentence1\tsentence2\tscore\n" + "".join(
+        f"{SENTS[i]}\t{SENTS[(i + 1) % 10]}\t{rng.uniform(0, 5):.2f}\n" for i in range(10)
+    )
     labelled = "text\tlabel\n" + "".join(f"{s}\t{i % 2}\n" for i, s in enumerate(SENTS * 2))
-    pair_cls = "sentence1\tsentence2\tlabel\n" + "".join(f"{SENTS[i]}\t{SENTS[(i + 1) % 10]}\t{i % 2}\n" for i in range(10))
+    pair_cls = "sentence1\tsentence2\tlabel\n" + "".join(
+        f"{SENTS[i]}\t{SENTS[(i + 1) % 10]}\t{i % 2}\n" for i in range(10)
+    )
     corpus = "".join(json.dumps({"_id": f"d{i}", "title": "", "text": s}) + "\n" for i, s in enumerate(SENTS))
     queries = "".join(json.dumps({"_id": f"q{i}", "text": s}) + "\n" for i, s in enumerate(SENTS[:3]))
     qrels = "query-id\tcorpus-id\tscore\nq0\td0\t1\nq1\td1\t1\nq2\td5\t1\n"
     rerank = json.dumps({"query": SENTS[0], "positive": [SENTS[0]], "negative": SENTS[1:4]}) + "\n"
     tasks = [
         write_task(tmp_path / "sts", {"name": "s", "type": "sts", "files": {"test": "t.tsv"}}, {"t.tsv": pairs}),
-        write_task(tmp_path / "cls", {"name": "c", "type": "classification", "files": {"train": "t.tsv", "test": "t.tsv"}, "samples_per_label": 4, "n_experiments": 2}, {"t.tsv": labelled}),
-        write_task(tmp_path / "cv", {"name": "cv", "type": "classification", "files": {"all": "t.tsv"}, "cv_folds": 2, "samples_per_label": None}, {"t.tsv": labelled}),
-        write_task(tmp_path / "clu", {"name": "k", "type": "clustering", "files": {"test": "t.tsv"}}, {"t.tsv": labelled}),
-        write_task(tmp_path / "pc", {"name": "p", "type": "pair_classification", "files": {"test": "t.tsv"}}, {"t.tsv": pair_cls}),
-        write_task(tmp_path / "ret", {"name": "r", "type": "retrieval", "files": {"corpus": "c.jsonl", "queries": "q.jsonl", "qrels": "qrels.tsv"}},
-                   {"c.jsonl": corpus, "q.jsonl": queries, "qrels.tsv": qrels}),
-        write_task(tmp_path / "rr", {"name": "rr", "type": "reranking", "files": {"test": "t.jsonl"}}, {"t.jsonl": rerank}),
+        write_task(
+            tmp_path / "cls",
+            {
+                "name": "c",
+                "type": "classification",
+                "files": {"train": "t.tsv", "test": "t.tsv"},
+                "samples_per_label": 4,
+                "n_experiments": 2,
+            },
+            {"t.tsv": labelled},
+        ),
+        write_task(
+            tmp_path / "cv",
+            {
+                "name": "cv",
+                "type": "classification",
+                "files": {"all": "t.tsv"},
+                "cv_folds": 2,
+                "samples_per_label": None,
+            },
+            {"t.tsv": labelled},
+        ),
+        write_task(
+            tmp_path / "clu", {"name": "k", "type": "clustering", "files": {"test": "t.tsv"}}, {"t.tsv": labelled}
+        ),
+        write_task(
+            tmp_path / "pc",
+            {"name": "p", "type": "pair_classification", "files": {"test": "t.tsv"}},
+            {"t.tsv": pair_cls},
+        ),
+        write_task(
+            tmp_path / "ret",
+            {
+                "name": "r",
+                "type": "retrieval",
+                "files": {"corpus": "c.jsonl", "queries": "q.jsonl", "qrels": "qrels.tsv"},
+            },
+            {"c.jsonl": corpus, "q.jsonl": queries, "qrels.tsv": qrels},
+        ),
+        write_task(
+            tmp_path / "rr", {"name": "rr", "type": "reranking", "files": {"test": "t.jsonl"}}, {"t.jsonl": rerank}
+        ),
     ]
     cache = EmbeddingCache(tmp_path / "cache")
     first = {t.name: run_task(t, emb, tmp_path / "out", cache=cache) for t in tasks}
@@ -88,8 +138,11 @@ def test_builtin_sts_benchmark_matches_reference():
 
     if data_dir() is None:
         pytest.skip("no shared data directory")
-    ref = next(r["main_score"] for r in json.loads((data_dir().parent / "reference" / "mteb_scores.json").read_text())["scores"]
-               if r["task"] == "STSBenchmark" and "MiniLM-L6" in r["model"])
+    ref = next(
+        r["main_score"]
+        for r in json.loads((data_dir().parent / "reference" / "mteb_scores.json").read_text())["scores"]
+        if r["task"] == "STSBenchmark" and "MiniLM-L6" in r["model"]
+    )
     import tempfile
 
     result = run_task(builtin_tasks()["STSBenchmark"], Embedder.from_pretrained("minilm-l6"), tempfile.mkdtemp())
@@ -104,8 +157,11 @@ def test_nan_model_fails_its_task_clearly(tiny_bert, tmp_path):
     bad = Embedder.from_pretrained(tiny_bert)
     with torch.no_grad():
         bad.backbone.model.embeddings.word_embeddings.weight[:] = float("nan")
-    task = write_task(tmp_path / "sts", {"name": "s", "type": "sts", "files": {"test": "t.tsv"}},
-                      {"t.tsv": "sentence1\tsentence2\tscore\nthe cat\tthe dog\t3\na sky\tthe sun\t1\n"})
+    task = write_task(
+        tmp_path / "sts",
+        {"name": "s", "type": "sts", "files": {"test": "t.tsv"}},
+        {"t.tsv": "sentence1\tsentence2\tscore\nthe cat\tthe dog\t3\na sky\tthe sun\t1\n"},
+    )
     with pytest.raises(EmbedlabError, match="NaN"):
         run_task(task, bad, tmp_path / "out")
     assert not (tmp_path / "out" / "s.json").exists()

@@ -1,4 +1,5 @@
 """The design grid end to end on a tiny random decoder and hand-made tasks (frozen and LoRA modes)."""
+
 from __future__ import annotations
 
 import json
@@ -30,15 +31,26 @@ def setup(tmp_path):
             b = a if rng.random() < 0.3 else _sentence(rng)
             rows.append(f"{a}\t{b}\t{5.0 if a == b else rng.uniform(0, 4):.2f}")
         (d / "test.tsv").write_text("\n".join(rows) + "\n")
-        (d / "task.json").write_text(json.dumps({"name": name, "type": "sts", "files": {"test": "test.tsv"},
-                                                 "instruction": "Retrieve semantically similar text."}))
+        (d / "task.json").write_text(
+            json.dumps(
+                {
+                    "name": name,
+                    "type": "sts",
+                    "files": {"test": "test.tsv"},
+                    "instruction": "Retrieve semantically similar text.",
+                }
+            )
+        )
         tasks.append(str(d))
     d = tmp_path / "rerank"
     d.mkdir()
     with open(d / "test.jsonl", "w") as f:
         for _ in range(15):
             q = _sentence(rng)
-            f.write(json.dumps({"query": q, "positive": [q + " and more"], "negative": [_sentence(rng) for _ in range(4)]}) + "\n")
+            f.write(
+                json.dumps({"query": q, "positive": [q + " and more"], "negative": [_sentence(rng) for _ in range(4)]})
+                + "\n"
+            )
     (d / "task.json").write_text(json.dumps({"name": "rerank", "type": "reranking", "files": {"test": "test.jsonl"}}))
     tasks.append(str(d))
     data = tmp_path / "train.jsonl"
@@ -51,10 +63,23 @@ def setup(tmp_path):
 
 def test_frozen_grid_reports_every_design(tiny_llama, setup, tmp_path):
     task_dirs, data = setup
-    raw = {"model": str(tiny_llama), "mode": "frozen", "tasks": "stsA,stsB,rerank", "task_dirs": task_dirs,
-           "output": str(tmp_path / "grid"), "resamples": 200, "head_preset": "small",
-           "train": {"data": [{"source": str(data), "instruction": "Find the text"}], "steps": 4, "batch_size": 8, "lr": 1e-3,
-                     "hard_negatives": 1, "max_length": 32}}
+    raw = {
+        "model": str(tiny_llama),
+        "mode": "frozen",
+        "tasks": "stsA,stsB,rerank",
+        "task_dirs": task_dirs,
+        "output": str(tmp_path / "grid"),
+        "resamples": 200,
+        "head_preset": "small",
+        "train": {
+            "data": [{"source": str(data), "instruction": "Find the text"}],
+            "steps": 4,
+            "batch_size": 8,
+            "lr": 1e-3,
+            "hard_negatives": 1,
+            "max_length": 32,
+        },
+    }
     report = run_grid(grid_config(raw))
     designs = report["designs"]
     assert len(designs) == 10  # 5 poolings x 2 attentions
@@ -102,7 +127,11 @@ def test_frozen_screen_runs_the_real_chain(tiny_llama):
         cached = CachedFeatureSource(bb, dtype="fp32", storage_dtype=torch.float32)
         for pooling in ("last_token", "mean", "last_layer", "multi_layer", "latent_attention"):
             torch.manual_seed(0)
-            opts = {"num_latents": 3, "num_heads": 2} if pooling in ("last_layer", "multi_layer", "latent_attention") else {}
+            opts = (
+                {"num_latents": 3, "num_heads": 2}
+                if pooling in ("last_layer", "multi_layer", "latent_attention")
+                else {}
+            )
             exclude = pooling in ("mean",)
             head = build_head(pooling, 32, num_layers=2, attention=attention, exclude_instruction=exclude, **opts)
             live = Embedder([bb, head]).encode(texts, prompt="instruct find :")
@@ -118,8 +147,13 @@ def test_frozen_screen_runs_the_real_chain(tiny_llama):
 def test_design_parse_and_paper_models():
     for text in ("multi_layer/bidirectional", "last_token/causal", "last_layer/causal"):
         assert str(Design.parse(text)) == text
-    assert [str(d) for d in PAPER_MODELS.values()] == ["last_token/causal", "last_layer/causal", "multi_layer/causal",
-                                                       "last_layer/bidirectional", "multi_layer/bidirectional"]
+    assert [str(d) for d in PAPER_MODELS.values()] == [
+        "last_token/causal",
+        "last_layer/causal",
+        "multi_layer/causal",
+        "last_layer/bidirectional",
+        "multi_layer/bidirectional",
+    ]
     with pytest.raises(EmbedlabError, match="pooling/attention"):
         Design.parse("mean-causal")
     with pytest.raises(EmbedlabError, match="unknown pooling"):
@@ -158,46 +192,88 @@ def test_lora_count_matches_peft(tiny_llama):
 
 def test_lora_grid_and_config_errors(tiny_llama, setup, tmp_path):
     task_dirs, data = setup
-    raw = {"model": str(tiny_llama), "mode": "lora", "only": ["latent_attention/causal", "last_token/causal"],
-           "tasks": "stsA,rerank", "task_dirs": task_dirs, "output": str(tmp_path / "lora"), "resamples": 100,
-           "train": {"data": str(data), "steps": 2, "batch_size": 4, "lr": 1e-3, "max_length": 32,
-                     "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}}
+    raw = {
+        "model": str(tiny_llama),
+        "mode": "lora",
+        "only": ["latent_attention/causal", "last_token/causal"],
+        "tasks": "stsA,rerank",
+        "task_dirs": task_dirs,
+        "output": str(tmp_path / "lora"),
+        "resamples": 100,
+        "train": {
+            "data": str(data),
+            "steps": 2,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "max_length": 32,
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        },
+    }
     report = run_grid(grid_config(raw))
     d = report["designs"]["latent_attention/causal"]
     assert d["trainable_parameters"] == d["lora_parameters"] + d["head_parameters"] and d["projection_parameters"] == 0
     assert d["lora_parameters"] > 0 and d["head_parameters"] > 0 and d["steps"] == 2
     assert (tmp_path / "lora" / "models" / "latent_attention-causal" / "model" / "modules.json").is_file()
     assert list(report["designs"]) == ["latent_attention/causal", "last_token/causal"]
-    first = json.loads((tmp_path / "lora" / "results" / "latent_attention-causal" / "stsA.json").read_text())["main_score"]
+    first = json.loads((tmp_path / "lora" / "results" / "latent_attention-causal" / "stsA.json").read_text())[
+        "main_score"
+    ]
     (tmp_path / "lora" / "results" / "latent_attention-causal" / "stsA.json").unlink()  # an interrupted evaluation
     messages = []
     again = run_grid(grid_config(raw), progress=messages.append)
     assert any("trained earlier" in m for m in messages)
     for design, info in report["designs"].items():
-        assert {k: v for k, v in again["designs"][design].items() if k != "eval_seconds"} == \
-            {k: v for k, v in info.items() if k != "eval_seconds"}
-    assert json.loads((tmp_path / "lora" / "results" / "latent_attention-causal" / "stsA.json").read_text())["main_score"] == \
-        pytest.approx(first, abs=1e-6)  # the saved (merged) model scores like the one that was trained
-    for bad, msg in [({**raw, "poolings": ["maxx"]}, "unknown pooling"), ({**raw, "only": ["mean/sideways"]}, "pooling/attention"), ({**raw, "baseline": "cls/causal"}, "baseline"),
-                     ({**raw, "only": ["max/causal"]}, "unknown pooling"),
-                     ({**raw, "train": {"pooling": "mean"}}, "must not set"), ({**raw, "preset": "huge"}, "unknown grid preset"),
-                     ({**raw, "modee": "x"}, "field 'modee'")]:
+        assert {k: v for k, v in again["designs"][design].items() if k != "eval_seconds"} == {
+            k: v for k, v in info.items() if k != "eval_seconds"
+        }
+    assert json.loads((tmp_path / "lora" / "results" / "latent_attention-causal" / "stsA.json").read_text())[
+        "main_score"
+    ] == pytest.approx(first, abs=1e-6)  # the saved (merged) model scores like the one that was trained
+    for bad, msg in [
+        ({**raw, "poolings": ["maxx"]}, "unknown pooling"),
+        ({**raw, "only": ["mean/sideways"]}, "pooling/attention"),
+        ({**raw, "baseline": "cls/causal"}, "baseline"),
+        ({**raw, "only": ["max/causal"]}, "unknown pooling"),
+        ({**raw, "train": {"pooling": "mean"}}, "must not set"),
+        ({**raw, "preset": "huge"}, "unknown grid preset"),
+        ({**raw, "modee": "x"}, "field 'modee'"),
+    ]:
         with pytest.raises(EmbedlabError, match=msg):
             grid_config(bad)
     # contamination is refused whatever the shared data holds: a user task with the contaminated name
     twitter = tmp_path / "twitter"
     twitter.mkdir()
     (twitter / "test.tsv").write_text("sentence1\tsentence2\tlabel\na b\ta b\t1\n")
-    (twitter / "task.json").write_text(json.dumps({"name": "TwitterURLCorpus", "type": "pair_classification",
-                                                   "files": {"test": "test.tsv"}}))
-    leak = grid_config({**raw, "tasks": "TwitterURLCorpus", "task_dirs": [str(twitter)],
-                        "train": {**raw["train"], "data": "twitter-url-train"}})
+    (twitter / "task.json").write_text(
+        json.dumps({"name": "TwitterURLCorpus", "type": "pair_classification", "files": {"test": "test.tsv"}})
+    )
+    leak = grid_config(
+        {
+            **raw,
+            "tasks": "TwitterURLCorpus",
+            "task_dirs": [str(twitter)],
+            "train": {**raw["train"], "data": "twitter-url-train"},
+        }
+    )
     with pytest.raises(EmbedlabError, match="contains it"):
         run_grid(leak)
     paper = grid_config({"preset": "paper", "model": "x"})
-    assert [str(d) for d in paper.designs] == ["last_token/causal", "last_layer/causal", "multi_layer/causal",
-                                                "last_layer/bidirectional", "multi_layer/bidirectional"]
+    assert [str(d) for d in paper.designs] == [
+        "last_token/causal",
+        "last_layer/causal",
+        "multi_layer/causal",
+        "last_layer/bidirectional",
+        "multi_layer/bidirectional",
+    ]
     assert paper.tasks == "all"
     cfg = paper.train_config(Design.parse("multi_layer/bidirectional"), tmp_path / "p")
-    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lr, cfg.steps, cfg.temperature, cfg.hard_negatives) == (16, 32, 0.1, 1e-5, 1000, 0.05, 1)
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lr, cfg.steps, cfg.temperature, cfg.hard_negatives) == (
+        16,
+        32,
+        0.1,
+        1e-5,
+        1000,
+        0.05,
+        1,
+    )
     assert cfg.head_preset == "paper" and cfg.padding_side == "left"

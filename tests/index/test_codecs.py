@@ -1,5 +1,6 @@
 """Codec strings: parse -> format round trips, hand-written canonical forms, the fields each string
 means, and one-line errors for strings that do not parse."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,8 +59,26 @@ def test_every_generated_codec_round_trips():
         assert _fields(parse_codec(text)) == _fields(codec), text
 
 
-@pytest.mark.parametrize("spec", ["", "   ", "float64", "pq", "pqx8", "ivf,pq8", "ivf8", "hnsw,int4", "mrl:int8",
-                                  "mrl0:int8", "mrl-3:int8", "mrl64", "mrl64int8", "int8:mrl64", "hnsw16,float16"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "   ",
+        "float64",
+        "pq",
+        "pqx8",
+        "ivf,pq8",
+        "ivf8",
+        "hnsw,int4",
+        "mrl:int8",
+        "mrl0:int8",
+        "mrl-3:int8",
+        "mrl64",
+        "mrl64int8",
+        "int8:mrl64",
+        "hnsw16,float16",
+    ],
+)
 def test_bad_strings_are_one_line_config_errors(spec):
     with pytest.raises(CodecError) as err:
         parse_codec(spec)

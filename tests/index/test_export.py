@@ -1,5 +1,6 @@
 """Export to LanceDB, Qdrant local mode and Milvus Lite: rows, ids, texts, model metadata, top-10 against
 brute force; bad targets; and (slow) the SciFact parity test against embedlab's exact float search."""
+
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from embedlab.errors import ConfigError
 from embedlab.index import VectorIndex
 from embedlab.index.export import ExportError, export, parse_target, search_target, target_metadata
 from embedlab.index.shards import FORMAT, write_manifest, write_shard
+
 from ..conftest import run_cli
 
 rng = np.random.default_rng(0)
@@ -37,10 +39,22 @@ def recall(got, ref):
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("shards")
-    entries = [write_shard(d, k, IDS[lo:lo + 300], X[lo:lo + 300], TEXTS[lo:lo + 300], "float32")
-               for k, lo in enumerate(range(0, N, 300))]
-    write_manifest(d, {"format": FORMAT, "model": MODEL, "precision": "float32", "has_texts": True,
-                       "corpus": {"rows": N, "files": []}, "shards": entries, "complete": True})
+    entries = [
+        write_shard(d, k, IDS[lo : lo + 300], X[lo : lo + 300], TEXTS[lo : lo + 300], "float32")
+        for k, lo in enumerate(range(0, N, 300))
+    ]
+    write_manifest(
+        d,
+        {
+            "format": FORMAT,
+            "model": MODEL,
+            "precision": "float32",
+            "has_texts": True,
+            "corpus": {"rows": N, "files": []},
+            "shards": entries,
+            "complete": True,
+        },
+    )
     return d
 
 

@@ -1,4 +1,5 @@
 """Every codec against brute-force search on small random data; persistence, updates, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -49,9 +50,21 @@ def test_float16_with_rescoring_finds_the_exact_neighbours():
 
 @pytest.mark.parametrize(
     "spec,rescore,min_recall",
-    [("float16", 0, 0.99), ("int8", 0, 0.95), ("int8", 4, 0.99), ("binary", 0, 0.3), ("binary", 10, 0.95),
-     ("pq16x6", 0, 0.3), ("pq16x6", 10, 0.95), ("ivf16,pq16x6", 10, 0.85), ("hnsw", 0, 0.95), ("hnsw16,int8", 4, 0.95),
-     ("mrl32:int8", 0, 0.5), ("mrl32:int8", 10, 0.95), ("mrl32:binary", 20, 0.85)],
+    [
+        ("float16", 0, 0.99),
+        ("int8", 0, 0.95),
+        ("int8", 4, 0.99),
+        ("binary", 0, 0.3),
+        ("binary", 10, 0.95),
+        ("pq16x6", 0, 0.3),
+        ("pq16x6", 10, 0.95),
+        ("ivf16,pq16x6", 10, 0.85),
+        ("hnsw", 0, 0.95),
+        ("hnsw16,int8", 4, 0.95),
+        ("mrl32:int8", 0, 0.5),
+        ("mrl32:int8", 10, 0.95),
+        ("mrl32:binary", 20, 0.85),
+    ],
 )
 def test_lossy_codecs_within_stated_recall(spec, rescore, min_recall):
     idx = VectorIndex.build(X, IDS, spec)
@@ -163,14 +176,31 @@ def test_bytes_per_vector():
     from embedlab import __version__
 
     manifest = VectorIndex.build(X[:300], IDS[:300], "binary").manifest()
-    assert manifest == {"embedlab_version": __version__, "codec": "binary", "dim": D, "count": 300, "rescore": "float32",
-                        "bytes_per_vector": D // 8, "model": {}, "has_texts": False}
+    assert manifest == {
+        "embedlab_version": __version__,
+        "codec": "binary",
+        "dim": D,
+        "count": 300,
+        "rescore": "float32",
+        "bytes_per_vector": D // 8,
+        "model": {},
+        "has_texts": False,
+    }
     assert json.loads(json.dumps(manifest)) == manifest  # plain JSON types (no NumPy integers)
     model = {"name": "m", "query_prompt": "q: "}
-    manifest = VectorIndex.build(X[:300], IDS[:300], "mrl32:int8", texts=[f"t{i}" for i in range(300)], rescore="int8",
-                                 model=model).manifest()
-    assert manifest == {"embedlab_version": __version__, "codec": "mrl32:int8", "dim": D, "count": 300, "rescore": "int8",
-                        "bytes_per_vector": 32, "model": model, "has_texts": True}
+    manifest = VectorIndex.build(
+        X[:300], IDS[:300], "mrl32:int8", texts=[f"t{i}" for i in range(300)], rescore="int8", model=model
+    ).manifest()
+    assert manifest == {
+        "embedlab_version": __version__,
+        "codec": "mrl32:int8",
+        "dim": D,
+        "count": 300,
+        "rescore": "int8",
+        "bytes_per_vector": 32,
+        "model": model,
+        "has_texts": True,
+    }
     assert json.loads(json.dumps(manifest)) == manifest
 
 

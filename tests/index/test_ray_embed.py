@@ -1,5 +1,6 @@
 """The Ray backend on a local 2-CPU runtime (one per module): identical vectors to the local backend,
 resume across backends, a killed actor, an unreachable address."""
+
 from __future__ import annotations
 
 import os
@@ -14,13 +15,19 @@ from embedlab.errors import ConfigError  # noqa: E402
 from embedlab.index.corpus_embed import embed_corpus, read_corpora  # noqa: E402
 from embedlab.index.ray_embed import WORKER_ENV, EmbedActor, check_reachable  # noqa: E402
 from embedlab.index.shards import EmbeddingShards, read_manifest, write_manifest  # noqa: E402
+
 from .test_shards import _write_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_runtime():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
-             runtime_env={"env_vars": {**WORKER_ENV, "PYTHONPATH": os.pathsep.join(sys.path)}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 * 1024**2,
+        log_to_driver=False,
+        runtime_env={"env_vars": {**WORKER_ENV, "PYTHONPATH": os.pathsep.join(sys.path)}},
+    )
     yield
     ray.shutdown()
 
@@ -103,7 +110,9 @@ def test_killed_actor_is_retried(tmp_path, tiny_bert, files, local_ref):
 
     ray_embed.build_dataset = with_marker
     try:
-        embed_corpus(str(tiny_bert), files, out, shard_rows=50, backend="ray", actors=2, batch_rows=16, actor_cls=DiesOnce)
+        embed_corpus(
+            str(tiny_bert), files, out, shard_rows=50, backend="ray", actors=2, batch_rows=16, actor_cls=DiesOnce
+        )
     finally:
         ray_embed.build_dataset = real
     assert marker.exists()  # an actor did die
@@ -116,7 +125,9 @@ def test_unreachable_address_fails_fast_and_names_it(tmp_path, tiny_bert, emb, f
     with pytest.raises(ConfigError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
         check_reachable("127.0.0.1:1", timeout=2)
     with pytest.raises(ConfigError, match="cannot reach the Ray cluster at ray://127.0.0.1:1"):
-        embed_corpus(str(tiny_bert), files, tmp_path / "s", backend="ray", ray_address="ray://127.0.0.1:1", embedder=emb)
+        embed_corpus(
+            str(tiny_bert), files, tmp_path / "s", backend="ray", ray_address="ray://127.0.0.1:1", embedder=emb
+        )
     with pytest.raises(ConfigError, match="not host:port"):
         check_reachable("nonsense")
 
@@ -125,16 +136,35 @@ def test_wrong_model_on_workers_is_one_error(tmp_path, tiny_bert, files):
     from embedlab.index import ray_embed
 
     with pytest.raises(ConfigError, match="every node must see the same model files"):
-        ray_embed.run_ray(str(tiny_bert), read_corpora(files), [0], shard_rows=50, dim=32, on_shard=lambda *a: None,
-                          on_rows=lambda n: None, address=None, actors=1, batch_rows=50,
-                          actor_kwargs={"model": str(tiny_bert), "pooling": None, "attention": None, "fingerprint": "0" * 16,
-                                        "prompt": None, "dtype": "fp32", "token_budget": None})
+        ray_embed.run_ray(
+            str(tiny_bert),
+            read_corpora(files),
+            [0],
+            shard_rows=50,
+            dim=32,
+            on_shard=lambda *a: None,
+            on_rows=lambda n: None,
+            address=None,
+            actors=1,
+            batch_rows=50,
+            actor_kwargs={
+                "model": str(tiny_bert),
+                "pooling": None,
+                "attention": None,
+                "fingerprint": "0" * 16,
+                "prompt": None,
+                "dtype": "fp32",
+                "token_budget": None,
+            },
+        )
 
 
 def test_ray_with_the_onnx_runtime_equals_local_torch(tmp_path, tiny_bert, files, local_ref):
     """The driver exports the graph once; the actors load it from the cache and embed the same vectors."""
     out = tmp_path / "s"
-    manifest = embed_corpus(str(tiny_bert), files, out, shard_rows=50, backend="ray", actors=1, batch_rows=64, runtime="onnx")
+    manifest = embed_corpus(
+        str(tiny_bert), files, out, shard_rows=50, backend="ray", actors=1, batch_rows=64, runtime="onnx"
+    )
     assert manifest["complete"] and manifest["runtime"] == "onnx"
     _same(EmbeddingShards(out).read_all(), local_ref)
 

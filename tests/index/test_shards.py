@@ -1,5 +1,6 @@
 """Embedding shards (local backend): vectors against direct encoding, manifest, --resume, corruption,
 a changed model or corpus, duplicate ids, a failed write, shards -> index, and the CLI."""
+
 from __future__ import annotations
 
 import errno
@@ -11,9 +12,16 @@ import pytest
 
 from embedlab.errors import ConfigError, InputError
 from embedlab.index.corpus_embed import embed_corpus, read_corpora
-from embedlab.index.shards import (EmbeddingShards, ShardError, build_index_from_shards, decode_vectors, encode_vectors,
-                                   read_manifest)
+from embedlab.index.shards import (
+    EmbeddingShards,
+    ShardError,
+    build_index_from_shards,
+    decode_vectors,
+    encode_vectors,
+    read_manifest,
+)
 from embedlab.io import file_sha256
+
 from ..conftest import WORDS, run_cli
 
 N = 230
@@ -101,8 +109,12 @@ def test_beir_gz_parquet_and_several_files(tmp_path, tiny_bert, emb):
     import pyarrow.parquet as pq
 
     a = _write_corpus(tmp_path / "a.jsonl.gz", n=40, beir=True)
-    pq.write_table(pa.table({"id": [f"p{i}" for i in range(5)], "text": ["the cat sat"] * 5,
-                             "title": ["a dog", None, "", "red", None]}), tmp_path / "b.parquet")
+    pq.write_table(
+        pa.table(
+            {"id": [f"p{i}" for i in range(5)], "text": ["the cat sat"] * 5, "title": ["a dog", None, "", "red", None]}
+        ),
+        tmp_path / "b.parquet",
+    )
     c = read_corpora([a, tmp_path / "b.parquet"])
     assert c.ids[:2] == ["d0", "d1"] and c.ids[-1] == "p4" and len(c) == 45
     assert c.texts[0].startswith("the red car ") and c.texts[40] == "a dog the cat sat" and c.texts[41] == "the cat sat"
@@ -159,7 +171,9 @@ def test_resume_refuses_a_changed_model_or_corpus(tmp_path, tiny_bert, emb, corp
     with pytest.raises(ConfigError, match=f"corpus file {corpus} changed"):
         embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb, resume=True)
     other = _write_corpus(tmp_path / "other.jsonl")
-    with pytest.raises(ConfigError, match="the corpus files changed \\(corpus.jsonl in the manifest, other.jsonl now\\)"):
+    with pytest.raises(
+        ConfigError, match="the corpus files changed \\(corpus.jsonl in the manifest, other.jsonl now\\)"
+    ):
         embed_corpus(str(tiny_bert), [other], out, shard_rows=ROWS, embedder=emb, resume=True)
 
 
@@ -196,7 +210,10 @@ def test_failed_write_keeps_the_last_good_shard(tmp_path, tiny_bert, emb, corpus
     with pytest.raises(ShardError, match="cannot write shard 2 .*No space left on device; the 2 finished shard"):
         embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb)
     manifest = read_manifest(out)
-    assert not manifest["complete"] and [s["name"] for s in manifest["shards"]] == ["shard-00000.parquet", "shard-00001.parquet"]
+    assert not manifest["complete"] and [s["name"] for s in manifest["shards"]] == [
+        "shard-00000.parquet",
+        "shard-00001.parquet",
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard-00000.parquet", "shard-00001.parquet"]
     for s in manifest["shards"]:
         assert file_sha256(out / s["name"]) == s["sha256"]
@@ -231,10 +248,14 @@ def test_index_from_shards_equals_index_from_encoding(tmp_path, tiny_bert, emb, 
 
 def test_cli_embed_corpus_index_and_search(tmp_path, tiny_bert, corpus, monkeypatch, capsys):
     out, idx = tmp_path / "s", tmp_path / "idx"
-    code, _, err = run_cli(monkeypatch, capsys, "embed-corpus", tiny_bert, "--corpus", corpus, "--out", out, "--shard-rows", 100)
+    code, _, err = run_cli(
+        monkeypatch, capsys, "embed-corpus", tiny_bert, "--corpus", corpus, "--out", out, "--shard-rows", 100
+    )
     assert code == 0, err
     assert "embedded 230 documents into 3 shard(s)" in err
-    code, _, err = run_cli(monkeypatch, capsys, "index", "build", "--from-embeddings", out, "--codec", "float32", "--out", idx)
+    code, _, err = run_cli(
+        monkeypatch, capsys, "index", "build", "--from-embeddings", out, "--codec", "float32", "--out", idx
+    )
     assert code == 0, err
     code, stdout, err = run_cli(monkeypatch, capsys, "search", idx, "the cat sat", "-k", 3)
     assert code == 0, err
@@ -245,7 +266,9 @@ def test_cli_embed_corpus_index_and_search(tmp_path, tiny_bert, corpus, monkeypa
     dup.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n')
     code, _, err = run_cli(monkeypatch, capsys, "embed-corpus", tiny_bert, "--corpus", dup, "--out", tmp_path / "d")
     assert code == 1 and "duplicate id 'a'" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run_cli(monkeypatch, capsys, "index", "build", "--from-embeddings", tmp_path / "nothing", "--out", idx)
+    code, _, err = run_cli(
+        monkeypatch, capsys, "index", "build", "--from-embeddings", tmp_path / "nothing", "--out", idx
+    )
     assert code == 1 and "no manifest.json" in err
 
 
@@ -261,8 +284,9 @@ def test_onnx_runtime_shards_equal_torch_shards(tmp_path, tiny_bert, emb, corpus
         embed_corpus(str(tiny_bert), [corpus], tmp_path / "t", embedder=emb, runtime="tpu")
     with pytest.raises(ConfigError, match="fp32 or int8"):
         embed_corpus(str(tiny_bert), [corpus], tmp_path / "u", embedder=emb, runtime="onnx", dtype="bf16")
-    code, _, err = run_cli(monkeypatch, capsys, "embed-corpus", tiny_bert, "--corpus", corpus, "--out", tmp_path / "c",
-                           "--runtime", "onnx")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "embed-corpus", tiny_bert, "--corpus", corpus, "--out", tmp_path / "c", "--runtime", "onnx"
+    )
     assert code == 0, err
     assert read_manifest(tmp_path / "c")["runtime"] == "onnx"
 
@@ -273,7 +297,9 @@ def test_resume_refuses_another_runtime_and_records_it_per_shard(tmp_path, tiny_
 
     out = tmp_path / "s"
     manifest = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb)
-    assert {s["runtime"] for s in manifest["shards"]} == {"torch"} and {s["dtype"] for s in manifest["shards"]} == {"fp32"}
+    assert {s["runtime"] for s in manifest["shards"]} == {"torch"} and {s["dtype"] for s in manifest["shards"]} == {
+        "fp32"
+    }
     manifest["shards"], manifest["complete"] = manifest["shards"][:2], False  # as if killed after two shards
     write_manifest(out, manifest)
     with pytest.raises(ConfigError, match="shard 0 was embedded with runtime torch .*this run uses runtime onnx"):
@@ -292,7 +318,9 @@ def test_resume_reports_the_rows_it_embedded(tmp_path, tiny_bert, emb, corpus):
     write_manifest(out, manifest)
     manifest = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb, resume=True)
     assert (manifest["run"]["rows"], manifest["run"]["shards"], manifest["run"]["reused_shards"]) == (50, 1, 3)
-    assert run_summary(manifest, out).startswith(f"embedded 50 of {N} documents into 1 shard(s); 3 finished shard(s) kept")
+    assert run_summary(manifest, out).startswith(
+        f"embedded 50 of {N} documents into 1 shard(s); 3 finished shard(s) kept"
+    )
     manifest = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb, resume=True)
     assert manifest["run"]["rows"] == 0 and manifest["run"]["texts_per_second"] is None
     assert run_summary(manifest, out).startswith("nothing to embed: all 4 shard(s)")

@@ -1,5 +1,6 @@
 """Future-token sensitivity: in bidirectional mode a later token changes an earlier position's state
 in every layer; in causal mode in none. Every decoder family, sdpa and eager, left- and right-padded batches."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,9 @@ def future_token_effect(backbone: Backbone, side: str) -> tuple[list[float], flo
 
     a, b = states(tok.convert_tokens_to_ids("dog")), states(tok.convert_tokens_to_ids("river"))
     # row 0 is the longest: no padding, so position 1 is a real token under either side
-    return [float((x[0, 1] - y[0, 1]).abs().max()) for x, y in zip(a, b)], float((a[-1][0, -1] - b[-1][0, -1]).abs().max())
+    return [float((x[0, 1] - y[0, 1]).abs().max()) for x, y in zip(a, b)], float(
+        (a[-1][0, -1] - b[-1][0, -1]).abs().max()
+    )
 
 
 @pytest.mark.parametrize("family", DECODERS)

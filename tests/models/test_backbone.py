@@ -1,4 +1,5 @@
 """Model sources: aliases, directories, GGUF cache, hub ids (failing fast offline)."""
+
 from __future__ import annotations
 
 import json

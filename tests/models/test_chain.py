@@ -1,6 +1,7 @@
 """The embedder as a chain of modules: every registered module round-trips its config and outputs,
 sentence-transformers loads the chains it knows, adjacent modules are checked once, and the
 fingerprint follows the weights."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,10 @@ D = 32
 def _example(kind: str):
     """One instance of each registered module kind (pooling: every head), with random weights."""
     if kind == "pooling":
-        return [build_head(n, D, num_layers=2, **({"num_latents": 3, "num_heads": 2} if POOLING_HEADS[n].trainable else {}))
-                for n in POOLING_HEADS]
+        return [
+            build_head(n, D, num_layers=2, **({"num_latents": 3, "num_heads": 2} if POOLING_HEADS[n].trainable else {}))
+            for n in POOLING_HEADS
+        ]
     if kind == "projection":
         p = Projection(D, 16)
         return [p]
@@ -36,14 +39,20 @@ def _example(kind: str):
     return []
 
 
-@pytest.mark.parametrize("kind", sorted(k for k in REGISTRY if not getattr(REGISTRY[k], "is_source", False)))  # sources load by from_source
+@pytest.mark.parametrize(
+    "kind", sorted(k for k in REGISTRY if not getattr(REGISTRY[k], "is_source", False))
+)  # sources load by from_source
 def test_every_registered_module_round_trips(kind, tmp_path):
     modules = _example(kind)
     assert modules, f"no example for registered module kind {kind!r}: add one here"
     torch.manual_seed(0)
-    feats = {"token_embeddings": torch.randn(3, 5, D), "attention_mask": torch.ones(3, 5, dtype=torch.long),
-             "pool_mask": torch.ones(3, 5, dtype=torch.long), "hidden_states": tuple(torch.randn(3, 5, D) for _ in range(2)),
-             "sentence_embedding": torch.randn(3, D)}
+    feats = {
+        "token_embeddings": torch.randn(3, 5, D),
+        "attention_mask": torch.ones(3, 5, dtype=torch.long),
+        "pool_mask": torch.ones(3, 5, dtype=torch.long),
+        "hidden_states": tuple(torch.randn(3, 5, D) for _ in range(2)),
+        "sentence_embedding": torch.randn(3, D),
+    }
     for i, module in enumerate(modules):
         module.save(tmp_path / f"m{i}")
         again = type(module).load(tmp_path / f"m{i}")

@@ -1,4 +1,5 @@
 """Embedder: save/load, sentence-transformers compatibility, prompts, truncation, padding, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,24 @@ import torch
 from embedlab.errors import EmbedlabError, InputError, PoolingError
 from embedlab.models import Embedder
 
-TEXTS = ["the cat sat on the mat", "a dog ran", "why is the sky blue", "read", "the big red car and the small blue house"]
+TEXTS = [
+    "the cat sat on the mat",
+    "a dog ran",
+    "why is the sky blue",
+    "read",
+    "the big red car and the small blue house",
+]
 TRAINABLE = {"latent_attention": {"num_latents": 4, "num_heads": 2}, "multi_layer": {"num_latents": 4, "num_heads": 2}}
 
 
-DECODER_HEADS = [("llama", "last_token"), ("llama", "mean"), ("llama", "weighted_mean"), ("llama", "latent_attention"),
-                 ("llama", "multi_layer"), ("qwen3", "multi_layer")]
+DECODER_HEADS = [
+    ("llama", "last_token"),
+    ("llama", "mean"),
+    ("llama", "weighted_mean"),
+    ("llama", "latent_attention"),
+    ("llama", "multi_layer"),
+    ("qwen3", "multi_layer"),
+]
 
 
 @pytest.mark.parametrize(
@@ -25,20 +38,36 @@ DECODER_HEADS = [("llama", "last_token"), ("llama", "mean"), ("llama", "weighted
 )
 def test_save_load_is_exact(tiny_models, tmp_path, family, pooling, attention):
     emb = Embedder.from_pretrained(
-        tiny_models[family], pooling=pooling, attention=attention, pooling_options=TRAINABLE.get(pooling),
+        tiny_models[family],
+        pooling=pooling,
+        attention=attention,
+        pooling_options=TRAINABLE.get(pooling),
         prompts={"query": "query :", "document": ""},
     )
     before = emb.encode(TEXTS, prompt_name="query")
     emb.save(tmp_path / "e")
-    for name in ("modules.json", "config_sentence_transformers.json", "1_Pooling/config.json", "2_Normalize/config.json", "embedlab.json"):
+    for name in (
+        "modules.json",
+        "config_sentence_transformers.json",
+        "1_Pooling/config.json",
+        "2_Normalize/config.json",
+        "embedlab.json",
+    ):
         assert (tmp_path / "e" / name).is_file(), name
     again = Embedder.from_pretrained(tmp_path / "e")
-    assert again.head.name == pooling and again.attention == emb.attention and again.prompts == {"query": "query :", "document": ""}
+    assert (
+        again.head.name == pooling
+        and again.attention == emb.attention
+        and again.prompts == {"query": "query :", "document": ""}
+    )
     np.testing.assert_array_equal(again.encode(TEXTS, prompt_name="query"), before)
     assert again.fingerprint() == emb.fingerprint()
 
 
-@pytest.mark.parametrize("family,pooling", [("bert", "cls"), ("bert", "mean"), ("bert", "weighted_mean"), ("llama", "last_token"), ("qwen2", "mean")])
+@pytest.mark.parametrize(
+    "family,pooling",
+    [("bert", "cls"), ("bert", "mean"), ("bert", "weighted_mean"), ("llama", "last_token"), ("qwen2", "mean")],
+)
 def test_plain_pooling_loads_in_sentence_transformers(tiny_models, tmp_path, family, pooling):
     from sentence_transformers import SentenceTransformer
 
@@ -69,17 +98,22 @@ def test_minilm_matches_sentence_transformers():
 
 
 def test_exclude_instruction_pools_only_the_text(tiny_llama):
-    emb = Embedder.from_pretrained(tiny_llama, pooling="mean", pooling_options={"exclude_instruction": True}, normalize=False)
+    emb = Embedder.from_pretrained(
+        tiny_llama, pooling="mean", pooling_options={"exclude_instruction": True}, normalize=False
+    )
     prompt = "instruct find similar text :"
     got = emb.encode(["the cat sat"], prompt=prompt)[0]
     tok = emb.tokenizer
     ids = tok(prompt + "the cat sat")["input_ids"]
     n_prompt = len(tok(prompt)["input_ids"])
     with torch.no_grad():
-        states = emb.backbone({"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)})[
-            "token_embeddings"][0]
+        states = emb.backbone(
+            {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+        )["token_embeddings"][0]
     np.testing.assert_allclose(got, states[n_prompt:].mean(0).numpy(), atol=1e-5)
-    plain = Embedder.from_pretrained(tiny_llama, pooling="mean", normalize=False).encode(["the cat sat"], prompt=prompt)[0]
+    plain = Embedder.from_pretrained(tiny_llama, pooling="mean", normalize=False).encode(
+        ["the cat sat"], prompt=prompt
+    )[0]
     assert not np.allclose(plain, got)
 
 
@@ -159,13 +193,17 @@ def test_bf16_is_close_to_fp32(tiny_llama):
 
 
 def test_saved_settings_are_defaults_and_overridable(tiny_llama, tmp_path):
-    emb = Embedder.from_pretrained(tiny_llama, pooling="weighted_mean", dim=16, prompts={"query": "query :"}, default_prompt_name="query")
+    emb = Embedder.from_pretrained(
+        tiny_llama, pooling="weighted_mean", dim=16, prompts={"query": "query :"}, default_prompt_name="query"
+    )
     emb.save(tmp_path / "e")
     cfg = json.loads((tmp_path / "e" / "embedlab.json").read_text())
     assert cfg["truncate_dim"] == 16 and cfg["pooling"] == "weighted_mean"
     assert [m["type"] for m in json.loads((tmp_path / "e" / "modules.json").read_text())][1:] == [
-        "sentence_transformers.sentence_transformer.modules.pooling.Pooling", "embedlab.truncate",
-        "sentence_transformers.base.modules.normalize.Normalize"]
+        "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
+        "embedlab.truncate",
+        "sentence_transformers.base.modules.normalize.Normalize",
+    ]
     again = Embedder.from_pretrained(tmp_path / "e")
     assert (again.truncate_dim, again.default_prompt_name, again.head.name) == (16, "query", "weighted_mean")
     np.testing.assert_array_equal(again.encode(TEXTS), emb.encode(TEXTS))

@@ -1,5 +1,6 @@
 """``runtime="onnx"``: the backbone exported to ONNX and run by ONNX Runtime gives torch's vectors; the
 graph is cached on disk by fingerprint, reused, and rebuilt when corrupt; the CLI and the server take it."""
+
 from __future__ import annotations
 
 import sys
@@ -11,12 +12,23 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from embedlab.errors import ConfigError  # noqa: E402
-from embedlab.models import Embedder  # noqa: E402
-from embedlab.models import onnx_runtime  # noqa: E402
+from embedlab.models import (
+    Embedder,  # noqa: E402
+    onnx_runtime,  # noqa: E402
+)
+
 from ..conftest import cosines  # noqa: E402
 
-TEXTS = ["the cat sat on the mat", "a dog ran fast", "the sky is blue and the sun is big and the moon is small tonight",
-         "we read the book and write code", "the moon", "", "why is the river blue", "find similar text for this query please"]
+TEXTS = [
+    "the cat sat on the mat",
+    "a dog ran fast",
+    "the sky is blue and the sun is big and the moon is small tonight",
+    "we read the book and write code",
+    "the moon",
+    "",
+    "why is the river blue",
+    "find similar text for this query please",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -148,19 +160,36 @@ def test_cli_encode_and_server_with_runtime_onnx(tiny_bert, tmp_path, monkeypatc
     src = tmp_path / "in.txt"
     src.write_text("\n".join(t for t in TEXTS if t) + "\n")
     texts = [t for t in TEXTS if t]
-    code, _, err = run_cli(monkeypatch, capsys, "encode", "-m", tiny_bert, "-i", src, "-o", tmp_path / "v.npy", "--runtime", "onnx")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "encode", "-m", tiny_bert, "-i", src, "-o", tmp_path / "v.npy", "--runtime", "onnx"
+    )
     assert code == 0, err
     emb = Embedder.from_pretrained(str(tiny_bert))
     want = emb.encode(texts)
     assert cosines(np.load(tmp_path / "v.npy"), want).min() >= 0.99999
 
-    code, _, err = run_cli(monkeypatch, capsys, "encode", "-m", tiny_bert, "-i", src, "-o", tmp_path / "w.npy", "--runtime", "onnx",
-                           "--dtype", "bf16")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "encode",
+        "-m",
+        tiny_bert,
+        "-i",
+        src,
+        "-o",
+        tmp_path / "w.npy",
+        "--runtime",
+        "onnx",
+        "--dtype",
+        "bf16",
+    )
     assert code == 1 and "runtime 'onnx' runs fp32 or int8" in err and "Traceback" not in err
 
     engine = Engine(emb, dtype="auto", runtime="onnx")  # auto is fp32 on ONNX Runtime
     assert engine.runtime == "onnx" and engine.dtype == "fp32" and engine.embedder.runtime == "onnx"
     with BackgroundServer(create_app(engine, model_name="tiny")) as srv:
-        got = np.array([d["embedding"] for d in httpx.post(srv.url + "/v1/embeddings", json={"input": texts}).json()["data"]])
+        got = np.array(
+            [d["embedding"] for d in httpx.post(srv.url + "/v1/embeddings", json={"input": texts}).json()["data"]]
+        )
     assert cosines(got, want).min() >= 0.99999
     assert np.abs(got - want).max() < 1e-4

@@ -1,4 +1,5 @@
 """Each pooling head against a plain reference computation (loops / explicit softmax)."""
+
 from __future__ import annotations
 
 import math
@@ -92,7 +93,9 @@ def reference_ff(head, x):
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_latent_attention_matches_reference(side):
     f = make_batch(side, prompt=1)
-    head = build_head("latent_attention", D, num_latents=5, num_heads=2, head_dim=4, ff_mult=2, exclude_instruction=True)
+    head = build_head(
+        "latent_attention", D, num_latents=5, num_heads=2, head_dim=4, ff_mult=2, exclude_instruction=True
+    )
     got = head.pool(f)
     x = f["token_embeddings"]
     lat = head.latents.unsqueeze(0).expand(B, -1, -1)
@@ -130,7 +133,9 @@ def test_multi_layer_matches_reference(summary, side):
 def test_save_load_round_trip(tmp_path, name):
     f = make_batch("right")
     f["hidden_states"] = tuple(torch.randn(B, T, D) for _ in range(2))
-    head = build_head(name, D, num_layers=2, **({"num_latents": 3, "num_heads": 2} if POOLING_HEADS[name].trainable else {}))
+    head = build_head(
+        name, D, num_layers=2, **({"num_latents": 3, "num_heads": 2} if POOLING_HEADS[name].trainable else {})
+    )
     head.save(tmp_path / "p")
     again = PoolingHead.load(tmp_path / "p")
     assert type(again) is type(head) and again.get_config() == head.get_config()
@@ -143,8 +148,15 @@ def test_last_layer_matches_reference(side, context):
     """Tang & Yang's last-layer head: latents are the queries over the last layer's tokens (Model 4) or
     over the EOS state alone (Model 2); padding never enters the keys."""
     f = make_batch(side, prompt=1 if context == "tokens" else 0)
-    head = build_head("last_layer", D, context=context, num_latents=4, num_heads=2, head_dim=8,
-                      exclude_instruction=context == "tokens")
+    head = build_head(
+        "last_layer",
+        D,
+        context=context,
+        num_latents=4,
+        num_heads=2,
+        head_dim=8,
+        exclude_instruction=context == "tokens",
+    )
     got = head.pool(f)
     x = f["token_embeddings"]
     for i in range(B):

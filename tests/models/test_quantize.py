@@ -1,5 +1,6 @@
 """int8 inference (``dtype="int8"``): the backbone's linear layers dynamically quantised, the rest of
 the chain unchanged; through encode, the CLI and the server."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from embedlab.errors import ConfigError
 from embedlab.models import Embedder
 from embedlab.models.quantize import count_quantized, quantize_int8
+
 from ..conftest import cosines
 
 TEXTS = ["the cat sat on the mat", "a dog ran fast", "the sky is blue", "we read the book and write code", "the moon"]
@@ -67,7 +69,9 @@ def test_cli_encode_and_server_with_int8(tiny_bert, tmp_path, monkeypatch, capsy
 
     src = tmp_path / "in.txt"
     src.write_text("\n".join(TEXTS) + "\n")
-    code, _, err = run_cli(monkeypatch, capsys, "encode", "-m", tiny_bert, "-i", src, "-o", tmp_path / "v.npy", "--dtype", "int8")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "encode", "-m", tiny_bert, "-i", src, "-o", tmp_path / "v.npy", "--dtype", "int8"
+    )
     assert code == 0, err
     emb = Embedder.from_pretrained(str(tiny_bert))
     np.testing.assert_allclose(np.load(tmp_path / "v.npy"), emb.encode(TEXTS, dtype="int8"), atol=1e-6)
@@ -75,5 +79,7 @@ def test_cli_encode_and_server_with_int8(tiny_bert, tmp_path, monkeypatch, capsy
     engine = Engine(emb, dtype="int8")
     assert engine.dtype == "int8" and count_quantized(engine.embedder.source.model) > 0
     with BackgroundServer(create_app(engine, model_name="tiny")) as srv:
-        got = np.array([d["embedding"] for d in httpx.post(srv.url + "/v1/embeddings", json={"input": TEXTS}).json()["data"]])
+        got = np.array(
+            [d["embedding"] for d in httpx.post(srv.url + "/v1/embeddings", json={"input": TEXTS}).json()["data"]]
+        )
     assert cosines(got, emb.encode(TEXTS, dtype="int8")).min() > 0.9999

@@ -2,6 +2,7 @@
 warning at save when that differs from embedlab's count in context, and the round trip through
 ``SentenceTransformer(path)`` with a prompt on both packaged tokenizers (their real tokenizers, tiny
 random weights)."""
+
 from __future__ import annotations
 
 import warnings
@@ -23,11 +24,25 @@ def _tiny_with_tokenizer(tokenizer, path, decoder: bool):
     import transformers as t
 
     torch.manual_seed(0)
-    common = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "max_position_embeddings": 512}
-    config = t.LlamaConfig(**common, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
-                           eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id) \
-        if decoder else t.BertConfig(**common, pad_token_id=tokenizer.pad_token_id)
+    common = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 512,
+    }
+    config = (
+        t.LlamaConfig(
+            **common,
+            num_key_value_heads=2,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+        )
+        if decoder
+        else t.BertConfig(**common, pad_token_id=tokenizer.pad_token_id)
+    )
     t.AutoModel.from_config(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -69,12 +84,24 @@ def test_minilm_wordpiece_counts_agree_and_sentence_transformers_gives_embedlabs
     tokenizer = AutoTokenizer.from_pretrained(str(ALIASES["minilm-l6"].locate()))
     # by hand: [CLS] ins ##truct : retrieve relevant passages query : [SEP] -> 9 without the [SEP]
     assert tokenizer.convert_ids_to_tokens(tokenizer(PROMPT)["input_ids"]) == [
-        "[CLS]", "ins", "##truct", ":", "retrieve", "relevant", "passages", "query", ":", "[SEP]"]
+        "[CLS]",
+        "ins",
+        "##truct",
+        ":",
+        "retrieve",
+        "relevant",
+        "passages",
+        "query",
+        ":",
+        "[SEP]",
+    ]
     assert st_compat.st_prompt_length(tokenizer, PROMPT) == 9
     assert st_compat.in_context_prompt_length(tokenizer, PROMPT, "what is it") == 9
     assert st_compat.prompt_count_mismatches(tokenizer, {"query": PROMPT}) == []
     model = _tiny_with_tokenizer(tokenizer, tmp_path / "bert", decoder=False)
-    emb = embedlab.load(str(model), pooling="mean", prompts={"query": PROMPT}, pooling_options={"exclude_instruction": True})
+    emb = embedlab.load(
+        str(model), pooling="mean", prompts={"query": PROMPT}, pooling_options={"exclude_instruction": True}
+    )
     assert _save_quietly(emb, tmp_path / "saved") == []
     ours, theirs = _round_trip(emb, tmp_path / "saved")
     np.testing.assert_allclose(cosines(ours, theirs), 1.0, atol=1e-6)
@@ -91,18 +118,26 @@ def test_smollm2_byte_level_bpe_warns_and_the_suggested_prompt_round_trips(tmp_p
 
     from embedlab.sources.resolve import resolve_source
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_source("smollm2-135m")[0])  # the GGUF's tokenizer (cached conversion)
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_source("smollm2-135m")[0]
+    )  # the GGUF's tokenizer (cached conversion)
     alone = tokenizer.convert_ids_to_tokens(tokenizer(PROMPT)["input_ids"])
     assert len(alone) == 11 and alone[-2:] == [":", "Ġ"]
     assert st_compat.st_prompt_length(tokenizer, PROMPT) == 11
     assert st_compat.in_context_prompt_length(tokenizer, PROMPT, "what is it") == 10
     assert st_compat.prompt_count_mismatches(tokenizer, {"query": PROMPT}) == [
-        st_compat.PromptCount("query", 11, 10, PROMPT.rstrip())]
+        st_compat.PromptCount("query", 11, 10, PROMPT.rstrip())
+    ]
     model = _tiny_with_tokenizer(tokenizer, tmp_path / "llama", decoder=True)
 
     def load(prompt):
-        return embedlab.load(str(model), pooling="mean", attention="bidirectional", prompts={"query": prompt},
-                             pooling_options={"exclude_instruction": True})
+        return embedlab.load(
+            str(model),
+            pooling="mean",
+            attention="bidirectional",
+            prompts={"query": prompt},
+            pooling_options={"exclude_instruction": True},
+        )
 
     emb = load(PROMPT)
     messages = _save_quietly(emb, tmp_path / "space")
@@ -122,18 +157,28 @@ def test_readme_smollm2_example_in_sentence_transformers(tmp_path, capsys):
     print the cosines."""
     queries = [*QUERIES, "symptoms of the flu", "python list comprehension"]
     for prompt, name in ((PROMPT, "space"), (PROMPT.rstrip(), "fixed")):
-        emb = embedlab.load("smollm2-135m", pooling="mean", attention="bidirectional", prompts={"query": prompt},
-                            pooling_options={"exclude_instruction": True})
+        emb = embedlab.load(
+            "smollm2-135m",
+            pooling="mean",
+            attention="bidirectional",
+            prompts={"query": prompt},
+            pooling_options={"exclude_instruction": True},
+        )
         messages = _save_quietly(emb, tmp_path / name)
         from sentence_transformers import SentenceTransformer
 
         st = SentenceTransformer(str(tmp_path / name), device="cpu")
-        cos = cosines(emb.encode(queries, prompt_name="query"),
-                      st.encode(queries, prompt_name="query", normalize_embeddings=False))
+        cos = cosines(
+            emb.encode(queries, prompt_name="query"),
+            st.encode(queries, prompt_name="query", normalize_embeddings=False),
+        )
         plain = cosines(emb.encode(queries), st.encode(queries, normalize_embeddings=False))
         with capsys.disabled():
-            print(f"\n{prompt!r}: warned={bool(messages)} cosine with prompt_name=query: "
-                  + " ".join(f"{c:.6f}" for c in cos) + f"; without a prompt: min {plain.min():.6f}")
+            print(
+                f"\n{prompt!r}: warned={bool(messages)} cosine with prompt_name=query: "
+                + " ".join(f"{c:.6f}" for c in cos)
+                + f"; without a prompt: min {plain.min():.6f}"
+            )
         assert plain.min() > 0.99999
         if name == "space":
             assert len(messages) == 1 and cos.min() < 0.999

@@ -1,5 +1,6 @@
 """Static distillation: token sequences through the teacher's chain, PCA and weights hand-checked, the
 static model's numpy and torch paths, and the model2vec / sentence-transformers round trips."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 import embedlab
-from embedlab.errors import ConfigError, EmbedlabError, InputError
+from embedlab.errors import ConfigError, InputError
 from embedlab.models import Embedder
 from embedlab.models.static import (
     StaticSource,
@@ -69,17 +70,25 @@ def test_token_sequences_of_a_decoder_append_eos(tiny_llama):
 @pytest.mark.parametrize("prompt_name", [None, "find"])
 def test_token_vectors_equal_the_teachers_own_encoding_of_each_word(tiny_bert, prompt_name):
     """Independent path: Embedder.encode of the word (with the prompt) and no normalisation."""
-    teacher = embedlab.load(str(tiny_bert), prompts={"find": "find similar "}, normalize=False,
-                            pooling_options={"exclude_instruction": True})
+    teacher = embedlab.load(
+        str(tiny_bert),
+        prompts={"find": "find similar "},
+        normalize=False,
+        pooling_options={"exclude_instruction": True},
+    )
     vectors = token_vectors(teacher, prompt_name=prompt_name)
     words = ["cat", "river", "the", "why"]
     ref = teacher.encode(words, prompt_name=prompt_name)
     np.testing.assert_allclose(vectors[[VOCAB[w] for w in words]], ref, atol=1e-5)
     # the final L2 normalisation of the teacher is left out, the rest of its chain is not
     normed = embedlab.load(str(tiny_bert))
-    np.testing.assert_allclose(token_vectors(normed)[[VOCAB[w] for w in words]],
-                               normed.encode(words) * np.linalg.norm(teacher.encode(words), axis=1, keepdims=True) /
-                               np.linalg.norm(normed.encode(words), axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(
+        token_vectors(normed)[[VOCAB[w] for w in words]],
+        normed.encode(words)
+        * np.linalg.norm(teacher.encode(words), axis=1, keepdims=True)
+        / np.linalg.norm(normed.encode(words), axis=1, keepdims=True),
+        atol=1e-5,
+    )
 
 
 def test_bidirectional_decoder_with_mean_pooling_is_distilled_through_its_attention_mode(tiny_llama):
@@ -96,8 +105,9 @@ def test_a_trainable_multi_layer_head_and_projection_are_in_every_row(tiny_llama
     from embedlab.models.modules import Projection
 
     torch.manual_seed(0)
-    base = embedlab.load(str(tiny_llama), pooling="multi_layer", attention="bidirectional", append_eos=True,
-                         normalize=False)
+    base = embedlab.load(
+        str(tiny_llama), pooling="multi_layer", attention="bidirectional", append_eos=True, normalize=False
+    )
     projection = Projection(base.output_dim, base.output_dim)
     teacher = base.with_modules([*base.chain, projection])
     words = ["cat", "dog", "river"]
@@ -162,7 +172,18 @@ def test_emittable_tokens_drop_specials_and_wordpiece_entries_no_text_produces()
     from tokenizers.normalizers import BertNormalizer
     from tokenizers.pre_tokenizers import BertPreTokenizer
 
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[unused0]": 3, "the": 4, "##ing": 5, "!": 6, "é": 7, "e": 8, "sing": 9}
+    vocab = {
+        "[PAD]": 0,
+        "[UNK]": 1,
+        "[CLS]": 2,
+        "[unused0]": 3,
+        "the": 4,
+        "##ing": 5,
+        "!": 6,
+        "é": 7,
+        "e": 8,
+        "sing": 9,
+    }
     tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
     tok.normalizer = BertNormalizer(lowercase=True)  # strips accents: "é" can never come out whole
     tok.pre_tokenizer = BertPreTokenizer()
@@ -205,7 +226,9 @@ def test_distilled_table_is_pca_then_zipf_weights_by_hand_and_encode_is_the_norm
     table = model.source.table
     signs = np.sign((table * expected).sum(axis=0))  # a principal axis is defined up to its sign
     np.testing.assert_allclose(table * signs, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
-    assert provenance["explained_variance"] == pytest.approx((singular[:dims] ** 2).sum() / (singular ** 2).sum(), abs=1e-6)
+    assert provenance["explained_variance"] == pytest.approx(
+        (singular[:dims] ** 2).sum() / (singular**2).sum(), abs=1e-6
+    )
     # brute force: ids by hand, mean of rows, L2
     rows = [[VOCAB[w] for w in t.split()] for t in TEXTS]
     ref = np.stack([expected[r].mean(axis=0) for r in rows]) * signs
@@ -222,7 +245,9 @@ def test_sif_from_a_corpus_weights_frequent_tokens_down(teacher, tmp_path):
     p_the, p_cat = 3 / 6, 1 / 6
     w = model.source.table[VOCAB["the"]] / reduced[VOCAB["the"]]
     np.testing.assert_allclose(w, 0.01 / (0.01 + p_the), rtol=1e-4)
-    np.testing.assert_allclose(model.source.table[VOCAB["cat"]] / reduced[VOCAB["cat"]], 0.01 / (0.01 + p_cat), rtol=1e-4)
+    np.testing.assert_allclose(
+        model.source.table[VOCAB["cat"]] / reduced[VOCAB["cat"]], 0.01 / (0.01 + p_cat), rtol=1e-4
+    )
     np.testing.assert_allclose(model.source.table[VOCAB["river"]], reduced[VOCAB["river"]], rtol=1e-5)  # unseen: 1
     assert provenance["weighting"] == "sif" and provenance["corpus"]["tokens"] == 6
 
@@ -252,7 +277,9 @@ def test_torch_chain_equals_numpy_encode(saved):
 def test_load_save_round_trip_and_options(saved, student):
     assert is_static_dir(saved)
     model = embedlab.load(str(saved))
-    assert type(model) is Embedder and isinstance(model.source, StaticSource)  # a plain chain, found through the registry
+    assert type(model) is Embedder and isinstance(
+        model.source, StaticSource
+    )  # a plain chain, found through the registry
     assert model.normalize and model.attention is None
     np.testing.assert_allclose(model.encode(TEXTS), student[0].encode(TEXTS), atol=1e-6)
     provenance = json.loads((saved / "embedlab_static.json").read_text())
@@ -276,8 +303,9 @@ def test_model2vec_loads_it_and_gives_the_same_vectors(saved, student, tmp_path)
     # a short max_length is saved and honoured by both
     short = tmp_path / "short"
     load_static(saved, max_length=3).save(short)
-    np.testing.assert_allclose(StaticModel.from_pretrained(str(short)).encode(texts),
-                               embedlab.load(str(short)).encode(texts), atol=1e-6)
+    np.testing.assert_allclose(
+        StaticModel.from_pretrained(str(short)).encode(texts), embedlab.load(str(short)).encode(texts), atol=1e-6
+    )
     assert not np.allclose(embedlab.load(str(short)).encode(TEXTS[:1]), ours[:1])
     # and a folder model2vec wrote is read by embedlab
     written = tmp_path / "by-model2vec"
@@ -375,15 +403,29 @@ def test_cli_distill_then_encode_index_and_search(tiny_bert, tmp_path, monkeypat
     assert code == 0, err
     assert "distilled 83 tokens" in err and is_static_dir(out)
     (tmp_path / "in.txt").write_text("\n".join(TEXTS) + "\nzzz\n")
-    code, _, err = run_cli(monkeypatch, capsys, "encode", "-m", out, "-i", tmp_path / "in.txt", "-o", tmp_path / "v.npy")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "encode", "-m", out, "-i", tmp_path / "in.txt", "-o", tmp_path / "v.npy"
+    )
     assert code == 0, err
     v = np.load(tmp_path / "v.npy")
     assert v.shape == (6, 8) and np.all(v[-1] == 0)
     np.testing.assert_allclose(v[:-1], embedlab.load(str(out)).encode(TEXTS), atol=1e-6)
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(TEXTS)) + "\n")
-    code, _, err = run_cli(monkeypatch, capsys, "index", "build", "--corpus", corpus, "--out", tmp_path / "idx",
-                           "-m", out, "--codec", "float32")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "index",
+        "build",
+        "--corpus",
+        corpus,
+        "--out",
+        tmp_path / "idx",
+        "-m",
+        out,
+        "--codec",
+        "float32",
+    )
     assert code == 0, err
     code, stdout, err = run_cli(monkeypatch, capsys, "search", tmp_path / "idx", "a dog ran fast", "--json", "-k", "2")
     assert code == 0, err
@@ -392,12 +434,15 @@ def test_cli_distill_then_encode_index_and_search(tiny_bert, tmp_path, monkeypat
     assert code == 0 and "static" in stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--dims", "64"], "larger than the teacher's width 32"),
-    (["--corpus", "{empty}"], "empty"),
-    (["--prompt", "nope"], "unknown prompt"),
-    (["--dims", "8", "--no-pca"], "not both"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--dims", "64"], "larger than the teacher's width 32"),
+        (["--corpus", "{empty}"], "empty"),
+        (["--prompt", "nope"], "unknown prompt"),
+        (["--dims", "8", "--no-pca"], "not both"),
+    ],
+)
 def test_cli_distill_bad_input_is_one_line(tiny_bert, tmp_path, monkeypatch, capsys, args, message):
     (tmp_path / "empty.txt").write_text("")
     args = [a.format(empty=tmp_path / "empty.txt") for a in args]
@@ -427,9 +472,19 @@ def test_cli_distill_teacher_without_vocabulary_access_is_one_line(tiny_bert, tm
 def test_cli_eval_runs_on_a_static_model(saved, tmp_path, monkeypatch, capsys):
     task = tmp_path / "tiny-sts"
     task.mkdir()
-    (task / "test.tsv").write_text("sentence1\tsentence2\tscore\n" + "\n".join(
-        f"{a}\t{b}\t{s}" for a, b, s in [("the cat sat", "the cat sat", 5), ("a dog ran", "the sky blue", 0),
-                                         ("the big car", "the small car", 3), ("why is it", "how is it", 2)]) + "\n")
+    (task / "test.tsv").write_text(
+        "sentence1\tsentence2\tscore\n"
+        + "\n".join(
+            f"{a}\t{b}\t{s}"
+            for a, b, s in [
+                ("the cat sat", "the cat sat", 5),
+                ("a dog ran", "the sky blue", 0),
+                ("the big car", "the small car", 3),
+                ("why is it", "how is it", 2),
+            ]
+        )
+        + "\n"
+    )
     (task / "task.json").write_text(json.dumps({"name": "TinySTS", "type": "sts", "files": {"test": "test.tsv"}}))
     code, stdout, err = run_cli(monkeypatch, capsys, "eval", "-m", saved, "--task-dir", task, "--out", tmp_path / "res")
     assert code == 0, err

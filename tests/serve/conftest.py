@@ -1,4 +1,5 @@
 """Real servers (uvicorn on a thread, 127.0.0.1, any free port) over the tiny random BERT."""
+
 from __future__ import annotations
 
 import contextlib
@@ -31,13 +32,21 @@ def prompted_emb(tiny_bert):
     """The tiny BERT with named prompts (words of its vocabulary) and a default prompt."""
     import embedlab
 
-    return embedlab.load(str(tiny_bert), prompts={"query": "find similar ", "document": "document "},
-                         default_prompt_name="document")
+    return embedlab.load(
+        str(tiny_bert), prompts={"query": "find similar ", "document": "document "}, default_prompt_name="document"
+    )
 
 
 @contextlib.contextmanager
-def running(emb: Any, *, model_name: str = "tiny", indexes: dict | None = None, api_key: str | None = None,
-            request_timeout: float | None = 30.0, **engine_options: Any) -> Iterator[Any]:
+def running(
+    emb: Any,
+    *,
+    model_name: str = "tiny",
+    indexes: dict | None = None,
+    api_key: str | None = None,
+    request_timeout: float | None = 30.0,
+    **engine_options: Any,
+) -> Iterator[Any]:
     """A started server; yields the BackgroundServer (``.url``, ``.app.state.engine``)."""
     from embedlab.serve import BackgroundServer, Engine, create_app
 
@@ -66,5 +75,3 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(got.get(k) == v for k, v in labels.items()):
             return float(m.group(3))
     return 0.0
-
-

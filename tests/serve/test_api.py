@@ -1,4 +1,5 @@
 """The routes against the library: every answer equals what Embedder.encode / VectorIndex.search give."""
+
 from __future__ import annotations
 
 import base64
@@ -83,7 +84,7 @@ def test_token_id_inputs_equal_text_inputs(server, tiny_emb):
     for text, row in zip(TEXTS[:3], toks):
         assert row[0]["start"] is None and row[-1]["stop"] is None
         for t in row[1:-1]:
-            assert text[t["start"]:t["stop"]].lower() == t["text"].removeprefix("##"), (text, t)
+            assert text[t["start"] : t["stop"]].lower() == t["text"].removeprefix("##"), (text, t)
 
 
 def test_tokenize_offsets_skip_the_prompt(prompted_emb):
@@ -95,7 +96,7 @@ def test_tokenize_offsets_skip_the_prompt(prompted_emb):
     spans = [t for t in toks[n_prompt:] if not t["special"]]
     assert spans and spans[0]["start"] == 0
     for t in spans:
-        assert TEXTS[0][t["start"]:t["stop"]].lower() == t["text"].removeprefix("##")
+        assert TEXTS[0][t["start"] : t["stop"]].lower() == t["text"].removeprefix("##")
 
 
 def test_input_type_uses_the_models_named_prompt(prompted_emb):
@@ -105,7 +106,11 @@ def test_input_type_uses_the_models_named_prompt(prompted_emb):
             got = np.array([d["embedding"] for d in httpx.post(srv.url + "/v1/embeddings", json=body).json()["data"]])
             ref = prompted_emb.encode(TEXTS, prompt_name=name)
             assert cosines(got, ref).min() >= MIN_COS, input_type
-        q = np.array(httpx.post(srv.url + "/v1/embeddings", json={"input": TEXTS, "input_type": "query"}).json()["data"][0]["embedding"])
+        q = np.array(
+            httpx.post(srv.url + "/v1/embeddings", json={"input": TEXTS, "input_type": "query"}).json()["data"][0][
+                "embedding"
+            ]
+        )
         d = np.array(httpx.post(srv.url + "/v1/embeddings", json={"input": TEXTS}).json()["data"][0]["embedding"])
         assert np.abs(q - d).max() > 1e-3  # the prompt changes the vector
         r = httpx.post(srv.url + "/v1/embeddings", json={"input": "x", "input_type": "nope"})
@@ -120,8 +125,9 @@ def test_tei_embed_similarity(server, tiny_emb):
     raw = np.array(httpx.post(server.url + "/embed", json={"inputs": TEXTS, "normalize": False}).json())
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)  # the pooled vector before normalisation
     assert cosines(raw, ref).min() >= MIN_COS
-    sims = httpx.post(server.url + "/similarity",
-                      json={"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS[1:]}}).json()
+    sims = httpx.post(
+        server.url + "/similarity", json={"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS[1:]}}
+    ).json()
     assert np.allclose(sims, ref[1:] @ ref[0], atol=1e-5)
 
 
@@ -173,7 +179,9 @@ def test_search_equals_brute_force(tiny_emb, indexed):
             assert np.allclose([h["score"] for h in data["hits"]], row[order], atol=1e-5)
             assert data["hits"][0]["text"] == corpus[order[0]]
         # binary codes + rescoring (k x 8 candidates of 40) finds the exact top 3 of this small corpus
-        bits = httpx.post(srv.url + "/v1/search", json={"index": "bits", "query": queries[0], "k": 3, "rescore": 8}).json()
+        bits = httpx.post(
+            srv.url + "/v1/search", json={"index": "bits", "query": queries[0], "k": 3, "rescore": 8}
+        ).json()
         assert [h["id"] for h in bits["data"][0]["hits"]] == [f"d{i}" for i in np.argsort(-exact[0], kind="stable")[:3]]
         big_k = httpx.post(srv.url + "/v1/search", json={"index": "float32", "query": "x", "k": 1000}).json()
         assert len(big_k["data"][0]["hits"]) == len(corpus)
@@ -208,8 +216,9 @@ def test_precision_binary_and_int8_are_the_index_codecs(server, tiny_emb):
     index = VectorIndex.build(ref, [str(i) for i in range(len(texts))], "binary")
     stored = faiss.vector_to_array(index.codes.xb).reshape(len(texts), -1)
     assert np.array_equal(got, stored)
-    b64 = httpx.post(server.url + "/v1/embeddings",
-                     json={"input": texts, "precision": "binary", "encoding_format": "base64"}).json()
+    b64 = httpx.post(
+        server.url + "/v1/embeddings", json={"input": texts, "precision": "binary", "encoding_format": "base64"}
+    ).json()
     assert np.array_equal(np.frombuffer(base64.b64decode(b64["data"][0]["embedding"]), np.uint8), got[0])
 
     r = httpx.post(server.url + "/v1/embeddings", json={"input": texts, "precision": "int8"}).json()
@@ -220,9 +229,12 @@ def test_precision_binary_and_int8_are_the_index_codecs(server, tiny_emb):
     # (hi - lo)), clipped to 0..255, stored as code - 128
     from importlib import resources
 
-    cal_texts = [line for name in ("demo_corpus.txt", "demo_queries.txt")
-                 for line in resources.files("embedlab.data").joinpath(name).read_text(encoding="utf-8").splitlines()
-                 if line.strip()]
+    cal_texts = [
+        line
+        for name in ("demo_corpus.txt", "demo_queries.txt")
+        for line in resources.files("embedlab.data").joinpath(name).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     cal = tiny_emb.encode(cal_texts).astype(np.float64)
     cal /= np.linalg.norm(cal, axis=1, keepdims=True)
     lo, hi = cal.min(0), cal.max(0)
@@ -242,7 +254,7 @@ def test_precision_binary_and_int8_are_the_index_codecs(server, tiny_emb):
     assert (np.abs(decoded - np.clip(unit, lo, hi)) <= 1.5 * step + 1e-6).all()
     f16 = httpx.post(server.url + "/v1/embeddings", json={"input": texts, "precision": "float16"}).json()
     halves = np.array([d["embedding"] for d in f16["data"]])
-    assert np.abs(halves - unit.astype(np.float16).astype(np.float64)).max() <= 2.0 ** -11  # one f16 step near 1
+    assert np.abs(halves - unit.astype(np.float16).astype(np.float64)).max() <= 2.0**-11  # one f16 step near 1
     half = httpx.get(server.url + "/v1/quantization/int8", params={"dimensions": 8}).json()
     assert len(half["vmin"]) == 8
     assert httpx.get(server.url + "/v1/quantization/int8", params={"dimensions": 10**6}).status_code == 400
@@ -261,9 +273,10 @@ def test_page_is_served(server):
 @pytest.mark.slow
 def test_packaged_minilm_equals_encode():
     """`embedlab serve minilm-l6` in Python: the packaged model, the openai client, encode's vectors."""
+    from openai import OpenAI
+
     import embedlab
     from embedlab.serve import BackgroundServer, build_app
-    from openai import OpenAI
 
     app = build_app("minilm-l6", dtype="fp32", device="cpu")
     emb = app.state.engine.embedder
@@ -271,7 +284,9 @@ def test_packaged_minilm_equals_encode():
     with BackgroundServer(app) as srv:
         client = OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
         got = np.array([d.embedding for d in client.embeddings.create(model="minilm-l6", input=texts).data])
-        half = np.array([d.embedding for d in client.embeddings.create(model="minilm-l6", input=texts, dimensions=128).data])
+        half = np.array(
+            [d.embedding for d in client.embeddings.create(model="minilm-l6", input=texts, dimensions=128).data]
+        )
     ref = embedlab.load("minilm-l6").encode(texts)
     assert cosines(got, ref).min() >= MIN_COS
     assert cosines(half, ref[:, :128]).min() >= MIN_COS

@@ -1,5 +1,6 @@
 """The engine under load and failure: batches mix requests, admission (429), timeouts (503), dropped
 clients, a dead or stuck worker (/health 503) and draining."""
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,9 @@ def test_batches_mix_requests_and_each_gets_its_rows(tiny_emb):
         engine = srv.app.state.engine
         engine.pause()  # let all six requests queue up, then form batches from them together
         with ThreadPoolExecutor(len(requests)) as pool:
-            futures = [pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": t}, timeout=30) for t in requests]
+            futures = [
+                pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": t}, timeout=30) for t in requests
+            ]
             total = sum(len(x) for t in requests for x in tiny_emb.tokenize(t).ids)
             _wait(lambda: engine.queued_tokens == total)
             engine.resume()
@@ -79,8 +82,9 @@ def test_concurrent_requests_of_mixed_lengths_are_exact(tiny_emb):
     requests = [_random_texts(rng, int(rng.integers(1, 12))) for _ in range(24)]
     with running(tiny_emb, max_batch_tokens=256) as srv:
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda t: httpx.post(srv.url + "/v1/embeddings", json={"input": t}, timeout=30),
-                                    requests))
+            answers = list(
+                pool.map(lambda t: httpx.post(srv.url + "/v1/embeddings", json={"input": t}, timeout=30), requests)
+            )
         text = httpx.get(srv.url + "/metrics").text
     got = np.concatenate([[d["embedding"] for d in r.json()["data"]] for r in answers])
     ref = tiny_emb.encode([x for t in requests for x in t])
@@ -97,14 +101,19 @@ def test_batches_split_by_length_when_a_pass_is_cheap(tiny_emb, overhead, passes
         engine = srv.app.state.engine
         engine.pause()
         with ThreadPoolExecutor(1) as pool:
-            future = pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": [short, long, short]}, timeout=30)
+            future = pool.submit(
+                httpx.post, srv.url + "/v1/embeddings", json={"input": [short, long, short]}, timeout=30
+            )
             _wait(lambda: engine.queued_tokens > 0)
             before = metric(httpx.get(srv.url + "/metrics").text, "embedlab_batch_items_count")
             engine.resume()
             r = future.result()
         text = httpx.get(srv.url + "/metrics").text
     assert r.status_code == 200
-    assert cosines(np.array([d["embedding"] for d in r.json()["data"]]), tiny_emb.encode([short, long, short])).min() >= 0.99999
+    assert (
+        cosines(np.array([d["embedding"] for d in r.json()["data"]]), tiny_emb.encode([short, long, short])).min()
+        >= 0.99999
+    )
     assert metric(text, "embedlab_batch_items_count") - before == passes
 
 
@@ -153,7 +162,9 @@ def test_admission_bound_is_at_most_the_request_timeout(tiny_emb):
     with running(tiny_emb, max_queue_wait=10**6, tokens_per_s=rate, request_timeout=timeout, on_forward=hold) as srv:
         with ThreadPoolExecutor(1) as pool:
             try:
-                held = pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": TEXTS[:3]}, timeout=2 * timeout)
+                held = pool.submit(
+                    httpx.post, srv.url + "/v1/embeddings", json={"input": TEXTS[:3]}, timeout=2 * timeout
+                )
                 assert hold.entered.wait(10)
                 r = httpx.post(srv.url + "/v1/embeddings", json={"input": "x"})
                 assert r.status_code == 429, r.text
@@ -183,8 +194,10 @@ def test_disconnected_client_is_dropped_from_the_queue(tiny_emb):
     """Event-driven: the client hangs up once its request is queued (not after a client timeout)."""
     tokens = sum(len(ids) for ids in tiny_emb.tokenize(TEXTS).ids)
     body = json.dumps({"input": TEXTS}).encode()
-    head = (f"POST /v1/embeddings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/embeddings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode()
     with running(tiny_emb) as srv:
         engine = srv.app.state.engine
         engine.pause()
@@ -288,14 +301,18 @@ def test_gate_refuses_before_reading_the_body_and_keeps_the_connection(tiny_emb)
         need = math.floor(0.5 * rate) + 1  # in flight so that need / rate > 0.5 s
         with ThreadPoolExecutor(need) as pool:
             try:
-                held = [pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": "the cat"}, timeout=60)
-                        for _ in range(need)]
+                held = [
+                    pool.submit(httpx.post, srv.url + "/v1/embeddings", json={"input": "the cat"}, timeout=60)
+                    for _ in range(need)
+                ]
                 _wait(lambda: engine.gate.in_flight == need)
                 with httpx.Client() as client:
                     r = client.post(srv.url + "/embed", json={"inputs": "x"})
                     assert r.status_code == 429, r.text
                     assert int(r.headers["retry-after"]) == math.ceil(need / engine.gate.rate.tokens_per_s - 0.5)
-                    assert r.json()["error"]["type"] == "rate_limit_error" and "in flight" in r.json()["error"]["message"]
+                    assert (
+                        r.json()["error"]["type"] == "rate_limit_error" and "in flight" in r.json()["error"]["message"]
+                    )
                     assert client.get(srv.url + "/health").status_code == 200  # same connection, ungated route
             finally:
                 hold.released.set()

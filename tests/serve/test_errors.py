@@ -1,4 +1,5 @@
 """Request errors: OpenAI-shaped bodies with the documented statuses, never a 500."""
+
 from __future__ import annotations
 
 import httpx
@@ -17,34 +18,43 @@ def _error(r: httpx.Response, status: int, code: str | None = None) -> dict:
     return err
 
 
-@pytest.mark.parametrize("body, status, code", [
-    ({"input": []}, 400, "empty_input"),
-    ({"input": ["x"] * 2049}, 400, "too_many_inputs"),
-    ({"input": "x", "dimensions": 33}, 400, "invalid_value"),
-    ({"input": "x", "dimensions": 0}, 400, "invalid_value"),
-    ({"input": [[]]}, 400, "empty_input"),
-    ({"input": [10**9]}, 422, "invalid_input"),
-    ({"input": 5}, 422, "invalid_value"),
-    ({"input": ["a", 1]}, 422, "invalid_value"),
-    ({"input": [True]}, 422, "invalid_value"),
-    ({"input": "x", "encoding_format": "hex"}, 422, "invalid_value"),
-    ({"input": "x", "precision": "int4"}, 422, "invalid_value"),
-    ({"input": [1, 2], "input_type": "query"}, 400, "invalid_value"),
-    ({}, 422, "invalid_value"),
-])
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({"input": []}, 400, "empty_input"),
+        ({"input": ["x"] * 2049}, 400, "too_many_inputs"),
+        ({"input": "x", "dimensions": 33}, 400, "invalid_value"),
+        ({"input": "x", "dimensions": 0}, 400, "invalid_value"),
+        ({"input": [[]]}, 400, "empty_input"),
+        ({"input": [10**9]}, 422, "invalid_input"),
+        ({"input": 5}, 422, "invalid_value"),
+        ({"input": ["a", 1]}, 422, "invalid_value"),
+        ({"input": [True]}, 422, "invalid_value"),
+        ({"input": "x", "encoding_format": "hex"}, 422, "invalid_value"),
+        ({"input": "x", "precision": "int4"}, 422, "invalid_value"),
+        ({"input": [1, 2], "input_type": "query"}, 400, "invalid_value"),
+        ({}, 422, "invalid_value"),
+    ],
+)
 def test_bad_requests(server, body, status, code):
     err = _error(httpx.post(server.url + "/v1/embeddings", json=body), status, code)
     assert err["type"] == "invalid_request_error"
 
 
 def test_invalid_json_and_unknown_routes(server):
-    _error(httpx.post(server.url + "/v1/embeddings", content=b"{not json", headers={"content-type": "application/json"}),
-           400, "invalid_json")
+    _error(
+        httpx.post(server.url + "/v1/embeddings", content=b"{not json", headers={"content-type": "application/json"}),
+        400,
+        "invalid_json",
+    )
     _error(httpx.get(server.url + "/v1/nothing-here"), 404, "not_found")
     _error(httpx.get(server.url + "/v1/embeddings"), 405, "method_not_allowed")
     _error(httpx.post(server.url + "/rerank", json={"query": "x", "texts": ["a"], "top_n": 0}), 400)
-    _error(httpx.post(server.url + "/similarity", json={"inputs": {"source_sentence": "x", "sentences": []}}), 400,
-           "empty_input")
+    _error(
+        httpx.post(server.url + "/similarity", json={"inputs": {"source_sentence": "x", "sentences": []}}),
+        400,
+        "empty_input",
+    )
 
 
 def test_oversized_body_is_refused_before_it_is_read(server):
@@ -54,8 +64,10 @@ def test_oversized_body_is_refused_before_it_is_read(server):
     from embedlab.serve.app import MAX_BODY_BYTES
 
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                     b"content-length: %d\r\n\r\n{}" % (MAX_BODY_BYTES + 1))
+        sock.sendall(
+            b"POST /v1/embeddings HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n{}" % (MAX_BODY_BYTES + 1)
+        )
         raw = b""
         while b"\r\n\r\n" not in raw or not raw.rstrip().endswith(b"}"):
             chunk = sock.recv(65536)
@@ -101,7 +113,9 @@ def test_api_key(tiny_emb):
         err = _error(httpx.post(srv.url + "/v1/embeddings", json={"input": "x"}), 401, "invalid_api_key")
         assert err["type"] == "authentication_error"
         assert httpx.post(srv.url + "/v1/embeddings", json={"input": "x"}).headers["www-authenticate"] == "Bearer"
-        _error(httpx.post(srv.url + "/v1/embeddings", json={"input": "x"}, headers={"authorization": "Bearer s3cre"}), 401)
+        _error(
+            httpx.post(srv.url + "/v1/embeddings", json={"input": "x"}, headers={"authorization": "Bearer s3cre"}), 401
+        )
         _error(httpx.get(srv.url + "/v1/models", headers={"authorization": "Basic s3cret"}), 401)
         with pytest.raises(AuthenticationError):
             OpenAI(base_url=srv.url + "/v1", api_key="wrong", max_retries=0).embeddings.create(model="t", input="x")

@@ -7,6 +7,7 @@ so it never tries to download a browser or a driver.
 ``EMBEDLAB_PAGE_SCREENSHOT=docs/serving_page.png pytest tests/serve/test_page.py -k docs`` regenerates the
 screenshot in docs/serving.md: minilm-l6 over 300 SciFact abstracts (needs the data directory).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,8 @@ WAIT_S = 30
 
 def _browser_paths() -> tuple[str | None, str | None]:
     chrome = os.environ.get("EMBEDLAB_CHROMIUM") or next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+    )
     driver = os.environ.get("EMBEDLAB_CHROMEDRIVER") or shutil.which("chromedriver")
     return chrome, driver
 
@@ -43,12 +45,21 @@ def browser() -> Any:
 
     chrome, driver = _browser_paths()
     if not chrome or not driver:
-        pytest.skip("no chromium or chromedriver on PATH: run `make browser` "
-                    "(apt-get install chromium chromium-driver) or set EMBEDLAB_CHROMIUM / EMBEDLAB_CHROMEDRIVER")
+        pytest.skip(
+            "no chromium or chromedriver on PATH: run `make browser` "
+            "(apt-get install chromium chromium-driver) or set EMBEDLAB_CHROMIUM / EMBEDLAB_CHROMEDRIVER"
+        )
     options = Options()
     options.binary_location = chrome
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1200,1000", "--force-device-scale-factor=1", "--no-first-run"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1200,1000",
+        "--force-device-scale-factor=1",
+        "--no-first-run",
+    ):
         options.add_argument(arg)
     drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     drv.set_page_load_timeout(WAIT_S)
@@ -65,8 +76,9 @@ def _wait(drv: Any, condition: Any, what: str) -> Any:
     try:
         return WebDriverWait(drv, WAIT_S).until(condition)
     except TimeoutException:
-        raise AssertionError(f"timed out waiting for {what}; the page says: "
-                             f"{drv.find_element('tag name', 'body').text[:500]!r}") from None
+        raise AssertionError(
+            f"timed out waiting for {what}; the page says: {drv.find_element('tag name', 'body').text[:500]!r}"
+        ) from None
 
 
 def _search(drv: Any, url: str, query: str, k: int) -> list[tuple[str, str]]:
@@ -84,8 +96,11 @@ def _search(drv: Any, url: str, query: str, k: int) -> list[tuple[str, str]]:
     k_box.clear()
     k_box.send_keys(str(k))
     button.click()
-    _wait(drv, lambda d: d.find_element(By.ID, "hits").is_displayed()
-          and d.find_elements(By.CSS_SELECTOR, "#hits tbody tr"), "hits")
+    _wait(
+        drv,
+        lambda d: d.find_element(By.ID, "hits").is_displayed() and d.find_elements(By.CSS_SELECTOR, "#hits tbody tr"),
+        "hits",
+    )
     rows = drv.find_elements(By.CSS_SELECTOR, "#hits tbody tr")
     out = []
     for row in rows:
@@ -127,8 +142,9 @@ def tiny_index(tiny_emb, tmp_path_factory):
 
     corpus = TEXTS + [f"{a} {b}" for a in TEXTS[:4] for b in TEXTS[4:]]
     model = {"name": "tiny", "fingerprint": tiny_emb.fingerprint()}
-    index = VectorIndex.build(tiny_emb.encode(corpus), [f"d{i}" for i in range(len(corpus))], "float32",
-                              texts=corpus, model=model)
+    index = VectorIndex.build(
+        tiny_emb.encode(corpus), [f"d{i}" for i in range(len(corpus))], "float32", texts=corpus, model=model
+    )
     return {"docs": index}
 
 
@@ -148,7 +164,7 @@ def test_page_search_and_heat_map_match_the_api(browser, tiny_emb, tiny_index, t
         res = httpx.post(srv.url + "/v1/embeddings", json={"input": HEAT_TEXTS}, timeout=30).json()
         vectors = np.array([d["embedding"] for d in sorted(res["data"], key=lambda d: d["index"])])
         n = len(HEAT_TEXTS)
-        expected = np.array([[cosines(vectors[i:i + 1], vectors[j:j + 1])[0] for j in range(n)] for i in range(n)])
+        expected = np.array([[cosines(vectors[i : i + 1], vectors[j : j + 1])[0] for j in range(n)] for i in range(n)])
         np.testing.assert_allclose(sim, expected, atol=2e-6)
         np.testing.assert_allclose(np.diag(sim), 1.0, atol=2e-6)
         np.testing.assert_allclose(sim, sim.T, atol=2e-6)
@@ -161,7 +177,9 @@ def test_page_without_an_index_says_so(browser, tiny_emb):
 
     with running(tiny_emb) as srv:
         browser.get(srv.url + "/")
-        _wait(browser, lambda d: "No index is loaded" in d.find_element(By.ID, "search-msg").text, "the no-index notice")
+        _wait(
+            browser, lambda d: "No index is loaded" in d.find_element(By.ID, "search-msg").text, "the no-index notice"
+        )
         assert not browser.find_element(By.ID, "search-btn").is_enabled()
         assert "tiny" in browser.find_element(By.ID, "model").text
 
@@ -191,9 +209,16 @@ def test_screenshot_for_docs(browser, tmp_path):
     with running(emb, model_name="minilm-l6", indexes={"scifact-300": index}) as srv:
         rows = _search(browser, srv.url, "How does the immune system respond to viral infection?", k=5)
         assert len(rows) == 5
-        _heat_map(browser, ["A man is playing a guitar.", "Someone plays an instrument.",
-                            "The stock market fell sharply today.", "Shares dropped at the close of trading.",
-                            "A cat sleeps on the sofa."])
+        _heat_map(
+            browser,
+            [
+                "A man is playing a guitar.",
+                "Someone plays an instrument.",
+                "The stock market fell sharply today.",
+                "Shares dropped at the close of trading.",
+                "A cat sleeps on the sofa.",
+            ],
+        )
         browser.execute_script("window.scrollTo(0, 0)")
         _screenshot(browser, tmp_path / "page.png")
     Path(out).parent.mkdir(parents=True, exist_ok=True)

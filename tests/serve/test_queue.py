@@ -1,4 +1,5 @@
 """The queue's throughput estimate and Retry-After, against hand-computed values."""
+
 from __future__ import annotations
 
 import math

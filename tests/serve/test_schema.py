@@ -1,5 +1,6 @@
 """Schemathesis against the served OpenAPI schema: for generated valid and invalid requests to every
 operation, no 5xx, and every status, content type and body is the one the schema declares."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,10 +24,16 @@ def fuzzed_server(tiny_emb, tmp_path_factory):
     from embedlab.serve import load_indexes
 
     root = tmp_path_factory.mktemp("schema-index")
-    VectorIndex.build(tiny_emb.encode(TEXTS), [f"d{i}" for i in range(len(TEXTS))], "float32", texts=TEXTS,
-                      model={"fingerprint": tiny_emb.fingerprint()}).save(root / "docs")
-    with running(tiny_emb, indexes=load_indexes([str(root / "docs")]), max_input_tokens=32,
-                 max_queue_tokens=1 << 20) as srv:
+    VectorIndex.build(
+        tiny_emb.encode(TEXTS),
+        [f"d{i}" for i in range(len(TEXTS))],
+        "float32",
+        texts=TEXTS,
+        model={"fingerprint": tiny_emb.fingerprint()},
+    ).save(root / "docs")
+    with running(
+        tiny_emb, indexes=load_indexes([str(root / "docs")]), max_input_tokens=32, max_queue_tokens=1 << 20
+    ) as srv:
         yield srv
 
 
@@ -48,6 +55,15 @@ def test_schema_lists_the_routes(fuzzed_server):
     import httpx
 
     paths = httpx.get(fuzzed_server.url + "/openapi.json").json()["paths"]
-    assert {"/v1/embeddings", "/embed", "/similarity", "/rerank", "/tokenize", "/v1/search", "/v1/models", "/health",
-            "/ready"} <= set(paths)
+    assert {
+        "/v1/embeddings",
+        "/embed",
+        "/similarity",
+        "/rerank",
+        "/tokenize",
+        "/v1/search",
+        "/v1/models",
+        "/health",
+        "/ready",
+    } <= set(paths)
     assert "429" in paths["/v1/embeddings"]["post"]["responses"]

@@ -1,5 +1,6 @@
 """`embedlab serve` as a real process: SIGTERM while a request is in flight -> it completes, new ones are
 refused, the process exits 0."""
+
 from __future__ import annotations
 
 import os
@@ -27,9 +28,30 @@ def test_sigterm_drains_in_flight_request_then_exits_0(tiny_bert, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     log = open(tmp_path / "server.log", "w")
     # max-batch-tokens 8: one input per forward pass, so 1,500 inputs keep the worker busy for a while
-    proc = subprocess.Popen([sys.executable, "-m", "embedlab.cli", "serve", str(tiny_bert), "--port", str(port),
-                             "--dtype", "fp32", "--max-batch-tokens", "8", "--max-queue-tokens", "100000", "--model-name", "tiny", "--log-level", "info"],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "embedlab.cli",
+            "serve",
+            str(tiny_bert),
+            "--port",
+            str(port),
+            "--dtype",
+            "fp32",
+            "--max-batch-tokens",
+            "8",
+            "--max-queue-tokens",
+            "100000",
+            "--model-name",
+            "tiny",
+            "--log-level",
+            "info",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         end = time.monotonic() + 120
         while True:

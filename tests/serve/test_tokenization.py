@@ -1,5 +1,6 @@
 """The server's tokenization: one tokenizer pass per request, the same ids as Embedder.tokenize, and the
 cut flags and offsets checked against the HF tokenizer called directly."""
+
 from __future__ import annotations
 
 import pytest
@@ -57,7 +58,7 @@ def test_offsets_index_the_text_and_skip_specials_and_the_prompt(prompted_emb):
                 assert span is None
                 continue
             piece = tokenizer.convert_ids_to_tokens(token_id).removeprefix("##")
-            assert text[span[0]:span[1]].lower() == piece
+            assert text[span[0] : span[1]].lower() == piece
 
 
 def test_no_truncate_refuses_naming_the_first_long_input(tiny_emb):

@@ -1,4 +1,5 @@
 """Tokenizer metrics on tiny hand-built tokenizers, with every expected number computed by hand."""
+
 from __future__ import annotations
 
 import math
@@ -30,10 +31,41 @@ def wordlevel() -> Tokenizer:
 
 def metaspace() -> Tokenizer:
     """A SentencePiece-style BPE: '▁' marks a word start, and a lone '▁' is a token of its own."""
-    vocab = {"<unk>": 0, "▁": 1, "k": 2, "i": 3, "t": 4, "a": 5, "p": 6, "l": 7, "r": 8, "e": 9, "v": 10,
-             "▁k": 11, "▁e": 12, "ki": 13, "ta": 14, "▁ki": 15, "▁kita": 16, "▁kitap": 17, "la": 18, "lar": 19, "▁ev": 20}
-    merges = [("▁", "k"), ("▁", "e"), ("k", "i"), ("t", "a"), ("▁k", "i"), ("▁ki", "ta"), ("▁kita", "p"),
-              ("l", "a"), ("la", "r"), ("▁e", "v")]
+    vocab = {
+        "<unk>": 0,
+        "▁": 1,
+        "k": 2,
+        "i": 3,
+        "t": 4,
+        "a": 5,
+        "p": 6,
+        "l": 7,
+        "r": 8,
+        "e": 9,
+        "v": 10,
+        "▁k": 11,
+        "▁e": 12,
+        "ki": 13,
+        "ta": 14,
+        "▁ki": 15,
+        "▁kita": 16,
+        "▁kitap": 17,
+        "la": 18,
+        "lar": 19,
+        "▁ev": 20,
+    }
+    merges = [
+        ("▁", "k"),
+        ("▁", "e"),
+        ("k", "i"),
+        ("t", "a"),
+        ("▁k", "i"),
+        ("▁ki", "ta"),
+        ("▁kita", "p"),
+        ("l", "a"),
+        ("la", "r"),
+        ("▁e", "v"),
+    ]
     tok = Tokenizer(models.BPE(vocab, merges, unk_token="<unk>"))
     tok.normalizer = normalizers.Replace(" ", "▁")
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
@@ -92,8 +124,10 @@ def test_byte_level_pieces_drop_the_space_marker():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(["kitaplar evler kitap ev"] * 20, BpeTrainer(vocab_size=300, show_progress=False,
-                                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        ["kitaplar evler kitap ev"] * 20,
+        BpeTrainer(vocab_size=300, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
     lt = load_tokenizer(tok)
     assert lt.family == "byte-level" and lt.unk_id is None
     enc = lt.encode_batch(["kitap ev"])[0]
@@ -220,7 +254,6 @@ def test_mistral_sentencepiece_from_its_wheel():
 
 @pytest.mark.slow
 def test_packaged_aliases_and_tekken():
-    import importlib.util
 
     texts = ["Kitaplarımızdan geldi, evet.", "Çok güzel bir gün."]
     mini = tokenizer_metrics("minilm-l6", texts)
@@ -234,7 +267,6 @@ def test_packaged_aliases_and_tekken():
 
 
 def test_gpt2_rank_file_from_whisper_gives_gpt2_ids():
-    import importlib.util
 
     if package_dir("whisper") is None:
         pytest.skip("openai-whisper (--no-deps) is not installed")

@@ -1,4 +1,5 @@
 """`embedlab tokenizer report`: table, JSON, PNG, Turkish columns, parity, and one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,26 @@ def files(tmp_path):
 
 def test_report_table_json_png(monkeypatch, capsys, files):
     tj = files / "tokenizer.json"
-    code, out, err = run_cli(monkeypatch, capsys, "tokenizer", "report", tj, str(files), "--corpus", files / "corpus.tsv",
-                             "--corpus2", files / "en.txt", "--lang", "tr", "--lexicon", files / "lex",
-                             "--json", files / "r.json", "--png", files / "r.png")
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "tokenizer",
+        "report",
+        tj,
+        str(files),
+        "--corpus",
+        files / "corpus.tsv",
+        "--corpus2",
+        files / "en.txt",
+        "--lang",
+        "tr",
+        "--lexicon",
+        files / "lex",
+        "--json",
+        files / "r.json",
+        "--png",
+        files / "r.png",
+    )
     assert code == 0, err
     assert "fertility" in out and "%TR types" in out and "parity" in out
     data = json.loads((files / "r.json").read_text())
@@ -48,12 +66,15 @@ def test_report_table_json_png(monkeypatch, capsys, files):
     assert (files / "r.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["no-such-tokenizer"], "unknown tokenizer"),
-    (["{tj}", "--lang", "de"], "--lang must be one of tr"),
-    (["{tj}", "--corpus2", "{dir}/missing.txt"], "missing.txt: not found"),
-    (["{tj}", "--corpus2", "{dir}/en.txt", "--limit", "0"], "greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["no-such-tokenizer"], "unknown tokenizer"),
+        (["{tj}", "--lang", "de"], "--lang must be one of tr"),
+        (["{tj}", "--corpus2", "{dir}/missing.txt"], "missing.txt: not found"),
+        (["{tj}", "--corpus2", "{dir}/en.txt", "--limit", "0"], "greater than or equal to 1"),
+    ],
+)
 def test_bad_input_is_one_line(monkeypatch, capsys, files, args, message):
     args = [a.format(tj=files / "tokenizer.json", dir=files) for a in args]
     code, out, err = run_cli(monkeypatch, capsys, "tokenizer", "report", *args, "--corpus", files / "corpus.tsv")
@@ -63,9 +84,20 @@ def test_bad_input_is_one_line(monkeypatch, capsys, files, args, message):
 
 def test_empty_corpus_and_parity_mismatch(monkeypatch, capsys, files):
     (files / "empty.txt").write_text("\n\n", encoding="utf-8")
-    code, _, err = run_cli(monkeypatch, capsys, "tokenizer", "report", files / "tokenizer.json", "--corpus", files / "empty.txt")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "tokenizer", "report", files / "tokenizer.json", "--corpus", files / "empty.txt"
+    )
     assert code != 0 and "empty" in err and "Traceback" not in err
     (files / "three.txt").write_text("a\nb\nc\n", encoding="utf-8")
-    code, _, err = run_cli(monkeypatch, capsys, "tokenizer", "report", files / "tokenizer.json", "--corpus", files / "corpus.tsv",
-                           "--corpus2", files / "three.txt")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "tokenizer",
+        "report",
+        files / "tokenizer.json",
+        "--corpus",
+        files / "corpus.tsv",
+        "--corpus2",
+        files / "three.txt",
+    )
     assert code != 0 and "line-aligned" in err

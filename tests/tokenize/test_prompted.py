@@ -1,4 +1,5 @@
 """One mechanism counts an instruction's tokens, for encode and training alike, on real tokenizers."""
+
 from __future__ import annotations
 
 import pytest
@@ -65,8 +66,15 @@ def test_training_and_encode_pool_the_same_tokens(tiny_llama, tmp_path):
     from embedlab.train.trainer import Trainer
 
     emb = Embedder.from_pretrained(tiny_llama, pooling="mean", pooling_options={"exclude_instruction": True})
-    cfg = TrainConfig(model=str(tiny_llama), pooling="mean", output=str(tmp_path / "o"), data="snli-triplets", steps=1,
-                      batch_size=2, precision="fp32")
+    cfg = TrainConfig(
+        model=str(tiny_llama),
+        pooling="mean",
+        output=str(tmp_path / "o"),
+        data="snli-triplets",
+        steps=1,
+        batch_size=2,
+        precision="fp32",
+    )
     trainer = Trainer(cfg, emb, show_progress=False)
     prompt = "instruct find similar text : "
     items = [(prompt, t) for t in ["the cat sat", "a dog ran fast"]]

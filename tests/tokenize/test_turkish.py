@@ -1,4 +1,5 @@
 """%TR / %Pure on a tiny hand lexicon (both variants), through a tokenizer, and the lexicon loader."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -55,9 +56,13 @@ def test_lexicon_loader_reads_each_list(tmp_path):
     d.mkdir()
     (d / "tokenizer_benchmark_ekler_kokler.txt").write_text("kitap\nKitap\nlar\n", encoding="utf-8")
     (d / "turkce_kokler_roots_filtered.txt").write_text("ev\n", encoding="utf-8")
-    (d / "turkish_tokenizer_roots.tsv").write_text("root\tid\n<uppercase>\t0\n \t2\n\\n\t3\nspecial_7\t7\ngöz\t100\n", encoding="utf-8")
+    (d / "turkish_tokenizer_roots.tsv").write_text(
+        "root\tid\n<uppercase>\t0\n \t2\n\\n\t3\nspecial_7\t7\ngöz\t100\n", encoding="utf-8"
+    )
     (d / "turkish_tokenizer_suffixes.tsv").write_text("suffix\tid\nler\t20000\n", encoding="utf-8")
-    (d / "turkce_kokler_ekler.json").write_text('{"case_suffixes": ["dan", "den"], "conjunctions": ["ve"]}', encoding="utf-8")
+    (d / "turkce_kokler_ekler.json").write_text(
+        '{"case_suffixes": ["dan", "den"], "conjunctions": ["ve"]}', encoding="utf-8"
+    )
     (d / "tdk_kelimeler.txt").write_text("evler\n", encoding="utf-8")
     lex = TurkishLexicon.load(d)
     assert lex.pure == {"kitap", "lar", "ev", "göz", "ler", "dan", "den", "ve"}

@@ -1,4 +1,5 @@
 """Training data: adapters over the shared data, instruction templates, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,15 @@ import pytest
 
 from embedlab.errors import EmbedlabError, InputError
 from embedlab.settings import data_dir
-from embedlab.train.data import ADAPTERS, DataSpec, DataStats, check_template, format_document, format_query, load_dataset
+from embedlab.train.data import (
+    ADAPTERS,
+    DataSpec,
+    DataStats,
+    check_template,
+    format_document,
+    format_query,
+    load_dataset,
+)
 
 needs_data = pytest.mark.skipif(data_dir() is None, reason="shared data directory not found")
 
@@ -32,13 +41,19 @@ def test_adapter_counts_match_the_sources():
     assert len(load_dataset("snli-triplets")) == 5883  # SOURCE.md: 5,883 triplets
     assert len(load_dataset("scifact-train")) == 916  # 919 qrels/train.tsv rows, 3 of them repeated
     trec = load_dataset("trecqa-train")
-    assert len({e.query for e in trec}) == 83 and len(trec) == 348  # one per correct answer; 10 of 93 questions have none
+    assert (
+        len({e.query for e in trec}) == 83 and len(trec) == 348
+    )  # one per correct answer; 10 of 93 questions have none
 
 
 def test_files_instructions_duplicates_and_errors(tmp_path):
     f = tmp_path / "d.jsonl"
-    rows = [{"query": "q1", "positive": "p1", "negatives": ["n1"]}, {"query": "q1", "positive": "p1", "negatives": ["n1"]},
-            {"query": "q1", "positive": "p2"}, {"query": "q3", "positive": "p3", "negative": "n3"}]
+    rows = [
+        {"query": "q1", "positive": "p1", "negatives": ["n1"]},
+        {"query": "q1", "positive": "p1", "negatives": ["n1"]},
+        {"query": "q1", "positive": "p2"},
+        {"query": "q3", "positive": "p3", "negative": "n3"},
+    ]
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     stats = DataStats()
     ex = load_dataset(DataSpec(source=str(f), instruction="Find it", in_batch_negatives=False), stats=stats)
@@ -49,8 +64,12 @@ def test_files_instructions_duplicates_and_errors(tmp_path):
     assert format_document("p1", ex[0], template) == ("", "p1")  # documents get no instruction by default
     assert format_query(load_dataset(str(f))[0], template) == ("", "q1")  # files have no default instruction
     assert format_query(ex[0], "{task}: {text} (end)") == ("Find it: ", "q1 (end)")  # a suffix stays with the text
-    for bad, msg in [({"query": "q", "positive": ""}, "empty or missing positive"), ({"query": "q"}, "missing positive"),
-                     ({"query": "", "positive": "p"}, "missing query"), ({"query": "q", "positive": "p", "negatives": [""]}, "negatives")]:
+    for bad, msg in [
+        ({"query": "q", "positive": ""}, "empty or missing positive"),
+        ({"query": "q"}, "missing positive"),
+        ({"query": "", "positive": "p"}, "missing query"),
+        ({"query": "q", "positive": "p", "negatives": [""]}, "negatives"),
+    ]:
         f.write_text(json.dumps(bad) + "\n")
         with pytest.raises(InputError, match=msg):
             load_dataset(str(f))

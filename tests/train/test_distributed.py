@@ -1,5 +1,6 @@
 """Data parallelism: 2 CPU processes on gloo (torchrun) train exactly like one process on the whole
 batch, because candidates are gathered across processes with their gradients."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,18 @@ import sys
 
 import pytest
 
-from embedlab.train import Trainer, TrainConfig
+from embedlab.train import TrainConfig, Trainer
 
-WORDS = ["the cat sat", "a dog ran", "the sky is blue", "i read a book", "the red car", "a big house", "the moon", "we write code"]
+WORDS = [
+    "the cat sat",
+    "a dog ran",
+    "the sky is blue",
+    "i read a book",
+    "the red car",
+    "a big house",
+    "the moon",
+    "we write code",
+]
 
 
 def _free_port() -> int:
@@ -22,20 +32,44 @@ def _free_port() -> int:
 
 
 def test_two_processes_match_one(tiny_llama, tmp_path):
-    rows = [{"query": w, "positive": f"{w} and more", "negatives": [f"not {WORDS[(i + 3) % 8]}"]} for i, w in enumerate(WORDS)]  # never another row's query
+    rows = [
+        {"query": w, "positive": f"{w} and more", "negatives": [f"not {WORDS[(i + 3) % 8]}"]}
+        for i, w in enumerate(WORDS)
+    ]  # never another row's query
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     # batch 6 of 8 examples: process 0 and 1 each embed 3 queries, 3 positives, 3 negatives
-    base = dict(model=str(tiny_llama), pooling="mean", data=str(data), steps=3, batch_size=6, lr=5e-3, warmup_steps=0,
-                hard_negatives=1, log_every=1, micro_batch_size=2)
+    base = dict(
+        model=str(tiny_llama),
+        pooling="mean",
+        data=str(data),
+        steps=3,
+        batch_size=6,
+        lr=5e-3,
+        warmup_steps=0,
+        hard_negatives=1,
+        log_every=1,
+        micro_batch_size=2,
+    )
     single = Trainer(TrainConfig(**base, output=str(tmp_path / "one")), show_progress=False).fit()
     cfg = tmp_path / "ddp.yaml"
     import yaml
 
     cfg.write_text(yaml.safe_dump({**base, "output": str(tmp_path / "two")}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-           "-m", "embedlab.cli", "train", str(cfg)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "embedlab.cli",
+        "train",
+        str(cfg),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(x) for x in (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()]

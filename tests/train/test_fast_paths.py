@@ -1,6 +1,7 @@
 """The sped-up training paths give the losses of the unchanged ones: length-sorted chunks, the token
 cache and the fused optimizer against one padded pass per group (the old step) and against
 sentence-transformers' MultipleNegativesRankingLoss; the vectorised false-negative mask against brute force."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,24 @@ import shutil
 import pytest
 import torch
 
-from embedlab.train import Trainer, TrainConfig
+from embedlab.train import TrainConfig, Trainer
 from embedlab.train import trainer as trainer_module
 from embedlab.train.losses import false_negative_mask
 
-WORDS = ["the cat sat", "a dog ran fast on the mat", "the sky is blue", "i read a book", "the red car", "a big house",
-         "the moon", "we write code and data", "the sun is big", "a bird sat on the mat", "the river ran fast", "we read the data"]
+WORDS = [
+    "the cat sat",
+    "a dog ran fast on the mat",
+    "the sky is blue",
+    "i read a book",
+    "the red car",
+    "a big house",
+    "the moon",
+    "we write code and data",
+    "the sun is big",
+    "a bird sat on the mat",
+    "the river ran fast",
+    "we read the data",
+]
 
 
 @pytest.fixture()
@@ -31,28 +44,45 @@ def bert_no_dropout(tiny_bert, tmp_path):
 
 @pytest.fixture()
 def triplets(tmp_path):
-    rows = [{"query": w, "positive": f"{w} and more", "negatives": [f"not {WORDS[(i + 3) % len(WORDS)]} at all"]}
-            for i, w in enumerate(WORDS)]
+    rows = [
+        {"query": w, "positive": f"{w} and more", "negatives": [f"not {WORDS[(i + 3) % len(WORDS)]} at all"]}
+        for i, w in enumerate(WORDS)
+    ]
     path = tmp_path / "triplets.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
 def _config(model, data, out, **kw):
-    base = dict(model=str(model), data=str(data), output=str(out), steps=6, batch_size=4, lr=1e-3, warmup_steps=0,
-                hard_negatives=1, mask_false_negatives=False, log_every=1, pooling="mean")
+    base = dict(
+        model=str(model),
+        data=str(data),
+        output=str(out),
+        steps=6,
+        batch_size=4,
+        lr=1e-3,
+        warmup_steps=0,
+        hard_negatives=1,
+        mask_false_negatives=False,
+        log_every=1,
+        pooling="mean",
+    )
     return TrainConfig(**{**base, **kw})
 
 
 def _old_plan(trainer):
     """The unchanged step: queries, positives and negatives each in one padded pass."""
+
     def plan(lengths):
         b = trainer.config.batch_size
         return [list(range(0, b)), list(range(b, 2 * b)), list(range(2 * b, len(lengths)))]
+
     return plan
 
 
-def test_chunked_step_with_fused_adamw_gives_the_losses_of_the_unchanged_step(bert_no_dropout, triplets, tmp_path, monkeypatch):
+def test_chunked_step_with_fused_adamw_gives_the_losses_of_the_unchanged_step(
+    bert_no_dropout, triplets, tmp_path, monkeypatch
+):
     new = Trainer(_config(bert_no_dropout, triplets, tmp_path / "new"), show_progress=False)
     tokenized = []
     real = new.embedder.tokenize
@@ -72,7 +102,9 @@ def test_chunked_step_with_fused_adamw_gives_the_losses_of_the_unchanged_step(be
 
 def test_gradcache_plan_gives_the_losses_of_plain_training(bert_no_dropout, triplets, tmp_path):
     plain = Trainer(_config(bert_no_dropout, triplets, tmp_path / "p", steps=4), show_progress=False).fit()
-    cached = Trainer(_config(bert_no_dropout, triplets, tmp_path / "c", steps=4, micro_batch_size=3), show_progress=False).fit()
+    cached = Trainer(
+        _config(bert_no_dropout, triplets, tmp_path / "c", steps=4, micro_batch_size=3), show_progress=False
+    ).fit()
     assert cached.losses == pytest.approx(plain.losses, abs=1e-4)
     assert cached.tokens == plain.tokens  # the replayed pass is not counted twice
 
@@ -110,5 +142,8 @@ def test_vectorised_false_negative_mask_equals_brute_force():
         p = [rng.choice(pool) for _ in range(b)]
         neg = [rng.choice(pool) for _ in range(n)]
         cands = p + neg
-        brute = [[c == p[i] or c == q[i] or (j < b and j != i and q[j] == q[i]) for j, c in enumerate(cands)] for i in range(b)]
+        brute = [
+            [c == p[i] or c == q[i] or (j < b and j != i and q[j] == q[i]) for j, c in enumerate(cands)]
+            for i in range(b)
+        ]
         assert false_negative_mask(q, p, neg).tolist() == brute

@@ -1,4 +1,5 @@
 """InfoNCE, hard negatives, the in-batch switch, false-negative masks and Matryoshka against brute force."""
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,13 @@ def test_contrastive_loss_with_hard_negatives_brute_force():
     mask = torch.zeros(b, b + b * k, dtype=torch.bool)
     mask[0, 1] = True
     mask[1, 1] = True  # query 1's own positive: never masked
-    masked = (ce([c(q[0], x) for j, x in enumerate(allc) if j != 1], 0) + sum(ce([c(q[i], x) for x in allc], i) for i in (1, 2))) / b
-    assert float(contrastive_loss(q, p, n, temperature=tau, false_negative_mask=mask)) == pytest.approx(masked, rel=1e-5)
+    masked = (
+        ce([c(q[0], x) for j, x in enumerate(allc) if j != 1], 0)
+        + sum(ce([c(q[i], x) for x in allc], i) for i in (1, 2))
+    ) / b
+    assert float(contrastive_loss(q, p, n, temperature=tau, false_negative_mask=mask)) == pytest.approx(
+        masked, rel=1e-5
+    )
     sym = (info_nce(q, p, tau) + info_nce(p, q, tau)) / 2
     assert float(contrastive_loss(q, p, temperature=tau, symmetric=True)) == pytest.approx(float(sym), rel=1e-5)
 
@@ -70,15 +76,22 @@ def test_flat_layout_mixed_rows_and_uneven_negatives_brute_force():
     q, p, n = torch.randn(3, 5), torch.randn(3, 5), torch.randn(3, 5)
     owner = torch.tensor([0, 0, 2])
     cands = [p[0], p[1], p[2], n[0], n[1], n[2]]
-    expected = (_ce([_cos(q[0], c, tau) for c in cands], 0)
-                + _ce([_cos(q[1], p[1], tau)], 0)
-                + _ce([_cos(q[2], c, tau) for c in cands], 2)) / 3
+    expected = (
+        _ce([_cos(q[0], c, tau) for c in cands], 0)
+        + _ce([_cos(q[1], p[1], tau)], 0)
+        + _ce([_cos(q[2], c, tau) for c in cands], 2)
+    ) / 3
     loss, per_query = contrastive_loss_flat(q, p, n, owner, temperature=tau, in_batch=torch.tensor([True, False, True]))
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert per_query == pytest.approx((6 + 1 + 6) / 3)
-    own_only = (_ce([_cos(q[0], c, tau) for c in (p[0], n[0], n[1])], 0) + _ce([_cos(q[1], p[1], tau)], 0)
-                + _ce([_cos(q[2], c, tau) for c in (p[2], n[2])], 0)) / 3
-    assert float(contrastive_loss_flat(q, p, n, owner, temperature=tau, in_batch=False)[0]) == pytest.approx(own_only, rel=1e-5)
+    own_only = (
+        _ce([_cos(q[0], c, tau) for c in (p[0], n[0], n[1])], 0)
+        + _ce([_cos(q[1], p[1], tau)], 0)
+        + _ce([_cos(q[2], c, tau) for c in (p[2], n[2])], 0)
+    ) / 3
+    assert float(contrastive_loss_flat(q, p, n, owner, temperature=tau, in_batch=False)[0]) == pytest.approx(
+        own_only, rel=1e-5
+    )
     with pytest.raises(EmbedlabError, match="owner"):
         contrastive_loss_flat(q, p, n, None)
 
@@ -92,8 +105,11 @@ def test_false_negative_mask_by_text_and_duplicate_queries():
     torch.manual_seed(3)
     q, p = torch.randn(3, 4), torch.randn(3, 4)
     got = float(contrastive_loss_flat(q, p, temperature=0.1, false_negative_mask=mask)[0])
-    exp = (_ce([_cos(q[0], p[0], 0.1), _cos(q[0], p[2], 0.1)], 0) + _ce([_cos(q[1], p[1], 0.1), _cos(q[1], p[2], 0.1)], 0)
-           + _ce([_cos(q[2], x, 0.1) for x in p], 2)) / 3
+    exp = (
+        _ce([_cos(q[0], p[0], 0.1), _cos(q[0], p[2], 0.1)], 0)
+        + _ce([_cos(q[1], p[1], 0.1), _cos(q[1], p[2], 0.1)], 0)
+        + _ce([_cos(q[2], x, 0.1) for x in p], 2)
+    ) / 3
     assert got == pytest.approx(exp, rel=1e-5)
 
 
@@ -143,14 +159,18 @@ PAIR_OWNER = [0, 2, 3]
 def test_false_negative_mask_masks_the_query_own_text():
     mask = false_negative_mask(PAIR_QUERIES, PAIR_POSITIVES, PAIR_NEGATIVES)
     #                     p0     p1     p2     p3     n0     n1     n2
-    assert mask.tolist() == [[True, True, False, False, False, True, False],   # p1, n1 are "a man plays" (the query)
-                             [True, True, False, False, False, True, False],   # p0 is the query; n1 is its positive
-                             [False, False, True, False, False, False, True],  # n2 is the query "a dog runs"
-                             [False, False, False, True, True, False, False]]  # n0 is the query "a cat sleeps"
+    assert mask.tolist() == [
+        [True, True, False, False, False, True, False],  # p1, n1 are "a man plays" (the query)
+        [True, True, False, False, False, True, False],  # p0 is the query; n1 is its positive
+        [False, False, True, False, False, False, True],  # n2 is the query "a dog runs"
+        [False, False, False, True, True, False, False],
+    ]  # n0 is the query "a cat sleeps"
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
-@pytest.mark.parametrize("in_batch", [(True, True, True, True), (True, False, True, False), (False, False, False, False)])
+@pytest.mark.parametrize(
+    "in_batch", [(True, True, True, True), (True, False, True, False), (False, False, False, False)]
+)
 def test_masked_symmetric_loss_matches_brute_force(symmetric, in_batch):
     torch.manual_seed(4)
     tau = 0.07
@@ -158,11 +178,27 @@ def test_masked_symmetric_loss_matches_brute_force(symmetric, in_batch):
     owner = torch.tensor(PAIR_OWNER)
     fn = false_negative_mask(PAIR_QUERIES, PAIR_POSITIVES, PAIR_NEGATIVES)
     for mask in (None, fn):
-        expected = brute_contrastive(q, p, n, PAIR_OWNER, in_batch, (mask if mask is not None else torch.zeros(4, 7, dtype=torch.bool)).tolist(),
-                                     tau, symmetric)
-        got, _ = contrastive_loss_flat(q, p, n, owner, temperature=tau, in_batch=torch.tensor(in_batch), symmetric=symmetric,
-                                       false_negative_mask=mask)
-        assert float(got) == pytest.approx(expected, rel=1e-5), (mask is not None)
+        expected = brute_contrastive(
+            q,
+            p,
+            n,
+            PAIR_OWNER,
+            in_batch,
+            (mask if mask is not None else torch.zeros(4, 7, dtype=torch.bool)).tolist(),
+            tau,
+            symmetric,
+        )
+        got, _ = contrastive_loss_flat(
+            q,
+            p,
+            n,
+            owner,
+            temperature=tau,
+            in_batch=torch.tensor(in_batch),
+            symmetric=symmetric,
+            false_negative_mask=mask,
+        )
+        assert float(got) == pytest.approx(expected, rel=1e-5), mask is not None
 
 
 def test_symmetric_term_follows_the_in_batch_switch():
@@ -171,4 +207,6 @@ def test_symmetric_term_follows_the_in_batch_switch():
     q, p = torch.randn(3, 4), torch.randn(3, 4)
     forward = float(contrastive_loss(q, p, temperature=0.1, in_batch=False))
     assert forward == pytest.approx(0.0, abs=1e-6)
-    assert float(contrastive_loss(q, p, temperature=0.1, in_batch=False, symmetric=True)) == pytest.approx(0.0, abs=1e-6)
+    assert float(contrastive_loss(q, p, temperature=0.1, in_batch=False, symmetric=True)) == pytest.approx(
+        0.0, abs=1e-6
+    )

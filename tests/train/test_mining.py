@@ -1,4 +1,5 @@
 """Hard-negative mining: the positive-aware margin, known positives, LEMON cluster pools."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,9 @@ def cos(a, b):
 @pytest.mark.parametrize("strategy", ["topk", "lemon"])
 def test_margin_and_known_positives(strategy):
     known = [{int(p), int(p) + 1} for p in POS_IDX]  # a second, unlabelled-elsewhere positive too
-    mined = mine_hard_negatives(QUERIES, CORPUS[POS_IDX], CORPUS, known, num_negatives=4, strategy=strategy, n_clusters=8)
+    mined = mine_hard_negatives(
+        QUERIES, CORPUS[POS_IDX], CORPUS, known, num_negatives=4, strategy=strategy, n_clusters=8
+    )
     for i, negs in enumerate(mined.negatives):
         assert len(negs) == 4 and not set(negs) & known[i]
         pos = cos(QUERIES[i], CORPUS[POS_IDX[i]])
@@ -34,13 +37,19 @@ def test_topk_negatives_are_the_hardest_allowed():
     mined = mine_hard_negatives(QUERIES, CORPUS[POS_IDX], CORPUS, known, num_negatives=3, relative_margin=0.05)
     for i, negs in enumerate(mined.negatives):
         pos = cos(QUERIES[i], CORPUS[POS_IDX[i]])
-        allowed = [(cos(QUERIES[i], CORPUS[j]), j) for j in range(200) if j not in known[i] and cos(QUERIES[i], CORPUS[j]) < 0.95 * pos]
+        allowed = [
+            (cos(QUERIES[i], CORPUS[j]), j)
+            for j in range(200)
+            if j not in known[i] and cos(QUERIES[i], CORPUS[j]) < 0.95 * pos
+        ]
         assert negs == [j for _, j in sorted(allowed, key=lambda t: -t[0])[:3]]
 
 
 def test_lemon_negatives_are_harder_than_uniform():
     known = [{int(p)} for p in POS_IDX]
-    mined = mine_hard_negatives(QUERIES, CORPUS[POS_IDX], CORPUS, known, num_negatives=4, strategy="lemon", n_clusters=8, probe=1)
+    mined = mine_hard_negatives(
+        QUERIES, CORPUS[POS_IDX], CORPUS, known, num_negatives=4, strategy="lemon", n_clusters=8, probe=1
+    )
     lemon = np.mean([s for row in mined.negative_scores for s in row])
     uniform = np.mean([cos(QUERIES[i], CORPUS[j]) for i in range(20) for j in rng.choice(200, 4, replace=False)])
     assert lemon > uniform + 0.2
@@ -56,8 +65,13 @@ def test_bad_arguments():
 def test_mine_texts_with_a_tiny_model(tiny_bert):
     from embedlab.models import Embedder
 
-    pairs = [("the cat sat", "the cat sat on the mat"), ("a dog ran", "a dog ran fast"), ("the sky", "the sky is blue"),
-             ("i read", "i read a book"), ("the red car", "a big red car")]
+    pairs = [
+        ("the cat sat", "the cat sat on the mat"),
+        ("a dog ran", "a dog ran fast"),
+        ("the sky", "the sky is blue"),
+        ("i read", "i read a book"),
+        ("the red car", "a big red car"),
+    ]
     rows = mine_texts(Embedder.from_pretrained(tiny_bert), pairs, num_negatives=2, relative_margin=0.0)
     for row in rows:
         assert row["positive"] not in row["negatives"] and len(row["negatives"]) <= 2

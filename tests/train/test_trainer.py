@@ -1,5 +1,6 @@
 """The trainer on tiny random models: learning, GradCache equivalence, exact resume, LoRA, stages,
 NaN handling, memory foresight, config validation."""
+
 from __future__ import annotations
 
 import json
@@ -9,17 +10,35 @@ import pytest
 import torch
 
 from embedlab.errors import EmbedlabError
-from embedlab.train import Trainer, TrainConfig, TrainingDiverged, load_config, run
+from embedlab.train import TrainConfig, Trainer, TrainingDiverged, load_config, run
 
-WORDS = ["the cat sat", "a dog ran", "the sky is blue", "i read a book", "the red car", "a big house", "the moon", "we write code",
-         "the sun is big", "a bird sat on the mat", "the river ran fast", "we read the data"]
+WORDS = [
+    "the cat sat",
+    "a dog ran",
+    "the sky is blue",
+    "i read a book",
+    "the red car",
+    "a big house",
+    "the moon",
+    "we write code",
+    "the sun is big",
+    "a bird sat on the mat",
+    "the river ran fast",
+    "we read the data",
+]
 
 
 @pytest.fixture()
 def triplets(tmp_path):
     # negatives are not other rows' queries (a query's own text among the candidates is masked as a false negative)
-    rows = [{"query": w, "positive": f"{w} and more", "negatives": [f"not {WORDS[(i + 1) % len(WORDS)]}", f"not {WORDS[(i + 2) % len(WORDS)]}"]}
-            for i, w in enumerate(WORDS)]
+    rows = [
+        {
+            "query": w,
+            "positive": f"{w} and more",
+            "negatives": [f"not {WORDS[(i + 1) % len(WORDS)]}", f"not {WORDS[(i + 2) % len(WORDS)]}"],
+        }
+        for i, w in enumerate(WORDS)
+    ]
     path = tmp_path / "triplets.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -30,8 +49,18 @@ def _log(out):
 
 
 def test_training_lowers_the_loss_and_saves(tiny_bert, triplets, tmp_path):
-    cfg = TrainConfig(model=str(tiny_bert), data=str(triplets), output=str(tmp_path / "out"), steps=25, batch_size=8, lr=1e-3,
-                      warmup_steps=2, hard_negatives=1, matryoshka_dims=[32, 16, 8], log_every=1)
+    cfg = TrainConfig(
+        model=str(tiny_bert),
+        data=str(triplets),
+        output=str(tmp_path / "out"),
+        steps=25,
+        batch_size=8,
+        lr=1e-3,
+        warmup_steps=2,
+        hard_negatives=1,
+        matryoshka_dims=[32, 16, 8],
+        log_every=1,
+    )
     emb = run(cfg)
     records = [r for r in _log(tmp_path / "out") if "loss" in r]
     assert records[-1]["loss"] < records[0]["loss"]
@@ -49,8 +78,17 @@ def test_training_lowers_the_loss_and_saves(tiny_bert, triplets, tmp_path):
 def test_gradcache_gives_the_gradients_of_one_big_batch(tiny_llama, triplets, tmp_path):
     grads = {}
     for micro in (None, 3):
-        cfg = TrainConfig(model=str(tiny_llama), pooling="mean", data=str(triplets), output=str(tmp_path / f"g{micro}"), steps=1,
-                          batch_size=8, hard_negatives=2, micro_batch_size=micro, symmetric=True)
+        cfg = TrainConfig(
+            model=str(tiny_llama),
+            pooling="mean",
+            data=str(triplets),
+            output=str(tmp_path / f"g{micro}"),
+            steps=1,
+            batch_size=8,
+            hard_negatives=2,
+            micro_batch_size=micro,
+            symmetric=True,
+        )
         trainer = Trainer(cfg, show_progress=False)
         trainer.embedder.train()
         from embedlab.train.data import load_dataset
@@ -70,8 +108,18 @@ def test_gradcache_gives_the_gradients_of_one_big_batch(tiny_llama, triplets, tm
 
 def test_resume_after_a_kill_gives_the_same_losses(tiny_bert, triplets, tmp_path):
     """Dropout is on (tiny BERT): exact resume needs the RNG, sampler, optimizer and schedule restored."""
-    base = dict(model=str(tiny_bert), data=str(triplets), steps=7, batch_size=4, lr=1e-3, warmup_steps=2, hard_negatives=1,
-                checkpoint_every=2, log_every=1, grad_accumulation=2)
+    base = dict(
+        model=str(tiny_bert),
+        data=str(triplets),
+        steps=7,
+        batch_size=4,
+        lr=1e-3,
+        warmup_steps=2,
+        hard_negatives=1,
+        checkpoint_every=2,
+        log_every=1,
+        grad_accumulation=2,
+    )
     straight = Trainer(TrainConfig(**base, output=str(tmp_path / "a")), show_progress=False).fit().losses
 
     class Killed(Exception):
@@ -116,7 +164,9 @@ log_every: 1
     (tmp_path / "c.yaml").write_text(cfg_text)
     cfg = load_config(tmp_path / "c.yaml")
     trainer = Trainer(cfg, show_progress=False)
-    before_backbone = {n: p.detach().clone() for n, p in trainer.embedder.backbone.named_parameters() if "lora_" not in n}
+    before_backbone = {
+        n: p.detach().clone() for n, p in trainer.embedder.backbone.named_parameters() if "lora_" not in n
+    }
     before_head = {n: p.detach().clone() for n, p in trainer.embedder.head.named_parameters()}
     result = trainer.fit()
     assert result.lora_parameters > 0 and result.head_parameters > 0
@@ -135,13 +185,24 @@ log_every: 1
 
     loaded = Embedder.from_pretrained(path)
     assert loaded.attention == "bidirectional" and loaded.head.name == "latent_attention"
-    torch.testing.assert_close(torch.tensor(loaded.encode(["the cat sat"], prompt="Instruct: Retrieve the text\nQuery: ")),
-                               torch.tensor(q), atol=2e-2, rtol=0)  # LoRA merged into the weights (trained under bf16)
+    torch.testing.assert_close(
+        torch.tensor(loaded.encode(["the cat sat"], prompt="Instruct: Retrieve the text\nQuery: ")),
+        torch.tensor(q),
+        atol=2e-2,
+        rtol=0,
+    )  # LoRA merged into the weights (trained under bf16)
 
 
 def test_nan_loss_stops_and_keeps_the_checkpoint(tiny_bert, triplets, tmp_path):
-    cfg = TrainConfig(model=str(tiny_bert), data=str(triplets), output=str(tmp_path / "nan"), steps=6, batch_size=4,
-                      checkpoint_every=2, log_every=1)
+    cfg = TrainConfig(
+        model=str(tiny_bert),
+        data=str(triplets),
+        output=str(tmp_path / "nan"),
+        steps=6,
+        batch_size=4,
+        checkpoint_every=2,
+        log_every=1,
+    )
     trainer = Trainer(cfg, show_progress=False)
 
     def poison(step, loss):
@@ -159,28 +220,39 @@ def test_nan_loss_stops_and_keeps_the_checkpoint(tiny_bert, triplets, tmp_path):
 
 
 def test_memory_foresight_and_truncation(tiny_bert, triplets, tmp_path):
-    cfg = TrainConfig(model=str(tiny_bert), data=str(triplets), output=str(tmp_path / "m"), steps=1, batch_size=12,
-                      hard_negatives=2, memory_limit_gb=0.0015)
+    cfg = TrainConfig(
+        model=str(tiny_bert),
+        data=str(triplets),
+        output=str(tmp_path / "m"),
+        steps=1,
+        batch_size=12,
+        hard_negatives=2,
+        memory_limit_gb=0.0015,
+    )
     with pytest.raises(EmbedlabError, match=r"48 texts .* set micro_batch_size \(GradCache\) to at most \d+"):
         Trainer(cfg, show_progress=False).fit()
     cfg = cfg.model_copy(update={"micro_batch_size": 4})
     assert Trainer(cfg, show_progress=False).fit().steps == 1  # GradCache fits the same contrastive batch
     long = tmp_path / "long.tsv"
     long.write_text("".join(f"{w} {'the cat sat on the mat ' * 12}\t{w}\n" for w in WORDS))
-    cfg = TrainConfig(model=str(tiny_bert), data=str(long), output=str(tmp_path / "t"), steps=1, batch_size=4, max_length=16)
+    cfg = TrainConfig(
+        model=str(tiny_bert), data=str(long), output=str(tmp_path / "t"), steps=1, batch_size=4, max_length=16
+    )
     result = Trainer(cfg, show_progress=False).fit()
     assert result.truncated_texts == 4  # the four long queries; positives fit
 
 
 def test_config_validation_names_the_field(tmp_path):
-    cases = [("data: x.tsv\noutput: out\nstepz: 3\n", "field 'stepz'"),
-             ("data: x.tsv\noutput: out\nmatryoshka_dims: [0, 8]\n", "matryoshka_dims"),
-             ("output: out\n", "either data"),
-             ("data: x.tsv\noutput: out\nlora: {r: 0}\n", "field 'lora.r'"),
-             ("data: x.tsv\noutput: out\ninstruction_template: 'no text'\n", "instruction_template"),
-             ("data: x.tsv\noutput: out\nbatch_size: 4\nmicro_batch_size: 8\n", "micro_batch_size"),
-             ("output: out\nstages: [{data: x.tsv, stepz: 2}]\n", "field 'stages.0.stepz'"),
-             ("data: x.tsv\noutput: out\nprecision: fp8\n", "field 'precision'")]
+    cases = [
+        ("data: x.tsv\noutput: out\nstepz: 3\n", "field 'stepz'"),
+        ("data: x.tsv\noutput: out\nmatryoshka_dims: [0, 8]\n", "matryoshka_dims"),
+        ("output: out\n", "either data"),
+        ("data: x.tsv\noutput: out\nlora: {r: 0}\n", "field 'lora.r'"),
+        ("data: x.tsv\noutput: out\ninstruction_template: 'no text'\n", "instruction_template"),
+        ("data: x.tsv\noutput: out\nbatch_size: 4\nmicro_batch_size: 8\n", "micro_batch_size"),
+        ("output: out\nstages: [{data: x.tsv, stepz: 2}]\n", "field 'stages.0.stepz'"),
+        ("data: x.tsv\noutput: out\nprecision: fp8\n", "field 'precision'"),
+    ]
     for text, msg in cases:
         (tmp_path / "c.yaml").write_text(text)
         with pytest.raises(EmbedlabError, match=msg):
@@ -193,7 +265,9 @@ def test_unknown_pooling_and_data(tiny_bert, tmp_path):
     with pytest.raises(EmbedlabError, match="unknown pooling"):
         Trainer(TrainConfig(model=str(tiny_bert), pooling="maxx", data="x", output=str(tmp_path / "o")))
     with pytest.raises(EmbedlabError, match="training data not found"):
-        Trainer(TrainConfig(model=str(tiny_bert), data="nope.jsonl", output=str(tmp_path / "o")), show_progress=False).fit()
+        Trainer(
+            TrainConfig(model=str(tiny_bert), data="nope.jsonl", output=str(tmp_path / "o")), show_progress=False
+        ).fit()
 
 
 @pytest.mark.slow
@@ -201,9 +275,21 @@ def test_lora_on_the_packaged_smollm2(tmp_path, triplets):
     """LoRA r16 on every linear layer of SmolLM2-135M: r·(in+out) per layer, hand-computed —
     q 576→576, k/v 576→192, o 576→576, gate/up 576→1536, down 1536→576, 30 layers."""
     per_layer = 16 * ((576 + 576) + 2 * (576 + 192) + (576 + 576) + 2 * (576 + 1536) + (1536 + 576))
-    cfg = TrainConfig(model="smollm2-135m", pooling="multi_layer", attention="bidirectional", data=str(triplets),
-                      output=str(tmp_path / "s"), steps=2, batch_size=4, max_length=24, lr=1e-4, precision="bf16",
-                      lora={"r": 16, "alpha": 32, "dropout": 0.1}, hard_negatives=1, micro_batch_size=4)
+    cfg = TrainConfig(
+        model="smollm2-135m",
+        pooling="multi_layer",
+        attention="bidirectional",
+        data=str(triplets),
+        output=str(tmp_path / "s"),
+        steps=2,
+        batch_size=4,
+        max_length=24,
+        lr=1e-4,
+        precision="bf16",
+        lora={"r": 16, "alpha": 32, "dropout": 0.1},
+        hard_negatives=1,
+        micro_batch_size=4,
+    )
     result = Trainer(cfg, show_progress=False).fit()
     assert result.lora_parameters == 30 * per_layer == 4_884_480
     assert all(math.isfinite(x) for x in result.losses) and result.candidates_per_query == 8
@@ -252,9 +338,18 @@ def test_gradcache_with_lora_and_dropout_gives_the_gradients_of_one_big_batch(ti
     examples = load_dataset(str(triplets))[:8]
     results = {}
     for mode, micro in (("gradcache", 3), ("one_graph", None), ("gradcache_whole", 8), ("plain", None)):
-        cfg = TrainConfig(model=str(tiny_llama_dropout), pooling="mean", data=str(triplets), output=str(tmp_path / mode), steps=1,
-                          batch_size=8, hard_negatives=1 if mode in ("gradcache_whole", "plain") else 2, micro_batch_size=micro,
-                          symmetric=True, lora={"r": 4, "alpha": 8, "dropout": 0.1})
+        cfg = TrainConfig(
+            model=str(tiny_llama_dropout),
+            pooling="mean",
+            data=str(triplets),
+            output=str(tmp_path / mode),
+            steps=1,
+            batch_size=8,
+            hard_negatives=1 if mode in ("gradcache_whole", "plain") else 2,
+            micro_batch_size=micro,
+            symmetric=True,
+            lora={"r": 4, "alpha": 8, "dropout": 0.1},
+        )
         trainer = Trainer(cfg, show_progress=False)
         assert trainer.lora_parameters > 0
         assert trainer.embedder.backbone.config.attention_dropout == 0.2
@@ -271,11 +366,16 @@ def test_gradcache_with_lora_and_dropout_gives_the_gradients_of_one_big_batch(ti
         trainer._truncated = trainer._tokens = 0
         torch.manual_seed(123)
         loss, _ = trainer._contrastive_step(examples, stage, 1.0)
-        results[mode] = (loss, {n: p.grad.clone() for n, p in trainer.embedder.named_parameters() if p.grad is not None})
+        results[mode] = (
+            loss,
+            {n: p.grad.clone() for n, p in trainer.embedder.named_parameters() if p.grad is not None},
+        )
     for a, b in (("gradcache", "one_graph"), ("gradcache_whole", "plain")):
         (loss_a, ga), (loss_b, gb) = results[a], results[b]
         assert loss_a == pytest.approx(loss_b, rel=1e-6), (a, b)
-        assert ga.keys() == gb.keys() and any("lora_A" in n for n in ga) and any("head" in n or "lora_B" in n for n in ga)
+        assert (
+            ga.keys() == gb.keys() and any("lora_A" in n for n in ga) and any("head" in n or "lora_B" in n for n in ga)
+        )
         for name in ga:
             torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-6, msg=f"{a} vs {b}: {name}")
     # dropout is really on: another RNG state gives another loss
@@ -283,7 +383,9 @@ def test_gradcache_with_lora_and_dropout_gives_the_gradients_of_one_big_batch(ti
 
 
 def test_an_output_with_checkpoints_is_refused_without_resume_or_overwrite(tiny_bert, triplets, tmp_path):
-    base = dict(model=str(tiny_bert), data=str(triplets), batch_size=4, lr=1e-3, warmup_steps=0, checkpoint_every=2, log_every=1)
+    base = dict(
+        model=str(tiny_bert), data=str(triplets), batch_size=4, lr=1e-3, warmup_steps=0, checkpoint_every=2, log_every=1
+    )
     cfg = TrainConfig(**base, steps=6, output=str(tmp_path / "o"))
 
     class Killed(Exception):
@@ -316,8 +418,17 @@ def test_an_output_with_checkpoints_is_refused_without_resume_or_overwrite(tiny_
 
 
 def test_resume_of_a_finished_run_says_so_and_trains_nothing(tiny_bert, triplets, tmp_path):
-    cfg = TrainConfig(model=str(tiny_bert), data=str(triplets), output=str(tmp_path / "f"), steps=3, batch_size=4, lr=1e-3,
-                      warmup_steps=0, checkpoint_every=2, log_every=1)
+    cfg = TrainConfig(
+        model=str(tiny_bert),
+        data=str(triplets),
+        output=str(tmp_path / "f"),
+        steps=3,
+        batch_size=4,
+        lr=1e-3,
+        warmup_steps=0,
+        checkpoint_every=2,
+        log_every=1,
+    )
     run(cfg)
     out = tmp_path / "f"
     summary = json.loads((out / "train_summary.json").read_text())
@@ -335,7 +446,9 @@ def test_resume_of_a_finished_run_says_so_and_trains_nothing(tiny_bert, triplets
     longer = cfg.model_copy(update={"steps": 4})
     more = Trainer(longer, show_progress=False).fit(resume=True)
     assert not more.already_finished and more.resumed_from_step == 2 and more.steps == 4
-    assert more.seconds >= torch.load(out / "checkpoints" / "step-0000002" / "state.pt", weights_only=False)["seconds"] > 0
+    assert (
+        more.seconds >= torch.load(out / "checkpoints" / "step-0000002" / "state.pt", weights_only=False)["seconds"] > 0
+    )
 
 
 @pytest.mark.parametrize("native, expected", [(False, "fp32"), (True, "bf16")])

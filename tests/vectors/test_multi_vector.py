@@ -1,5 +1,6 @@
 """Multi-vector (late-interaction) embeddings: written from token_vectors + token_mask, round-tripped
 through npz, JSON and Arrow, and rejected with one-line errors when malformed."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,11 @@ def test_round_trips(tmp_path):
     m = concat([from_features(_features(), "multi_vector"), MultiVectorEmbeddings.from_rows([np.zeros((0, 2))], 2)])
     assert len(m) == 3 and m.lengths.tolist() == [2, 1, 0]
     m.save_npz(tmp_path / "m.npz")
-    for other in (load_npz(tmp_path / "m.npz"), from_json("multi_vector", json.loads(json.dumps(m.to_json())), dim=2),
-                  from_arrow(m.to_arrow())):
+    for other in (
+        load_npz(tmp_path / "m.npz"),
+        from_json("multi_vector", json.loads(json.dumps(m.to_json())), dim=2),
+        from_arrow(m.to_arrow()),
+    ):
         assert isinstance(other, MultiVectorEmbeddings)
         np.testing.assert_array_equal(other.vectors, m.vectors)
         np.testing.assert_array_equal(other.lengths, m.lengths)

@@ -1,4 +1,5 @@
 """embedlab.vectors.ops against hand-computed values, and the torch path against torch's own normalize."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,15 @@ def test_prepare_truncates_then_renormalises():
     np.testing.assert_allclose(out[1], np.array([1, 0, -5]) / np.sqrt(26), rtol=1e-6)
 
 
-@pytest.mark.parametrize("bad, message", [(np.zeros(3), "2-d"), (np.array([[1.0, np.nan]]), "NaN"),
-                                          (np.array([[1.0, np.inf]]), "NaN"), (np.ones((2, 2), dtype=int), "float")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros(3), "2-d"),
+        (np.array([[1.0, np.nan]]), "NaN"),
+        (np.array([[1.0, np.inf]]), "NaN"),
+        (np.ones((2, 2), dtype=int), "float"),
+    ],
+)
 def test_prepare_rejects_bad_arrays(bad, message):
     with pytest.raises(InputError, match=message):
         prepare(bad)

@@ -1,5 +1,6 @@
 """The one quantiser: hand-computed codes, and int8 checked against FAISS's SQ8 (``QT_8bit``) on random
 data with the same ranges (FAISS is the independent reference for the int8 meaning)."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,9 @@ def test_int8_needs_matching_ranges():
         quantize(x, "int8", Int8Ranges(np.zeros(4), np.ones(4)))
     with pytest.raises(ConfigError, match="hi < lo"):
         Int8Ranges(np.zeros(2), np.array([1.0, -1.0]))
-    np.testing.assert_array_equal(quantize(x, "int8", calibration=np.array([[0, 0, 0], [2, 2, 2]], dtype=np.float32)),
-                                  np.full((2, 3), 127 - 128))
+    np.testing.assert_array_equal(
+        quantize(x, "int8", calibration=np.array([[0, 0, 0], [2, 2, 2]], dtype=np.float32)), np.full((2, 3), 127 - 128)
+    )
 
 
 def test_ranges_round_trip_through_json_exactly():

@@ -1,5 +1,6 @@
 """Dense and binary results, the dispatch helper, and Embedder.encode(output=kind) on a tiny model
 (dense is the plain encode's array; numpy/torch output unchanged)."""
+
 from __future__ import annotations
 
 import json
@@ -35,11 +36,16 @@ def test_dense_and_binary_round_trips(tmp_path):
     np.testing.assert_array_equal(b.codes, [[0b10011010], [0b11111111]])  # signs > 0, most significant bit first
     for r in (d, b):
         r.save_npz(tmp_path / f"{r.kind}.npz")
-        again = [load_npz(tmp_path / f"{r.kind}.npz"), from_arrow(r.to_arrow()),
-                 from_json(r.kind, json.loads(json.dumps(r.to_json())))]
+        again = [
+            load_npz(tmp_path / f"{r.kind}.npz"),
+            from_arrow(r.to_arrow()),
+            from_json(r.kind, json.loads(json.dumps(r.to_json()))),
+        ]
         for other in again:
             assert type(other) is type(r)
-            np.testing.assert_array_equal(other.to_arrays()[next(iter(r.to_arrays()))], r.to_arrays()[next(iter(r.to_arrays()))])
+            np.testing.assert_array_equal(
+                other.to_arrays()[next(iter(r.to_arrays()))], r.to_arrays()[next(iter(r.to_arrays()))]
+            )
     assert d.to_json()[0] == {"embedding": x[0].tolist()}
     with pytest.raises(InputError, match="NaN"):
         DenseEmbeddings(np.array([[np.nan]]))

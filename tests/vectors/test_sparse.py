@@ -1,5 +1,6 @@
 """Sparse embeddings: written from a features dict, round-tripped through npz, JSON and Arrow, and
 rejected with one-line errors when malformed (bad shapes, NaN, unsorted or repeated indices)."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,13 @@ V = 10
 
 def _features():
     # two texts, K = 3 slots; row 0 is given unsorted with a padding slot, row 1 has a zero weight (absent)
-    return {"sparse_embedding": {"indices": np.array([[7, 2, -1], [0, 4, 9]]),
-                                 "values": np.array([[0.5, 1.5, 0.0], [2.0, 0.0, 0.25]], dtype=np.float32),
-                                 "vocab_size": V}}
+    return {
+        "sparse_embedding": {
+            "indices": np.array([[7, 2, -1], [0, 4, 9]]),
+            "values": np.array([[0.5, 1.5, 0.0], [2.0, 0.0, 0.25]], dtype=np.float32),
+            "vocab_size": V,
+        }
+    }
 
 
 def test_from_features_hand_checked():
@@ -44,7 +49,11 @@ def test_round_trips(tmp_path):
     assert len(s) == 4 and s.row(2)[0].size == 0
     again = load_npz(_saved(s, tmp_path / "s.npz"))
     assert isinstance(again, SparseEmbeddings) and again.vocab_size == V
-    for other in (again, from_json("sparse", json.loads(json.dumps(s.to_json())), vocab_size=V), from_arrow(s.to_arrow())):
+    for other in (
+        again,
+        from_json("sparse", json.loads(json.dumps(s.to_json())), vocab_size=V),
+        from_arrow(s.to_arrow()),
+    ):
         np.testing.assert_array_equal(other.to_dense(), s.to_dense())
         np.testing.assert_array_equal(other.indptr, s.indptr)
     np.testing.assert_array_equal(s.take([3, 0]).to_dense(), s.to_dense()[[3, 0]])
@@ -55,14 +64,17 @@ def _saved(s, path):
     return path
 
 
-@pytest.mark.parametrize("indices, values, message", [
-    ([3, 1], [1.0, 1.0], "row 0 has unsorted indices"),
-    ([1, 1], [1.0, 1.0], "row 0 has duplicate indices"),
-    ([1, 10], [1.0, 1.0], r"0\.\.9"),
-    ([-2, 1], [1.0, 1.0], r"0\.\.9"),
-    ([1, 2], [1.0, np.nan], "NaN"),
-    ([1, 2], [1.0], "2 indices but 1 values"),
-])
+@pytest.mark.parametrize(
+    "indices, values, message",
+    [
+        ([3, 1], [1.0, 1.0], "row 0 has unsorted indices"),
+        ([1, 1], [1.0, 1.0], "row 0 has duplicate indices"),
+        ([1, 10], [1.0, 1.0], r"0\.\.9"),
+        ([-2, 1], [1.0, 1.0], r"0\.\.9"),
+        ([1, 2], [1.0, np.nan], "NaN"),
+        ([1, 2], [1.0], "2 indices but 1 values"),
+    ],
+)
 def test_bad_rows_are_rejected(indices, values, message):
     with pytest.raises(InputError, match=message):
         SparseEmbeddings(np.array([0, len(indices)]), np.array(indices), np.array(values, dtype=np.float64), V)

@@ -1,4 +1,5 @@
 """Hand-built tokenizers for the vocabulary tests: piece counts known by hand."""
+
 from __future__ import annotations
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -10,18 +11,35 @@ def make_wordpiece():
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(LETTERS) + ["##" + c for c in LETTERS] + ["cat", "the", "sat", ",", "."]
+    vocab = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + list(LETTERS)
+        + ["##" + c for c in LETTERS]
+        + ["cat", "the", "sat", ",", "."]
+    )
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     tok.decoder = decoders.WordPiece()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
 
 
-BPE_CORPUS = ["the cell has mitochondria and ribosomes", "mitochondria make energy in the cell",
-              "ribosomes make protein", "the protein folds", "a cell divides"] * 3
+BPE_CORPUS = [
+    "the cell has mitochondria and ribosomes",
+    "mitochondria make energy in the cell",
+    "ribosomes make protein",
+    "the protein folds",
+    "a cell divides",
+] * 3
 
 
 def make_bpe(vocab_size: int = 280):
@@ -32,8 +50,13 @@ def make_bpe(vocab_size: int = 280):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(BPE_CORPUS, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   model_max_length=64)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>", model_max_length=64
+    )

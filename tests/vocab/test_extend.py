@@ -1,5 +1,6 @@
 """Tokenizer extension on hand-built tokenizers: new entries used when encoding ordinary text (WordPiece
 and byte-level BPE), bad input as one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ import pytest
 from embedlab.errors import ConfigError, InputError
 from embedlab.vocab.extend import extend_tokenizer
 from embedlab.vocab.selection import Candidate, forms_from_surface, read_corpus, read_token_file
-
 from tests.vocab._tokenizers import make_bpe, make_wordpiece
 
 
@@ -31,8 +31,9 @@ def test_bpe_extension_adds_merge_chains_and_keeps_other_words():
     assert len(tok.tokenize(" mitochondria")) >= 3
     ext = extend_tokenizer(tok, forms_from_surface(tok, ["mitochondria", "ribosomes"]))
     new = ext.tokenizer
-    assert new.tokenize("the mitochondria and ribosomes") == (tok.tokenize("the") + ["Ġmitochondria"] + tok.tokenize(" and")
-                                                              + ["Ġribosomes"])
+    assert new.tokenize("the mitochondria and ribosomes") == (
+        tok.tokenize("the") + ["Ġmitochondria"] + tok.tokenize(" and") + ["Ġribosomes"]
+    )
     assert new.decode(new("the mitochondria")["input_ids"]) == "the mitochondria"
     assert {t.form for t in ext.added if t.role == "token"} == {"Ġmitochondria", "Ġribosomes"}
     inter = [t for t in ext.added if t.role == "intermediate"]
@@ -57,8 +58,20 @@ def test_competing_bpe_chains_are_completed():
 def test_multiword_added_tokens_match_in_text():
     wp, bpe = make_wordpiece(), make_bpe()
     ext = extend_tokenizer(wp, [Candidate("amino acid", 3, 9, multiword=True)])
-    assert ext.tokenizer.tokenize("Amino Acid, amino acids") == ["amino acid", ",", "a", "##m", "##i", "##n", "##o",
-                                                                 "a", "##c", "##i", "##d", "##s"]
+    assert ext.tokenizer.tokenize("Amino Acid, amino acids") == [
+        "amino acid",
+        ",",
+        "a",
+        "##m",
+        "##i",
+        "##n",
+        "##o",
+        "a",
+        "##c",
+        "##i",
+        "##d",
+        "##s",
+    ]
     ext = extend_tokenizer(bpe, forms_from_surface(bpe, ["the cell"]))
     assert ext.added[0].role == "multiword" and ext.added[0].surface == " the cell"
     ids = ext.tokenizer("divides the cell")["input_ids"]
@@ -122,4 +135,6 @@ def test_packaged_tokenizers_use_new_domain_words(alias):
         assert len(new(" " + w, add_special_tokens=False)["input_ids"]) == 1, w
     assert len(new(sentence)["input_ids"]) < len(tok(sentence)["input_ids"])
     assert new(control)["input_ids"] == tok(control)["input_ids"]  # other text is cut exactly as before
-    assert new.decode(new(sentence, add_special_tokens=False)["input_ids"]) == tok.decode(tok(sentence, add_special_tokens=False)["input_ids"])
+    assert new.decode(new(sentence, add_special_tokens=False)["input_ids"]) == tok.decode(
+        tok(sentence, add_special_tokens=False)["input_ids"]
+    )

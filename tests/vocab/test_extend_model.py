@@ -1,5 +1,6 @@
 """``embedlab vocab extend`` end to end on tiny random models (hand WordPiece BERT, byte-level BPE Llama):
 the output is a normal embedlab model that encodes, saves and loads, trains a step, indexes and serves."""
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,20 @@ def _save_tiny(tmp_path, name, tok, family):
     import transformers as t
 
     torch.manual_seed(0)
-    common = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  max_position_embeddings=64)
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+    )
     if family == "bert":
         model = t.BertModel(t.BertConfig(**common, pad_token_id=0))
     else:
-        model = t.LlamaModel(t.LlamaConfig(**common, num_key_value_heads=2, pad_token_id=0, eos_token_id=0,
-                                           tie_word_embeddings=True))
+        model = t.LlamaModel(
+            t.LlamaConfig(**common, num_key_value_heads=2, pad_token_id=0, eos_token_id=0, tie_word_embeddings=True)
+        )
     path = tmp_path / name
     model.save_pretrained(path)
     tok.save_pretrained(path)
@@ -58,8 +66,24 @@ def extended(wp_model, tmp_path_factory):
 
         from embedlab.cli import main
 
-        mp.setattr(sys, "argv", ["embedlab", "vocab", "extend", str(wp_model), "--corpus", str(corpus), "--add", "3",
-                                 "--init", "fvt", "--out", str(out)])
+        mp.setattr(
+            sys,
+            "argv",
+            [
+                "embedlab",
+                "vocab",
+                "extend",
+                str(wp_model),
+                "--corpus",
+                str(corpus),
+                "--add",
+                "3",
+                "--init",
+                "fvt",
+                "--out",
+                str(out),
+            ],
+        )
         buf = io.StringIO()
         with redirect_stderr(buf):
             try:
@@ -103,10 +127,23 @@ def test_extended_model_encodes_saves_loads_and_trains(extended, tmp_path):
     emb.save(tmp_path / "again")
     np.testing.assert_allclose(Embedder.from_pretrained(tmp_path / "again").encode(texts), vecs, rtol=1e-5, atol=1e-6)
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"query": q, "positive": p}) + "\n" for q, p in
-                            [("abc", "abc de"), ("the cat", "cat sat"), ("xy", "xy abc"), ("de", "de the")]))
-    trained = run(TrainConfig(model=str(out), data=str(data), output=str(tmp_path / "train"), steps=1, batch_size=2,
-                              lr=1e-2, warmup_steps=0))
+    data.write_text(
+        "".join(
+            json.dumps({"query": q, "positive": p}) + "\n"
+            for q, p in [("abc", "abc de"), ("the cat", "cat sat"), ("xy", "xy abc"), ("de", "de the")]
+        )
+    )
+    trained = run(
+        TrainConfig(
+            model=str(out),
+            data=str(data),
+            output=str(tmp_path / "train"),
+            steps=1,
+            batch_size=2,
+            lr=1e-2,
+            warmup_steps=0,
+        )
+    )
     assert trained.tokenizer.tokenize("abc") == ["abc"]
     assert not np.allclose(trained.encode(texts), vecs)
 
@@ -120,8 +157,20 @@ def test_extended_model_indexes_and_serves(extended, monkeypatch, capsys, tmp_pa
     out, _, _ = extended
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(CORPUS[:4])))
-    code, _, err = run_cli(monkeypatch, capsys, "index", "build", "-m", out, "--corpus", corpus, "--codec", "float32",
-                           "--out", tmp_path / "ix")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "index",
+        "build",
+        "-m",
+        out,
+        "--corpus",
+        corpus,
+        "--codec",
+        "float32",
+        "--out",
+        tmp_path / "ix",
+    )
     assert code == 0, err
     emb = Embedder.from_pretrained(out)
     with running(emb) as srv:
@@ -136,7 +185,10 @@ def test_bpe_llama_extends_with_every_init(bpe_model, tmp_path):
     from embedlab.vocab.extend import extend_embedder, save_extended
 
     base = Embedder.from_pretrained(bpe_model, pooling="mean")
-    opts = {"cw2v": {"steps": 10, "rank": 4, "batch": 64}, "wechsel": {"dim": 8, "epochs": 1, "min_count": 1, "workers": 1}}
+    opts = {
+        "cw2v": {"steps": 10, "rank": 4, "batch": 64},
+        "wechsel": {"dim": 8, "epochs": 1, "min_count": 1, "workers": 1},
+    }
     for method in ("random", "mean", "multivariate", "fvt", "wechsel", "cw2v"):
         emb, report = extend_embedder(base, corpus=BPE_CORPUS, method=method, add=40, options=opts.get(method))
         assert report["added"] >= 40 and report["token"] >= 2
@@ -145,7 +197,9 @@ def test_bpe_llama_extends_with_every_init(bpe_model, tmp_path):
     save_extended(emb, report, tmp_path / "cw2v")
     again = Embedder.from_pretrained(tmp_path / "cw2v")
     assert again.head.name == "mean" and again.tokenizer.tokenize(" mitochondria") == ["Ġmitochondria"]
-    np.testing.assert_allclose(again.encode(["the mitochondria"]), emb.encode(["the mitochondria"]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        again.encode(["the mitochondria"]), emb.encode(["the mitochondria"]), rtol=1e-5, atol=1e-6
+    )
     assert len(base.tokenizer) == 262  # the input embedder is untouched
 
 

@@ -1,5 +1,6 @@
 """Each initialisation's defining property, checked against hand computation or an independent solver
 (scipy's linprog for convex-hull membership), and tied embeddings staying tied."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,18 @@ import torch
 
 from embedlab.errors import ConfigError
 from embedlab.vocab.extend import extend_tokenizer, resize_and_init
-from embedlab.vocab.inits import (CW2VTables, InitContext, cw2v_support, init_cw2v, init_fvt, init_mean, init_multivariate,
-                                  init_random, init_wechsel, sgns_pairs)
+from embedlab.vocab.inits import (
+    CW2VTables,
+    InitContext,
+    cw2v_support,
+    init_cw2v,
+    init_fvt,
+    init_mean,
+    init_multivariate,
+    init_random,
+    init_wechsel,
+    sgns_pairs,
+)
 from embedlab.vocab.selection import Candidate, forms_from_surface
 from tests.vocab._tokenizers import make_bpe, make_wordpiece
 
@@ -30,10 +41,20 @@ def _in_hull(points: np.ndarray, x: np.ndarray) -> bool:
 def _ctx(tok, ext=None, surfaces=None, **kw):
     if ext is not None:
         kw.setdefault("new_tokenizer", ext.tokenizer)
-        return InitContext(old_tokenizer=tok, surfaces=[t.surface for t in ext.added],
-                           continuation=[t.continuation for t in ext.added], new_ids=ext.new_ids, **kw)
-    return InitContext(old_tokenizer=tok, surfaces=surfaces, continuation=[False] * len(surfaces),
-                       new_ids=list(range(len(surfaces))), **kw)
+        return InitContext(
+            old_tokenizer=tok,
+            surfaces=[t.surface for t in ext.added],
+            continuation=[t.continuation for t in ext.added],
+            new_ids=ext.new_ids,
+            **kw,
+        )
+    return InitContext(
+        old_tokenizer=tok,
+        surfaces=surfaces,
+        continuation=[False] * len(surfaces),
+        new_ids=list(range(len(surfaces))),
+        **kw,
+    )
 
 
 def _old(n: int, d: int = 8, seed: int = 0) -> torch.Tensor:
@@ -64,13 +85,23 @@ def test_multivariate_matches_the_rows_mean_and_covariance():
 def test_random_is_the_models_own_init():
     from transformers import BertConfig, BertModel
 
-    model = BertModel(BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                 intermediate_size=32, initializer_range=0.5))
+    model = BertModel(
+        BertConfig(
+            vocab_size=40,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=32,
+            initializer_range=0.5,
+        )
+    )
     old = model.get_input_embeddings().weight.detach()
     ctx = _ctx(None, surfaces=["t"] * 3000, model=model, seed=3)
     rows = init_random(old, ctx).numpy()
     assert abs(rows.std() - 0.5) < 0.01 and abs(rows.mean()) < 0.01  # BERT: N(0, initializer_range^2)
-    np.testing.assert_array_equal(rows, init_random(old, _ctx(None, surfaces=["t"] * 3000, model=model, seed=3)).numpy())
+    np.testing.assert_array_equal(
+        rows, init_random(old, _ctx(None, surfaces=["t"] * 3000, model=model, seed=3)).numpy()
+    )
 
 
 def test_fvt_rows_are_the_mean_of_the_old_pieces():
@@ -98,8 +129,9 @@ def test_cw2v_rows_lie_in_the_convex_hull_and_training_lowers_the_loss():
     tok = make_wordpiece()
     ext = extend_tokenizer(tok, [Candidate("abc", 3, 3), Candidate("de", 4, 2), Candidate("xy", 2, 2)])
     old = _old(len(tok), d=6)
-    ctx = _ctx(tok, ext, corpus=CORPUS, options={"steps": 80, "rank": 4, "batch": 64, "lr": 0.05,
-                                                      "subsample": 0})  # a 20-text corpus: keep every token
+    ctx = _ctx(
+        tok, ext, corpus=CORPUS, options={"steps": 80, "rank": 4, "batch": 64, "lr": 0.05, "subsample": 0}
+    )  # a 20-text corpus: keep every token
     rows = init_cw2v(old, ctx)
     w = ctx.info["weights"].numpy()
     assert (w >= 0).all() and np.allclose(w.sum(1), 1.0)
@@ -129,8 +161,17 @@ def test_resize_keeps_tied_embeddings_tied_and_old_rows_exact(tied):
 
     tok = make_bpe(262)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=tied))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            tie_word_embeddings=tied,
+        )
+    )
     old_in = model.get_input_embeddings().weight.detach().clone()
     old_out = model.get_output_embeddings().weight.detach().clone()
     ext = extend_tokenizer(tok, forms_from_surface(tok, ["mitochondria", "ribosomes"]))
@@ -140,10 +181,10 @@ def test_resize_keeps_tied_embeddings_tied_and_old_rows_exact(tied):
     assert info["tied_output"] is tied
     assert (w_in.data_ptr() == w_out.data_ptr()) is tied
     torch.testing.assert_close(w_in[: len(tok)], old_in, rtol=0, atol=0)  # old rows bit-exact
-    torch.testing.assert_close(w_in[len(tok):], old_in.mean(0).expand(len(ext.added), -1))
+    torch.testing.assert_close(w_in[len(tok) :], old_in.mean(0).expand(len(ext.added), -1))
     if not tied:
         torch.testing.assert_close(w_out[: len(tok)], old_out, rtol=0, atol=0)
-        torch.testing.assert_close(w_out[len(tok):], old_out.mean(0).expand(len(ext.added), -1))  # its own centroid
+        torch.testing.assert_close(w_out[len(tok) :], old_out.mean(0).expand(len(ext.added), -1))  # its own centroid
     ids = ext.tokenizer(" mitochondria", return_tensors="pt")["input_ids"]
     assert model(input_ids=ids).logits.shape[-1] == len(ext.tokenizer)
 

@@ -1,4 +1,5 @@
 """Choosing new vocabulary entries: counts, piece counts and association scores computed by hand."""
+
 from __future__ import annotations
 
 import math
@@ -39,7 +40,10 @@ def test_select_bpe_returns_trained_merges_missing_from_the_vocabulary():
 
 def test_forms_from_surface_word_start_and_multiword():
     wp, bpe = make_wordpiece(), make_bpe()
-    assert [(c.form, c.multiword) for c in forms_from_surface(wp, ["Abc", "amino acid"])] == [("abc", False), ("amino acid", True)]
+    assert [(c.form, c.multiword) for c in forms_from_surface(wp, ["Abc", "amino acid"])] == [
+        ("abc", False),
+        ("amino acid", True),
+    ]
     assert [c.form for c in forms_from_surface(bpe, ["mitochondria"])] == ["Ġmitochondria"]
 
 
@@ -58,7 +62,7 @@ def test_multiword_npmi_counts_pairs_over_word_positions():
     # one other content pair; 118 words in all. One denominator, by hand:
     # log((3/118) / (30/118)^2) / -log(3/118) = log(354/900) / log(118/3) = -0.254: no concept.
     # The old mix (the pair over the 4 content pairs, the words over 118 words) gave 8.5 (> 1!): a concept.
-    corpus = (["gamma delta"] * 3 + [" ".join(["gamma the"] * 27), " ".join(["delta the"] * 27), "omega sigma"])
+    corpus = ["gamma delta"] * 3 + [" ".join(["gamma the"] * 27), " ".join(["delta the"] * 27), "omega sigma"]
     expected = math.log((3 / 118) / (30 / 118) ** 2) / -math.log(3 / 118)
     assert expected == pytest.approx(-0.254, abs=1e-3)
     got = {c.form: c for c in select_words(tok, corpus, 50, min_count=3, multiword=True)}

@@ -3,6 +3,7 @@
 ``--tests`` is a comma-separated list of modes (``weat``, ``seat``), built-in test names (``weat3``) or one
 YAML/JSON file of tests; ``--mode`` (``weat``, ``seat`` or ``both``) overrides the modes the list names.
 A list with no item at all (``--tests ''``) is refused rather than read as "every test"."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,9 @@ from embedlab.errors import ConfigError
 
 MODES = ("weat", "seat")
 MODE_CHOICES = ("weat", "seat", "both")
-TESTS_HELP = "weat,seat (WEAT 1-10 on words and in SEAT templates) | weat | seat | weat3,weat6 | a YAML/JSON file of tests"
+TESTS_HELP = (
+    "weat,seat (WEAT 1-10 on words and in SEAT templates) | weat | seat | weat3,weat6 | a YAML/JSON file of tests"
+)
 
 
 def parse_tests_spec(spec: str, mode: str | None = None) -> tuple[str | Path | None, list[str]]:

@@ -36,6 +36,7 @@ for it (``labels``; a text none holds for is unassigned, ``-1``), and, as the pa
 every text also goes to its best selected explanation whether or not it holds (``forced_labels``). The paper
 asks the LLM to pick one with a multiple-choice prompt instead.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,7 +82,7 @@ def load_prompts(path: str | Path | None = None) -> dict[str, Any]:
 
 # --- parsing ----------------------------------------------------------------------------------------------
 
-_LINE = re.compile(r'^\s*(?:[-*\u2022]|\d+[.)])\s*(.+?)\s*$')
+_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*(.+?)\s*$")
 
 
 def parse_explanations(answer: str, max_words: int = 25) -> list[str]:
@@ -93,7 +94,7 @@ def parse_explanations(answer: str, max_words: int = 25) -> list[str]:
         m = _LINE.match(line)
         if not m:
             continue
-        text = m.group(1).strip().strip('"\u201c\u201d\'').strip().rstrip(".,;").strip()
+        text = m.group(1).strip().strip("\"\u201c\u201d'").strip().rstrip(".,;").strip()
         text = re.sub(r"\s+", " ", text)
         words = text.split()
         if not words or len(words) > max_words or len(text) < 3:
@@ -143,8 +144,9 @@ def ilp_cost(A: np.ndarray, chosen: Sequence[int], lambda_overlap: float = 0.5, 
     return float(np.maximum(0, np.maximum(lambda_overlap * (y - 1), lambda_miss * (1 - y))).sum())
 
 
-def select_ilp(A: np.ndarray, k: int | None, *, lambda_overlap: float = 0.5, lambda_miss: float = 1.0,
-               time_limit: float = 60.0) -> Selection:
+def select_ilp(
+    A: np.ndarray, k: int | None, *, lambda_overlap: float = 0.5, lambda_miss: float = 1.0, time_limit: float = 60.0
+) -> Selection:
     """Solve the GoalEx selection programme with HiGHS (``scipy.optimize.milp``).
 
     Variables: s_j in {0,1} (J explanations), then z_i >= 0 (n texts). With ``k``: minimise sum z subject
@@ -159,15 +161,19 @@ def select_ilp(A: np.ndarray, k: int | None, *, lambda_overlap: float = 0.5, lam
     c = np.concatenate([np.zeros(J) if k else np.ones(J), np.ones(n)])
     eye = np.eye(n)
     # z_i - l_o * A_i s >= -l_o   and   z_i + l_m * A_i s >= l_m
-    rows = [LinearConstraint(np.hstack([-lambda_overlap * A, eye]), -lambda_overlap, np.inf),
-            LinearConstraint(np.hstack([lambda_miss * A, eye]), lambda_miss, np.inf)]
+    rows = [
+        LinearConstraint(np.hstack([-lambda_overlap * A, eye]), -lambda_overlap, np.inf),
+        LinearConstraint(np.hstack([lambda_miss * A, eye]), lambda_miss, np.inf),
+    ]
     integrality = np.concatenate([np.ones(J), np.zeros(n)])
     bounds = Bounds(np.zeros(J + n), np.concatenate([np.ones(J), np.full(n, np.inf)]))
     relaxed = None
     if k:
         if k > J:
-            relaxed = (f"the selection programme is infeasible (K={k} but only {J} usable explanation(s)); "
-                       f"relaxed to at most {k}, selected all {J}")
+            relaxed = (
+                f"the selection programme is infeasible (K={k} but only {J} usable explanation(s)); "
+                f"relaxed to at most {k}, selected all {J}"
+            )
             cons = LinearConstraint(np.concatenate([np.ones(J), np.zeros(n)])[None, :], 0, k)
         else:
             cons = LinearConstraint(np.concatenate([np.ones(J), np.zeros(n)])[None, :], k, k)
@@ -177,7 +183,9 @@ def select_ilp(A: np.ndarray, k: int | None, *, lambda_overlap: float = 0.5, lam
         raise ConfigError(f"the selection programme could not be solved: {res.message}")
     chosen = [j for j in range(J) if res.x[j] > 0.5]
     if res.status == 1:
-        relaxed = (relaxed + "; " if relaxed else "") + f"the solver stopped at its {time_limit:.0f} s limit (best found kept)"
+        relaxed = (
+            relaxed + "; " if relaxed else ""
+        ) + f"the solver stopped at its {time_limit:.0f} s limit (best found kept)"
     return Selection(chosen, ilp_cost(A, chosen, lambda_overlap, lambda_miss) + (0 if k else len(chosen)), relaxed)
 
 
@@ -340,16 +348,31 @@ class ClusterResult:
         return self.labels if self.forced_labels is None else self.forced_labels
 
     def clusters(self) -> list[dict[str, Any]]:
-        return [{"id": c, "explanation": e, "size": int((self.labels == c).sum()),
-                 "best_fit_size": int((self.best_fit == c).sum()),
-                 "members": [int(i) for i in np.flatnonzero(self.labels == c)]} for c, e in enumerate(self.explanations)]
+        return [
+            {
+                "id": c,
+                "explanation": e,
+                "size": int((self.labels == c).sum()),
+                "best_fit_size": int((self.best_fit == c).sum()),
+                "members": [int(i) for i in np.flatnonzero(self.labels == c)],
+            }
+            for c, e in enumerate(self.explanations)
+        ]
 
     def to_dict(self, texts: Sequence[str] | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.method, "goal": self.goal, "k": self.k, "settings": self.settings,
-                               "notes": self.notes, "clusters": self.clusters(), "unassigned": self.unassigned,
-                               "labels": [int(x) for x in self.labels],
-                               "best_fit_labels": [int(x) for x in self.best_fit], "rounds": self.rounds,
-                               "candidates": self.candidates}
+        out: dict[str, Any] = {
+            "method": self.method,
+            "goal": self.goal,
+            "k": self.k,
+            "settings": self.settings,
+            "notes": self.notes,
+            "clusters": self.clusters(),
+            "unassigned": self.unassigned,
+            "labels": [int(x) for x in self.labels],
+            "best_fit_labels": [int(x) for x in self.best_fit],
+            "rounds": self.rounds,
+            "candidates": self.candidates,
+        }
         if texts is not None:
             out["texts"] = list(texts)
         return out
@@ -360,8 +383,16 @@ class GoalEx:
     ``assigner="llm"``); with ``proposer="extractive"`` and ``assigner="embedding"`` no LLM is needed
     (``llm=None``) and the run is named ``extractive-pas``."""
 
-    def __init__(self, llm: LLM | None = None, *, assigner: str = "llm", embedder: Any = None,
-                 prompts: dict[str, Any] | None = None, show_progress: bool = False, proposer: Any = "llm") -> None:
+    def __init__(
+        self,
+        llm: LLM | None = None,
+        *,
+        assigner: str = "llm",
+        embedder: Any = None,
+        prompts: dict[str, Any] | None = None,
+        show_progress: bool = False,
+        proposer: Any = "llm",
+    ) -> None:
         if assigner not in ("llm", "embedding"):
             raise ConfigError(f"assigner must be 'llm' or 'embedding'; got {assigner!r}")
         if assigner == "embedding" and embedder is None:
@@ -390,15 +421,26 @@ class GoalEx:
         return f"goalex-{self.assigner_kind}" if self.proposer_kind == "llm" else f"{self.proposer_kind}-pas"
 
     # -- propose
-    def _propose_turn(self, goal: str, texts: Sequence[str], sample: Sequence[int], n: int, examples: Sequence[str],
-                      cfg: GoalExConfig) -> Turn:
+    def _propose_turn(
+        self, goal: str, texts: Sequence[str], sample: Sequence[int], n: int, examples: Sequence[str], cfg: GoalExConfig
+    ) -> Turn:
         p = self.prompts["propose"]
-        samples = "\n".join(p["sample"].format(i=r + 1, text=_clip(texts[i], cfg.max_text_chars)) for r, i in enumerate(sample))
+        samples = "\n".join(
+            p["sample"].format(i=r + 1, text=_clip(texts[i], cfg.max_text_chars)) for r, i in enumerate(sample)
+        )
         ex = p["examples"].format(examples="; ".join(f'"{e}"' for e in examples)) if examples else ""
         return p["system"], p["user"].format(goal=goal.strip(), samples=samples, n=n, examples=ex)
 
-    def propose(self, goal: str, texts: Sequence[str], sample: Sequence[int], want: int, cfg: GoalExConfig,
-                examples: Sequence[str] = (), round_no: int = 0) -> tuple[list[str], list[str]]:
+    def propose(
+        self,
+        goal: str,
+        texts: Sequence[str],
+        sample: Sequence[int],
+        want: int,
+        cfg: GoalExConfig,
+        examples: Sequence[str] = (),
+        round_no: int = 0,
+    ) -> tuple[list[str], list[str]]:
         """Candidate explanations from ``ceil(want / per_call)`` LLM calls; returns (explanations, problems).
 
         Each call shows two example explanations drawn at random (seeded, per call) from ``examples`` (later
@@ -420,16 +462,28 @@ class GoalEx:
             parsed: list[str] = []
             for attempt in range(cfg.max_retries + 1):
                 temperature = 0.0 if attempt == 0 else 0.7
-                answer = self.llm.generate([turn], max_new_tokens=cfg.max_new_tokens, temperature=temperature,
-                                           seed=cfg.seed + attempt)[0]
+                answer = self.llm.generate(
+                    [turn], max_new_tokens=cfg.max_new_tokens, temperature=temperature, seed=cfg.seed + attempt
+                )[0]
                 parsed = parse_explanations(answer)
-                self.proposal_log.append({"round": round_no, "call": c, "attempt": attempt, "sample": [int(i) for i in order],
-                                          "examples": shown, "answer": answer, "parsed": parsed})
+                self.proposal_log.append(
+                    {
+                        "round": round_no,
+                        "call": c,
+                        "attempt": attempt,
+                        "sample": [int(i) for i in order],
+                        "examples": shown,
+                        "answer": answer,
+                        "parsed": parsed,
+                    }
+                )
                 if parsed:
                     break
             if not parsed:
-                problems.append(f"round {round_no} call {c}: the proposer's answer had no '- \"...\"' line after "
-                                f"{cfg.max_retries + 1} tries; skipped")
+                problems.append(
+                    f"round {round_no} call {c}: the proposer's answer had no '- \"...\"' line after "
+                    f"{cfg.max_retries + 1} tries; skipped"
+                )
                 continue
             if c == 0:
                 first = parsed
@@ -492,10 +546,10 @@ class GoalEx:
             else:
                 # the sample: uncovered texts first (all texts in round 0), padded with covered ones
                 pool = rng.permutation(uncovered)
-                sample = list(pool[:cfg.sample_size])
+                sample = list(pool[: cfg.sample_size])
                 if len(sample) < min(cfg.sample_size, n):
                     rest = rng.permutation(np.flatnonzero(covered))
-                    sample += list(rest[:min(cfg.sample_size, n) - len(sample)])
+                    sample += list(rest[: min(cfg.sample_size, n) - len(sample)])
                 examples = [cands[j].explanation for j in usable] if r > 0 else []
                 new, problems = self.propose(cfg.goal, texts, sample, want, cfg, examples=examples, round_no=r)
             notes += problems
@@ -503,7 +557,11 @@ class GoalEx:
             new = [e for e in new if normalise(e) not in known]
             if new:
                 S = self.assign(assigner, texts, new)
-                pooled = float(np.quantile(S[np.isfinite(S)], 1 - 1 / k)) if tau == "quantile" and np.isfinite(S).any() else 0.0
+                pooled = (
+                    float(np.quantile(S[np.isfinite(S)], 1 - 1 / k))
+                    if tau == "quantile" and np.isfinite(S).any()
+                    else 0.0
+                )
                 for j, e in enumerate(new):
                     t = otsu_threshold(S[:, j]) if tau == "otsu" else pooled if tau == "quantile" else float(tau)
                     holds = S[:, j] > t
@@ -519,10 +577,19 @@ class GoalEx:
             sel = select_ilp(A, k, lambda_overlap=cfg.lambda_overlap, lambda_miss=cfg.lambda_miss)
             selection = Selection([usable[j] for j in sel.chosen], sel.objective, sel.relaxed)
             covered = A[:, sel.chosen].sum(1) > 0 if sel.chosen else np.zeros(n, dtype=bool)
-            rounds.append({"round": r, "sample": [int(i) for i in sample],
-                           "sample_uncovered": int(min(len(uncovered), len(sample))),
-                           "proposed": new, "usable": len(usable), "selected": [cands[j].explanation for j in selection.chosen],
-                           "objective": selection.objective, "covered": int(covered.sum()), "relaxed": sel.relaxed})
+            rounds.append(
+                {
+                    "round": r,
+                    "sample": [int(i) for i in sample],
+                    "sample_uncovered": int(min(len(uncovered), len(sample))),
+                    "proposed": new,
+                    "usable": len(usable),
+                    "selected": [cands[j].explanation for j in selection.chosen],
+                    "objective": selection.objective,
+                    "covered": int(covered.sum()),
+                    "relaxed": sel.relaxed,
+                }
+            )
             if not new and r > 0:
                 notes.append(f"round {r}: the proposer gave no new explanation; stopped")
                 break
@@ -540,29 +607,65 @@ class GoalEx:
             labels[ok] = best[ok]
         skipped = getattr(assigner, "skipped", [])
         if skipped:
-            notes.append(f"{len(skipped)} (text, explanation) answer(s) unreadable after {cfg.max_retries} retries: "
-                         "skipped (counted as No)")
+            notes.append(
+                f"{len(skipped)} (text, explanation) answer(s) unreadable after {cfg.max_retries} retries: "
+                "skipped (counted as No)"
+            )
         if len(chosen) < k and not selection.relaxed:
             notes.append(f"only {len(chosen)} explanation(s) selected for K={k}")
-        settings = {"proposer": self.proposer_kind, "assigner": self.assigner_kind,
-                    "threshold": {"otsu": "otsu per explanation", "quantile": "(1 - 1/K) quantile per round"}.get(str(tau), tau), "max_cluster_fraction": max_frac,
-                    "rounds": cfg.rounds, "sample_size": cfg.sample_size, "per_call": cfg.per_call,
-                    "lambda_overlap": cfg.lambda_overlap, "lambda_miss": cfg.lambda_miss, "seed": cfg.seed,
-                    "llm": getattr(self.llm, "name", None), "llm_fingerprint": getattr(self.llm, "fingerprint", None),
-                    "calibration": ("cosine standardised per explanation over the corpus" if self.assigner_kind == "embedding"
-                                    else "score minus the content-free text's score, per explanation")}
+        settings = {
+            "proposer": self.proposer_kind,
+            "assigner": self.assigner_kind,
+            "threshold": {"otsu": "otsu per explanation", "quantile": "(1 - 1/K) quantile per round"}.get(
+                str(tau), tau
+            ),
+            "max_cluster_fraction": max_frac,
+            "rounds": cfg.rounds,
+            "sample_size": cfg.sample_size,
+            "per_call": cfg.per_call,
+            "lambda_overlap": cfg.lambda_overlap,
+            "lambda_miss": cfg.lambda_miss,
+            "seed": cfg.seed,
+            "llm": getattr(self.llm, "name", None),
+            "llm_fingerprint": getattr(self.llm, "fingerprint", None),
+            "calibration": (
+                "cosine standardised per explanation over the corpus"
+                if self.assigner_kind == "embedding"
+                else "score minus the content-free text's score, per explanation"
+            ),
+        }
         if hasattr(self.proposer, "settings"):
             settings["proposer_settings"] = self.proposer.settings()
-        cand_out = [{"explanation": c.explanation, "round": c.round, "holds_for": int(c.holds.sum()), "pruned": c.pruned,
-                     "threshold": c.threshold, "selected": j in chosen, "copies_text": copied_text(c.explanation, texts)}
-                    for j, c in enumerate(cands)]
+        cand_out = [
+            {
+                "explanation": c.explanation,
+                "round": c.round,
+                "holds_for": int(c.holds.sum()),
+                "pruned": c.pruned,
+                "threshold": c.threshold,
+                "selected": j in chosen,
+                "copies_text": copied_text(c.explanation, texts),
+            }
+            for j, c in enumerate(cands)
+        ]
         copies = sum(c["copies_text"] is not None for c in cand_out)
         if copies:
-            notes.append(f"{copies} of {len(cand_out)} proposed explanation(s) copy a text of the corpus instead of "
-                         "stating a property (kept; see candidates[].copies_text)")
-        return ClusterResult(method=self.method, labels=labels,
-                             explanations=[cands[j].explanation for j in chosen], goal=cfg.goal, k=k, notes=notes,
-                             rounds=rounds, candidates=cand_out, settings=settings, forced_labels=forced)
+            notes.append(
+                f"{copies} of {len(cand_out)} proposed explanation(s) copy a text of the corpus instead of "
+                "stating a property (kept; see candidates[].copies_text)"
+            )
+        return ClusterResult(
+            method=self.method,
+            labels=labels,
+            explanations=[cands[j].explanation for j in chosen],
+            goal=cfg.goal,
+            k=k,
+            notes=notes,
+            rounds=rounds,
+            candidates=cand_out,
+            settings=settings,
+            forced_labels=forced,
+        )
 
 
 def kmeans_clusters(embeddings: np.ndarray, k: int, *, seed: int = 0) -> ClusterResult:
@@ -584,10 +687,17 @@ def kmeans_clusters(embeddings: np.ndarray, k: int, *, seed: int = 0) -> Cluster
     found = len(np.unique(labels))
     if found < k or any(issubclass(w.category, ConvergenceWarning) for w in caught):
         distinct = len(np.unique(X.round(6), axis=0))
-        notes.append(f"k-means found {found} distinct cluster(s) for K={k}: the corpus has {distinct} distinct "
-                     "embedding(s)")
-    return ClusterResult(method="kmeans", labels=labels, explanations=[None] * k, k=k, notes=notes,
-                         settings={"n_init": 10, "seed": seed, "normalised": True})
+        notes.append(
+            f"k-means found {found} distinct cluster(s) for K={k}: the corpus has {distinct} distinct embedding(s)"
+        )
+    return ClusterResult(
+        method="kmeans",
+        labels=labels,
+        explanations=[None] * k,
+        k=k,
+        notes=notes,
+        settings={"n_init": 10, "seed": seed, "normalised": True},
+    )
 
 
 # --- scores --------------------------------------------------------------------------------------------------
@@ -660,11 +770,16 @@ def cluster_scores(true: Sequence[Any], pred: Sequence[int], best_fit: Sequence[
     fit = pred if best_fit is None else np.asarray(best_fit)
     if len(fit) != len(pred) or len(pred) != len(true):
         raise InputError(f"{len(true)} true labels but {len(pred)} predictions")
-    return {"ari": float(adjusted_rand_score(true, fit)), "nmi": float(normalized_mutual_info_score(true, fit)),
-            "accuracy": hungarian_accuracy(true, fit), "macro_f1": macro_f1(true, fit),
-            "strict_ari": float(adjusted_rand_score(true, strict_partition(pred))),
-            "strict_accuracy": hungarian_accuracy(true, pred), "strict_macro_f1": macro_f1(true, pred),
-            "unassigned": float((pred == UNASSIGNED).mean())}
+    return {
+        "ari": float(adjusted_rand_score(true, fit)),
+        "nmi": float(normalized_mutual_info_score(true, fit)),
+        "accuracy": hungarian_accuracy(true, fit),
+        "macro_f1": macro_f1(true, fit),
+        "strict_ari": float(adjusted_rand_score(true, strict_partition(pred))),
+        "strict_accuracy": hungarian_accuracy(true, pred),
+        "strict_macro_f1": macro_f1(true, pred),
+        "unassigned": float((pred == UNASSIGNED).mean()),
+    }
 
 
 # --- the sample corpus and reports ---------------------------------------------------------------------------
@@ -679,8 +794,14 @@ SAMPLE_GOAL = "cluster these customer messages by what the customer wants"
 SAMPLE_K = 4
 
 
-def write_outputs(result: ClusterResult, texts: Sequence[str], out_dir: str | Path, embeddings: np.ndarray | None = None,
-                  *, examples: int = 5) -> dict[str, Path]:
+def write_outputs(
+    result: ClusterResult,
+    texts: Sequence[str],
+    out_dir: str | Path,
+    embeddings: np.ndarray | None = None,
+    *,
+    examples: int = 5,
+) -> dict[str, Path]:
     """``clusters.json``, ``report.md`` (each cluster's explanation, size and ``examples`` texts) and, with
     embeddings, ``clusters.png`` (a 2-D PCA projection coloured by cluster and labelled with the explanations)."""
     from embedlab.io import atomic_path, write_json
@@ -736,10 +857,17 @@ def plot_clusters(result: ClusterResult, embeddings: np.ndarray, path: str | Pat
         if not m.any():
             continue
         name = c["explanation"] or f"cluster {c['id']}"
-        ax.scatter(P[m, 0], P[m, 1], s=18, color=cmap(c["id"] % 20), label=f"{c['id']}: {_clip(name, 60)} ({c['size']})")
+        ax.scatter(
+            P[m, 0], P[m, 1], s=18, color=cmap(c["id"] % 20), label=f"{c['id']}: {_clip(name, 60)} ({c['size']})"
+        )
         cx, cy = P[m].mean(0)
-        ax.annotate("\n".join(textwrap.wrap(_clip(name, 80), 28)), (cx, cy), fontsize=8, ha="center",
-                    bbox=dict(boxstyle="round", fc="white", alpha=0.8, ec=cmap(c["id"] % 20)))
+        ax.annotate(
+            "\n".join(textwrap.wrap(_clip(name, 80), 28)),
+            (cx, cy),
+            fontsize=8,
+            ha="center",
+            bbox=dict(boxstyle="round", fc="white", alpha=0.8, ec=cmap(c["id"] % 20)),
+        )
     ax.set_title(title or f"{result.method}: {result.goal or ''}"[:100])
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")

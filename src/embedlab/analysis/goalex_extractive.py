@@ -25,6 +25,7 @@ A round's candidate explanations are built from the distinctive terms of embeddi
 The explanations then go through the loop unchanged: the embedding assigner scores every (text, explanation)
 pair, and the paper's integer programme selects K of them.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -99,9 +100,20 @@ class ExtractiveProposer:
 
     kind = "extractive"
 
-    def __init__(self, embedder: Any, *, terms: int = 5, pool: int = 7, top_terms: int = 10, goal_weight: float = 0.3,
-                 min_group_df: float = 0.1, ngram_range: tuple[int, int] = (1, 2), contrast: bool = True,
-                 centroid_weight: float = 1.0, ctfidf_weight: float = 0.0) -> None:
+    def __init__(
+        self,
+        embedder: Any,
+        *,
+        terms: int = 5,
+        pool: int = 7,
+        top_terms: int = 10,
+        goal_weight: float = 0.3,
+        min_group_df: float = 0.1,
+        ngram_range: tuple[int, int] = (1, 2),
+        contrast: bool = True,
+        centroid_weight: float = 1.0,
+        ctfidf_weight: float = 0.0,
+    ) -> None:
         self.contrast = contrast
         self.centroid_weight = centroid_weight
         self.ctfidf_weight = ctfidf_weight
@@ -116,10 +128,19 @@ class ExtractiveProposer:
         self.log: list[dict[str, Any]] = []
 
     def settings(self) -> dict[str, Any]:
-        return {"proposer": self.kind, "terms": self.terms, "pool": self.pool, "top_terms": self.top_terms,
-                "goal_weight": self.goal_weight, "min_group_df": self.min_group_df, "contrast": self.contrast,
-                "centroid_weight": self.centroid_weight, "ctfidf_weight": self.ctfidf_weight,
-                "ngram_range": list(self.ngram_range), "weighting": "c-TF-IDF (BERTopic), KeyBERT-style re-ranking"}
+        return {
+            "proposer": self.kind,
+            "terms": self.terms,
+            "pool": self.pool,
+            "top_terms": self.top_terms,
+            "goal_weight": self.goal_weight,
+            "min_group_df": self.min_group_df,
+            "contrast": self.contrast,
+            "centroid_weight": self.centroid_weight,
+            "ctfidf_weight": self.ctfidf_weight,
+            "ngram_range": list(self.ngram_range),
+            "weighting": "c-TF-IDF (BERTopic), KeyBERT-style re-ranking",
+        }
 
     def _embed(self, phrases: Sequence[str]) -> np.ndarray:
         todo = [p for p in dict.fromkeys(phrases) if p not in self._cache]
@@ -128,8 +149,16 @@ class ExtractiveProposer:
             self._cache.update(zip(todo, vecs))
         return np.stack([self._cache[p] for p in phrases]) if len(phrases) else np.zeros((0, 1))
 
-    def propose(self, goal: str, texts: Sequence[str], focus: Sequence[int], k: int, embeddings: np.ndarray,
-                round_no: int = 0, seed: int = 0) -> list[str]:
+    def propose(
+        self,
+        goal: str,
+        texts: Sequence[str],
+        focus: Sequence[int],
+        k: int,
+        embeddings: np.ndarray,
+        round_no: int = 0,
+        seed: int = 0,
+    ) -> list[str]:
         """Candidate explanations for the ``focus`` texts (indices into ``texts``), one per group."""
         from sklearn.feature_extraction.text import CountVectorizer
 
@@ -138,8 +167,9 @@ class ExtractiveProposer:
             return []
         E = _normalise_rows(embeddings)
         try:
-            vec = CountVectorizer(ngram_range=self.ngram_range, stop_words="english",
-                                  token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b")
+            vec = CountVectorizer(
+                ngram_range=self.ngram_range, stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b"
+            )
             counts = vec.fit_transform(list(texts)).tocsr()
         except ValueError:  # only stop words, or no words at all
             return []
@@ -164,12 +194,27 @@ class ExtractiveProposer:
                     continue
                 seen.add(explanation)
                 found.append(explanation)
-                self.log.append({"round": round_no, "groups": groups, "seed": seed + part_seed, "size": len(m),
-                                 "pool": pool, "explanation": explanation})
+                self.log.append(
+                    {
+                        "round": round_no,
+                        "groups": groups,
+                        "seed": seed + part_seed,
+                        "size": len(m),
+                        "pool": pool,
+                        "explanation": explanation,
+                    }
+                )
         return found
 
-    def _term_pool(self, weights: np.ndarray, df: np.ndarray, size: int, vocab: np.ndarray, centroid: np.ndarray,
-                   goal_vec: np.ndarray) -> list[str]:
+    def _term_pool(
+        self,
+        weights: np.ndarray,
+        df: np.ndarray,
+        size: int,
+        vocab: np.ndarray,
+        centroid: np.ndarray,
+        goal_vec: np.ndarray,
+    ) -> list[str]:
         """The group's ``pool`` best terms: among the terms in at least ``min_group_df`` of its texts (at least
         2 texts; any text when none is), the ``top_terms`` highest by c-TF-IDF, re-ranked by cosine to the group's
         centroid plus ``goal_weight`` x cosine to the goal."""
@@ -187,8 +232,9 @@ class ExtractiveProposer:
         score = score + self.ctfidf_weight * weights[top] / max(float(weights[top].max()), 1e-12)
         return [phrases[i] for i in np.argsort(-score, kind="stable")[: self.pool]]
 
-    def _best_wording(self, template: str, pool: Sequence[str], E: np.ndarray, members: np.ndarray,
-                      others: Sequence[np.ndarray] = ()) -> str | None:
+    def _best_wording(
+        self, template: str, pool: Sequence[str], E: np.ndarray, members: np.ndarray, others: Sequence[np.ndarray] = ()
+    ) -> str | None:
         """The explanation (the template filled with 1 to ``terms`` terms of the pool, in pool order, no term
         inside another) whose embedding best sets the group apart: the highest mean standardised cosine over the
         group's texts, the score the embedding assigner gives them."""

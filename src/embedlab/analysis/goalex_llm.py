@@ -10,6 +10,7 @@ Every back end answers two kinds of request, each a chat turn ``(system, user)``
 The cache keys each call by the back end's fingerprint, the request kind, its settings and the prompt, and
 stores one small JSON file per call (atomic writes), so a rerun of the same clustering makes no LLM call.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,8 +69,9 @@ class LLM(ABC):
         """What identifies the model behind the answers (the cache key's model part)."""
 
     @abstractmethod
-    def generate(self, turns: Sequence[Turn], *, max_new_tokens: int = 160, temperature: float = 0.0,
-                 seed: int = 0) -> list[str]:
+    def generate(
+        self, turns: Sequence[Turn], *, max_new_tokens: int = 160, temperature: float = 0.0, seed: int = 0
+    ) -> list[str]:
         """One answer per turn."""
 
     @abstractmethod
@@ -105,8 +107,10 @@ class TransformersLLM(LLM):
         target, where = resolve_source(model)
         path = Path(target)
         if not path.is_dir():
-            raise ModelNotFoundError(f"--llm {model}: only local causal LMs (an alias, a .gguf file or a directory) "
-                                     f"run offline; for a hosted model use --llm-endpoint URL")
+            raise ModelNotFoundError(
+                f"--llm {model}: only local causal LMs (an alias, a .gguf file or a directory) "
+                f"run offline; for a hosted model use --llm-endpoint URL"
+            )
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -114,7 +118,9 @@ class TransformersLLM(LLM):
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
             self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
         except (OSError, ValueError, KeyError) as exc:
-            raise ModelNotFoundError(f"--llm {model}: not a causal language model ({str(exc).splitlines()[0]})") from None
+            raise ModelNotFoundError(
+                f"--llm {model}: not a causal language model ({str(exc).splitlines()[0]})"
+            ) from None
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -126,7 +132,9 @@ class TransformersLLM(LLM):
         self._yes = self._token_ids(YES_WORDS)
         self._no = self._token_ids(NO_WORDS)
         if not self._yes or not self._no:
-            raise ConfigError(f"--llm {model}: its tokenizer has no single token for 'yes'/'no'; the LLM assigner needs one")
+            raise ConfigError(
+                f"--llm {model}: its tokenizer has no single token for 'yes'/'no'; the LLM assigner needs one"
+            )
 
     def _token_ids(self, words: Sequence[str]) -> list[int]:
         ids = set()
@@ -153,12 +161,13 @@ class TransformersLLM(LLM):
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with tqdm(total=len(texts), desc=desc, unit="prompt", disable=not self.show_progress, file=sys.stderr) as bar:
             for start in range(0, len(order), self.batch_size):
-                idx = order[start:start + self.batch_size]
+                idx = order[start : start + self.batch_size]
                 yield idx
                 bar.update(len(idx))
 
-    def generate(self, turns: Sequence[Turn], *, max_new_tokens: int = 160, temperature: float = 0.0,
-                 seed: int = 0) -> list[str]:
+    def generate(
+        self, turns: Sequence[Turn], *, max_new_tokens: int = 160, temperature: float = 0.0, seed: int = 0
+    ) -> list[str]:
         import torch
 
         texts = [self.render(t) for t in turns]
@@ -174,7 +183,7 @@ class TransformersLLM(LLM):
             with torch.inference_mode():
                 gen = self.model.generate(**enc, **kw)
             for row, i in enumerate(idx):
-                out[i] = self.tokenizer.decode(gen[row, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                out[i] = self.tokenizer.decode(gen[row, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             self.calls += len(idx)
         return out
 
@@ -189,8 +198,16 @@ class TransformersLLM(LLM):
             # embeddings, e.g. GPT-2, would otherwise see shifted positions; RoPE models are unaffected)
             positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                    position_ids=positions, logits_to_keep=1).logits[:, -1].float()
+                logits = (
+                    self.model(
+                        input_ids=enc["input_ids"],
+                        attention_mask=enc["attention_mask"],
+                        position_ids=positions,
+                        logits_to_keep=1,
+                    )
+                    .logits[:, -1]
+                    .float()
+                )
             lp = logits.log_softmax(-1)
             odds = torch.logsumexp(lp[:, self._yes], -1) - torch.logsumexp(lp[:, self._no], -1)
             for row, i in enumerate(idx):
@@ -211,8 +228,17 @@ class EndpointLLM(LLM):
     absent counts as the smallest returned log-probability minus 1). When it does not, the answer text is
     parsed (yes -> +5, no -> -5, anything else -> unreadable: retried, then skipped by the caller)."""
 
-    def __init__(self, url: str, model: str = "default", *, key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
-                 connect_timeout: float = 5.0, workers: int = 8, max_retries: int = 2) -> None:
+    def __init__(
+        self,
+        url: str,
+        model: str = "default",
+        *,
+        key_env: str = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+        workers: int = 8,
+        max_retries: int = 2,
+    ) -> None:
         super().__init__()
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"--llm-endpoint must be an http(s) URL; got {url!r}")
@@ -259,7 +285,9 @@ class EndpointLLM(LLM):
                 if exc.code in (429, 500, 502, 503, 504) and attempt < self.max_retries:
                     last = f"HTTP {exc.code}"
                     continue
-                raise _HTTPFailure(exc.code, f"the LLM endpoint {self.url} answered HTTP {exc.code}: {detail}") from None
+                raise _HTTPFailure(
+                    exc.code, f"the LLM endpoint {self.url} answered HTTP {exc.code}: {detail}"
+                ) from None
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise Unavailable(f"cannot reach the LLM endpoint {self.url}: {reason}") from None
@@ -285,11 +313,17 @@ class EndpointLLM(LLM):
         with ThreadPoolExecutor(self.workers) as pool:
             return list(pool.map(fn, items))
 
-    def generate(self, turns: Sequence[Turn], *, max_new_tokens: int = 160, temperature: float = 0.0,
-                 seed: int = 0) -> list[str]:
+    def generate(
+        self, turns: Sequence[Turn], *, max_new_tokens: int = 160, temperature: float = 0.0, seed: int = 0
+    ) -> list[str]:
         def one(turn: Turn) -> str:
-            body = {"model": self.name, "messages": self._messages(turn), "max_tokens": max_new_tokens,
-                    "temperature": temperature, "seed": seed}
+            body = {
+                "model": self.name,
+                "messages": self._messages(turn),
+                "max_tokens": max_new_tokens,
+                "temperature": temperature,
+                "seed": seed,
+            }
             return self._content(self._post(body))
 
         out = self._map(one, list(turns))
@@ -368,8 +402,9 @@ class CachedLLM(LLM):
         return self.inner.fingerprint
 
     def _path(self, kind: str, settings: dict[str, Any], turn: Turn) -> Path:
-        key = hashlib.sha256(json.dumps([self.inner.fingerprint, kind, settings, list(turn)],
-                                        sort_keys=True).encode()).hexdigest()
+        key = hashlib.sha256(
+            json.dumps([self.inner.fingerprint, kind, settings, list(turn)], sort_keys=True).encode()
+        ).hexdigest()
         return self.directory / key[:2] / f"{key}.json"
 
     def _cached(self, kind: str, settings: dict[str, Any], turns: Sequence[Turn], call: Any) -> list[Any]:
@@ -389,33 +424,59 @@ class CachedLLM(LLM):
                 out[i] = a
                 if a is not None:  # an unreadable answer is not cached: a rerun may read it
                     try:
-                        write_json(paths[i], {"fingerprint": self.inner.fingerprint, "kind": kind, "settings": settings,
-                                              "system": turns[i][0], "user": turns[i][1], "answer": a})
+                        write_json(
+                            paths[i],
+                            {
+                                "fingerprint": self.inner.fingerprint,
+                                "kind": kind,
+                                "settings": settings,
+                                "system": turns[i][0],
+                                "user": turns[i][1],
+                                "answer": a,
+                            },
+                        )
                     except OSError as exc:
                         log.warning("GoalEx LLM cache not written (%s)", exc)
         self.calls = self.inner.calls
         return out
 
-    def generate(self, turns: Sequence[Turn], *, max_new_tokens: int = 160, temperature: float = 0.0,
-                 seed: int = 0) -> list[str]:
-        settings = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed if temperature > 0 else 0}
-        return self._cached("generate", settings, turns,
-                            lambda ts: self.inner.generate(ts, max_new_tokens=max_new_tokens, temperature=temperature,
-                                                           seed=seed))
+    def generate(
+        self, turns: Sequence[Turn], *, max_new_tokens: int = 160, temperature: float = 0.0, seed: int = 0
+    ) -> list[str]:
+        settings = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "seed": seed if temperature > 0 else 0,
+        }
+        return self._cached(
+            "generate",
+            settings,
+            turns,
+            lambda ts: self.inner.generate(ts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed),
+        )
 
     def yes_no(self, turns: Sequence[Turn]) -> list[float | None]:
         return self._cached("yes_no", {}, turns, self.inner.yes_no)
 
 
-def open_llm(llm: str | None = "smollm2-135m", *, endpoint: str | None = None, key_env: str = "OPENAI_API_KEY",
-             cache: bool = True, cache_dir: str | os.PathLike | None = None, show_progress: bool = False,
-             batch_size: int = 32) -> LLM:
+def open_llm(
+    llm: str | None = "smollm2-135m",
+    *,
+    endpoint: str | None = None,
+    key_env: str = "OPENAI_API_KEY",
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    show_progress: bool = False,
+    batch_size: int = 32,
+) -> LLM:
     """``--llm NAME`` (alias, .gguf, causal-LM directory) or ``--llm-endpoint URL`` (with ``--llm`` as the
     model name sent to it), wrapped in the disk cache unless ``cache=False``."""
     if endpoint:
         backend: LLM = EndpointLLM(endpoint, llm or "default", key_env=key_env)
     else:
         if not llm:
-            raise InputError("give --llm NAME (an alias such as smollm2-135m, or a causal-LM directory) or --llm-endpoint URL")
+            raise InputError(
+                "give --llm NAME (an alias such as smollm2-135m, or a causal-LM directory) or --llm-endpoint URL"
+            )
         backend = TransformersLLM(llm, batch_size=batch_size, show_progress=show_progress)
     return CachedLLM(backend, cache_dir) if cache else backend

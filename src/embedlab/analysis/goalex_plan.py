@@ -12,6 +12,7 @@ SmolLM2-135M is not: measured in docs/goalex.md, it copies texts or the prompt's
 :func:`plan_cluster` returns the decision and the lines to print before the run; :func:`estimate_seconds` a
 rough duration for the LLM paths, which are slow on a CPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,14 @@ def _millions(n: int) -> str:
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
-def plan_cluster(llm: str | None, endpoint: str | None = None, *, proposer: str = "auto", assigner: str = "auto",
-                 min_params: int = MIN_PROPOSER_PARAMS) -> ClusterPlan:
+def plan_cluster(
+    llm: str | None,
+    endpoint: str | None = None,
+    *,
+    proposer: str = "auto",
+    assigner: str = "auto",
+    min_params: int = MIN_PROPOSER_PARAMS,
+) -> ClusterPlan:
     """Decide the proposer and assigner of ``embedlab cluster`` (see the module docstring)."""
     if proposer not in PROPOSERS:
         raise ConfigError(f"--proposer must be one of {', '.join(PROPOSERS)}; got {proposer!r}")
@@ -100,23 +107,35 @@ def plan_cluster(llm: str | None, endpoint: str | None = None, *, proposer: str 
         if proposer == "auto":
             chosen = "extractive" if (small or not llm) else "llm"
             if small:
-                messages.append(f"{llm} ({_millions(params)} parameters) is too small to propose explanations "
-                                f"(GoalEx used GPT-3.5/4; below {_millions(min_params)} it copies texts instead, "
-                                "see docs/goalex.md)")
+                messages.append(
+                    f"{llm} ({_millions(params)} parameters) is too small to propose explanations "
+                    f"(GoalEx used GPT-3.5/4; below {_millions(min_params)} it copies texts instead, "
+                    "see docs/goalex.md)"
+                )
         else:
             chosen = proposer
             if chosen == "llm" and small:
-                messages.append(f"warning: {llm} ({_millions(params)} parameters) is too small to propose "
-                                "explanations well; proposing with it anyway (--proposer llm)")
+                messages.append(
+                    f"warning: {llm} ({_millions(params)} parameters) is too small to propose "
+                    "explanations well; proposing with it anyway (--proposer llm)"
+                )
             elif chosen == "llm":
                 messages.append(f"proposer: {llm} (GoalEx's LLM proposer)")
     if chosen == "extractive":
-        messages.append("proposer: extractive (c-TF-IDF terms of embedding groups, embedlab's offline stand-in, "
-                        "not the paper's LLM proposer); runs are named extractive-pas")
+        messages.append(
+            "proposer: extractive (c-TF-IDF terms of embedding groups, embedlab's offline stand-in, "
+            "not the paper's LLM proposer); runs are named extractive-pas"
+        )
     if assigner == "auto":
         assigner = "llm" if chosen == "llm" else "embedding"
-    messages.append("assigner: " + ("the LLM's yes/no log-odds (the paper's)" if assigner == "llm" else
-                                   "embedding cosine, calibrated per corpus (a deviation)"))
+    messages.append(
+        "assigner: "
+        + (
+            "the LLM's yes/no log-odds (the paper's)"
+            if assigner == "llm"
+            else "embedding cosine, calibrated per corpus (a deviation)"
+        )
+    )
     load = chosen == "llm" or assigner == "llm"
     return ClusterPlan(proposer=chosen, assigner=assigner, load_llm=load, llm_params=params, messages=messages)
 

@@ -9,6 +9,7 @@ One module per command group (as MTEB splits its CLI): :mod:`.models` (models, i
 (2 for usage and configuration errors, 1 for runtime failures; see :mod:`embedlab.errors`), 2 for
 click's usage errors, and 130 for Ctrl-C, with a line saying what was kept.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,9 @@ import typer
 from embedlab.cli import bias, cluster, evaluate, index, models, serve, train, vocab
 from embedlab.cli._common import _interrupt_note, err, interrupt_note
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, evaluate and serve LLM-based text embedders.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Build, evaluate and serve LLM-based text embedders."
+)
 for _group in (models, evaluate, index, train, serve, cluster, vocab, bias):
     _group.register(app)
 
@@ -68,7 +71,9 @@ def run(args: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         rv = 130
     except click_errors as exc:  # type: ignore[misc]
-        if type(exc).__name__ == "NoArgsIsHelpError":  # `embedlab` or `embedlab index` alone: the help, as click shows it
+        if (
+            type(exc).__name__ == "NoArgsIsHelpError"
+        ):  # `embedlab` or `embedlab index` alone: the help, as click shows it
             ctx = getattr(exc, "ctx", None)
             text = ctx.get_help() if ctx is not None else ""  # typer's rich help prints itself and returns ""
             if text.strip():

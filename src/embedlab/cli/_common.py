@@ -2,6 +2,7 @@
 helper, the output-path check and the note printed when a command is interrupted.
 
 Library imports stay inside functions, so ``embedlab --help`` does not import torch."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -54,20 +55,34 @@ Precision = Enum("Precision", {p: p for p in _precisions()}, type=str)  # type: 
 FLOAT32 = Precision("float32")
 
 # rich reads [onnx] as markup and drops it: every help text with brackets goes through escape()
-RUNTIME_HELP = escape("torch, or onnx: the backbone in ONNX Runtime (CPU, fp32 or int8; exported once and cached; "
-                      "pip install 'embedlab[onnx]')")
-DTYPE_HELP = ("bf16 autocast is ~3x faster on CPUs with native bf16 (AVX-512 BF16, AMX) and ~5x slower without; auto picks; "
-              "int8 = dynamic int8 linear layers (CPU, approximate: see docs/encode_throughput.md)")
+RUNTIME_HELP = escape(
+    "torch, or onnx: the backbone in ONNX Runtime (CPU, fp32 or int8; exported once and cached; "
+    "pip install 'embedlab[onnx]')"
+)
+DTYPE_HELP = (
+    "bf16 autocast is ~3x faster on CPUs with native bf16 (AVX-512 BF16, AMX) and ~5x slower without; auto picks; "
+    "int8 = dynamic int8 linear layers (CPU, approximate: see docs/encode_throughput.md)"
+)
 MODEL_HELP = "alias, saved embedder, HF directory, .gguf file or hub id"
 
 # The options declared once (defaults stay in each signature, as typer's Annotated style wants).
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
 ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
-PoolingOpt = Annotated[str | None, typer.Option("--pooling", help="override the pooling head: cls|mean|weighted_mean|last_token|latent_attention|multi_layer")]
+PoolingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pooling", help="override the pooling head: cls|mean|weighted_mean|last_token|latent_attention|multi_layer"
+    ),
+]
 AttentionOpt = Annotated[Attention | None, typer.Option("--attention", help="override the attention mode (decoders)")]
 DTypeOpt = Annotated[DType, typer.Option("--dtype", help=DTYPE_HELP)]
 RuntimeOpt = Annotated[Runtime, typer.Option("--runtime", help=RUNTIME_HELP)]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="write into a non-empty --out folder: replace what embedlab wrote there, keep other files")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="write into a non-empty --out folder: replace what embedlab wrote there, keep other files"
+    ),
+]
 
 
 def load_embedder(model: str, pooling: str | None = None, attention: Attention | None = None, **kw: Any) -> Any:
@@ -83,9 +98,16 @@ def wide(console: Console | None = None) -> Console:
     return out if out.is_terminal else Console(width=200)
 
 
-def show_table(rows: Iterable[Sequence[Any]], columns: Sequence[str | tuple[str, str]] = (), *, title: str | None = None,
-               caption: str | None = None, console: Console | None = None, no_wrap: bool = False,
-               sections: Iterable[bool] | None = None) -> None:
+def show_table(
+    rows: Iterable[Sequence[Any]],
+    columns: Sequence[str | tuple[str, str]] = (),
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+    console: Console | None = None,
+    no_wrap: bool = False,
+    sections: Iterable[bool] | None = None,
+) -> None:
     """Print one rich table: ``columns`` are names or (name, justify); cells are str()-ed; a dict or list
     cell is shown as JSON. No columns: a header-less key/value table."""
     import json
@@ -185,5 +207,7 @@ def check_model(name: str, *, word_vectors: bool = False) -> None:
     from embedlab.errors import ModelNotFoundError
     from embedlab.sources.aliases import alias_names
 
-    raise ModelNotFoundError(f"unknown model '{name}': not an alias ({alias_names()}) or directory, and the Hugging Face hub "
-                             "is not reachable (no network, or HF_HUB_OFFLINE=1) and it is not in the local cache")
+    raise ModelNotFoundError(
+        f"unknown model '{name}': not an alias ({alias_names()}) or directory, and the Hugging Face hub "
+        "is not reachable (no network, or HF_HUB_OFFLINE=1) and it is not in the local cache"
+    )

@@ -1,4 +1,5 @@
 """``embedlab cluster``: goal-driven explainable clustering (GoalEx), or k-means as the unexplained baseline."""
+
 from __future__ import annotations
 
 from enum import Enum
@@ -37,24 +38,70 @@ class ClusterAssigner(str, Enum):
 
 
 def cluster(
-    corpus: Annotated[Path | None, typer.Option("--corpus", help="one text a line, or JSONL with 'text'; default: the shipped sample (bank customer messages)")] = None,
-    goal: Annotated[str | None, typer.Option("--goal", help="what the clusters should be about (default with the sample: by what the customer wants)")] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            "--corpus",
+            help="one text a line, or JSONL with 'text'; default: the shipped sample (bank customer messages)",
+        ),
+    ] = None,
+    goal: Annotated[
+        str | None,
+        typer.Option(
+            "--goal", help="what the clusters should be about (default with the sample: by what the customer wants)"
+        ),
+    ] = None,
     k: Annotated[int | None, typer.Option("--k", min=1, help="number of clusters (default with the sample: 4)")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="the embedder: k-means, the embedding assigner and the PNG")] = DEFAULT_MODEL,
-    llm: Annotated[str | None, typer.Option("--llm", help="alias, .gguf or causal-LM directory; with --llm-endpoint, the model name sent")] = "smollm2-135m",
-    llm_endpoint: Annotated[str | None, typer.Option("--llm-endpoint", help="an OpenAI-compatible chat API, e.g. http://127.0.0.1:8000/v1")] = None,
-    llm_key_env: Annotated[str, typer.Option("--llm-key-env", help="the environment variable holding the endpoint's API key")] = "OPENAI_API_KEY",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="the embedder: k-means, the embedding assigner and the PNG")
+    ] = DEFAULT_MODEL,
+    llm: Annotated[
+        str | None,
+        typer.Option("--llm", help="alias, .gguf or causal-LM directory; with --llm-endpoint, the model name sent"),
+    ] = "smollm2-135m",
+    llm_endpoint: Annotated[
+        str | None, typer.Option("--llm-endpoint", help="an OpenAI-compatible chat API, e.g. http://127.0.0.1:8000/v1")
+    ] = None,
+    llm_key_env: Annotated[
+        str, typer.Option("--llm-key-env", help="the environment variable holding the endpoint's API key")
+    ] = "OPENAI_API_KEY",
     method: Annotated[ClusterMethod, typer.Option("--method")] = ClusterMethod.goalex,
-    proposer: Annotated[ClusterProposer, typer.Option("--proposer", help="llm: the paper's LLM proposer; extractive: c-TF-IDF terms of embedding groups (a deviation, docs/goalex.md); auto: llm with --llm-endpoint or a local LLM of >= 1B parameters, else extractive")] = ClusterProposer.auto,
-    assigner: Annotated[ClusterAssigner, typer.Option("--assigner", help="llm: yes/no log-odds (the paper); embedding: standardised cosine (faster, a deviation); auto: follows the proposer")] = ClusterAssigner.auto,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="calibrated score a pair must exceed (default: 0 for llm; for embedding the (1 - 1/K) quantile of the round's standardised scores)")] = None,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="propose/assign/select rounds (re-proposing for uncovered texts)")] = 3,
+    proposer: Annotated[
+        ClusterProposer,
+        typer.Option(
+            "--proposer",
+            help="llm: the paper's LLM proposer; extractive: c-TF-IDF terms of embedding groups (a deviation, docs/goalex.md); auto: llm with --llm-endpoint or a local LLM of >= 1B parameters, else extractive",
+        ),
+    ] = ClusterProposer.auto,
+    assigner: Annotated[
+        ClusterAssigner,
+        typer.Option(
+            "--assigner",
+            help="llm: yes/no log-odds (the paper); embedding: standardised cosine (faster, a deviation); auto: follows the proposer",
+        ),
+    ] = ClusterAssigner.auto,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            help="calibrated score a pair must exceed (default: 0 for llm; for embedding the (1 - 1/K) quantile of the round's standardised scores)",
+        ),
+    ] = None,
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, help="propose/assign/select rounds (re-proposing for uncovered texts)")
+    ] = 3,
     sample_size: Annotated[int, typer.Option("--sample-size", min=1, help="texts shown to the proposer per call")] = 25,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    out_dir: Annotated[Path, typer.Option("--out", help="where clusters.json, report.md and clusters.png go")] = Path("clusters"),
-    prompts: Annotated[Path | None, typer.Option("--prompts", help="a prompts file like embedlab/analysis/goalex_prompts.toml")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="where clusters.json, report.md and clusters.png go")] = Path(
+        "clusters"
+    ),
+    prompts: Annotated[
+        Path | None, typer.Option("--prompts", help="a prompts file like embedlab/analysis/goalex_prompts.toml")
+    ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="do not read or write the LLM call cache")] = False,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="the LLM call cache (default: $EMBEDLAB_CACHE/goalex-llm)")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="the LLM call cache (default: $EMBEDLAB_CACHE/goalex-llm)")
+    ] = None,
 ) -> None:
     """Cluster texts by a goal, each cluster explained by a sentence (GoalEx), or k-means as the unexplained baseline."""
     import math
@@ -103,19 +150,45 @@ def cluster(
         backend = None
         if plan.load_llm:
             with err.status(f"loading {llm_endpoint or llm}…"):
-                backend = open_llm(llm, endpoint=llm_endpoint, key_env=llm_key_env, cache=not no_cache, cache_dir=cache_dir,
-                                   show_progress=True)
-        runner = gx.GoalEx(backend, proposer=plan.proposer, assigner=plan.assigner, embedder=emb, prompts=loaded_prompts,
-                           show_progress=True)
+                backend = open_llm(
+                    llm,
+                    endpoint=llm_endpoint,
+                    key_env=llm_key_env,
+                    cache=not no_cache,
+                    cache_dir=cache_dir,
+                    show_progress=True,
+                )
+        runner = gx.GoalEx(
+            backend,
+            proposer=plan.proposer,
+            assigner=plan.assigner,
+            embedder=emb,
+            prompts=loaded_prompts,
+            show_progress=True,
+        )
         result = runner.fit(texts, cfg, text_embeddings=vectors)
         if backend is not None and hasattr(backend, "hits"):
             err.print(f"LLM calls: {backend.misses} sent, {backend.hits} from the cache", highlight=False)
     paths = gx.write_outputs(result, texts, out_dir, vectors)
-    rows = [(str(c["id"]), str(c["size"]), c["explanation"] or "(k-means: none)", (texts[c["members"][0]] if c["members"] else "")[:80])
-            for c in result.clusters()]
-    rows.append(("-", str(len(result.unassigned)), "unassigned", texts[result.unassigned[0]][:80] if result.unassigned else ""))
-    show_table(rows, (("#", "right"), ("size", "right"), "explanation", "example"), console=wide(),
-               title=f"{result.method}: {len(texts)} texts, K={k}" + (f" — {goal}" if goal and method is ClusterMethod.goalex else ""))
+    rows = [
+        (
+            str(c["id"]),
+            str(c["size"]),
+            c["explanation"] or "(k-means: none)",
+            (texts[c["members"][0]] if c["members"] else "")[:80],
+        )
+        for c in result.clusters()
+    ]
+    rows.append(
+        ("-", str(len(result.unassigned)), "unassigned", texts[result.unassigned[0]][:80] if result.unassigned else "")
+    )
+    show_table(
+        rows,
+        (("#", "right"), ("size", "right"), "explanation", "example"),
+        console=wide(),
+        title=f"{result.method}: {len(texts)} texts, K={k}"
+        + (f" — {goal}" if goal and method is ClusterMethod.goalex else ""),
+    )
     for note in result.notes:
         err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     err.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)

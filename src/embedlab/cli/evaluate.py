@@ -1,4 +1,5 @@
 """``embedlab tasks``, ``eval`` and ``compare``: evaluation and its significance report."""
+
 from __future__ import annotations
 
 import json
@@ -41,21 +42,35 @@ def tasks(task_dir: TaskDirOpt = None) -> None:
     rows = []
     for t in available.values():
         size = sum(p.stat().st_size for p in t.all_paths() if p.is_file())
-        rows.append((t.name, t.type, t.main_metric, " → ".join(t.evaluation_splits), f"{size / 1e6:.1f} MB", t.mteb_name or "-",
-                     "yes" if t.quick else ""))
+        rows.append(
+            (
+                t.name,
+                t.type,
+                t.main_metric,
+                " → ".join(t.evaluation_splits),
+                f"{size / 1e6:.1f} MB",
+                t.mteb_name or "-",
+                "yes" if t.quick else "",
+            )
+        )
     show_table(rows, ("task", "type", "metric", "splits", "size", "MTEB name", "quick"), title="evaluation tasks")
 
 
 def eval_(
     out_dir: Annotated[Path, typer.Option("--out", help="one JSON per task is written here")],
     model: ModelOpt = DEFAULT_MODEL,
-    task_names: Annotated[str | None, typer.Option("--tasks", help="NAME,NAME (any case) | all | quick; default: the --task-dir tasks, else quick")] = None,
+    task_names: Annotated[
+        str | None,
+        typer.Option("--tasks", help="NAME,NAME (any case) | all | quick; default: the --task-dir tasks, else quick"),
+    ] = None,
     task_dir: TaskDirOpt = None,
     pooling: PoolingOpt = None,
     attention: AttentionOpt = None,
     query_prompt: Annotated[str | None, typer.Option(help="named prompt for queries/sentences")] = None,
     document_prompt: Annotated[str | None, typer.Option(help="named prompt for documents")] = None,
-    instructions: Annotated[bool, typer.Option("--instructions", help="prefix query-side texts with each task's E5-style instruction")] = False,
+    instructions: Annotated[
+        bool, typer.Option("--instructions", help="prefix query-side texts with each task's E5-style instruction")
+    ] = False,
     instruction_template: Annotated[str, typer.Option(help="with --instructions")] = "Instruct: {task}\nQuery: {text}",
     dtype: DTypeOpt = DType.fp32,
     runtime: RuntimeOpt = Runtime.torch,
@@ -75,25 +90,48 @@ def eval_(
         for task in chosen:
             with err.status(f"{task.name}…"):
                 try:
-                    r = run_task(task, emb, out_dir, prompts=prompts, dtype=dtype.value, cache=EmbeddingCache(), runtime=runtime.value,
-                                 instruction_template=instruction_template if instructions else None)
+                    r = run_task(
+                        task,
+                        emb,
+                        out_dir,
+                        prompts=prompts,
+                        dtype=dtype.value,
+                        cache=EmbeddingCache(),
+                        runtime=runtime.value,
+                        instruction_template=instruction_template if instructions else None,
+                    )
                 except EmbedlabError as exc:
                     failed += 1
                     err.print(f"[red]task {task.name} failed:[/red] {exc}", highlight=False)
                     rows.append((task.name, task.type, task.main_metric, "[red]failed[/red]", "-"))
                     continue
-            rows.append((task.name, task.type, task.main_metric, f"{100 * r['main_score']:.2f}",
-                         f"{r['metadata']['evaluation_time_s']:.1f}"))
-    show_table(rows, ("task", "type", "metric", "score", "time s"), title=f"{model}: {emb.head.name} pooling, {emb.attention} attention")
+            rows.append(
+                (
+                    task.name,
+                    task.type,
+                    task.main_metric,
+                    f"{100 * r['main_score']:.2f}",
+                    f"{r['metadata']['evaluation_time_s']:.1f}",
+                )
+            )
+    show_table(
+        rows,
+        ("task", "type", "metric", "score", "time s"),
+        title=f"{model}: {emb.head.name} pooling, {emb.attention} attention",
+    )
     if failed:
         raise EmbedlabError(f"{failed} of {len(chosen)} tasks failed (results of the others are in {out_dir})")
 
 
 def compare(
     dirs: Annotated[list[Path], typer.Argument(help="two or more result folders written by `embedlab eval`")],
-    baseline: Annotated[Path | None, typer.Option(help="the folder others are compared with (default: the first)")] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="the folder others are compared with (default: the first)")
+    ] = None,
     out_md: Annotated[Path, typer.Option("--out", help="markdown report")] = Path("comparison.md"),
-    png: Annotated[Path, typer.Option("--png", help="category and per-task Δ chart with bootstrap CIs")] = Path("comparison.png"),
+    png: Annotated[Path, typer.Option("--png", help="category and per-task Δ chart with bootstrap CIs")] = Path(
+        "comparison.png"
+    ),
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the report as JSON")] = None,
     resamples: Annotated[int, typer.Option(min=100, help="bootstrap resamples (per task and per category)")] = 1000,
     seed: int = 0,

@@ -1,5 +1,6 @@
 """``embedlab index build|add|delete|info``, ``search``, ``embed-corpus`` and ``export``: corpora to vectors,
 indexes and vector databases."""
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,10 @@ def _load_index(directory: Path) -> Any:
         raise IndexStoreError(f"no index at {directory}: build one with `embedlab index build --out {directory} ...`")
     manifest = directory / "manifest.json"
     if manifest.is_file() and any(directory.glob("shard-*.parquet")):
-        raise IndexStoreError(f"{directory} is a shard folder from embed-corpus, not an index: build one with "
-                              f"`embedlab index build --from-embeddings {directory} --out INDEX_DIR`, then search INDEX_DIR")
+        raise IndexStoreError(
+            f"{directory} is a shard folder from embed-corpus, not an index: build one with "
+            f"`embedlab index build --from-embeddings {directory} --out INDEX_DIR`, then search INDEX_DIR"
+        )
     return VectorIndex.load(directory)
 
 
@@ -72,10 +75,18 @@ def _load_index(directory: Path) -> Any:
 def index_build(
     out_dir: Annotated[Path, typer.Option("--out", help="the index folder")],
     corpus: Annotated[Path | None, typer.Option(help="JSONL with id and text, or a BEIR corpus.jsonl[.gz]")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help=f"default {DEFAULT_MODEL}, or the shards' model")] = None,
-    codec: Annotated[str, typer.Option(help="float32|float16|int8|binary|pq<M>|ivf<N>,pq<M>|hnsw[,int8], optional mrl<D>: prefix")] = "int8",
-    from_embeddings: Annotated[Path | None, typer.Option("--from-embeddings", help="a shard directory from embed-corpus (no re-encoding)")] = None,
-    rescore_copy: Annotated[str, typer.Option("--rescore-copy", help="float32 or int8 copy kept on disk for rescoring")] = "float32",
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help=f"default {DEFAULT_MODEL}, or the shards' model")
+    ] = None,
+    codec: Annotated[
+        str, typer.Option(help="float32|float16|int8|binary|pq<M>|ivf<N>,pq<M>|hnsw[,int8], optional mrl<D>: prefix")
+    ] = "int8",
+    from_embeddings: Annotated[
+        Path | None, typer.Option("--from-embeddings", help="a shard directory from embed-corpus (no re-encoding)")
+    ] = None,
+    rescore_copy: Annotated[
+        str, typer.Option("--rescore-copy", help="float32 or int8 copy kept on disk for rescoring")
+    ] = "float32",
     pooling: PoolingOpt = None,
     attention: AttentionOpt = None,
     query_prompt: str | None = None,
@@ -85,8 +96,8 @@ def index_build(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Embed a corpus and write a compressed index directory (atomically)."""
-    from embedlab.errors import UsageError
     from embedlab.corpus import read_documents as read_corpus
+    from embedlab.errors import UsageError
     from embedlab.index import VectorIndex, parse_codec
     from embedlab.io import allow_overwrite
 
@@ -102,8 +113,14 @@ def index_build(
     if from_embeddings is not None:
         from embedlab.index.shards import build_index_from_shards
 
-        index = build_index_from_shards(from_embeddings, codec, rescore=rescore_copy, model=model, query_prompt=query_prompt,
-                                        load_model=lambda name, pool, att: load_embedder(name, pool, Attention(att) if att else None))
+        index = build_index_from_shards(
+            from_embeddings,
+            codec,
+            rescore=rescore_copy,
+            model=model,
+            query_prompt=query_prompt,
+            load_model=lambda name, pool, att: load_embedder(name, pool, Attention(att) if att else None),
+        )
         with allow_overwrite(overwrite):
             index.save(out_dir)
         err.print(f"indexed {len(index)} documents from {from_embeddings} with {codec} -> {out_dir}", highlight=False)
@@ -111,19 +128,33 @@ def index_build(
     model = model or DEFAULT_MODEL
     ids, texts = read_corpus(corpus)
     emb = load_embedder(model, pooling, attention)
-    vectors = emb.encode(texts, prompt_name=document_prompt, dtype=dtype.value, show_progress=True, runtime=runtime.value)
+    vectors = emb.encode(
+        texts, prompt_name=document_prompt, dtype=dtype.value, show_progress=True, runtime=runtime.value
+    )
     with err.status("building the index…"):
-        index = VectorIndex.build(vectors, ids, codec, texts=texts, rescore=rescore_copy,
-                                  model=_index_model(emb, model, query_prompt, document_prompt))
+        index = VectorIndex.build(
+            vectors,
+            ids,
+            codec,
+            texts=texts,
+            rescore=rescore_copy,
+            model=_index_model(emb, model, query_prompt, document_prompt),
+        )
         with allow_overwrite(overwrite):
             index.save(out_dir)
-    err.print(f"indexed {len(index)} documents with {codec} ({index.codec.bytes_per_vector(index.dim):g} bytes/vector) -> {out_dir}",
-              highlight=False)
+    err.print(
+        f"indexed {len(index)} documents with {codec} ({index.codec.bytes_per_vector(index.dim):g} bytes/vector) -> {out_dir}",
+        highlight=False,
+    )
 
 
 @index_app.command("add")
-def index_add(directory: Annotated[Path, typer.Argument()], corpus: Annotated[Path, typer.Option()],
-              dtype: DTypeOpt = DType.fp32, runtime: RuntimeOpt = Runtime.torch) -> None:
+def index_add(
+    directory: Annotated[Path, typer.Argument()],
+    corpus: Annotated[Path, typer.Option()],
+    dtype: DTypeOpt = DType.fp32,
+    runtime: RuntimeOpt = Runtime.torch,
+) -> None:
     """Embed and append documents to an index."""
     from embedlab.corpus import read_documents as read_corpus
 
@@ -131,16 +162,22 @@ def index_add(directory: Annotated[Path, typer.Argument()], corpus: Annotated[Pa
     index = _load_index(directory)
     ids, texts = read_corpus(corpus)
     emb = _model_for_index(index)
-    vectors = emb.encode(texts, prompt_name=index.model.get("document_prompt"), dtype=dtype.value, show_progress=True,
-                         runtime=runtime.value)
+    vectors = emb.encode(
+        texts,
+        prompt_name=index.model.get("document_prompt"),
+        dtype=dtype.value,
+        show_progress=True,
+        runtime=runtime.value,
+    )
     index.add(vectors, ids, texts if index.texts is not None else None)
     index.save(directory)
     err.print(f"added {len(ids)} documents; the index holds {len(index)}")
 
 
 @index_app.command("delete")
-def index_delete(directory: Annotated[Path, typer.Argument()],
-                 ids: Annotated[Path, typer.Option(help="a file with one id per line")]) -> None:
+def index_delete(
+    directory: Annotated[Path, typer.Argument()], ids: Annotated[Path, typer.Option(help="a file with one id per line")]
+) -> None:
     """Delete documents by id."""
     input_file(ids, "--ids")
     index = _load_index(directory)
@@ -160,7 +197,9 @@ def search(
     query: Annotated[str | None, typer.Argument()] = None,
     queries: Annotated[str | None, typer.Option("--queries", help="a file of queries (one per line or JSONL)")] = None,
     k: Annotated[int, typer.Option("-k", min=1)] = 10,
-    rescore: Annotated[int, typer.Option("--rescore", min=0, help="oversampling factor r: rescore k*r candidates (0: off)")] = 4,
+    rescore: Annotated[
+        int, typer.Option("--rescore", min=0, help="oversampling factor r: rescore k*r candidates (0: off)")
+    ] = 4,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Search an index with one query or a file of queries."""
@@ -168,7 +207,9 @@ def search(
 
     if (query is None) == (queries is None):
         raise UsageError("give one query, or --queries FILE")
-    texts = [query] if query is not None else read_texts(queries, stdin_text=sys.stdin.read() if queries == "-" else None)
+    texts = (
+        [query] if query is not None else read_texts(queries, stdin_text=sys.stdin.read() if queries == "-" else None)
+    )
     index = _load_index(directory)
     emb = _model_for_index(index)
     qv = emb.encode(texts, prompt_name=index.model.get("query_prompt"))
@@ -176,12 +217,17 @@ def search(
     docs = {i: t for i, t in zip(index.ids, index.texts)} if index.texts is not None else {}
     if as_json:
         for q, row, sc in zip(texts, ids, scores):
-            hits = [{"id": d, "score": round(float(s), 6), **({"text": docs[d]} if docs else {})} for d, s in zip(row, sc)]
+            hits = [
+                {"id": d, "score": round(float(s), 6), **({"text": docs[d]} if docs else {})} for d, s in zip(row, sc)
+            ]
             out.print_json(json.dumps({"query": q, "hits": hits}))
         return
     for q, row, sc in zip(texts, ids, scores):
-        show_table([(str(rank), d, f"{s:.4f}", (docs.get(d, "") or "")[:100]) for rank, (d, s) in enumerate(zip(row, sc), 1)],
-                   ("rank", "id", "score", "text"), title=q)
+        show_table(
+            [(str(rank), d, f"{s:.4f}", (docs.get(d, "") or "")[:100]) for rank, (d, s) in enumerate(zip(row, sc), 1)],
+            ("rank", "id", "score", "text"),
+            title=q,
+        )
 
 
 class Backend(str, Enum):
@@ -191,19 +237,31 @@ class Backend(str, Enum):
 
 def embed_corpus_cmd(
     model: Annotated[str, typer.Argument(help="alias, directory or hub id (Ray workers load it themselves)")],
-    corpus: Annotated[list[Path], typer.Option("--corpus", help="JSONL (id, text), BEIR corpus.jsonl[.gz] or Parquet; repeatable")],
+    corpus: Annotated[
+        list[Path], typer.Option("--corpus", help="JSONL (id, text), BEIR corpus.jsonl[.gz] or Parquet; repeatable")
+    ],
     out_dir: Annotated[Path, typer.Option("--out", help="the shard directory")],
     backend: Annotated[Backend, typer.Option()] = Backend.local,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help="host:port or ray://host:port of a running cluster; default: a local runtime")] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="host:port or ray://host:port of a running cluster; default: a local runtime"
+        ),
+    ] = None,
     actors: Annotated[int, typer.Option(min=1, help="Ray actors, each loading the model once")] = 1,
     shard_rows: Annotated[int, typer.Option("--shard-rows", min=1)] = 10_000,
     dtype: DTypeOpt = DType.fp32,
     runtime: RuntimeOpt = Runtime.torch,
     precision: Annotated[Precision, typer.Option(help="how vectors are stored in the shards")] = FLOAT32,  # type: ignore[assignment]
-    resume: Annotated[bool, typer.Option("--resume", help="skip finished shards (checksums verified); refuse a changed model or corpus")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="skip finished shards (checksums verified); refuse a changed model or corpus"),
+    ] = False,
     no_texts: Annotated[bool, typer.Option("--no-texts", help="do not store the texts in the shards")] = False,
     prompt: Annotated[str | None, typer.Option("--prompt", help="the model's document prompt name")] = None,
-    query_prompt: Annotated[str | None, typer.Option("--query-prompt", help="recorded for searches of indexes built from these shards")] = None,
+    query_prompt: Annotated[
+        str | None, typer.Option("--query-prompt", help="recorded for searches of indexes built from these shards")
+    ] = None,
     pooling: PoolingOpt = None,
     attention: AttentionOpt = None,
 ) -> None:
@@ -215,16 +273,34 @@ def embed_corpus_cmd(
     output_folder(out_dir, overwrite=True)  # the path only: embed_corpus refuses a non-empty folder without --resume
     emb = load_embedder(model, pooling, attention)  # the driver needs the fingerprint on both backends
     with on_interrupt(f"finished shards are kept in {out_dir}; rerun the same command with --resume to continue"):
-        manifest = embed_corpus(model, corpus, out_dir, backend=backend.value, ray_address=ray_address, actors=actors,
-                                shard_rows=shard_rows, dtype=dtype.value, runtime=runtime.value, precision=precision.value,
-                                resume=resume, store_texts=not no_texts, prompt=prompt, query_prompt=query_prompt, pooling=pooling,
-                                attention=attention.value if attention else None, embedder=emb, progress=True)
+        manifest = embed_corpus(
+            model,
+            corpus,
+            out_dir,
+            backend=backend.value,
+            ray_address=ray_address,
+            actors=actors,
+            shard_rows=shard_rows,
+            dtype=dtype.value,
+            runtime=runtime.value,
+            precision=precision.value,
+            resume=resume,
+            store_texts=not no_texts,
+            prompt=prompt,
+            query_prompt=query_prompt,
+            pooling=pooling,
+            attention=attention.value if attention else None,
+            embedder=emb,
+            progress=True,
+        )
     err.print(run_summary(manifest, out_dir), highlight=False)
 
 
 def export_cmd(
     directory: Annotated[Path, typer.Argument(help="a shard directory (embed-corpus) or an embedlab index")],
-    to: Annotated[str, typer.Option("--to", help="lancedb://PATH | qdrant://PATH | http://HOST:PORT (Qdrant) | milvus://FILE.db")],
+    to: Annotated[
+        str, typer.Option("--to", help="lancedb://PATH | qdrant://PATH | http://HOST:PORT (Qdrant) | milvus://FILE.db")
+    ],
     collection: Annotated[str, typer.Option(help="table / collection name")] = "embedlab",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing table / collection")] = False,
     no_ann: Annotated[bool, typer.Option("--no-ann", help="LanceDB: skip building the ANN index")] = False,
@@ -238,13 +314,18 @@ def export_cmd(
     if target.kind != "qdrant-server":
         scheme = to.split("://", 1)[0] if "://" in to else "milvus"
         if not target.location.strip():
-            raise UsageError(f"--to {to} names no path: give {scheme}://PATH (a new or existing database folder or file)")
+            raise UsageError(
+                f"--to {to} names no path: give {scheme}://PATH (a new or existing database folder or file)"
+            )
         check_output(target.location, folder=target.kind != "milvus-lite", overwrite=True, flag="--to")
     input_file(directory, "DIRECTORY")
     with err.status(f"exporting to {to}…"):
         result = export(directory, to, collection=collection, overwrite=overwrite, ann=not no_ann)
-    err.print(f"exported {result['rows']} rows ({result['source']}) to {result['target']} collection "
-              f"{result['collection']!r}; index: {result['index']}", highlight=False)
+    err.print(
+        f"exported {result['rows']} rows ({result['source']}) to {result['target']} collection "
+        f"{result['collection']!r}; index: {result['index']}",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

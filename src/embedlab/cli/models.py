@@ -1,4 +1,5 @@
 """``embedlab models``, ``info``, ``encode`` and ``demo``: the packaged models and plain encoding."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,11 @@ def models() -> None:
             where, status = alias.install, "[red]missing[/red]"
         name = alias.name + (" (default)" if alias.name == DEFAULT_MODEL else "")
         rows.append((name, alias.description, f"{alias.package}\n{where}", status, alias.hub_id))
-    show_table(rows, ("alias", "model", "package", "status", "hub id"),
-               title="packaged models (any local HF directory, saved embedder, .gguf file or hub id also works)")
+    show_table(
+        rows,
+        ("alias", "model", "package", "status", "hub id"),
+        title="packaged models (any local HF directory, saved embedder, .gguf file or hub id also works)",
+    )
 
 
 def info(model: ModelArg, pooling: PoolingOpt = None, attention: AttentionOpt = None) -> None:
@@ -50,7 +54,9 @@ def info(model: ModelArg, pooling: PoolingOpt = None, attention: AttentionOpt = 
 
 
 def encode(
-    input: Annotated[str, typer.Option("--input", "-i", help="a text file (one text per line), JSONL with 'text', or - for stdin")],
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="a text file (one text per line), JSONL with 'text', or - for stdin")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="OUT.npy or OUT.jsonl")],
     model: ModelOpt = DEFAULT_MODEL,
     pooling: PoolingOpt = None,
@@ -74,15 +80,19 @@ def encode(
     output_file(output, "--output")
     texts = read_texts(input, stdin_text=sys.stdin.read() if input == "-" else None)
     emb = load_embedder(model, pooling, attention, dim=dim, max_length=max_length)
-    vectors = emb.encode(texts, prompt_name=prompt, prompt=instruction, dtype=dtype.value, show_progress=True,
-                         runtime=runtime.value)
+    vectors = emb.encode(
+        texts, prompt_name=prompt, prompt=instruction, dtype=dtype.value, show_progress=True, runtime=runtime.value
+    )
     with atomic_path(output) as tmp:
         if suffix == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, vectors)
         else:
             with open(tmp, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps({"index": i, "embedding": [round(float(x), 7) for x in vec]}) + "\n" for i, vec in enumerate(vectors))
+                f.writelines(
+                    json.dumps({"index": i, "embedding": [round(float(x), 7) for x in vec]}) + "\n"
+                    for i, vec in enumerate(vectors)
+                )
     stats = emb.last_stats
     err.print(
         f"encoded {stats.texts} texts -> {output} ({vectors.shape[1]}-d, {stats.tokens} tokens, "
@@ -104,8 +114,12 @@ def demo(
         for rank, (text, score) in enumerate(hits):
             rows.append((query if rank == 0 else "", text, f"{score:.3f}"))
             ends.append(rank == len(hits) - 1)
-    show_table(rows, ("query", "neighbour", ("cosine", "right")), sections=ends,
-               title=f"nearest neighbours with {model} ({emb.head.name} pooling, {emb.attention} attention)")
+    show_table(
+        rows,
+        ("query", "neighbour", ("cosine", "right")),
+        sections=ends,
+        title=f"nearest neighbours with {model} ({emb.head.name} pooling, {emb.attention} attention)",
+    )
 
 
 def register(app: typer.Typer) -> None:

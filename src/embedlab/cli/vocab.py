@@ -1,4 +1,5 @@
 """``embedlab vocab extend`` and ``embedlab tokenizer report``: vocabulary expansion and tokenizer quality."""
+
 from __future__ import annotations
 
 import sys
@@ -18,24 +19,43 @@ from embedlab.cli._common import (
     wide,
 )
 
-vocab_app = typer.Typer(no_args_is_help=True, help="Vocabulary expansion: domain tokens and six embedding initialisations.")
-tokenizer_app = typer.Typer(no_args_is_help=True, help="Measure tokenizers: fertility, compression, Rényi efficiency, parity, %TR/%Pure.")
+vocab_app = typer.Typer(
+    no_args_is_help=True, help="Vocabulary expansion: domain tokens and six embedding initialisations."
+)
+tokenizer_app = typer.Typer(
+    no_args_is_help=True, help="Measure tokenizers: fertility, compression, Rényi efficiency, parity, %TR/%Pure."
+)
 
 
 @vocab_app.command("extend")
 def vocab_extend(
     model: ModelArg,
     out_dir: Annotated[Path, typer.Option("--out", help="directory for the extended model")],
-    corpus: Annotated[Path | None, typer.Option("--corpus", help="domain text: one text per line, or JSONL with 'text' (.gz ok)")] = None,
+    corpus: Annotated[
+        Path | None, typer.Option("--corpus", help="domain text: one text per line, or JSONL with 'text' (.gz ok)")
+    ] = None,
     add: Annotated[int | None, typer.Option("--add", min=1, help="new ids to add, chosen from the corpus")] = None,
-    tokens: Annotated[Path | None, typer.Option("--tokens", help="a file of new tokens, one per line (instead of --add)")] = None,
+    tokens: Annotated[
+        Path | None, typer.Option("--tokens", help="a file of new tokens, one per line (instead of --add)")
+    ] = None,
     init: Annotated[str, typer.Option("--init", help="random | mean | multivariate | fvt | wechsel | cw2v")] = "fvt",
-    select: Annotated[str | None, typer.Option("--select", help="tokens-saved (domain words by tokens saved; the default) | bpe (merges of a BPE trained on the corpus)")] = None,
-    multiword: Annotated[bool, typer.Option("--multiword", help="also add frequent two-word concepts (as added tokens)")] = False,
+    select: Annotated[
+        str | None,
+        typer.Option(
+            "--select",
+            help="tokens-saved (domain words by tokens saved; the default) | bpe (merges of a BPE trained on the corpus)",
+        ),
+    ] = None,
+    multiword: Annotated[
+        bool, typer.Option("--multiword", help="also add frequent two-word concepts (as added tokens)")
+    ] = False,
     min_count: Annotated[int, typer.Option("--min-count", min=1, help="corpus count a word needs to be chosen")] = 3,
     pooling: Annotated[str | None, typer.Option(help="override the pooling head of the saved model")] = None,
     seed: Annotated[int, typer.Option(help="seed of the random, multivariate, wechsel and cw2v inits")] = 0,
-    option: Annotated[list[str] | None, typer.Option("--option", help="init option KEY=VALUE (e.g. scale=1e-5, k=10, steps=300, rank=64)")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", help="init option KEY=VALUE (e.g. scale=1e-5, k=10, steps=300, rank=64)"),
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Add domain tokens to a model's tokenizer and embeddings; saves a normal embedlab model directory."""
@@ -47,7 +67,9 @@ def vocab_extend(
     if (add is None) == (tokens is None):
         raise UsageError("give exactly one of --add N (tokens chosen from --corpus) or --tokens FILE")
     if add is not None and corpus is None:
-        raise UsageError("--add N chooses the new tokens from a domain corpus: give --corpus FILE (or list them with --tokens FILE)")
+        raise UsageError(
+            "--add N chooses the new tokens from a domain corpus: give --corpus FILE (or list them with --tokens FILE)"
+        )
     input_file(corpus, "--corpus")
     input_file(tokens, "--tokens")
     output_folder(out_dir, overwrite)
@@ -61,37 +83,81 @@ def vocab_extend(
 
     def progress(stage: str, done: int, total: int) -> None:
         if stage == "add":
-            bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc="add tokens", unit="tok", file=sys.stderr))
+            bar = bars.get(stage) or bars.setdefault(
+                stage, tqdm(total=total, desc="add tokens", unit="tok", file=sys.stderr)
+            )
             bar.n = done
             bar.refresh()
         elif total == 0:
             err.print(stage, highlight=False)
 
     try:
-        with on_interrupt(f"nothing was written to {out_dir} (the model is written at the end)"), allow_overwrite(overwrite), \
-                err.status(f"loading {model} and choosing tokens…"):
-            report = extend_model(model, corpus, out_dir, method=init, add=add, tokens_file=tokens, multiword=multiword,
-                                  min_count=min_count, seed=seed, pooling=pooling, options=options, overwrite=overwrite,
-                                  progress=progress, **({"select": select} if select is not None else {}))
+        with (
+            on_interrupt(f"nothing was written to {out_dir} (the model is written at the end)"),
+            allow_overwrite(overwrite),
+            err.status(f"loading {model} and choosing tokens…"),
+        ):
+            report = extend_model(
+                model,
+                corpus,
+                out_dir,
+                method=init,
+                add=add,
+                tokens_file=tokens,
+                multiword=multiword,
+                min_count=min_count,
+                seed=seed,
+                pooling=pooling,
+                options=options,
+                overwrite=overwrite,
+                progress=progress,
+                **({"select": select} if select is not None else {}),
+            )
     finally:
         for bar in bars.values():
             bar.close()
-    err.print(f"added {report['added']} ids ({report['token']} tokens, {report['intermediate']} BPE merge steps, "
-              f"{report['multiword']} multiword); skipped {report['skipped_present']} already in the vocabulary"
-              + (f"; {report['unreachable']} unreachable by merges" if report["unreachable"] else "")
-              + f"; vocabulary {report['old_size']} -> {report['new_size']}; init {init}; saved {out_dir}", highlight=False)
+    err.print(
+        f"added {report['added']} ids ({report['token']} tokens, {report['intermediate']} BPE merge steps, "
+        f"{report['multiword']} multiword); skipped {report['skipped_present']} already in the vocabulary"
+        + (f"; {report['unreachable']} unreachable by merges" if report["unreachable"] else "")
+        + f"; vocabulary {report['old_size']} -> {report['new_size']}; init {init}; saved {out_dir}",
+        highlight=False,
+    )
 
 
 @tokenizer_app.command("report")
 def tokenizer_report(
-    tokenizers: Annotated[list[str], typer.Argument(help="Aliases, HF dirs, tokenizer.json/.model/.gguf files, pypi:turkish-tokenizer, pypi:mistral-common[:FILE].")],
-    corpus: Annotated[Path, typer.Option("--corpus", help="One text per line, JSONL with 'text', or a .tsv with a 'text' column.")],
-    corpus2: Annotated[Path | None, typer.Option("--corpus2", help="A line-aligned parallel corpus: adds parity (tokens on --corpus / tokens here).")] = None,
-    lang: Annotated[str | None, typer.Option("--lang", help="'tr' adds %TR and %Pure (Bayram et al.) from offline lexicons.")] = None,
-    lexicon: Annotated[Path | None, typer.Option("--lexicon", help="Folder of the Turkish word/morpheme lists (default ../shared/data/turkish/morphemes).")] = None,
+    tokenizers: Annotated[
+        list[str],
+        typer.Argument(
+            help="Aliases, HF dirs, tokenizer.json/.model/.gguf files, pypi:turkish-tokenizer, pypi:mistral-common[:FILE]."
+        ),
+    ],
+    corpus: Annotated[
+        Path, typer.Option("--corpus", help="One text per line, JSONL with 'text', or a .tsv with a 'text' column.")
+    ],
+    corpus2: Annotated[
+        Path | None,
+        typer.Option(
+            "--corpus2", help="A line-aligned parallel corpus: adds parity (tokens on --corpus / tokens here)."
+        ),
+    ] = None,
+    lang: Annotated[
+        str | None, typer.Option("--lang", help="'tr' adds %TR and %Pure (Bayram et al.) from offline lexicons.")
+    ] = None,
+    lexicon: Annotated[
+        Path | None,
+        typer.Option(
+            "--lexicon", help="Folder of the Turkish word/morpheme lists (default ../shared/data/turkish/morphemes)."
+        ),
+    ] = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Rényi order (a finite number > 0).")] = 2.5,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use only the first N texts of each corpus.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write every number (and the counts behind it) as JSON.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Use only the first N texts of each corpus.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write every number (and the counts behind it) as JSON.")
+    ] = None,
     png: Annotated[Path | None, typer.Option("--png", help="Write a bar chart per metric.")] = None,
 ) -> None:
     """Tokenizer quality report: fertility, split words, bytes/chars per token, vocabulary use, UNK rate,
@@ -119,14 +185,29 @@ def tokenizer_report(
             task = progress.add_task(f"{spec}: loading", total=len(texts))
             tok = load_tokenizer(spec)
             progress.update(task, description=spec)
-            results.append(tm.tokenizer_metrics(tok, texts, texts2=texts2, alpha=alpha, lexicon=lex,
-                                                progress=lambda n, t=task: progress.advance(t, n)))
+            results.append(
+                tm.tokenizer_metrics(
+                    tok,
+                    texts,
+                    texts2=texts2,
+                    alpha=alpha,
+                    lexicon=lex,
+                    progress=lambda n, t=task: progress.advance(t, n),
+                )
+            )
     title = f"{corpus.name}: {len(texts):,} texts, {results[0].n_words:,} words; Rényi α={alpha}"
     wide().print(tm.to_rich_table(results, title=title))
     if lex is not None:
-        err.print(f"%TR/%Pure lexicon: {lex.description} (offline stand-in for the paper's ITU web services)", highlight=False)
-    meta = {"corpus": str(corpus), "corpus2": str(corpus2) if corpus2 else None, "n_texts": len(texts), "alpha": alpha,
-            "lexicon": lex.description if lex else None}
+        err.print(
+            f"%TR/%Pure lexicon: {lex.description} (offline stand-in for the paper's ITU web services)", highlight=False
+        )
+    meta = {
+        "corpus": str(corpus),
+        "corpus2": str(corpus2) if corpus2 else None,
+        "n_texts": len(texts),
+        "alpha": alpha,
+        "lexicon": lex.description if lex else None,
+    }
     if json_out is not None:
         tm.write_json(json_out, results, meta)
         err.print(f"wrote {json_out}", highlight=False)

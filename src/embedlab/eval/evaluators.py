@@ -9,6 +9,7 @@ Each evaluator takes a task spec and ``encode(texts, role) -> np.ndarray`` and r
 * ``{"kind": "ap", "ids", "pred", "gold"}`` — pair classification: recompute AP on resampled pairs;
 * ``{"kind": "repeats", "values"}`` — clustering: one v-measure per repetition.
 """
+
 from __future__ import annotations
 
 import random
@@ -23,8 +24,8 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score, v
 from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
 from sklearn.model_selection import StratifiedKFold
 
-from embedlab.readers import DatasetError, read_jsonl, read_tsv
 from embedlab.eval.registry import TaskSpec
+from embedlab.readers import DatasetError, read_jsonl, read_tsv
 
 Encode = Callable[[list[str], str], np.ndarray]
 SEED = 42
@@ -33,7 +34,9 @@ SEED = 42
 # ---------------------------------------------------------------------------------------------
 # STS
 # ---------------------------------------------------------------------------------------------
-def evaluate_sts(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_sts(
+    task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
     rows = read_tsv(task.path(task.split), ("sentence1", "sentence2", "score"))
     lo, hi = task.score_range
     try:
@@ -110,7 +113,9 @@ def retrieval_metrics(ranking: list[str], relevant: dict[str, int]) -> dict[str,
     return out
 
 
-def evaluate_retrieval(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_retrieval(
+    task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
     corpus, queries, qrels = load_beir(task)
     qids = [q for q in qrels if q in queries]
     if not qids:
@@ -128,7 +133,9 @@ def evaluate_retrieval(task: TaskSpec, encode: Encode, rng: np.random.RandomStat
             s = sims[row].astype(np.float64)
             if task.ignore_identical_ids and qid in position:
                 s[position[qid]] = -np.inf  # MTEB v1: a document whose id equals the query's is dropped
-            ranking = [x for x in rank_documents(s, doc_ids, max(K_VALUES) + 1) if not (task.ignore_identical_ids and x == qid)]
+            ranking = [
+                x for x in rank_documents(s, doc_ids, max(K_VALUES) + 1) if not (task.ignore_identical_ids and x == qid)
+            ]
             per_query[qid] = retrieval_metrics(ranking[: max(K_VALUES)], qrels[qid])
     keys = next(iter(per_query.values())).keys()
     scores = {k: float(np.mean([m[k] for m in per_query.values()])) for k in keys}
@@ -175,8 +182,13 @@ def _classification_scores(y_true: list[str], y_pred: np.ndarray, binary: bool) 
     return {k: float(v) for k, v in s.items()}
 
 
-def _few_shot(task: TaskSpec, encode: Encode, train: tuple[list[str], list[str]], test: tuple[list[str], list[str]],
-              rng: np.random.RandomState) -> tuple[dict[str, float], dict[str, Any]]:
+def _few_shot(
+    task: TaskSpec,
+    encode: Encode,
+    train: tuple[list[str], list[str]],
+    test: tuple[list[str], list[str]],
+    rng: np.random.RandomState,
+) -> tuple[dict[str, float], dict[str, Any]]:
     """MTEB logReg protocol: n_experiments undersampled fits, test embeddings encoded once."""
     x_text, y = train
     t_text, t_y = test
@@ -195,7 +207,12 @@ def _few_shot(task: TaskSpec, encode: Encode, train: tuple[list[str], list[str]]
         runs.append(_classification_scores(t_y, pred, binary))
         correct += pred == np.array(t_y)
     scores = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
-    per = {"kind": "mean", "metric": "accuracy", "ids": list(range(len(t_y))), "values": (correct / task.n_experiments).tolist()}
+    per = {
+        "kind": "mean",
+        "metric": "accuracy",
+        "ids": list(range(len(t_y))),
+        "values": (correct / task.n_experiments).tolist(),
+    }
     return scores, per
 
 
@@ -208,11 +225,18 @@ def _cross_validated(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], 
     for train_idx, test_idx in StratifiedKFold(task.cv_folds, shuffle=True, random_state=SEED).split(x, y_arr):
         pred[test_idx] = _logreg().fit(x[train_idx], y_arr[train_idx]).predict(x[test_idx])
     scores = _classification_scores(y, pred, len(set(y)) == 2)
-    per = {"kind": "mean", "metric": "accuracy", "ids": list(range(len(y))), "values": (pred == y_arr).astype(float).tolist()}
+    per = {
+        "kind": "mean",
+        "metric": "accuracy",
+        "ids": list(range(len(y))),
+        "values": (pred == y_arr).astype(float).tolist(),
+    }
     return scores, per
 
 
-def evaluate_classification(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_classification(
+    task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
     """One split (``task.split``). ``rng`` stands for numpy's global RNG, which MTEB seeds with 42 when a
     task is created and carries across its splits and subsets (see ``evaluate_task``)."""
     if task.cv_folds:
@@ -225,16 +249,23 @@ def evaluate_classification(task: TaskSpec, encode: Encode, rng: np.random.Rando
     pers: dict[str, Any] = {}
     split = task.split
     for sub in task.subsets:
-        s, pers[sub] = _few_shot(task, encode, _read_labelled(task, f"{sub}/train"), _read_labelled(task, f"{sub}/{split}"), rng)
+        s, pers[sub] = _few_shot(
+            task, encode, _read_labelled(task, f"{sub}/train"), _read_labelled(task, f"{sub}/{split}"), rng
+        )
         for k, v in s.items():
             scores[f"{split}/{sub}/{k}"] = v
     main = [scores[f"{split}/{sub}/accuracy"] for sub in task.subsets]
     scores["accuracy"] = float(np.mean(main))
     # items weighted 1/(subsets x subset size): their weighted mean is the main score (the mean over subsets)
-    per = {"kind": "mean", "metric": "accuracy",
-           "ids": [f"{sub}/{i}" for sub in task.subsets for i in pers[sub]["ids"]],
-           "values": [v for sub in task.subsets for v in pers[sub]["values"]],
-           "weights": [1.0 / (len(task.subsets) * len(pers[sub]["values"])) for sub in task.subsets for _ in pers[sub]["values"]]}
+    per = {
+        "kind": "mean",
+        "metric": "accuracy",
+        "ids": [f"{sub}/{i}" for sub in task.subsets for i in pers[sub]["ids"]],
+        "values": [v for sub in task.subsets for v in pers[sub]["values"]],
+        "weights": [
+            1.0 / (len(task.subsets) * len(pers[sub]["values"])) for sub in task.subsets for _ in pers[sub]["values"]
+        ],
+    }
     return scores, per
 
 
@@ -246,9 +277,17 @@ def label_levels(labels: list[str], separator: str | None) -> list[list[str]]:
     return [lab.split(separator) if separator else [lab] for lab in labels]
 
 
-def clustering_bootstrapped(x: np.ndarray, labels: list[list[str]], *, n_bootstrap: int, cluster_size: int,
-                            kmeans_batch_size: int, max_depth: int | None, rng: random.Random,
-                            np_rng: np.random.RandomState) -> dict[str, list[float]]:
+def clustering_bootstrapped(
+    x: np.ndarray,
+    labels: list[list[str]],
+    *,
+    n_bootstrap: int,
+    cluster_size: int,
+    kmeans_batch_size: int,
+    max_depth: int | None,
+    rng: random.Random,
+    np_rng: np.random.RandomState,
+) -> dict[str, list[float]]:
     """mteb 1.12's ``evaluate_clustering_bootstrapped``: per level, k = the number of distinct labels
     of that level over the whole (downsampled) set; ``n_bootstrap`` draws of ``cluster_size``
     documents **with** replacement (``rng.choices``), each clustered by
@@ -274,7 +313,9 @@ def clustering_bootstrapped(x: np.ndarray, labels: list[list[str]], *, n_bootstr
     return out
 
 
-def evaluate_clustering(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_clustering(
+    task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
     """mteb 1.12 ``AbsTaskClusteringFast._evaluate_subset``: ``random.Random(42)`` first downsamples the
     split to ``max_documents_to_embed`` (``sample``, without replacement, only when larger), the
     downsampled documents are embedded once, then the same ``random.Random`` drives the bootstrap
@@ -286,9 +327,15 @@ def evaluate_clustering(task: TaskSpec, encode: Encode, rng: np.random.RandomSta
         text, labels = [text[i] for i in keep], [labels[i] for i in keep]
     x = encode(text, "query")
     levels = clustering_bootstrapped(
-        x, label_levels(labels, task.label_separator), n_bootstrap=task.n_bootstrap,
-        cluster_size=task.max_documents_per_cluster, kmeans_batch_size=task.kmeans_batch_size, max_depth=task.max_depth,
-        rng=py_rng, np_rng=rng if rng is not None else np.random.RandomState(SEED))
+        x,
+        label_levels(labels, task.label_separator),
+        n_bootstrap=task.n_bootstrap,
+        cluster_size=task.max_documents_per_cluster,
+        kmeans_batch_size=task.kmeans_batch_size,
+        max_depth=task.max_depth,
+        rng=py_rng,
+        np_rng=rng if rng is not None else np.random.RandomState(SEED),
+    )
     values = [v for vs in levels.values() for v in vs]
     scores = {"v_measure": float(np.mean(values)), "v_measure_std": float(np.std(values))}
     if len(levels) > 1:
@@ -315,8 +362,14 @@ def best_accuracy_and_f1(scores: np.ndarray, labels: np.ndarray) -> tuple[float,
     return float(acc), float(f1)
 
 
-def evaluate_pair_classification(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
-    rows = [r for role in (task.merge_roles or [task.split]) for r in read_tsv(task.path(role), ("sentence1", "sentence2", "label"))]
+def evaluate_pair_classification(
+    task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    rows = [
+        r
+        for role in (task.merge_roles or [task.split])
+        for r in read_tsv(task.path(role), ("sentence1", "sentence2", "label"))
+    ]
     try:
         labels = np.array([int(r["label"]) for r in rows])
     except ValueError as exc:
@@ -343,7 +396,9 @@ def evaluate_pair_classification(task: TaskSpec, encode: Encode, rng: np.random.
 # ---------------------------------------------------------------------------------------------
 # Reranking (MTEB v1 RerankingEvaluator)
 # ---------------------------------------------------------------------------------------------
-def evaluate_reranking(task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_reranking(
+    task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
     rows = read_jsonl(task.path(task.split))
     rows = [r for r in rows if r.get("positive") and r.get("negative")]  # MTEB skips queries without both
     if not rows:

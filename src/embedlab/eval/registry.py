@@ -1,4 +1,5 @@
 """The task registry: every shared dataset as a named task, plus user tasks from a manifest."""
+
 from __future__ import annotations
 
 import json
@@ -84,12 +85,16 @@ class TaskSpec(BaseModel):
             if self.subsets and self.type != "retrieval":
                 sub, _, base = role.partition("/")
                 if sub not in self.subsets or not base:
-                    raise ValueError(f"unknown file role '{role}': a multi-subset task names its files "
-                                     f"'<subset>/<role>' with subset in {', '.join(self.subsets)}")
+                    raise ValueError(
+                        f"unknown file role '{role}': a multi-subset task names its files "
+                        f"'<subset>/<role>' with subset in {', '.join(self.subsets)}"
+                    )
             else:
                 base = role
             if base not in known:
-                raise ValueError(f"unknown file role '{role}' for a {self.type} task (known: {', '.join(sorted(known))})")
+                raise ValueError(
+                    f"unknown file role '{role}' for a {self.type} task (known: {', '.join(sorted(known))})"
+                )
         return self
 
     def known_roles(self) -> set[str]:
@@ -156,46 +161,132 @@ INSTRUCTIONS = {
 
 def _builtin_specs() -> list[dict[str, Any]]:
     sts = lambda name, folder, mteb, rng=(0.0, 5.0), quick=False: dict(  # noqa: E731
-        name=name, type="sts", files={"test": "test.tsv"}, root=folder, mteb_name=mteb, score_range=rng,
-        quick=quick, identical_to_mteb=True, instruction=INSTRUCTIONS["sts"],
+        name=name,
+        type="sts",
+        files={"test": "test.tsv"},
+        root=folder,
+        mteb_name=mteb,
+        score_range=rng,
+        quick=quick,
+        identical_to_mteb=True,
+        instruction=INSTRUCTIONS["sts"],
     )
-    amazon_files = {f"{sub}/{split}": f"{folder}/{split}.tsv"
-                    for sub, folder in (("en-ext", "en-ext"), ("en", "en"), ("de", "de"), ("ja", "jp"))
-                    for split in ("train", "validation", "test")}
+    amazon_files = {
+        f"{sub}/{split}": f"{folder}/{split}.tsv"
+        for sub, folder in (("en-ext", "en-ext"), ("en", "en"), ("de", "de"), ("ja", "jp"))
+        for split in ("train", "validation", "test")
+    }
     specs: list[dict[str, Any]] = [
         sts("STSBenchmark", "stsbenchmark", "STSBenchmark", quick=True),
         sts("SICK-R", "sick-r", "SICK-R", (1.0, 5.0)),
         sts("STS12", "sts12", "STS12"),
         sts("STS14", "sts14", "STS14"),
         sts("STS15", "sts15", "STS15", quick=True),
-        dict(name="SciFact", type="retrieval", root="scifact", mteb_name="SciFact", identical_to_mteb=True,
-             files={"corpus": "corpus.jsonl.gz", "queries": "queries.jsonl", "qrels": "qrels/test.tsv"}),
-        dict(name="Banking77Classification", type="classification", root="banking77", mteb_name="Banking77Classification",
-             files={"train": "train.tsv", "test": "test.tsv"}, samples_per_label=8, quick=True, identical_to_mteb=True),
-        dict(name="AmazonCounterfactualClassification", type="classification", root="amazon-counterfactual",
-             mteb_name="AmazonCounterfactualClassification", files=amazon_files, subsets=["en-ext", "en", "de", "ja"],
-             eval_splits=["validation", "test"], samples_per_label=32, quick=True, identical_to_mteb=True),
-        dict(name="TweetSentimentExtractionClassification", type="classification", root="tweet-sentiment-extraction",
-             mteb_name="TweetSentimentExtractionClassification", files={"train": "train.tsv", "test": "test.tsv"},
-             samples_per_label=32, identical_to_mteb=True),
-        dict(name="ImdbClassification", type="classification", root="imdb", mteb_name="ImdbClassification",
-             files={"train": "train_subset_2000.tsv.gz", "test": "test.tsv.gz"}, samples_per_label=8,
-             description="train is a 2,000-review subset of MTEB's 25,000", identical_to_mteb=True),
-        dict(name="MR", type="classification", root="senteval-mr", files={"all": "all.tsv"}, cv_folds=10,
-             samples_per_label=None, description="SentEval movie reviews, 10-fold CV"),
-        dict(name="CR", type="classification", root="senteval-cr", files={"all": "all.tsv"}, cv_folds=10,
-             samples_per_label=None, description="SentEval customer reviews, 10-fold CV"),
-        dict(name="SST2", type="classification", root="sst2", files={"train": "train.tsv.gz", "test": "test.tsv"},
-             samples_per_label=None, n_experiments=1, description="SST-2, full train split"),
-        dict(name="TwentyNewsgroupsClustering", type="clustering", root="twentynewsgroups",
-             mteb_name="TwentyNewsgroupsClustering", files={"test": "test_subjects.tsv"}, text_column="subject", quick=True,
-             description="subjects of the test split; MTEB v1 scores 10 sampled subsets"),
+        dict(
+            name="SciFact",
+            type="retrieval",
+            root="scifact",
+            mteb_name="SciFact",
+            identical_to_mteb=True,
+            files={"corpus": "corpus.jsonl.gz", "queries": "queries.jsonl", "qrels": "qrels/test.tsv"},
+        ),
+        dict(
+            name="Banking77Classification",
+            type="classification",
+            root="banking77",
+            mteb_name="Banking77Classification",
+            files={"train": "train.tsv", "test": "test.tsv"},
+            samples_per_label=8,
+            quick=True,
+            identical_to_mteb=True,
+        ),
+        dict(
+            name="AmazonCounterfactualClassification",
+            type="classification",
+            root="amazon-counterfactual",
+            mteb_name="AmazonCounterfactualClassification",
+            files=amazon_files,
+            subsets=["en-ext", "en", "de", "ja"],
+            eval_splits=["validation", "test"],
+            samples_per_label=32,
+            quick=True,
+            identical_to_mteb=True,
+        ),
+        dict(
+            name="TweetSentimentExtractionClassification",
+            type="classification",
+            root="tweet-sentiment-extraction",
+            mteb_name="TweetSentimentExtractionClassification",
+            files={"train": "train.tsv", "test": "test.tsv"},
+            samples_per_label=32,
+            identical_to_mteb=True,
+        ),
+        dict(
+            name="ImdbClassification",
+            type="classification",
+            root="imdb",
+            mteb_name="ImdbClassification",
+            files={"train": "train_subset_2000.tsv.gz", "test": "test.tsv.gz"},
+            samples_per_label=8,
+            description="train is a 2,000-review subset of MTEB's 25,000",
+            identical_to_mteb=True,
+        ),
+        dict(
+            name="MR",
+            type="classification",
+            root="senteval-mr",
+            files={"all": "all.tsv"},
+            cv_folds=10,
+            samples_per_label=None,
+            description="SentEval movie reviews, 10-fold CV",
+        ),
+        dict(
+            name="CR",
+            type="classification",
+            root="senteval-cr",
+            files={"all": "all.tsv"},
+            cv_folds=10,
+            samples_per_label=None,
+            description="SentEval customer reviews, 10-fold CV",
+        ),
+        dict(
+            name="SST2",
+            type="classification",
+            root="sst2",
+            files={"train": "train.tsv.gz", "test": "test.tsv"},
+            samples_per_label=None,
+            n_experiments=1,
+            description="SST-2, full train split",
+        ),
+        dict(
+            name="TwentyNewsgroupsClustering",
+            type="clustering",
+            root="twentynewsgroups",
+            mteb_name="TwentyNewsgroupsClustering",
+            files={"test": "test_subjects.tsv"},
+            text_column="subject",
+            quick=True,
+            description="subjects of the test split; MTEB v1 scores 10 sampled subsets",
+        ),
         dict(name="AGNewsClustering", type="clustering", root="agnews", files={"test": "test.tsv"}),
-        dict(name="TwitterURLCorpus", type="pair_classification", root="twitter-url-corpus", mteb_name="TwitterURLCorpus",
-             files={"train": "train_tokenized_lowercased.tsv.gz", "test": "test.tsv"}, merge_roles=["train", "test"],
-             identical_to_mteb=True, description="train (tokenized, lowercased) + test = MTEB's 51,534 pairs"),
-        dict(name="TrecQA", type="reranking", root="trecqa-wang", files={"test": "test.jsonl"}, quick=True,
-             description="answer sentence selection (stand-in for MTEB reranking sets)"),
+        dict(
+            name="TwitterURLCorpus",
+            type="pair_classification",
+            root="twitter-url-corpus",
+            mteb_name="TwitterURLCorpus",
+            files={"train": "train_tokenized_lowercased.tsv.gz", "test": "test.tsv"},
+            merge_roles=["train", "test"],
+            identical_to_mteb=True,
+            description="train (tokenized, lowercased) + test = MTEB's 51,534 pairs",
+        ),
+        dict(
+            name="TrecQA",
+            type="reranking",
+            root="trecqa-wang",
+            files={"test": "test.jsonl"},
+            quick=True,
+            description="answer sentence selection (stand-in for MTEB reranking sets)",
+        ),
     ]
     for spec in specs:
         spec.setdefault("instruction", INSTRUCTIONS.get(spec["name"], ""))

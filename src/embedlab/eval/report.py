@@ -6,6 +6,7 @@ resampled), plus per-task paired-bootstrap confidence intervals.
 One typed table (``category_table``) has four views: ``to_markdown``, ``to_rich_table``,
 ``to_json_dict`` and ``plot`` (PNG).
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,7 +56,11 @@ class CategoryRow:
 
     @property
     def hier_excludes_zero(self) -> bool:
-        return self.hier_ci_low is not None and self.hier_ci_high is not None and (self.hier_ci_low > 0 or self.hier_ci_high < 0)
+        return (
+            self.hier_ci_low is not None
+            and self.hier_ci_high is not None
+            and (self.hier_ci_low > 0 or self.hier_ci_high < 0)
+        )
 
 
 @dataclass
@@ -88,7 +93,9 @@ def _describe(results: dict[str, dict[str, Any]]) -> str:
     return ", ".join(parts)
 
 
-def compare(dirs: list[str | Path], baseline: str | Path | None = None, resamples: int = 1000, seed: int = 0) -> Comparison:
+def compare(
+    dirs: list[str | Path], baseline: str | Path | None = None, resamples: int = 1000, seed: int = 0
+) -> Comparison:
     """Compare two or more result folders against ``baseline`` (default: the first)."""
     if len(dirs) < 2:
         raise EmbedlabError("compare needs at least two result folders")
@@ -102,8 +109,13 @@ def compare(dirs: list[str | Path], baseline: str | Path | None = None, resample
     loaded = {n: load_results(p) for n, p in zip(names, paths)}
     base = names[paths.index(base_path)]
     others = [n for n in names if n != base]
-    report = Comparison(baseline=base, models=others, descriptions={n: _describe(r) for n, r in loaded.items()},
-                        resamples=resamples, seed=seed)
+    report = Comparison(
+        baseline=base,
+        models=others,
+        descriptions={n: _describe(r) for n, r in loaded.items()},
+        resamples=resamples,
+        seed=seed,
+    )
     common = sorted(set.intersection(*(set(r) for r in loaded.values())))
     report.skipped = sorted(set.union(*(set(r) for r in loaded.values())) - set(common))
     if not common:
@@ -121,16 +133,28 @@ def compare(dirs: list[str | Path], baseline: str | Path | None = None, resample
                 log.warning("no bootstrap for %s (%s vs %s): %s", task, base, model, exc)
             report.tasks.append(TaskRow(task, a["category"], model, a["main_score"], b["main_score"], boot))
         for category, tasks in sorted(by_category.items()):
-            cmp = compare_across_datasets([loaded[base][t]["main_score"] for t in tasks], [loaded[model][t]["main_score"] for t in tasks])
-            row = CategoryRow(category, model, tasks, float(np.mean([loaded[base][t]["main_score"] for t in tasks])), cmp)
+            cmp = compare_across_datasets(
+                [loaded[base][t]["main_score"] for t in tasks], [loaded[model][t]["main_score"] for t in tasks]
+            )
+            row = CategoryRow(
+                category, model, tasks, float(np.mean([loaded[base][t]["main_score"] for t in tasks])), cmp
+            )
             hier: HierarchicalResult | None = None
             try:
-                hier = hierarchical_bootstrap([(loaded[base][t]["per_example"], loaded[model][t]["per_example"]) for t in tasks],
-                                              resamples=resamples, seed=seed)
+                hier = hierarchical_bootstrap(
+                    [(loaded[base][t]["per_example"], loaded[model][t]["per_example"]) for t in tasks],
+                    resamples=resamples,
+                    seed=seed,
+                )
             except (ValueError, KeyError) as exc:
                 log.warning("no hierarchical bootstrap for %s (%s vs %s): %s", category, base, model, exc)
             if hier is not None:
-                row.hier_delta, row.hier_ci_low, row.hier_ci_high, row.hier_resamples = hier.delta, hier.ci_low, hier.ci_high, hier.resamples
+                row.hier_delta, row.hier_ci_low, row.hier_ci_high, row.hier_resamples = (
+                    hier.delta,
+                    hier.ci_low,
+                    hier.ci_high,
+                    hier.resamples,
+                )
             report.categories.append(row)
     for row, p in zip(report.categories, holm([r.comparison.p_value for r in report.categories])):
         row.p_holm = p
@@ -158,10 +182,12 @@ def _hier_cell(row: CategoryRow) -> str:
     return f"{_pct(row.hier_delta)} [{_pct(row.hier_ci_low)}, {_pct(row.hier_ci_high)}]"
 
 
-LEGEND = ("Scores ×100. p: two-sided Wilcoxon signed-rank over the category's datasets; p (Holm): Holm-corrected "
-          "across this table. hier. Δ [95% CI]: hierarchical bootstrap (datasets resampled, then items within each). "
-          "† = significant after Holm (p < 0.05); * = p < 0.05 before correction only (the headline paper's criterion); "
-          "‡ = the hierarchical 95% CI excludes 0.")
+LEGEND = (
+    "Scores ×100. p: two-sided Wilcoxon signed-rank over the category's datasets; p (Holm): Holm-corrected "
+    "across this table. hier. Δ [95% CI]: hierarchical bootstrap (datasets resampled, then items within each). "
+    "† = significant after Holm (p < 0.05); * = p < 0.05 before correction only (the headline paper's criterion); "
+    "‡ = the hierarchical 95% CI excludes 0."
+)
 
 
 @dataclass
@@ -186,8 +212,20 @@ def category_table(cmp: Comparison, extra_columns: ExtraColumns | None = None) -
     the first row of each model's block (e.g. the grid's trainable-parameter counts)."""
     extra_columns = extra_columns or {}
     extra_titles = list(dict.fromkeys(t for cols in extra_columns.values() for t in cols))
-    columns = ["model", *extra_titles, "category", "n", "score", "mean Δ", "median Δ", "W/T/L", "p", "p (Holm)",
-               "hier. Δ [95% CI]", "sig."]
+    columns = [
+        "model",
+        *extra_titles,
+        "category",
+        "n",
+        "score",
+        "mean Δ",
+        "median Δ",
+        "W/T/L",
+        "p",
+        "p (Holm)",
+        "hier. Δ [95% CI]",
+        "sig.",
+    ]
     rows: list[list[str]] = []
     records: list[dict[str, Any]] = []
     starts: list[int] = []
@@ -198,24 +236,77 @@ def category_table(cmp: Comparison, extra_columns: ExtraColumns | None = None) -
         first = True
         if model == cmp.baseline:
             for category, r in base_rows.items():
-                rows.append([model if first else "", *[extras.get(t, "") if first else "" for t in extra_titles], category,
-                             str(r.comparison.n), _pct(r.baseline_score, False), "–", "–", "–", "–", "–", "–", ""])
-                records.append({"model": model, "category": category, "tasks": r.tasks, "n": r.comparison.n,
-                                "score": r.baseline_score, "baseline": True})
+                rows.append(
+                    [
+                        model if first else "",
+                        *[extras.get(t, "") if first else "" for t in extra_titles],
+                        category,
+                        str(r.comparison.n),
+                        _pct(r.baseline_score, False),
+                        "–",
+                        "–",
+                        "–",
+                        "–",
+                        "–",
+                        "–",
+                        "",
+                    ]
+                )
+                records.append(
+                    {
+                        "model": model,
+                        "category": category,
+                        "tasks": r.tasks,
+                        "n": r.comparison.n,
+                        "score": r.baseline_score,
+                        "baseline": True,
+                    }
+                )
                 first = False
             continue
         for r in (r for r in cmp.categories if r.model == model):
             c = r.comparison
-            rows.append([model if first else "", *[extras.get(t, "") if first else "" for t in extra_titles], r.category,
-                         str(c.n), _pct(r.score, False), _pct(c.mean_delta), _pct(c.median_delta),
-                         f"{c.wins}/{c.ties}/{c.losses}", f"{c.p_value:.3g}", f"{r.p_holm:.3g}", _hier_cell(r), _signs(r)])
-            records.append({"model": model, "category": r.category, "tasks": r.tasks, "n": c.n, "score": r.score,
-                            "baseline": False, "baseline_score": r.baseline_score, "mean_delta": c.mean_delta,
-                            "median_delta": c.median_delta, "wins": c.wins, "ties": c.ties, "losses": c.losses,
-                            "p_value": c.p_value, "p_holm": r.p_holm, "hier_delta": r.hier_delta,
-                            "hier_ci_low": r.hier_ci_low, "hier_ci_high": r.hier_ci_high, "hier_resamples": r.hier_resamples,
-                            "significant_holm": r.p_holm < ALPHA, "significant_raw": c.p_value < ALPHA,
-                            "hier_excludes_zero": r.hier_excludes_zero})
+            rows.append(
+                [
+                    model if first else "",
+                    *[extras.get(t, "") if first else "" for t in extra_titles],
+                    r.category,
+                    str(c.n),
+                    _pct(r.score, False),
+                    _pct(c.mean_delta),
+                    _pct(c.median_delta),
+                    f"{c.wins}/{c.ties}/{c.losses}",
+                    f"{c.p_value:.3g}",
+                    f"{r.p_holm:.3g}",
+                    _hier_cell(r),
+                    _signs(r),
+                ]
+            )
+            records.append(
+                {
+                    "model": model,
+                    "category": r.category,
+                    "tasks": r.tasks,
+                    "n": c.n,
+                    "score": r.score,
+                    "baseline": False,
+                    "baseline_score": r.baseline_score,
+                    "mean_delta": c.mean_delta,
+                    "median_delta": c.median_delta,
+                    "wins": c.wins,
+                    "ties": c.ties,
+                    "losses": c.losses,
+                    "p_value": c.p_value,
+                    "p_holm": r.p_holm,
+                    "hier_delta": r.hier_delta,
+                    "hier_ci_low": r.hier_ci_low,
+                    "hier_ci_high": r.hier_ci_high,
+                    "hier_resamples": r.hier_resamples,
+                    "significant_holm": r.p_holm < ALPHA,
+                    "significant_raw": c.p_value < ALPHA,
+                    "hier_excludes_zero": r.hier_excludes_zero,
+                }
+            )
             first = False
     return ReportTable(f"Per category vs `{cmp.baseline}`", columns, rows, starts, records)
 
@@ -228,18 +319,31 @@ def to_markdown(cmp: Comparison, extra_columns: ExtraColumns | None = None) -> s
     lines = [f"# Comparison against `{cmp.baseline}`", ""]
     for name, desc in cmp.descriptions.items():
         lines.append(f"- `{name}`: {desc}")
-    lines += ["", "## Per category (Wilcoxon signed-rank and hierarchical bootstrap over the category's datasets)", "",
-              table.legend + f" {cmp.resamples} resamples, seed {cmp.seed}.", "",
-              "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += [
+        "",
+        "## Per category (Wilcoxon signed-rank and hierarchical bootstrap over the category's datasets)",
+        "",
+        table.legend + f" {cmp.resamples} resamples, seed {cmp.seed}.",
+        "",
+        "| " + " | ".join(table.columns) + " |",
+        "|" + "---|" * len(table.columns),
+    ]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table.rows]
-    lines += ["", "## Per task (paired bootstrap over queries / pairs / items)", "",
-              "| task | category | baseline | model | score | Δ | 95% CI | p |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Per task (paired bootstrap over queries / pairs / items)",
+        "",
+        "| task | category | baseline | model | score | Δ | 95% CI | p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for t in cmp.tasks:
         b = t.bootstrap
         ci = f"[{100 * b.ci_low:+.2f}, {100 * b.ci_high:+.2f}]" if b else "n/a"
         p = (f"<{1 / b.resamples:.0g}" if b.p_value == 0 else f"{b.p_value:.3g}") if b else "n/a"
-        lines.append(f"| {t.task} | {t.category} | {100 * t.baseline_score:.2f} | {t.model} | {100 * t.score:.2f} | "
-                     f"{100 * (t.score - t.baseline_score):+.2f} | {ci} | {p} |")
+        lines.append(
+            f"| {t.task} | {t.category} | {100 * t.baseline_score:.2f} | {t.model} | {100 * t.score:.2f} | "
+            f"{100 * (t.score - t.baseline_score):+.2f} | {ci} | {p} |"
+        )
     if cmp.skipped:
         lines += ["", f"Not compared (missing from some folder): {', '.join(cmp.skipped)}"]
     return "\n".join(lines) + "\n"
@@ -268,13 +372,33 @@ def to_json_dict(cmp: Comparison, extra_columns: ExtraColumns | None = None) -> 
     tasks = []
     for t in cmp.tasks:
         b = t.bootstrap
-        tasks.append({"task": t.task, "category": t.category, "model": t.model, "baseline_score": t.baseline_score,
-                      "score": t.score, "delta": t.score - t.baseline_score,
-                      "ci_low": b.ci_low if b else None, "ci_high": b.ci_high if b else None,
-                      "p_value": b.p_value if b else None, "resamples": b.resamples if b else 0})
-    return {"baseline": cmp.baseline, "models": cmp.models, "descriptions": cmp.descriptions, "alpha": ALPHA,
-            "resamples": cmp.resamples, "seed": cmp.seed, "columns": table.columns, "categories": table.records,
-            "tasks": tasks, "skipped": cmp.skipped, "extra_columns": extra_columns or {}}
+        tasks.append(
+            {
+                "task": t.task,
+                "category": t.category,
+                "model": t.model,
+                "baseline_score": t.baseline_score,
+                "score": t.score,
+                "delta": t.score - t.baseline_score,
+                "ci_low": b.ci_low if b else None,
+                "ci_high": b.ci_high if b else None,
+                "p_value": b.p_value if b else None,
+                "resamples": b.resamples if b else 0,
+            }
+        )
+    return {
+        "baseline": cmp.baseline,
+        "models": cmp.models,
+        "descriptions": cmp.descriptions,
+        "alpha": ALPHA,
+        "resamples": cmp.resamples,
+        "seed": cmp.seed,
+        "columns": table.columns,
+        "categories": table.records,
+        "tasks": tasks,
+        "skipped": cmp.skipped,
+        "extra_columns": extra_columns or {},
+    }
 
 
 def plot(report: Comparison, path: str | Path) -> None:
@@ -286,31 +410,69 @@ def plot(report: Comparison, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     categories = sorted({r.category for r in report.categories})
-    tasks = sorted({t.task for t in report.tasks}, key=lambda n: (next(r.category for r in report.tasks if r.task == n), n))
+    tasks = sorted(
+        {t.task for t in report.tasks}, key=lambda n: (next(r.category for r in report.tasks if r.task == n), n)
+    )
     n_models = max(1, len(report.models))
     height = 0.8 / n_models
     top_h, bottom_h = 0.45 * len(categories) * n_models + 1.0, 0.45 * len(tasks) * n_models + 1.0
-    fig, (ax_c, ax_t) = plt.subplots(2, 1, figsize=(9, top_h + bottom_h), gridspec_kw={"height_ratios": [top_h, bottom_h]})
+    fig, (ax_c, ax_t) = plt.subplots(
+        2, 1, figsize=(9, top_h + bottom_h), gridspec_kw={"height_ratios": [top_h, bottom_h]}
+    )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, model in enumerate(report.models):
         colour = colours[k % len(colours)]
         rows = {r.category: r for r in report.categories if r.model == model}
         y = np.arange(len(categories)) + k * height
-        delta = np.array([100 * (rows[c].hier_delta if rows[c].hier_delta is not None else rows[c].comparison.mean_delta) for c in categories])
-        lo = np.array([100 * rows[c].hier_ci_low if rows[c].hier_ci_low is not None else d for c, d in zip(categories, delta)])
-        hi = np.array([100 * rows[c].hier_ci_high if rows[c].hier_ci_high is not None else d for c, d in zip(categories, delta)])
-        ax_c.barh(y, delta, height=height, label=model, color=colour, xerr=np.vstack([delta - lo, hi - delta]).clip(min=0), capsize=2)
+        delta = np.array(
+            [
+                100 * (rows[c].hier_delta if rows[c].hier_delta is not None else rows[c].comparison.mean_delta)
+                for c in categories
+            ]
+        )
+        lo = np.array(
+            [100 * rows[c].hier_ci_low if rows[c].hier_ci_low is not None else d for c, d in zip(categories, delta)]
+        )
+        hi = np.array(
+            [100 * rows[c].hier_ci_high if rows[c].hier_ci_high is not None else d for c, d in zip(categories, delta)]
+        )
+        ax_c.barh(
+            y,
+            delta,
+            height=height,
+            label=model,
+            color=colour,
+            xerr=np.vstack([delta - lo, hi - delta]).clip(min=0),
+            capsize=2,
+        )
         for yi, c, h in zip(y, categories, hi):
             r = rows[c]
-            ax_c.annotate(f"p={r.comparison.p_value:.2g} (Holm {r.p_holm:.2g}){_signs(r)}", (max(h, 0), yi), xytext=(4, 0),
-                          textcoords="offset points", va="center", fontsize="x-small")
+            ax_c.annotate(
+                f"p={r.comparison.p_value:.2g} (Holm {r.p_holm:.2g}){_signs(r)}",
+                (max(h, 0), yi),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="x-small",
+            )
         rows_t = {t.task: t for t in report.tasks if t.model == model}
         y = np.arange(len(tasks)) + k * height
         delta = np.array([100 * (rows_t[t].score - rows_t[t].baseline_score) for t in tasks])
         lo = np.array([100 * rows_t[t].bootstrap.ci_low if rows_t[t].bootstrap else d for t, d in zip(tasks, delta)])
         hi = np.array([100 * rows_t[t].bootstrap.ci_high if rows_t[t].bootstrap else d for t, d in zip(tasks, delta)])
-        ax_t.barh(y, delta, height=height, label=model, color=colour, xerr=np.vstack([delta - lo, hi - delta]).clip(min=0), capsize=2)
-    for ax, labels in ((ax_c, categories), (ax_t, [f"{t} ({next(r.category for r in report.tasks if r.task == t)})" for t in tasks])):
+        ax_t.barh(
+            y,
+            delta,
+            height=height,
+            label=model,
+            color=colour,
+            xerr=np.vstack([delta - lo, hi - delta]).clip(min=0),
+            capsize=2,
+        )
+    for ax, labels in (
+        (ax_c, categories),
+        (ax_t, [f"{t} ({next(r.category for r in report.tasks if r.task == t)})" for t in tasks]),
+    ):
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2)
         ax.set_yticklabels(labels)

@@ -1,4 +1,5 @@
 """Run tasks for one embedder: cached encoding, one MTEB-like JSON per (model, task)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,12 +11,11 @@ import numpy as np
 
 from embedlab._version import __version__
 from embedlab.errors import EmbedlabError
-from embedlab.readers import files_digest
 from embedlab.eval.evaluators import SEED, evaluate_task
 from embedlab.eval.registry import TaskSpec
 from embedlab.io import atomic_path, read_json, write_json
+from embedlab.readers import files_digest
 from embedlab.settings import cache_dir
-
 
 
 class EmbeddingCache:
@@ -53,9 +53,16 @@ def instruction_prefix(template: str, instruction: str) -> str:
     return template[: -len("{text}")].format(task=instruction) if instruction else ""
 
 
-def make_encoder(embedder: Any, *, prompts: dict[str, str | None], dtype: str, cache: EmbeddingCache | None,
-                 on_encode: Callable[[int], None] | None = None,
-                 raw_prompts: dict[str, str] | None = None, runtime: str | None = None) -> Callable[[list[str], str], np.ndarray]:
+def make_encoder(
+    embedder: Any,
+    *,
+    prompts: dict[str, str | None],
+    dtype: str,
+    cache: EmbeddingCache | None,
+    on_encode: Callable[[int], None] | None = None,
+    raw_prompts: dict[str, str] | None = None,
+    runtime: str | None = None,
+) -> Callable[[list[str], str], np.ndarray]:
     """``encode(texts, role)`` with de-duplication and the embedding cache; role picks the prompt
     (a named prompt of the model, or a literal one from ``raw_prompts``)."""
     fingerprint = embedder.fingerprint()
@@ -66,7 +73,11 @@ def make_encoder(embedder: Any, *, prompts: dict[str, str | None], dtype: str, c
         if raw_prompts and raw_prompts.get(role):
             prompt = raw_prompts[role]
         unique = list(dict.fromkeys(texts))
-        key = cache.path(fingerprint, prompt, dtype if runtime in (None, "torch") else f"{dtype}/{runtime}", unique) if cache else None
+        key = (
+            cache.path(fingerprint, prompt, dtype if runtime in (None, "torch") else f"{dtype}/{runtime}", unique)
+            if cache
+            else None
+        )
         vecs = cache.get(key, len(unique)) if cache and key else None
         if vecs is None:
             vecs = embedder.encode(unique, prompt=prompt or None, dtype=dtype, runtime=runtime)
@@ -101,22 +112,40 @@ def result_path(out_dir: Path, task: TaskSpec) -> Path:
     return Path(out_dir) / f"{task.name}.json"
 
 
-def run_task(task: TaskSpec, embedder: Any, out_dir: Path, *, prompts: dict[str, str | None] | None = None,
-             dtype: str = "fp32", cache: EmbeddingCache | None = None, instruction_template: str | None = None,
-             extra_metadata: dict[str, Any] | None = None, runtime: str | None = None) -> dict[str, Any]:
+def run_task(
+    task: TaskSpec,
+    embedder: Any,
+    out_dir: Path,
+    *,
+    prompts: dict[str, str | None] | None = None,
+    dtype: str = "fp32",
+    cache: EmbeddingCache | None = None,
+    instruction_template: str | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+    runtime: str | None = None,
+) -> dict[str, Any]:
     """Evaluate one task and write its JSON atomically; returns the result dict. With
     ``instruction_template`` the task's instruction prefixes every query-side text. ``dtype="auto"``
     is resolved here (bf16 where native, else fp32), so results and cache keys name the real one. ``runtime``
     ``onnx`` encodes with ONNX Runtime (``Embedder.for_runtime``; recorded in the metadata and the cache key)."""
     from embedlab.models.embedder import resolve_dtype
 
-    dtype = resolve_dtype(dtype, embedder.device) if runtime in (None, "torch") else embedder.for_runtime(runtime, dtype)[1]
+    dtype = (
+        resolve_dtype(dtype, embedder.device) if runtime in (None, "torch") else embedder.for_runtime(runtime, dtype)[1]
+    )
     prompts = prompts or {}
     start = time.perf_counter()
     encoded = {"texts": 0}
     raw = {"query": instruction_prefix(instruction_template, task.instruction)} if instruction_template else None
-    encode = make_encoder(embedder, prompts=prompts, dtype=dtype, cache=cache, raw_prompts=raw, runtime=runtime,
-                          on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n))
+    encode = make_encoder(
+        embedder,
+        prompts=prompts,
+        dtype=dtype,
+        cache=cache,
+        raw_prompts=raw,
+        runtime=runtime,
+        on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n),
+    )
     scores, per_example = evaluate_task(task, encode)
     result = {
         "task_name": task.name,

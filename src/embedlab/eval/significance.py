@@ -8,6 +8,7 @@
   resamples datasets (with replacement), then items within each resampled dataset, and recomputes
   each dataset's statistic, giving a percentile CI for the category's mean Δ.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ class CategoryComparison:
     p_value: float
 
 
-def compare_across_datasets(baseline: Sequence[float], other: Sequence[float], tie_tol: float = 1e-12) -> CategoryComparison:
+def compare_across_datasets(
+    baseline: Sequence[float], other: Sequence[float], tie_tol: float = 1e-12
+) -> CategoryComparison:
     """Wilcoxon signed-rank over paired per-dataset scores (zero differences dropped, 'wilcox')."""
     a, b = np.asarray(baseline, float), np.asarray(other, float)
     if a.shape != b.shape or a.ndim != 1:
@@ -40,8 +43,13 @@ def compare_across_datasets(baseline: Sequence[float], other: Sequence[float], t
     if nonzero.sum() > 0:
         p = float(wilcoxon(b[nonzero], a[nonzero], alternative="two-sided", zero_method="wilcox").pvalue)
     return CategoryComparison(
-        n=len(d), mean_delta=float(d.mean()) if len(d) else 0.0, median_delta=float(np.median(d)) if len(d) else 0.0,
-        wins=int((d > tie_tol).sum()), ties=int((~nonzero).sum()), losses=int((d < -tie_tol).sum()), p_value=p,
+        n=len(d),
+        mean_delta=float(d.mean()) if len(d) else 0.0,
+        median_delta=float(np.median(d)) if len(d) else 0.0,
+        wins=int((d > tie_tol).sum()),
+        ties=int((~nonzero).sum()),
+        losses=int((d < -tie_tol).sum()),
+        p_value=p,
     )
 
 
@@ -88,8 +96,9 @@ class BootstrapResult:
     resamples: int
 
 
-def paired_bootstrap(per_a: dict[str, Any], per_b: dict[str, Any], resamples: int = 1000, seed: int = 0,
-                     confidence: float = 0.95) -> BootstrapResult:
+def paired_bootstrap(
+    per_a: dict[str, Any], per_b: dict[str, Any], resamples: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> BootstrapResult:
     """Resample items with replacement (the same indices for both models) and recompute the statistic.
 
     p is the two-sided bootstrap p-value of the shifted null: 2·min(P(Δ* <= 0), P(Δ* >= 0)).
@@ -107,7 +116,9 @@ def paired_bootstrap(per_a: dict[str, Any], per_b: dict[str, Any], resamples: in
         raise ValueError("every bootstrap resample was degenerate (too few items)")
     alpha = (1 - confidence) / 2
     p = min(1.0, 2 * min((deltas <= 0).mean(), (deltas >= 0).mean()))
-    return BootstrapResult(observed, float(np.quantile(deltas, alpha)), float(np.quantile(deltas, 1 - alpha)), float(p), n, len(deltas))
+    return BootstrapResult(
+        observed, float(np.quantile(deltas, alpha)), float(np.quantile(deltas, 1 - alpha)), float(p), n, len(deltas)
+    )
 
 
 @dataclass
@@ -132,8 +143,12 @@ def _check_pair(per_a: dict[str, Any], per_b: dict[str, Any]) -> None:
         raise ValueError("per-example records of different lengths cannot be paired")
 
 
-def hierarchical_bootstrap(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], resamples: int = 1000, seed: int = 0,
-                           confidence: float = 0.95) -> HierarchicalResult:
+def hierarchical_bootstrap(
+    pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> HierarchicalResult:
     """Two-level paired bootstrap for a category's mean Δ (model − baseline) over its datasets.
 
     ``pairs`` holds one ``(per_example baseline, per_example model)`` per dataset. Each resample draws
@@ -169,4 +184,6 @@ def hierarchical_bootstrap(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]
     if not len(deltas):
         raise ValueError("every bootstrap resample was degenerate (too few items)")
     alpha = (1 - confidence) / 2
-    return HierarchicalResult(observed, float(np.quantile(deltas, alpha)), float(np.quantile(deltas, 1 - alpha)), d, len(deltas))
+    return HierarchicalResult(
+        observed, float(np.quantile(deltas, alpha)), float(np.quantile(deltas, 1 - alpha)), d, len(deltas)
+    )

@@ -3,6 +3,7 @@
 A thin layer over :func:`embedlab.eval.registry.select_tasks` and :func:`embedlab.eval.runner.run_task`:
 one result JSON per task (MTEB-like, with per-example scores), encoded through the embedding cache.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,10 +16,18 @@ from embedlab.eval.registry import TaskSpec, select_tasks
 from embedlab.eval.runner import EmbeddingCache, run_task
 
 
-def evaluate(model: Any, tasks: str | Sequence[str | TaskSpec] | None = None, *, out_dir: str | os.PathLike | None = None,
-             task_dirs: Sequence[str | os.PathLike] | None = None, prompts: dict[str, str | None] | None = None,
-             dtype: str = "fp32", runtime: str | None = None, instruction_template: str | None = None,
-             cache: bool = True) -> dict[str, dict[str, Any]]:
+def evaluate(
+    model: Any,
+    tasks: str | Sequence[str | TaskSpec] | None = None,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    task_dirs: Sequence[str | os.PathLike] | None = None,
+    prompts: dict[str, str | None] | None = None,
+    dtype: str = "fp32",
+    runtime: str | None = None,
+    instruction_template: str | None = None,
+    cache: bool = True,
+) -> dict[str, dict[str, Any]]:
     """Evaluate ``model`` (an :class:`~embedlab.models.Embedder`, or a name for :func:`embedlab.load`) and
     return each task's result dict by task name (``result["main_score"]``, ``result["scores"]``, ...).
 
@@ -37,12 +46,25 @@ def evaluate(model: Any, tasks: str | Sequence[str | TaskSpec] | None = None, *,
     if tasks is None or isinstance(tasks, str):
         chosen = select_tasks(tasks, dirs)
     else:
-        chosen = [t for item in tasks for t in ([item] if isinstance(item, TaskSpec) else select_tasks(str(item), dirs))]
+        chosen = [
+            t for item in tasks for t in ([item] if isinstance(item, TaskSpec) else select_tasks(str(item), dirs))
+        ]
     embedding_cache = EmbeddingCache() if cache else None
     with tempfile.TemporaryDirectory(prefix="embedlab-eval-") as scratch:
         target = Path(out_dir) if out_dir is not None else Path(scratch)
-        return {task.name: run_task(task, model, target, prompts=prompts, dtype=dtype, cache=embedding_cache,
-                                    runtime=runtime, instruction_template=instruction_template) for task in chosen}
+        return {
+            task.name: run_task(
+                task,
+                model,
+                target,
+                prompts=prompts,
+                dtype=dtype,
+                cache=embedding_cache,
+                runtime=runtime,
+                instruction_template=instruction_template,
+            )
+            for task in chosen
+        }
 
 
 __all__ = ["evaluate"]

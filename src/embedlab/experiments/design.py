@@ -1,4 +1,5 @@
 """A design of the headline paper's grid: a pooling head under an attention mode, named ``pooling/attention``."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -64,9 +65,9 @@ class Design(BaseModel):
 
 
 PAPER_MODELS: dict[int, Design] = {
-    1: Design(pooling="last_token", attention="causal"),      # EOS-last token
-    2: Design(pooling="last_layer", attention="causal"),      # last-layer trainable pooling (over the EOS state)
-    3: Design(pooling="multi_layer", attention="causal"),     # multi-layers trainable pooling (EOS per layer)
-    4: Design(pooling="last_layer", attention="bidirectional"),   # last-layer trainable pooling (all tokens)
+    1: Design(pooling="last_token", attention="causal"),  # EOS-last token
+    2: Design(pooling="last_layer", attention="causal"),  # last-layer trainable pooling (over the EOS state)
+    3: Design(pooling="multi_layer", attention="causal"),  # multi-layers trainable pooling (EOS per layer)
+    4: Design(pooling="last_layer", attention="bidirectional"),  # last-layer trainable pooling (all tokens)
     5: Design(pooling="multi_layer", attention="bidirectional"),  # multi-layers trainable pooling (mean per layer)
 }

@@ -12,6 +12,7 @@ projection after pooling, trained with the same data, steps and seed; trainable 
 parameters (reported, and marked when more than the baseline's). This is *not* the headline paper's
 protocol (LoRA on the backbone); reports say so.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -25,9 +26,11 @@ from embedlab.models.embedder import DTYPES, low_precision_cpu_attention, resolv
 from embedlab.models.features import LAYER_SUMMARIES, exclude_prefix, summarize
 from embedlab.models.modules import Module
 
-FROZEN_NOTE = ("frozen mode: the backbone is frozen; every design (the baseline too) trains the same identity-initialised "
-               "linear projection after pooling, plus its head's own parameters, on cached features: a fast screen, "
-               "NOT the paper's protocol (LoRA on the backbone)")
+FROZEN_NOTE = (
+    "frozen mode: the backbone is frozen; every design (the baseline too) trains the same identity-initialised "
+    "linear projection after pooling, plus its head's own parameters, on cached features: a fast screen, "
+    "NOT the paper's protocol (LoRA on the backbone)"
+)
 
 _Key = tuple[tuple[int, ...], int]
 
@@ -39,8 +42,15 @@ class CachedFeatureSource(Module):
     is_source = True
     caches_features = True
 
-    def __init__(self, backbone: Backbone, *, dtype: str = "auto", storage_dtype: torch.dtype = torch.bfloat16,
-                 compute_batch: int = 64, token_budget: int = 2048) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        dtype: str = "auto",
+        storage_dtype: torch.dtype = torch.bfloat16,
+        compute_batch: int = 64,
+        token_budget: int = 2048,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         for p in backbone.parameters():
@@ -54,8 +64,19 @@ class CachedFeatureSource(Module):
 
     # -- the source protocol, delegated to the backbone ------------------------------------------
     def __getattr__(self, name: str) -> Any:
-        if name in ("tokenizer", "max_length", "append_eos", "padding_side", "hidden_size", "num_layers", "is_decoder",
-                    "attention", "config", "source", "num_parameters"):
+        if name in (
+            "tokenizer",
+            "max_length",
+            "append_eos",
+            "padding_side",
+            "hidden_size",
+            "num_layers",
+            "is_decoder",
+            "attention",
+            "config",
+            "source",
+            "num_parameters",
+        ):
             return getattr(self._modules["backbone"], name)
         return super().__getattr__(name)
 
@@ -67,8 +88,10 @@ class CachedFeatureSource(Module):
 
     def save(self, path: Any) -> None:
         """Refused: the cache is a screening device, not a model (the grid saves the head and projection)."""
-        raise ConfigError("a cached-feature source cannot be saved as a model; save the head and projection modules, "
-                          "or train the design with --mode lora")
+        raise ConfigError(
+            "a cached-feature source cannot be saved as a model; save the head and projection modules, "
+            "or train the design with --mode lora"
+        )
 
     # -- features ----------------------------------------------------------------------------------
     def _compute(self, keys: list[_Key]) -> None:
@@ -78,17 +101,27 @@ class CachedFeatureSource(Module):
         bb.eval()
         try:
             low = self.compute_dtype != torch.float32
-            with torch.no_grad(), torch.autocast(device_type=device.type, dtype=self.compute_dtype, enabled=low), \
-                    low_precision_cpu_attention(bb, device, low):
+            with (
+                torch.no_grad(),
+                torch.autocast(device_type=device.type, dtype=self.compute_dtype, enabled=low),
+                low_precision_cpu_attention(bb, device, low),
+            ):
                 for batch in token_budget_batches([len(ids) for ids, _ in keys], self.token_budget, self.compute_batch):
                     chunk = [keys[i] for i in batch]  # length-sorted under a token budget: little padding
-                    input_ids, mask = pad_batch([list(ids) for ids, _ in chunk], bb.tokenizer.pad_token_id, bb.padding_side)
+                    input_ids, mask = pad_batch(
+                        [list(ids) for ids, _ in chunk], bb.tokenizer.pad_token_id, bb.padding_side
+                    )
                     input_ids, mask = input_ids.to(device), mask.to(device)
                     plen = torch.tensor([n for _, n in chunk], device=device)
                     out = bb({"input_ids": input_ids, "attention_mask": mask}, output_hidden_states=True)
                     pool = exclude_prefix(mask, plen)
-                    layers = torch.stack([torch.stack([summarize(h, rule, mask, pool) for h in out["hidden_states"]], dim=1)
-                                          for rule in LAYER_SUMMARIES], dim=1)  # (B, R, L, d)
+                    layers = torch.stack(
+                        [
+                            torch.stack([summarize(h, rule, mask, pool) for h in out["hidden_states"]], dim=1)
+                            for rule in LAYER_SUMMARIES
+                        ],
+                        dim=1,
+                    )  # (B, R, L, d)
                     for row, key in enumerate(chunk):
                         keep = mask[row].bool()
                         self._tokens[key] = out["token_embeddings"][row][keep].to(self.dtype).cpu().clone()
@@ -101,7 +134,9 @@ class CachedFeatureSource(Module):
         ids, mask = features["input_ids"], features["attention_mask"]
         plen = features.get("prompt_length")
         rows = mask.bool()
-        keys: list[_Key] = [(tuple(ids[i][rows[i]].tolist()), int(plen[i]) if plen is not None else 0) for i in range(ids.shape[0])]
+        keys: list[_Key] = [
+            (tuple(ids[i][rows[i]].tolist()), int(plen[i]) if plen is not None else 0) for i in range(ids.shape[0])
+        ]
         missing = list(dict.fromkeys(k for k in keys if k not in self._tokens))
         if missing:
             self._compute(missing)

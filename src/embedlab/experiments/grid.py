@@ -8,6 +8,7 @@ Holm-corrected, plus a hierarchical bootstrap CI of the mean Δ) and per task (p
 Results, models, a markdown report and a PNG go under ``output``; ``dry_run`` lists the designs and
 their parameter counts without training, on the meta device.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,12 +32,30 @@ PAPER_DESIGNS = [str(d) for d in PAPER_MODELS.values()]
 CPU_DESIGNS = PAPER_DESIGNS + ["mean/causal", "mean/bidirectional", "latent_attention/bidirectional"]
 # The backbone's forward over every training and evaluation text, once per attention mode, is the whole cost
 # of a frozen screen (SmolLM2-135M: ~350 tokens/s in fp32 on 2 AVX2 cores; bf16 where native is ~3x faster).
-_CPU_DATA = [{"source": "snli-triplets", "max_examples": 400}, {"source": "trecqa-train", "max_examples": 160},
-             {"source": "stsb-pairs", "max_examples": 200}]
-_CPU_TRAIN = {"lr": 1e-3, "steps": 40, "warmup_steps": 5, "temperature": 0.05, "hard_negatives": 1, "batch_size": 16,
-              "max_length": 64, "precision": "fp32", "data": _CPU_DATA}  # the frozen screen's modules are small
-_CPU_LORA = {"lora": {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": "all-linear"}, "lr": 2e-4, "steps": 30,
-             "batch_size": 16, "max_length": 48, "warmup_steps": 3}
+_CPU_DATA = [
+    {"source": "snli-triplets", "max_examples": 400},
+    {"source": "trecqa-train", "max_examples": 160},
+    {"source": "stsb-pairs", "max_examples": 200},
+]
+_CPU_TRAIN = {
+    "lr": 1e-3,
+    "steps": 40,
+    "warmup_steps": 5,
+    "temperature": 0.05,
+    "hard_negatives": 1,
+    "batch_size": 16,
+    "max_length": 64,
+    "precision": "fp32",
+    "data": _CPU_DATA,
+}  # the frozen screen's modules are small
+_CPU_LORA = {
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": "all-linear"},
+    "lr": 2e-4,
+    "steps": 30,
+    "batch_size": 16,
+    "max_length": 48,
+    "warmup_steps": 3,
+}
 
 # Presets are defaults under the user's config (a field the config sets wins).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -46,25 +65,60 @@ PRESETS: dict[str, dict[str, Any]] = {
     # contrastive pool: 8 queries, 16 candidates each). Exactly its Models 1-5. Their training set
     # (yixuantt/ir_data) is not in the shared data: the adapters below stand in for it. Every shared task.
     "paper": {
-        "model": "mistralai/Mistral-7B-v0.1", "mode": "lora", "head_preset": "paper", "padding_side": "left",
-        "eval_dtype": "bf16", "tasks": "all", "only": PAPER_DESIGNS,
-        "train": {"lora": {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": "all-linear"}, "lr": 1e-5, "steps": 1000,
-                  "warmup_steps": 100, "temperature": 0.05, "hard_negatives": 1, "batch_size": 8, "grad_accumulation": 256,
-                  "max_length": 512, "precision": "bf16", "weight_decay": 0.01,
-                  "data": ["snli-triplets", "trecqa-train", "scifact-train", "stsb-pairs"]},
+        "model": "mistralai/Mistral-7B-v0.1",
+        "mode": "lora",
+        "head_preset": "paper",
+        "padding_side": "left",
+        "eval_dtype": "bf16",
+        "tasks": "all",
+        "only": PAPER_DESIGNS,
+        "train": {
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": "all-linear"},
+            "lr": 1e-5,
+            "steps": 1000,
+            "warmup_steps": 100,
+            "temperature": 0.05,
+            "hard_negatives": 1,
+            "batch_size": 8,
+            "grad_accumulation": 256,
+            "max_length": 512,
+            "precision": "bf16",
+            "weight_decay": 0.01,
+            "data": ["snli-triplets", "trecqa-train", "scifact-train", "stsb-pairs"],
+        },
     },
     # `make demo`: the fair frozen screen on the packaged SmolLM2-135M, two tasks, 40 steps (docs/grid.md has the time).
     "cpu-small": {
-        "model": "smollm2-135m", "mode": "frozen", "head_preset": "small", "padding_side": "right", "eval_dtype": "auto",
-        "tasks": ["STSBenchmark", "TrecQA"], "only": CPU_DESIGNS, "train": _CPU_TRAIN, "lora_train": _CPU_LORA,
+        "model": "smollm2-135m",
+        "mode": "frozen",
+        "head_preset": "small",
+        "padding_side": "right",
+        "eval_dtype": "auto",
+        "tasks": ["STSBenchmark", "TrecQA"],
+        "only": CPU_DESIGNS,
+        "train": _CPU_TRAIN,
+        "lora_train": _CPU_LORA,
     },
     # The same screen on every shared task that fits a category (TwitterURLCorpus excluded only when training
     # on its train split, which this preset does not): hours on a 2-core CPU (docs/grid.md).
     "cpu-full": {
-        "model": "smollm2-135m", "mode": "frozen", "head_preset": "small", "padding_side": "right", "eval_dtype": "auto",
-        "tasks": "all", "only": CPU_DESIGNS, "lora_train": _CPU_LORA,
-        "train": {**_CPU_TRAIN, "steps": 150, "data": [{"source": "snli-triplets", "max_examples": 3000},
-                                                        {"source": "trecqa-train"}, {"source": "stsb-pairs", "max_examples": 1000}]},
+        "model": "smollm2-135m",
+        "mode": "frozen",
+        "head_preset": "small",
+        "padding_side": "right",
+        "eval_dtype": "auto",
+        "tasks": "all",
+        "only": CPU_DESIGNS,
+        "lora_train": _CPU_LORA,
+        "train": {
+            **_CPU_TRAIN,
+            "steps": 150,
+            "data": [
+                {"source": "snli-triplets", "max_examples": 3000},
+                {"source": "trecqa-train"},
+                {"source": "stsb-pairs", "max_examples": 1000},
+            ],
+        },
     },
 }
 
@@ -139,9 +193,16 @@ class GridConfig(BaseModel):
         if self.mode == "frozen":
             fields.pop("lora", None)
         try:
-            return TrainConfig(model=self.model, pooling=design.pooling, attention=design.attention, output=str(output),
-                               head_preset=self.head_preset if design.trainable_head else None,
-                               padding_side=self.padding_side, append_eos=None, **fields)
+            return TrainConfig(
+                model=self.model,
+                pooling=design.pooling,
+                attention=design.attention,
+                output=str(output),
+                head_preset=self.head_preset if design.trainable_head else None,
+                padding_side=self.padding_side,
+                append_eos=None,
+                **fields,
+            )
         except ValidationError as exc:
             raise EmbedlabError(format_validation_error(exc, "grid config, train")) from None
 
@@ -175,21 +236,29 @@ def load_grid_config(path: str | Path | None = None, **overrides: Any) -> GridCo
 # ---------------------------------------------------------------------------------------------
 # Building designs
 # ---------------------------------------------------------------------------------------------
-def build_design_modules(design: Design, hidden_size: int, num_layers: int, *, mode: str, head_preset: str) -> list[Any]:
+def build_design_modules(
+    design: Design, hidden_size: int, num_layers: int, *, mode: str, head_preset: str
+) -> list[Any]:
     """The modules a design puts after the source: its head, and in frozen mode the shared projection."""
     from embedlab.models.modules import Projection
     from embedlab.models.pooling import build_head
 
-    head = build_head(design.pooling, hidden_size, num_layers=num_layers, attention=design.attention,
-                      preset=head_preset if design.trainable_head else None)
+    head = build_head(
+        design.pooling,
+        hidden_size,
+        num_layers=num_layers,
+        attention=design.attention,
+        preset=head_preset if design.trainable_head else None,
+    )
     modules = [head]
     if mode == "frozen":
         modules.append(Projection(hidden_size, hidden_size, init="identity"))
     return modules
 
 
-def design_parameters(design: Design, hidden_size: int, num_layers: int, *, mode: str, head_preset: str,
-                      lora_parameters: int) -> dict[str, int]:
+def design_parameters(
+    design: Design, hidden_size: int, num_layers: int, *, mode: str, head_preset: str, lora_parameters: int
+) -> dict[str, int]:
     """Trainable parameters of a design, counted on the meta device."""
     import torch
 
@@ -197,8 +266,12 @@ def design_parameters(design: Design, hidden_size: int, num_layers: int, *, mode
         head, *rest = build_design_modules(design, hidden_size, num_layers, mode=mode, head_preset=head_preset)
     projection = sum(m.num_parameters() for m in rest)
     lora = lora_parameters if mode == "lora" else 0
-    return {"head_parameters": head.num_parameters(), "projection_parameters": projection, "lora_parameters": lora,
-            "trainable_parameters": head.num_parameters() + projection + lora}
+    return {
+        "head_parameters": head.num_parameters(),
+        "projection_parameters": projection,
+        "lora_parameters": lora,
+        "trainable_parameters": head.num_parameters() + projection + lora,
+    }
 
 
 def dry_run(grid: GridConfig) -> dict[str, Any]:
@@ -213,26 +286,45 @@ def dry_run(grid: GridConfig) -> dict[str, Any]:
     backbone = sum(p.numel() for p in model.parameters())
     rows = []
     for design in grid.designs:
-        counts = design_parameters(design, hidden, layers, mode=grid.mode, head_preset=grid.head_preset, lora_parameters=lora)
+        counts = design_parameters(
+            design, hidden, layers, mode=grid.mode, head_preset=grid.head_preset, lora_parameters=lora
+        )
         rows.append({"design": str(design), "paper_model": design.paper_model, **counts})
     base = next(r for r in rows if r["design"] == grid.baseline)
     for r in rows:
         r["more_than_baseline"] = r["trainable_parameters"] > base["trainable_parameters"]
-    return {"model": grid.model, "source": source, "mode": grid.mode, "head_preset": grid.head_preset,
-            "hidden_size": hidden, "layers": layers, "backbone_parameters": backbone, "designs": rows}
+    return {
+        "model": grid.model,
+        "source": source,
+        "mode": grid.mode,
+        "head_preset": grid.head_preset,
+        "hidden_size": hidden,
+        "layers": layers,
+        "backbone_parameters": backbone,
+        "designs": rows,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Running
 # ---------------------------------------------------------------------------------------------
-def _eval_design(grid: GridConfig, tasks: list[Any], embedder: Any, out_dir: Path, extra: dict[str, Any], cache: bool) -> None:
+def _eval_design(
+    grid: GridConfig, tasks: list[Any], embedder: Any, out_dir: Path, extra: dict[str, Any], cache: bool
+) -> None:
     from embedlab.eval.runner import EmbeddingCache, run_task
 
     template = TrainConfig.model_fields["instruction_template"].default
     template = grid.train.get("instruction_template", template) if grid.instructions else None
     for task in tasks:
-        run_task(task, embedder, out_dir, dtype=grid.eval_dtype, instruction_template=template,
-                 cache=EmbeddingCache() if cache else None, extra_metadata=extra)
+        run_task(
+            task,
+            embedder,
+            out_dir,
+            dtype=grid.eval_dtype,
+            instruction_template=template,
+            cache=EmbeddingCache() if cache else None,
+            extra_metadata=extra,
+        )
 
 
 def run_grid(grid: GridConfig, *, progress: Any = None) -> dict[str, Any]:
@@ -241,10 +333,14 @@ def run_grid(grid: GridConfig, *, progress: Any = None) -> dict[str, Any]:
 
     say = progress or (lambda msg: log.info(msg))
     tasks = select_tasks(grid.tasks if isinstance(grid.tasks, str) else ",".join(grid.tasks), grid.task_dirs)
-    sources = {d.source for st in grid.train_config(grid.baseline_design, Path(grid.output)).resolved_stages() for d in st.data}
+    sources = {
+        d.source for st in grid.train_config(grid.baseline_design, Path(grid.output)).resolved_stages() for d in st.data
+    }
     for source, task in CONTAMINATION.items():
         if source in sources and task in {t.name for t in tasks}:
-            raise EmbedlabError(f"the grid trains on {source} and evaluates {task}, which contains it; drop one of them")
+            raise EmbedlabError(
+                f"the grid trains on {source} and evaluates {task}, which contains it; drop one of them"
+            )
     out = Path(grid.output)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "grid_config.json") as tmp:
@@ -276,13 +372,16 @@ def _frozen_source(grid: GridConfig, cfg: TrainConfig, attention: str, cache: di
     if attention not in cache:
         cache.clear()  # designs are sorted by attention: the other mode's features are no longer needed
         backbone = Backbone.from_name(grid.model, attention=attention, max_length=cfg.max_length)
-        backbone = backbone.with_options(padding_side=grid.padding_side, append_eos=backbone.is_decoder)  # EOS for every design
+        backbone = backbone.with_options(
+            padding_side=grid.padding_side, append_eos=backbone.is_decoder
+        )  # EOS for every design
         cache[attention] = CachedFeatureSource(backbone.to(cfg.torch_device()))
     return cache[attention]
 
 
-def _run_frozen_design(grid: GridConfig, cfg: TrainConfig, design: Design, tasks: list[Any], results: Path, say: Any,
-                       cache: dict[str, Any]) -> dict[str, Any]:
+def _run_frozen_design(
+    grid: GridConfig, cfg: TrainConfig, design: Design, tasks: list[Any], results: Path, say: Any, cache: dict[str, Any]
+) -> dict[str, Any]:
     """Train the design's head and the shared projection on cached features, then evaluate the chain."""
     import torch
 
@@ -293,29 +392,47 @@ def _run_frozen_design(grid: GridConfig, cfg: TrainConfig, design: Design, tasks
     t0 = time.perf_counter()
     source = _frozen_source(grid, cfg, design.attention, cache)
     torch.manual_seed(cfg.seed)  # every design's trainable modules start from the same draws
-    modules = build_design_modules(design, source.hidden_size, source.num_layers, mode="frozen", head_preset=grid.head_preset)
+    modules = build_design_modules(
+        design, source.hidden_size, source.num_layers, mode="frozen", head_preset=grid.head_preset
+    )
     emb = Embedder([source, *modules, Normalize()]).to(cfg.torch_device())
     head, projection = modules
-    say(f"{design.label}: training {head.num_parameters():,} head + {projection.num_parameters():,} projection "
-        "parameters on cached features")
-    result = Trainer(cfg, emb, show_progress=True).fit(overwrite=True)  # an interrupted screen design restarts: it is cheap
+    say(
+        f"{design.label}: training {head.num_parameters():,} head + {projection.num_parameters():,} projection "
+        "parameters on cached features"
+    )
+    result = Trainer(cfg, emb, show_progress=True).fit(
+        overwrite=True
+    )  # an interrupted screen design restarts: it is cheap
     for i, module in enumerate(modules, start=1):
         module.save(Path(cfg.output) / f"{i}_{module.folder_name}")
-    info: dict[str, Any] = {"pooling": design.pooling, "attention": design.attention, "mode": "frozen",
-                            "paper_model": design.paper_model, "head_parameters": head.num_parameters(),
-                            "projection_parameters": projection.num_parameters(), "lora_parameters": 0,
-                            "trainable_parameters": result.trainable_parameters, "final_loss": result.losses[-1],
-                            "steps": result.steps, "candidates_per_query": result.candidates_per_query,
-                            "train_seconds": round(time.perf_counter() - t0, 1)}
+    info: dict[str, Any] = {
+        "pooling": design.pooling,
+        "attention": design.attention,
+        "mode": "frozen",
+        "paper_model": design.paper_model,
+        "head_parameters": head.num_parameters(),
+        "projection_parameters": projection.num_parameters(),
+        "lora_parameters": 0,
+        "trainable_parameters": result.trainable_parameters,
+        "final_loss": result.losses[-1],
+        "steps": result.steps,
+        "candidates_per_query": result.candidates_per_query,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+    }
     say(f"{design.label}: evaluating {len(tasks)} tasks")
     t_eval = time.perf_counter()
     emb.eval()
-    _eval_design(grid, tasks, emb, results, {"grid_mode": "frozen", "grid_design": str(design), "note": FROZEN_NOTE}, cache=False)
+    _eval_design(
+        grid, tasks, emb, results, {"grid_mode": "frozen", "grid_design": str(design), "note": FROZEN_NOTE}, cache=False
+    )
     info["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
     return info
 
 
-def _run_lora_design(grid: GridConfig, cfg: TrainConfig, design: Design, tasks: list[Any], results: Path, say: Any) -> dict[str, Any]:
+def _run_lora_design(
+    grid: GridConfig, cfg: TrainConfig, design: Design, tasks: list[Any], results: Path, say: Any
+) -> dict[str, Any]:
     """LoRA + head training through the full trainer (resuming an interrupted run), then evaluation."""
     from embedlab.models import Embedder
     from embedlab.train.checkpoint import list_checkpoints
@@ -335,11 +452,20 @@ def _run_lora_design(grid: GridConfig, cfg: TrainConfig, design: Design, tasks: 
         trained = trainer.embedder
     saved = json.loads(done.read_text())
     info: dict[str, Any] = {
-        "pooling": design.pooling, "attention": design.attention, "mode": "lora", "paper_model": design.paper_model,
-        "head_parameters": saved["head_parameters"], "projection_parameters": 0, "lora_parameters": saved["lora_parameters"],
-        "trainable_parameters": saved["trainable_parameters"], "final_loss": saved["final_loss"], "steps": saved["steps"],
-        "candidates_per_query": saved["candidates_per_query"], "train_seconds": round(saved["seconds"], 1),
-        "tokens_per_s": round(saved["tokens"] / max(saved["seconds"], 1e-9), 1)}
+        "pooling": design.pooling,
+        "attention": design.attention,
+        "mode": "lora",
+        "paper_model": design.paper_model,
+        "head_parameters": saved["head_parameters"],
+        "projection_parameters": 0,
+        "lora_parameters": saved["lora_parameters"],
+        "trainable_parameters": saved["trainable_parameters"],
+        "final_loss": saved["final_loss"],
+        "steps": saved["steps"],
+        "candidates_per_query": saved["candidates_per_query"],
+        "train_seconds": round(saved["seconds"], 1),
+        "tokens_per_s": round(saved["tokens"] / max(saved["seconds"], 1e-9), 1),
+    }
     say(f"{design.label}: evaluating {len(tasks)} tasks")
     t_eval = time.perf_counter()
     _eval_design(grid, tasks, trained, results, {"grid_mode": "lora", "grid_design": str(design)}, cache=True)
@@ -371,32 +497,45 @@ def write_report(grid: GridConfig) -> dict[str, Any]:
     dirs = [out / "results" / d.dir_name for d in grid.designs if (out / "results" / d.dir_name).is_dir()]
     base = out / "results" / grid.baseline_design.dir_name
     if base not in dirs or len(dirs) < 2:
-        raise EmbedlabError(f"the grid in {out} has fewer than two evaluated designs (or lacks the baseline {grid.baseline})")
+        raise EmbedlabError(
+            f"the grid in {out} has fewer than two evaluated designs (or lacks the baseline {grid.baseline})"
+        )
     cmp = compare(dirs, baseline=base, resamples=grid.resamples)
     columns = _design_columns(grid, summary)
     lines = [f"# Design grid: {grid.model}, mode `{grid.mode}`", ""]
     if grid.mode == "frozen":
         lines += [f"> **{FROZEN_NOTE}.**", ""]
-    lines += [f"Baseline: `{grid.baseline}`. Same data, steps and seed for every design; "
-              f"tasks: {', '.join(sorted({t.task for t in cmp.tasks}))}. "
-              "▲ = more trainable parameters than the baseline: a gain may come from capacity, not design.", "",
-              "| design | paper | head | projection | LoRA | trainable | head / LoRA | steps | final loss | train s | eval s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"Baseline: `{grid.baseline}`. Same data, steps and seed for every design; "
+        f"tasks: {', '.join(sorted({t.task for t in cmp.tasks}))}. "
+        "▲ = more trainable parameters than the baseline: a gain may come from capacity, not design.",
+        "",
+        "| design | paper | head | projection | LoRA | trainable | head / LoRA | steps | final loss | train s | eval s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     base_n = summary.get(grid.baseline, {}).get("trainable_parameters", 0)
     for d in grid.designs:
         s = summary.get(str(d), {})
-        hp, pp, lp, tp = (s.get(k, 0) for k in ("head_parameters", "projection_parameters", "lora_parameters", "trainable_parameters"))
+        hp, pp, lp, tp = (
+            s.get(k, 0) for k in ("head_parameters", "projection_parameters", "lora_parameters", "trainable_parameters")
+        )
         ratio = f"{hp / lp:.1f}×" if lp and hp else "–"
         loss = f"{s['final_loss']:.4f}" if s.get("final_loss") is not None else "–"
         mark = " ▲" if tp > base_n else ""
-        lines.append(f"| {d} | {'Model ' + str(d.paper_model) if d.paper_model else '–'} | {hp:,} | {pp:,} | {lp:,} | "
-                     f"{tp:,}{mark} | {ratio} | {s.get('steps', 0)} | {loss} | {s.get('train_seconds', 0)} | "
-                     f"{s.get('eval_seconds', 0)} |")
+        lines.append(
+            f"| {d} | {'Model ' + str(d.paper_model) if d.paper_model else '–'} | {hp:,} | {pp:,} | {lp:,} | "
+            f"{tp:,}{mark} | {ratio} | {s.get('steps', 0)} | {loss} | {s.get('train_seconds', 0)} | "
+            f"{s.get('eval_seconds', 0)} |"
+        )
     ns = sorted({r.comparison.n for r in cmp.categories})
-    lines += ["", "Minimum attainable two-sided Wilcoxon p per category size: " +
-              ", ".join(f"n={n}: {2 / 2 ** n:.3g}" for n in ns if n) +
-              " — a category with n ≤ 5 datasets can never reach p < 0.05 by Wilcoxon; the hierarchical bootstrap "
-              "(datasets, then examples within each) gives a CI of the category's mean Δ that can.", ""]
+    lines += [
+        "",
+        "Minimum attainable two-sided Wilcoxon p per category size: "
+        + ", ".join(f"n={n}: {2 / 2**n:.3g}" for n in ns if n)
+        + " — a category with n ≤ 5 datasets can never reach p < 0.05 by Wilcoxon; the hierarchical bootstrap "
+        "(datasets, then examples within each) gives a CI of the category's mean Δ that can.",
+        "",
+    ]
     lines.append(to_markdown(cmp, extra_columns={k: {"trainable": v["trainable"]} for k, v in columns.items()}))
     text = "\n".join(lines)
     with atomic_path(out / "report.md") as tmp:
@@ -404,5 +543,12 @@ def write_report(grid: GridConfig) -> dict[str, Any]:
     plot(cmp, out / "report.png")
     data = {"baseline": grid.baseline, "mode": grid.mode, "designs": summary, "comparison": to_json_dict(cmp)}
     write_json(out / "report.json", data)
-    return {**data, "markdown": text, "comparison": data["comparison"], "table": cmp, "columns": columns,
-            "report": str(out / "report.md"), "plot": str(out / "report.png")}
+    return {
+        **data,
+        "markdown": text,
+        "comparison": data["comparison"],
+        "table": cmp,
+        "columns": columns,
+        "report": str(out / "report.md"),
+        "plot": str(out / "report.png"),
+    }

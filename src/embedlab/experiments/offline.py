@@ -1,5 +1,6 @@
 """A model's shape without its weights: the config (offline where possible) and a meta-device backbone,
 for counting parameters before anything is downloaded or trained."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,15 +11,25 @@ from embedlab.errors import ModelNotFoundError
 # Mistral-7B-v0.1 (hidden 4096, 32 layers, 32 heads / 8 KV heads, MLP 14336, vocabulary 32000).
 KNOWN_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "mistralai/Mistral-7B-v0.1": ("mistral", {}),
-    "Qwen/Qwen2-0.5B": ("qwen2", {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                                  "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
-                                  "max_position_embeddings": 131072, "tie_word_embeddings": True}),
+    "Qwen/Qwen2-0.5B": (
+        "qwen2",
+        {
+            "hidden_size": 896,
+            "intermediate_size": 4864,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 14,
+            "num_key_value_heads": 2,
+            "vocab_size": 151936,
+            "max_position_embeddings": 131072,
+            "tie_word_embeddings": True,
+        },
+    ),
 }
 
 
 def model_config(name: str) -> tuple[Any, str]:
     """(config, where it came from): an alias, a directory, the local HF cache, then the built-in table."""
-    from transformers import AutoConfig, CONFIG_MAPPING
+    from transformers import CONFIG_MAPPING, AutoConfig
 
     from embedlab.models.backbone import resolve_source
 
@@ -30,8 +41,10 @@ def model_config(name: str) -> tuple[Any, str]:
     if name in KNOWN_CONFIGS:
         model_type, fields = KNOWN_CONFIGS[name]
         return CONFIG_MAPPING[model_type](**fields), f"{name} (built-in config: no download needed to count)"
-    raise ModelNotFoundError(f"no config for {name!r} offline: not an alias, directory or cached hub model, and not "
-                             f"one of the built-in configs ({', '.join(KNOWN_CONFIGS)})")
+    raise ModelNotFoundError(
+        f"no config for {name!r} offline: not an alias, directory or cached hub model, and not "
+        f"one of the built-in configs ({', '.join(KNOWN_CONFIGS)})"
+    )
 
 
 def backbone_on_meta(name: str) -> tuple[Any, str]:

@@ -13,6 +13,7 @@ Grammar: ``[mrl<D>:]<base>`` where ``<base>`` is one of
 L2-normalised before encoding (:mod:`embedlab.vectors`), so inner product = cosine. Every codec except ``binary`` is a FAISS
 index built with ``faiss.index_factory``; ``binary`` uses ``faiss.IndexBinaryFlat``.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,10 @@ import numpy as np
 from embedlab.errors import CodecError, EmbedlabError
 from embedlab.vectors import prepare as vectors_prepare
 
-ALLOWED = ("float32, float16, int8, binary, pq<M>[x<bits>], ivf<N>,pq<M>[x<bits>], hnsw[<m>], hnsw[<m>],int8; "
-           "optionally prefixed by mrl<D>: (e.g. mrl256:int8)")
+ALLOWED = (
+    "float32, float16, int8, binary, pq<M>[x<bits>], ivf<N>,pq<M>[x<bits>], hnsw[<m>], hnsw[<m>],int8; "
+    "optionally prefixed by mrl<D>: (e.g. mrl256:int8)"
+)
 _BASE = re.compile(
     r"^(?:(?P<flat>float32|float16|int8|binary)"
     r"|pq(?P<pq_m>\d+)(?:x(?P<pq_b>\d+))?"
@@ -56,7 +59,12 @@ class Codec:
     def bytes_per_vector(self, dim: int) -> float:
         d = self.input_dim(dim)
         return {
-            "float32": 4 * d, "float16": 2 * d, "int8": d, "binary": d / 8, "hnsw": 4 * d, "hnsw_int8": d,
+            "float32": 4 * d,
+            "float16": 2 * d,
+            "int8": d,
+            "binary": d / 8,
+            "hnsw": 4 * d,
+            "hnsw_int8": d,
         }.get(self.base, self.m * self.bits / 8)
 
     def factory_string(self, dim: int) -> str:
@@ -97,7 +105,9 @@ def parse_codec(spec: str) -> Codec:
     if text.startswith("mrl"):
         head, sep, rest = text.partition(":")
         if not sep or not head[3:].isdigit() or int(head[3:]) <= 0:
-            raise CodecError(f"cannot parse codec '{spec}': a Matryoshka prefix is mrl<D>: with D > 0; allowed: {ALLOWED}")
+            raise CodecError(
+                f"cannot parse codec '{spec}': a Matryoshka prefix is mrl<D>: with D > 0; allowed: {ALLOWED}"
+            )
         mrl, text = int(head[3:]), rest
     m = _BASE.match(text)
     if not m:

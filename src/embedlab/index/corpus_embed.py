@@ -8,6 +8,7 @@ sends the unfinished rows through a Ray Data actor pool. Both write the same sha
 :func:`embedlab.index.shards.write_shard`, and the manifest is rewritten after every shard, so a
 killed job resumes with ``resume=True`` and loses at most the shards in flight.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,17 @@ import numpy as np
 from embedlab._version import __version__
 from embedlab.corpus import iter_documents
 from embedlab.errors import ConfigError, InputError
-from embedlab.index.shards import (FORMAT, MANIFEST, ShardError, check_precision, model_record, read_manifest, shard_ok,
-                                   write_manifest, write_shard)
+from embedlab.index.shards import (
+    FORMAT,
+    MANIFEST,
+    ShardError,
+    check_precision,
+    model_record,
+    read_manifest,
+    shard_ok,
+    write_manifest,
+    write_shard,
+)
 from embedlab.io import file_sha256
 
 log = logging.getLogger(__name__)
@@ -69,8 +79,17 @@ def read_corpora(paths: Sequence[str | Path]) -> Corpus:
 
 
 # -- the manifest and --resume ------------------------------------------------------------------------
-def _new_manifest(model: dict[str, Any], corpus: Corpus, *, precision: str, dtype: str, runtime: str, backend: str,
-                  shard_rows: int, store_texts: bool) -> dict[str, Any]:
+def _new_manifest(
+    model: dict[str, Any],
+    corpus: Corpus,
+    *,
+    precision: str,
+    dtype: str,
+    runtime: str,
+    backend: str,
+    shard_rows: int,
+    store_texts: bool,
+) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "embedlab_version": __version__,
@@ -95,16 +114,22 @@ def check_resumable(old: dict[str, Any], new: dict[str, Any], where: Path) -> No
     for key in ("fingerprint", "pooling", "attention", "document_prompt", "dim", "normalize"):
         if om.get(key) != nm.get(key):
             what = "model" if key == "fingerprint" else f"model's {key.replace('_', ' ')}"
-            raise ConfigError(f"cannot resume {where}: the {what} changed ({key} {om.get(key)!r} in the manifest, "
-                              f"{nm.get(key)!r} now); use a new --out directory")
+            raise ConfigError(
+                f"cannot resume {where}: the {what} changed ({key} {om.get(key)!r} in the manifest, "
+                f"{nm.get(key)!r} now); use a new --out directory"
+            )
     of, nf = old["corpus"]["files"], new["corpus"]["files"]
     if [f["name"] for f in of] != [f["name"] for f in nf]:
-        raise ConfigError(f"cannot resume {where}: the corpus files changed ({', '.join(f['name'] for f in of)} in the "
-                          f"manifest, {', '.join(f['name'] for f in nf)} now)")
+        raise ConfigError(
+            f"cannot resume {where}: the corpus files changed ({', '.join(f['name'] for f in of)} in the "
+            f"manifest, {', '.join(f['name'] for f in nf)} now)"
+        )
     for a, b in zip(of, nf):
         if a["sha256"] != b["sha256"]:
-            raise ConfigError(f"cannot resume {where}: corpus file {b['path']} changed (SHA-256 {a['sha256'][:12]}… in the "
-                              f"manifest, {b['sha256'][:12]}… now)")
+            raise ConfigError(
+                f"cannot resume {where}: corpus file {b['path']} changed (SHA-256 {a['sha256'][:12]}… in the "
+                f"manifest, {b['sha256'][:12]}… now)"
+            )
     for key in ("precision", "shard_rows", "has_texts", "dtype"):
         if old.get(key) != new.get(key):
             raise ConfigError(f"cannot resume {where}: {key} was {old.get(key)!r}, now {new.get(key)!r}")
@@ -113,7 +138,10 @@ def check_resumable(old: dict[str, Any], new: dict[str, Any], where: Path) -> No
 
 def shard_runtime(manifest: dict[str, Any], entry: dict[str, Any]) -> tuple[str, str]:
     """(runtime, dtype) that embedded a shard: its own record, else the manifest's (older manifests), else torch."""
-    return (entry.get("runtime") or manifest.get("runtime") or "torch", entry.get("dtype") or manifest.get("dtype") or "fp32")
+    return (
+        entry.get("runtime") or manifest.get("runtime") or "torch",
+        entry.get("dtype") or manifest.get("dtype") or "fp32",
+    )
 
 
 def check_runtime_matches(old: dict[str, Any], runtime: str, dtype: str, where: Path) -> None:
@@ -122,9 +150,11 @@ def check_runtime_matches(old: dict[str, Any], runtime: str, dtype: str, where: 
     for entry in old.get("shards", []):
         was = shard_runtime(old, entry)
         if was != (runtime, dtype):
-            raise ConfigError(f"cannot resume {where}: shard {entry['index']} was embedded with runtime {was[0]} ({was[1]}), "
-                              f"this run uses runtime {runtime} ({dtype}); mixing them puts two models' vectors in one "
-                              f"index: rerun with --runtime {was[0]} --dtype {was[1]}, or use a new --out directory")
+            raise ConfigError(
+                f"cannot resume {where}: shard {entry['index']} was embedded with runtime {was[0]} ({was[1]}), "
+                f"this run uses runtime {runtime} ({dtype}); mixing them puts two models' vectors in one "
+                f"index: rerun with --runtime {was[0]} --dtype {was[1]}, or use a new --out directory"
+            )
 
 
 def _finished_shards(out: Path, old: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -194,12 +224,22 @@ def embed_corpus(
         _, dtype = emb.for_runtime(runtime, dtype)  # export (or the cached graph) and a bad combination fail here
     emb.resolve_prompt(prompt)  # an unknown prompt name fails before any work
     record = model_record(emb, model, query_prompt, prompt)
-    manifest = _new_manifest(record, corpus, precision=precision, dtype=dtype, runtime=runtime, backend=backend,
-                             shard_rows=shard_rows, store_texts=store_texts)
+    manifest = _new_manifest(
+        record,
+        corpus,
+        precision=precision,
+        dtype=dtype,
+        runtime=runtime,
+        backend=backend,
+        shard_rows=shard_rows,
+        store_texts=store_texts,
+    )
     done: dict[int, dict[str, Any]] = {}
     if (out / MANIFEST).is_file():
         if not resume:
-            raise ConfigError(f"{out} already holds embedding shards: pass --resume to finish or verify them, or choose another --out")
+            raise ConfigError(
+                f"{out} already holds embedding shards: pass --resume to finish or verify them, or choose another --out"
+            )
         old = read_manifest(out)
         check_resumable(old, manifest, out)
         done = _finished_shards(out, old)
@@ -217,14 +257,18 @@ def embed_corpus(
     def finish_shard(k: int, vectors: np.ndarray) -> None:
         lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)
         try:
-            entry = write_shard(out, k, corpus.ids[lo:hi], vectors, corpus.texts[lo:hi] if store_texts else None, precision)
+            entry = write_shard(
+                out, k, corpus.ids[lo:hi], vectors, corpus.texts[lo:hi] if store_texts else None, precision
+            )
             entry.update(runtime=runtime, dtype=dtype, backend=backend)
             done[k] = entry
             manifest["shards"] = sorted(done.values(), key=lambda e: e["index"])
             write_manifest(out, manifest)  # after the shard: a listed shard is always a finished one
         except OSError as exc:  # disk full, permissions: the shards listed so far stay valid
-            raise ShardError(f"cannot write shard {k} in {out}: {exc.strerror or exc}; the {len(done)} finished shard(s) "
-                             f"are kept: free space and rerun with --resume") from None
+            raise ShardError(
+                f"cannot write shard {k} in {out}: {exc.strerror or exc}; the {len(done)} finished shard(s) "
+                f"are kept: free space and rerun with --resume"
+            ) from None
 
     from tqdm.auto import tqdm
 
@@ -235,28 +279,55 @@ def embed_corpus(
         if backend == "local":
             for k in pending:
                 lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)
-                vecs = emb.encode(corpus.texts[lo:hi], prompt_name=prompt, dtype=dtype, token_budget=token_budget,
-                                  runtime=runtime)
+                vecs = emb.encode(
+                    corpus.texts[lo:hi], prompt_name=prompt, dtype=dtype, token_budget=token_budget, runtime=runtime
+                )
                 finish_shard(k, vecs)
                 bar.update(hi - lo)
         elif pending:
             from embedlab.index.ray_embed import run_ray
 
-            run_ray(model, corpus, pending, shard_rows=shard_rows, dim=emb.output_dim, on_shard=finish_shard,
-                    on_rows=bar.update, address=ray_address, actors=actors, batch_rows=batch_rows,
-                    actor_kwargs={"model": model, "pooling": pooling, "attention": attention,
-                                  "fingerprint": record["fingerprint"], "prompt": prompt, "dtype": dtype,
-                                  "token_budget": token_budget, "runtime": runtime},
-                    actor_cls=actor_cls)
+            run_ray(
+                model,
+                corpus,
+                pending,
+                shard_rows=shard_rows,
+                dim=emb.output_dim,
+                on_shard=finish_shard,
+                on_rows=bar.update,
+                address=ray_address,
+                actors=actors,
+                batch_rows=batch_rows,
+                actor_kwargs={
+                    "model": model,
+                    "pooling": pooling,
+                    "attention": attention,
+                    "fingerprint": record["fingerprint"],
+                    "prompt": prompt,
+                    "dtype": dtype,
+                    "token_budget": token_budget,
+                    "runtime": runtime,
+                },
+                actor_cls=actor_cls,
+            )
     missing = [k for k in range(manifest["num_shards"]) if k not in done]
     if missing:
-        raise ConfigError(f"the job ended with {len(missing)} shard(s) unwritten (first: {missing[0]}); rerun with --resume")
+        raise ConfigError(
+            f"the job ended with {len(missing)} shard(s) unwritten (first: {missing[0]}); rerun with --resume"
+        )
     seconds = time.perf_counter() - start
     manifest["complete"] = True
     manifest["seconds"] = round(seconds, 3)
-    manifest["run"] = {"backend": backend, "runtime": runtime, "dtype": dtype, "rows": rows_pending, "shards": len(pending),
-                       "reused_shards": manifest["num_shards"] - len(pending), "seconds": round(seconds, 3),
-                       "texts_per_second": round(rows_pending / seconds, 1) if rows_pending and seconds > 0 else None}
+    manifest["run"] = {
+        "backend": backend,
+        "runtime": runtime,
+        "dtype": dtype,
+        "rows": rows_pending,
+        "shards": len(pending),
+        "reused_shards": manifest["num_shards"] - len(pending),
+        "seconds": round(seconds, 3),
+        "texts_per_second": round(rows_pending / seconds, 1) if rows_pending and seconds > 0 else None,
+    }
     manifest["runs"].append(manifest["run"])
     write_manifest(out, manifest)
     return manifest
@@ -268,8 +339,11 @@ def run_summary(manifest: dict[str, Any], out: str | Path) -> str:
     run, total = manifest["run"], manifest["corpus"]["rows"]
     kept = f"; {run['reused_shards']} finished shard(s) kept" if run["reused_shards"] else ""
     if not run["rows"]:
-        return (f"nothing to embed: all {manifest['num_shards']} shard(s) of {total} documents were already finished "
-                f"and verified ({manifest['precision']}) -> {out}")
-    return (f"embedded {run['rows']} of {total} documents into {run['shards']} shard(s){kept} ({manifest['precision']}) "
-            f"with {run['backend']} in {run['seconds']:.1f} s ({run['texts_per_second']:.1f} texts/s) -> {out}")
-
+        return (
+            f"nothing to embed: all {manifest['num_shards']} shard(s) of {total} documents were already finished "
+            f"and verified ({manifest['precision']}) -> {out}"
+        )
+    return (
+        f"embedded {run['rows']} of {total} documents into {run['shards']} shard(s){kept} ({manifest['precision']}) "
+        f"with {run['backend']} in {run['seconds']:.1f} s ({run['texts_per_second']:.1f} texts/s) -> {out}"
+    )

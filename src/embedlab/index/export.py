@@ -17,6 +17,7 @@ Targets (each carries the ids, the texts and the model's metadata):
 Vectors go out as float32 (shards in ``float16``/``int8``/``binary`` are decoded first; an index exports
 its rescoring copy). Every target uses cosine similarity, as embedlab's float search does.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,17 +50,19 @@ class Target:
 def parse_target(uri: str) -> Target:
     """``lancedb://path``, ``qdrant://path``, ``http(s)://host:port``, ``milvus://file.db`` or ``file.db``."""
     if uri.startswith("lancedb://"):
-        return Target("lancedb", uri[len("lancedb://"):])
+        return Target("lancedb", uri[len("lancedb://") :])
     if uri.startswith("qdrant://"):
-        return Target("qdrant-local", uri[len("qdrant://"):])
+        return Target("qdrant-local", uri[len("qdrant://") :])
     if uri.startswith(("http://", "https://")):
         return Target("qdrant-server", uri)
     if uri.startswith("milvus://"):
-        return Target("milvus-lite", uri[len("milvus://"):])
+        return Target("milvus-lite", uri[len("milvus://") :])
     if uri.endswith(".db") and "://" not in uri:
         return Target("milvus-lite", uri)
-    raise ConfigError(f"unknown export target {uri!r}: use lancedb://PATH, qdrant://PATH, http://HOST:PORT (Qdrant) "
-                      f"or milvus://FILE.db (Milvus Lite)")
+    raise ConfigError(
+        f"unknown export target {uri!r}: use lancedb://PATH, qdrant://PATH, http://HOST:PORT (Qdrant) "
+        f"or milvus://FILE.db (Milvus Lite)"
+    )
 
 
 def point_id(doc_id: str) -> str:
@@ -100,7 +103,9 @@ def open_source(path: str | Path) -> Source:
         shards = EmbeddingShards(path)
         return Source(path, "shards", shards.model, shards.dim, len(shards), shards.has_texts)
     if "codec" in head:
-        return Source(path, "index", head.get("model") or {}, int(head["dim"]), int(head["count"]), bool(head.get("has_texts")))
+        return Source(
+            path, "index", head.get("model") or {}, int(head["dim"]), int(head["count"]), bool(head.get("has_texts"))
+        )
     raise ExportError(f"{manifest_file} is neither a shard manifest nor an index manifest")
 
 
@@ -126,7 +131,10 @@ def _lancedb(src: Source, location: str, collection: str, overwrite: bool, ann: 
     schema = pa.schema(fields, metadata={"embedlab": json.dumps(_metadata(src))})
     table = db.create_table(collection, schema=schema, mode="overwrite")
     for ids, vecs, texts in src.batches():
-        cols = [pa.array(ids, pa.string()), pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel(), pa.float32()), src.dim)]
+        cols = [
+            pa.array(ids, pa.string()),
+            pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel(), pa.float32()), src.dim),
+        ]
         if src.has_texts:
             cols.append(pa.array(texts, pa.string()))
         table.add(pa.Table.from_arrays(cols, schema=schema))
@@ -153,11 +161,15 @@ def qdrant_client(target: Target, timeout: float = 3.0) -> Any:
     try:
         client.get_collections()
     except Exception as exc:  # httpx / grpc errors of several kinds
-        raise ExportError(f"cannot reach Qdrant at {target.location}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ExportError(
+            f"cannot reach Qdrant at {target.location}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     return client
 
 
-def _qdrant(src: Source, target: Target, collection: str, overwrite: bool, ann: bool, batch: int = 512) -> dict[str, Any]:
+def _qdrant(
+    src: Source, target: Target, collection: str, overwrite: bool, ann: bool, batch: int = 512
+) -> dict[str, Any]:
     import warnings
 
     from qdrant_client import models
@@ -166,18 +178,30 @@ def _qdrant(src: Source, target: Target, collection: str, overwrite: bool, ann: 
     try:
         if client.collection_exists(collection):
             if not overwrite:
-                raise ExportError(f"{target.location} already has a collection {collection!r}: pass --overwrite to replace it")
+                raise ExportError(
+                    f"{target.location} already has a collection {collection!r}: pass --overwrite to replace it"
+                )
             client.delete_collection(collection)
-        client.create_collection(collection, vectors_config=models.VectorParams(size=src.dim, distance=models.Distance.COSINE),
-                                 metadata=_metadata(src))
+        client.create_collection(
+            collection,
+            vectors_config=models.VectorParams(size=src.dim, distance=models.Distance.COSINE),
+            metadata=_metadata(src),
+        )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*local mode.*")  # local mode warns above 20,000 points
             for ids, vecs, texts in src.batches():
                 for lo in range(0, len(ids), batch):
                     hi = min(len(ids), lo + batch)
-                    payload = [{"id": ids[i], **({"text": texts[i]} if texts is not None else {})} for i in range(lo, hi)]
-                    client.upsert(collection, points=models.Batch(ids=[point_id(i) for i in ids[lo:hi]],
-                                                                  vectors=vecs[lo:hi].tolist(), payloads=payload), wait=True)
+                    payload = [
+                        {"id": ids[i], **({"text": texts[i]} if texts is not None else {})} for i in range(lo, hi)
+                    ]
+                    client.upsert(
+                        collection,
+                        points=models.Batch(
+                            ids=[point_id(i) for i in ids[lo:hi]], vectors=vecs[lo:hi].tolist(), payloads=payload
+                        ),
+                        wait=True,
+                    )
         rows = client.count(collection, exact=True).count
     finally:
         client.close()
@@ -185,7 +209,9 @@ def _qdrant(src: Source, target: Target, collection: str, overwrite: bool, ann: 
     return {"rows": rows, "index": index}
 
 
-def _milvus(src: Source, location: str, collection: str, overwrite: bool, ann: bool, batch: int = 1000) -> dict[str, Any]:
+def _milvus(
+    src: Source, location: str, collection: str, overwrite: bool, ann: bool, batch: int = 1000
+) -> dict[str, Any]:
     from pymilvus import DataType, MilvusClient
 
     Path(location).parent.mkdir(parents=True, exist_ok=True)
@@ -207,9 +233,18 @@ def _milvus(src: Source, location: str, collection: str, overwrite: bool, ann: b
         for ids, vecs, texts in src.batches():
             for lo in range(0, len(ids), batch):
                 hi = min(len(ids), lo + batch)
-                rows = [{"id": ids[i], "vector": vecs[i].tolist(),
-                         **({"text": texts[i].encode()[:MILVUS_TEXT_BYTES].decode(errors="ignore")} if texts is not None else {})}
-                        for i in range(lo, hi)]
+                rows = [
+                    {
+                        "id": ids[i],
+                        "vector": vecs[i].tolist(),
+                        **(
+                            {"text": texts[i].encode()[:MILVUS_TEXT_BYTES].decode(errors="ignore")}
+                            if texts is not None
+                            else {}
+                        ),
+                    }
+                    for i in range(lo, hi)
+                ]
                 client.insert(collection, rows)
         client.flush(collection)
         rows = int(client.get_collection_stats(collection)["row_count"])
@@ -218,8 +253,9 @@ def _milvus(src: Source, location: str, collection: str, overwrite: bool, ann: b
     return {"rows": rows, "index": "FLAT (cosine, exact)"}
 
 
-def export(source: str | Path, uri: str, *, collection: str = DEFAULT_COLLECTION, overwrite: bool = False,
-           ann: bool = True) -> dict[str, Any]:
+def export(
+    source: str | Path, uri: str, *, collection: str = DEFAULT_COLLECTION, overwrite: bool = False, ann: bool = True
+) -> dict[str, Any]:
     """Write the vectors, ids, texts and model record of ``source`` to ``uri``; returns a summary."""
     target = parse_target(uri)
     src = open_source(source)
@@ -235,8 +271,16 @@ def export(source: str | Path, uri: str, *, collection: str = DEFAULT_COLLECTION
 
 
 # -- reading back (parity tests, benchmarks) ---------------------------------------------------------
-def search_target(uri: str, queries: np.ndarray, k: int = 10, *, collection: str = DEFAULT_COLLECTION,
-                  exact: bool = True, nprobes: int = 20, refine_factor: int | None = None) -> list[list[str]]:
+def search_target(
+    uri: str,
+    queries: np.ndarray,
+    k: int = 10,
+    *,
+    collection: str = DEFAULT_COLLECTION,
+    exact: bool = True,
+    nprobes: int = 20,
+    refine_factor: int | None = None,
+) -> list[list[str]]:
     """Top-``k`` document ids per query from an exported target (cosine). ``exact=False`` uses LanceDB's ANN
     index (``nprobes``, optional ``refine_factor``); the other targets search as they were built."""
     target = parse_target(uri)
@@ -256,8 +300,13 @@ def search_target(uri: str, queries: np.ndarray, k: int = 10, *, collection: str
     if target.kind.startswith("qdrant"):
         client = qdrant_client(target)
         try:
-            return [[p.payload["id"] for p in client.query_points(collection, query=v.tolist(), limit=k, with_payload=["id"]).points]
-                    for v in q]
+            return [
+                [
+                    p.payload["id"]
+                    for p in client.query_points(collection, query=v.tolist(), limit=k, with_payload=["id"]).points
+                ]
+                for v in q
+            ]
         finally:
             client.close()
     from pymilvus import MilvusClient

@@ -11,6 +11,7 @@ killed as a whole resumes from the manifest (``--resume``).
 Without an address a local runtime starts (``num_cpus = max(2, actors)``, a 200 MB object store, workers
 with ``OMP_NUM_THREADS=1``) and stops afterwards; a runtime the caller already started is used as is.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,17 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALL
 class EmbedActor:
     """One Ray actor: loads the model once, checks its fingerprint against the driver's, embeds batches."""
 
-    def __init__(self, model: str, pooling: str | None, attention: str | None, fingerprint: str, prompt: str | None,
-                 dtype: str, token_budget: int | None, runtime: str = "torch") -> None:
+    def __init__(
+        self,
+        model: str,
+        pooling: str | None,
+        attention: str | None,
+        fingerprint: str,
+        prompt: str | None,
+        dtype: str,
+        token_budget: int | None,
+        runtime: str = "torch",
+    ) -> None:
         import torch
 
         from embedlab.models import Embedder
@@ -42,14 +52,17 @@ class EmbedActor:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         self.emb = Embedder.from_pretrained(model, pooling=pooling, attention=attention)
         if self.emb.fingerprint() != fingerprint:
-            raise ConfigError(f"the Ray worker loaded {model} with fingerprint {self.emb.fingerprint()}, the driver's is "
-                              f"{fingerprint}: every node must see the same model files")
+            raise ConfigError(
+                f"the Ray worker loaded {model} with fingerprint {self.emb.fingerprint()}, the driver's is "
+                f"{fingerprint}: every node must see the same model files"
+            )
         self.prompt, self.dtype, self.token_budget, self.runtime = prompt, dtype, token_budget, runtime
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
-        vecs = self.emb.encode(texts, prompt_name=self.prompt, dtype=self.dtype, token_budget=self.token_budget,
-                               runtime=self.runtime)
+        vecs = self.emb.encode(
+            texts, prompt_name=self.prompt, dtype=self.dtype, token_budget=self.token_budget, runtime=self.runtime
+        )
         return {"id": batch["id"], "vector": np.asarray(vecs, dtype=np.float32)}
 
 
@@ -96,13 +109,24 @@ def _start(address: str | None, actors: int) -> bool:
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:
-        ray.init(num_cpus=max(2, actors), include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                 runtime_env=env, log_to_driver=False)
+        ray.init(
+            num_cpus=max(2, actors),
+            include_dashboard=False,
+            object_store_memory=OBJECT_STORE_BYTES,
+            runtime_env=env,
+            log_to_driver=False,
+        )
     return True
 
 
-def build_dataset(corpus_files: Sequence[dict[str, Any]], keep: set[str] | None, actors: int, batch_rows: int,
-                  actor_cls: Any, actor_kwargs: dict[str, Any]) -> Any:
+def build_dataset(
+    corpus_files: Sequence[dict[str, Any]],
+    keep: set[str] | None,
+    actors: int,
+    batch_rows: int,
+    actor_cls: Any,
+    actor_kwargs: dict[str, Any],
+) -> Any:
     """Per file, Ray reads the bytes (JSONL) or the Parquet blocks, and :mod:`embedlab.corpus` turns them
     into (id, text) exactly as the driver did -> the actor pool -> (id, vector). No column or key is
     decided from a first row or a schema: every row gets the per-row rule."""
@@ -114,22 +138,48 @@ def build_dataset(corpus_files: Sequence[dict[str, Any]], keep: set[str] | None,
     for f in corpus_files:
         path = Path(f["path"]).resolve()
         if path.suffix == ".parquet":
-            ds = ray.data.read_parquet(str(path), columns=parquet_columns(path), ray_remote_args={"num_cpus": READ_CPUS})
-            ds = ds.map_batches(parquet_to_id_text, batch_format="pyarrow", batch_size=None, num_cpus=READ_CPUS,
-                                fn_kwargs={"name": str(path), "keep": keep})
+            ds = ray.data.read_parquet(
+                str(path), columns=parquet_columns(path), ray_remote_args={"num_cpus": READ_CPUS}
+            )
+            ds = ds.map_batches(
+                parquet_to_id_text,
+                batch_format="pyarrow",
+                batch_size=None,
+                num_cpus=READ_CPUS,
+                fn_kwargs={"name": str(path), "keep": keep},
+            )
         else:
             ds = ray.data.read_binary_files(str(path), include_paths=True, ray_remote_args={"num_cpus": READ_CPUS})
-            ds = ds.map_batches(parse_jsonl_files, batch_format="numpy", batch_size=1, num_cpus=READ_CPUS,
-                                fn_kwargs={"keep": keep})
+            ds = ds.map_batches(
+                parse_jsonl_files, batch_format="numpy", batch_size=1, num_cpus=READ_CPUS, fn_kwargs={"keep": keep}
+            )
         parts.append(ds)
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    return ds.map_batches(actor_cls or EmbedActor, fn_constructor_kwargs=actor_kwargs, batch_size=batch_rows,
-                          batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=ACTOR_CPUS)
+    return ds.map_batches(
+        actor_cls or EmbedActor,
+        fn_constructor_kwargs=actor_kwargs,
+        batch_size=batch_rows,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=ACTOR_CPUS,
+    )
 
 
-def run_ray(model: str, corpus: Any, pending: Sequence[int], *, shard_rows: int, dim: int,
-            on_shard: Callable[[int, np.ndarray], None], on_rows: Callable[[int], Any], address: str | None,
-            actors: int, batch_rows: int, actor_kwargs: dict[str, Any], actor_cls: Any = None) -> None:
+def run_ray(
+    model: str,
+    corpus: Any,
+    pending: Sequence[int],
+    *,
+    shard_rows: int,
+    dim: int,
+    on_shard: Callable[[int, np.ndarray], None],
+    on_rows: Callable[[int], Any],
+    address: str | None,
+    actors: int,
+    batch_rows: int,
+    actor_kwargs: dict[str, Any],
+    actor_cls: Any = None,
+) -> None:
     """Embed the rows of the ``pending`` shards; ``on_shard(k, vectors)`` is called as each shard fills."""
     n = len(corpus)
     bounds = {k: (k * shard_rows, min(n, (k + 1) * shard_rows)) for k in pending}
@@ -170,4 +220,6 @@ def run_ray(model: str, corpus: Any, pending: Sequence[int], *, shard_rows: int,
             ray.shutdown()
     if buffers:
         k = min(buffers)
-        raise BackendError(f"the Ray job returned {int(filled[k].sum())} of {len(filled[k])} rows of shard {k}; rerun with --resume")
+        raise BackendError(
+            f"the Ray job returned {int(filled[k].sum())} of {len(filled[k])} rows of shard {k}; rerun with --resume"
+        )

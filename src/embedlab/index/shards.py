@@ -15,6 +15,7 @@ Vector precisions: ``float32`` and ``float16`` as is; ``int8`` as ``round(127 * 
 ``scale`` (max |x|) per shard, stored in the manifest; ``binary`` as the packed signs (``dims / 8`` bytes),
 read back as ``±1 / sqrt(dims)`` (unit sign vectors).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,11 +31,21 @@ MANIFEST = "manifest.json"
 PRECISIONS = ("float32", "float16", "int8", "binary")
 
 
-def model_record(emb: Any, name: str, query_prompt: str | None = None, document_prompt: str | None = None) -> dict[str, Any]:
+def model_record(
+    emb: Any, name: str, query_prompt: str | None = None, document_prompt: str | None = None
+) -> dict[str, Any]:
     """What identifies the vectors' model, as stored in index and shard manifests."""
-    return {"name": name, "source": emb.backbone.source, "pooling": emb.head.name, "attention": emb.attention,
-            "fingerprint": emb.fingerprint(), "dim": emb.output_dim, "normalize": emb.normalize,
-            "query_prompt": query_prompt, "document_prompt": document_prompt}
+    return {
+        "name": name,
+        "source": emb.backbone.source,
+        "pooling": emb.head.name,
+        "attention": emb.attention,
+        "fingerprint": emb.fingerprint(),
+        "dim": emb.output_dim,
+        "normalize": emb.normalize,
+        "query_prompt": query_prompt,
+        "document_prompt": document_prompt,
+    }
 
 
 def shard_name(index: int) -> str:
@@ -88,8 +99,14 @@ def decode_vectors(column: Any, precision: str, dim: int, scale: float | None = 
 
 
 # -- one shard ---------------------------------------------------------------------------------------
-def write_shard(directory: str | Path, index: int, ids: Sequence[str], vectors: np.ndarray,
-                texts: Sequence[str] | None, precision: str) -> dict[str, Any]:
+def write_shard(
+    directory: str | Path,
+    index: int,
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    texts: Sequence[str] | None,
+    precision: str,
+) -> dict[str, Any]:
     """Write shard ``index`` atomically (a failed write leaves no partial file); returns its manifest entry."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -104,8 +121,13 @@ def write_shard(directory: str | Path, index: int, ids: Sequence[str], vectors: 
     with atomic_path(Path(directory) / name) as tmp:
         pq.write_table(pa.table(cols), tmp)
         digest = file_sha256(tmp)
-    entry: dict[str, Any] = {"index": index, "name": name, "rows": len(ids), "sha256": digest,
-                             "first_id": str(ids[0]) if len(ids) else None}
+    entry: dict[str, Any] = {
+        "index": index,
+        "name": name,
+        "rows": len(ids),
+        "sha256": digest,
+        "first_id": str(ids[0]) if len(ids) else None,
+    }
     if scale is not None:
         entry["scale"] = scale
     return entry
@@ -120,10 +142,14 @@ def shard_ok(directory: str | Path, entry: dict[str, Any]) -> bool:
 def read_manifest(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     if not (directory / MANIFEST).is_file():
-        raise ShardError(f"{directory} holds no embedding shards (no {MANIFEST}); write them with `embedlab embed-corpus`")
+        raise ShardError(
+            f"{directory} holds no embedding shards (no {MANIFEST}); write them with `embedlab embed-corpus`"
+        )
     manifest = read_json(directory / MANIFEST, ShardError, "shard manifest")
     if manifest.get("format") != FORMAT:
-        raise ShardError(f"{directory / MANIFEST} is not an embedlab shard manifest (format {manifest.get('format')!r}, expected {FORMAT!r})")
+        raise ShardError(
+            f"{directory / MANIFEST} is not an embedlab shard manifest (format {manifest.get('format')!r}, expected {FORMAT!r})"
+        )
     return manifest
 
 
@@ -140,8 +166,10 @@ class EmbeddingShards:
         self.manifest = read_manifest(self.directory)
         if not self.manifest.get("complete"):
             done = sum(e["rows"] for e in self.manifest.get("shards", []))
-            raise ShardError(f"{self.directory} is incomplete ({done} of {self.manifest['corpus']['rows']} rows): "
-                             f"finish it with `embedlab embed-corpus ... --out {self.directory} --resume`")
+            raise ShardError(
+                f"{self.directory} is incomplete ({done} of {self.manifest['corpus']['rows']} rows): "
+                f"finish it with `embedlab embed-corpus ... --out {self.directory} --resume`"
+            )
         self.verify = verify
 
     @property
@@ -172,8 +200,10 @@ class EmbeddingShards:
             if not f.is_file():
                 raise ShardError(f"shard missing: {f}")
             if self.verify and file_sha256(f) != entry["sha256"]:
-                raise ShardError(f"shard corrupt: {f} does not match its SHA-256 in the manifest; "
-                                 f"re-create it with `embedlab embed-corpus ... --resume`")
+                raise ShardError(
+                    f"shard corrupt: {f} does not match its SHA-256 in the manifest; "
+                    f"re-create it with `embedlab embed-corpus ... --resume`"
+                )
             cols = ["id", "vector"] + (["text"] if texts and self.has_texts else [])
             try:
                 table = pq.read_table(f, columns=cols)
@@ -182,8 +212,7 @@ class EmbeddingShards:
             if table.num_rows != entry["rows"]:
                 raise ShardError(f"shard {f} has {table.num_rows} rows, the manifest says {entry['rows']}")
             vecs = decode_vectors(table.column("vector"), self.precision, self.dim, entry.get("scale"))
-            yield (table.column("id").to_pylist(), vecs,
-                   table.column("text").to_pylist() if "text" in cols else None)
+            yield (table.column("id").to_pylist(), vecs, table.column("text").to_pylist() if "text" in cols else None)
 
     def read_all(self, *, texts: bool = True) -> tuple[list[str], np.ndarray, list[str] | None]:
         ids: list[str] = []
@@ -198,9 +227,15 @@ class EmbeddingShards:
 
 
 # -- shards -> index ----------------------------------------------------------------------------------
-def build_index_from_shards(directory: str | Path, codec: str = "float32", *, rescore: str = "float32",
-                            model: str | None = None, query_prompt: str | None = None,
-                            load_model: Callable[[str, str | None, str | None], Any] | None = None) -> Any:
+def build_index_from_shards(
+    directory: str | Path,
+    codec: str = "float32",
+    *,
+    rescore: str = "float32",
+    model: str | None = None,
+    query_prompt: str | None = None,
+    load_model: Callable[[str, str | None, str | None], Any] | None = None,
+) -> Any:
     """A :class:`VectorIndex` from finished shards, without re-encoding.
 
     The index records the shards' model. With ``load_model(name, pooling, attention)`` the model (``model``,
@@ -216,8 +251,10 @@ def build_index_from_shards(directory: str | Path, codec: str = "float32", *, re
         name = model or record["name"]
         fp = load_model(name, record.get("pooling"), record.get("attention")).fingerprint()
         if fp != record.get("fingerprint"):
-            raise ShardError(f"the shards in {directory} were made by {record['name']} (fingerprint {record.get('fingerprint')}); "
-                             f"{name} has fingerprint {fp}: its queries would not match these vectors")
+            raise ShardError(
+                f"the shards in {directory} were made by {record['name']} (fingerprint {record.get('fingerprint')}); "
+                f"{name} has fingerprint {fp}: its queries would not match these vectors"
+            )
         record["name"] = name
     elif model is not None and model != record.get("name"):
         raise ShardError(f"the shards in {directory} were made by {record.get('name')}, not {model}")

@@ -11,6 +11,7 @@ Directory layout (every file written atomically; the manifest holds a SHA-256 of
 Search takes the top ``k x r`` candidates from the codes, then rescores them with the copy
 (``r`` = oversampling factor; ``r = 0`` returns the codes' own ranking).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,9 @@ MANIFEST = "manifest.json"
 
 
 class VectorIndex:
-    def __init__(self, codec: Codec, dim: int, rescore_dtype: str = "float32", model: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, codec: Codec, dim: int, rescore_dtype: str = "float32", model: dict[str, Any] | None = None
+    ) -> None:
         if rescore_dtype not in RESCORE_DTYPES:
             raise IndexStoreError(f"rescore copy must be one of {RESCORE_DTYPES}, got {rescore_dtype!r}")
         if codec.mrl_dim is not None and codec.mrl_dim > dim:
@@ -50,8 +53,16 @@ class VectorIndex:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def build(cls, vectors: np.ndarray, ids: Sequence[str], codec: str | Codec = "float32", *, texts: Sequence[str] | None = None,
-              rescore: str = "float32", model: dict[str, Any] | None = None) -> "VectorIndex":
+    def build(
+        cls,
+        vectors: np.ndarray,
+        ids: Sequence[str],
+        codec: str | Codec = "float32",
+        *,
+        texts: Sequence[str] | None = None,
+        rescore: str = "float32",
+        model: dict[str, Any] | None = None,
+    ) -> "VectorIndex":
         codec = parse_codec(codec) if isinstance(codec, str) else codec
         vectors = np.asarray(vectors)
         if vectors.ndim != 2 or len(vectors) == 0:
@@ -110,7 +121,9 @@ class VectorIndex:
             return codes
         codes = faiss.index_factory(d, self.codec.factory_string(self.dim), faiss.METRIC_INNER_PRODUCT)
         if not codes.is_trained:
-            needed = {"pq": 2**self.codec.bits, "ivfpq": max(self.codec.nlist, 2**self.codec.bits)}.get(self.codec.base, 1)
+            needed = {"pq": 2**self.codec.bits, "ivfpq": max(self.codec.nlist, 2**self.codec.bits)}.get(
+                self.codec.base, 1
+            )
             if len(x) < needed:
                 raise CodecError(f"codec {self.codec.spec} needs at least {needed} vectors to train, got {len(x)}")
             # FAISS wants ~39-256 points per centroid; a seeded sample keeps training time bounded on large corpora
@@ -159,8 +172,14 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def search(self, queries: np.ndarray, k: int = 10, rescore: int = 0, nprobe: int | None = None,
-               ef_search: int | None = None) -> tuple[list[list[str]], np.ndarray]:
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        rescore: int = 0,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> tuple[list[list[str]], np.ndarray]:
         """Top-k ids and scores per query. ``rescore=r`` (r >= 1) rescored k·r candidates."""
         q = np.asarray(queries)
         if q.ndim == 1:
@@ -231,7 +250,9 @@ class VectorIndex:
                 np.save(tmp / "rescore_ranges.npy", self.ranges)
             (tmp / "ids.json").write_text(json.dumps(self.ids))
             if self.texts is not None:
-                (tmp / "texts.jsonl").write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in self.texts), encoding="utf-8")
+                (tmp / "texts.jsonl").write_text(
+                    "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in self.texts), encoding="utf-8"
+                )
             manifest = self.manifest()
             manifest["files"] = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -246,8 +267,10 @@ class VectorIndex:
         manifest = read_json(path / MANIFEST, IndexStoreError, "index manifest")
         if "codec" not in manifest:
             if str(manifest.get("format", "")).startswith("embedlab-shards/"):
-                raise IndexStoreError(f"{path} holds embedding shards (written by `embedlab embed-corpus`), not an index: "
-                                      f"build one with `embedlab index build --from-embeddings {path} --out INDEX_DIR`")
+                raise IndexStoreError(
+                    f"{path} holds embedding shards (written by `embedlab embed-corpus`), not an index: "
+                    f"build one with `embedlab index build --from-embeddings {path} --out INDEX_DIR`"
+                )
             raise IndexStoreError(f"{path / MANIFEST} is not an embedlab index manifest (it names no codec)")
         files = manifest.get("files", {})
         for name, digest in files.items():
@@ -265,7 +288,11 @@ class VectorIndex:
         index.ids = json.loads((path / "ids.json").read_text())
         if (path / "texts.jsonl").is_file():
             index.texts = [json.loads(line) for line in (path / "texts.jsonl").read_text(encoding="utf-8").splitlines()]
-        if len(index.ids) != manifest["count"] or index.codes.ntotal != len(index.ids) or len(index.store) != len(index.ids):
+        if (
+            len(index.ids) != manifest["count"]
+            or index.codes.ntotal != len(index.ids)
+            or len(index.store) != len(index.ids)
+        ):
             raise IndexStoreError(f"index {path} is inconsistent: counts differ between files")
         return index
 
@@ -277,4 +304,3 @@ class VectorIndex:
                 f"this index was built with {self.model.get('name')} ({self.model.get('pooling')} pooling, "
                 f"{self.model.get('attention')} attention, fingerprint {mine}); the query model's fingerprint is {theirs}"
             )
-

@@ -6,6 +6,7 @@
 Importing the package registers every module kind (``static`` and ``debias`` included), so a saved chain
 of any kind loads through :data:`REGISTRY`.
 """
+
 from __future__ import annotations
 
 from embedlab.models.backbone import ATTENTION_MODES, Backbone
@@ -24,7 +25,21 @@ from embedlab.models.static import StaticSource
 from embedlab.sources.aliases import ALIASES, DEFAULT_MODEL
 
 __all__ = [
-    "ALIASES", "ATTENTION_MODES", "DEFAULT_MODEL", "POOLING_HEADS", "REGISTRY", "Backbone", "DebiasProjection",
-    "Embedder", "EncodeStats", "Module", "Normalize", "PoolingHead", "Projection", "StaticSource", "Truncate",
-    "build_head", "register",
+    "ALIASES",
+    "ATTENTION_MODES",
+    "DEFAULT_MODEL",
+    "POOLING_HEADS",
+    "REGISTRY",
+    "Backbone",
+    "DebiasProjection",
+    "Embedder",
+    "EncodeStats",
+    "Module",
+    "Normalize",
+    "PoolingHead",
+    "Projection",
+    "StaticSource",
+    "Truncate",
+    "build_head",
+    "register",
 ]

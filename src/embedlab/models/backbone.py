@@ -7,6 +7,7 @@ Attention mode for decoders uses transformers >= 5.2's ``config.is_causal`` (rea
 builders and by the SDPA/flash kernels), persisted in ``config.json`` together with
 ``use_bidirectional_attention`` for other servers (TEI, llama.cpp). No monkey-patching.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ from embedlab.models import st_compat
 from embedlab.models.batching import pad_batch
 from embedlab.models.features import exclude_prefix
 from embedlab.models.modules import Module, register
-from embedlab.sources.resolve import from_hub_or_cache, hub_reachable, resolve_source
+from embedlab.sources.resolve import from_hub_or_cache, resolve_source
 from embedlab.tokenize.prompted import Tokenized, tokenize_prompted
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,10 @@ def check_transformers_version(minimum: str = "5.2") -> None:
     except InvalidVersion:
         too_old = False  # an unparsable (source) build: let it through
     if too_old:
-        raise EmbedlabError(f"transformers {found} is too old: embedlab needs transformers >= {minimum} (older versions keep "
-                            f"decoders causal even in bidirectional mode); upgrade with pip install 'transformers>={minimum}'")
+        raise EmbedlabError(
+            f"transformers {found} is too old: embedlab needs transformers >= {minimum} (older versions keep "
+            f"decoders causal even in bidirectional mode); upgrade with pip install 'transformers>={minimum}'"
+        )
 
 
 @register
@@ -71,8 +74,16 @@ class Backbone(Module):
     config_keys = ("max_length", "append_eos", "padding_side")
     is_source = True
 
-    def __init__(self, model: nn.Module, tokenizer: Any, *, source: str, max_length: int, append_eos: bool = False,
-                 padding_side: str = "right") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        *,
+        source: str,
+        max_length: int,
+        append_eos: bool = False,
+        padding_side: str = "right",
+    ) -> None:
         super().__init__()
         if padding_side not in ("left", "right"):
             raise ConfigError(f"backbone: 'padding_side' must be one of left, right; got {padding_side!r}")
@@ -106,7 +117,12 @@ class Backbone(Module):
     ) -> "Backbone":
         target, source = resolve_source(name)
         return cls.from_source(
-            target, source, attention=attention, attn_implementation=attn_implementation, dtype=dtype, max_length=max_length
+            target,
+            source,
+            attention=attention,
+            attn_implementation=attn_implementation,
+            dtype=dtype,
+            max_length=max_length,
         )
 
     @classmethod
@@ -154,12 +170,19 @@ class Backbone(Module):
         rows = model.get_input_embeddings().weight.shape[0]
         if len(tokenizer) > rows:
             # e.g. a GGUF tokenizer with added special tokens beyond the embedding table
-            log.warning("tokenizer has %d entries but the model %d embedding rows: resizing (mean init)", len(tokenizer), rows)
+            log.warning(
+                "tokenizer has %d entries but the model %d embedding rows: resizing (mean init)", len(tokenizer), rows
+            )
             model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         saved = _read_backbone_settings(Path(target))
-        return cls(model, tokenizer, source=source, max_length=_resolve_max_length(target, config, tokenizer, max_length),
-                   append_eos=saved.get("append_eos", False) if append_eos is None else append_eos,
-                   padding_side=padding_side or saved.get("padding_side", "right"))
+        return cls(
+            model,
+            tokenizer,
+            source=source,
+            max_length=_resolve_max_length(target, config, tokenizer, max_length),
+            append_eos=saved.get("append_eos", False) if append_eos is None else append_eos,
+            padding_side=padding_side or saved.get("padding_side", "right"),
+        )
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -201,11 +224,17 @@ class Backbone(Module):
 
     def forward(self, features: dict[str, Any], output_hidden_states: bool = False) -> dict[str, Any]:
         mask = features["attention_mask"]
-        out = self.model(input_ids=features["input_ids"], attention_mask=mask, output_hidden_states=output_hidden_states,
-                         return_dict=True)
+        out = self.model(
+            input_ids=features["input_ids"],
+            attention_mask=mask,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
         features["token_embeddings"] = out.last_hidden_state.float()
         if output_hidden_states:
-            features["hidden_states"] = tuple(h.float() for h in out.hidden_states[1:])  # layers 1..L, embeddings excluded
+            features["hidden_states"] = tuple(
+                h.float() for h in out.hidden_states[1:]
+            )  # layers 1..L, embeddings excluded
         prompt_length = features.get("prompt_length")
         features["pool_mask"] = mask if prompt_length is None else exclude_prefix(mask, prompt_length)
         return features
@@ -230,7 +259,10 @@ class Backbone(Module):
 
 def _read_backbone_settings(root: Path) -> dict[str, Any]:
     """Tokenization settings saved with a model (``embedlab_backbone.json``, or embedlab.json before 0.2)."""
-    for name, keys in ((BACKBONE_CONFIG, ("append_eos", "padding_side")), ("embedlab.json", ("append_eos", "padding_side"))):
+    for name, keys in (
+        (BACKBONE_CONFIG, ("append_eos", "padding_side")),
+        ("embedlab.json", ("append_eos", "padding_side")),
+    ):
         f = root / name
         if f.is_file():
             cfg = read_json(f, ConfigError, "backbone settings")

@@ -1,4 +1,5 @@
 """Length-sorted batches under a token budget (padding waste stays small, memory stays bounded)."""
+
 from __future__ import annotations
 
 from typing import Iterator, Sequence
@@ -27,8 +28,9 @@ def token_budget_batches(lengths: Sequence[int], token_budget: int, max_batch_si
         yield batch
 
 
-def padding_aware_batches(lengths: Sequence[int], token_budget: int, max_batch_size: int,
-                          overhead_tokens: int) -> list[list[int]]:
+def padding_aware_batches(
+    lengths: Sequence[int], token_budget: int, max_batch_size: int, overhead_tokens: int
+) -> list[list[int]]:
     """Split inputs into batches of similar length that minimise the total cost
     ``sum(overhead_tokens + rows * longest)`` over batches, with every batch inside the token budget and
     ``max_batch_size`` rows (a single text longer than the budget forms its own batch).
@@ -63,7 +65,9 @@ def padding_aware_batches(lengths: Sequence[int], token_budget: int, max_batch_s
     return batches
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(
+    sequences: Sequence[Sequence[int]], pad_id: int, side: str = "right"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad token-id lists (or int arrays) to one length; returns (input_ids, attention_mask) as int64
     tensors. Filled in numpy and handed to torch without a copy."""
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))

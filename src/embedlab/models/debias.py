@@ -13,6 +13,7 @@ and gives the projected vectors. The basis and where it came from are kept besid
 :class:`~embedlab.models.modules.Projection` with the same weights (same vectors);
 ``DebiasProjection.load(folder)`` restores the debias module itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,16 +77,20 @@ class DebiasProjection(Projection):
             raise ConfigError(f"{path / DEBIAS_FILE}: expected an object with 'basis'")
         module = cls(side["basis"], side.get("info"))
         weight = load_weights(path / WEIGHTS_NAME, cls.kind).get("linear.weight")
-        if weight is None or weight.shape != module.linear.weight.shape or not torch.allclose(
-                weight.float(), module.linear.weight, atol=1e-5):
+        if (
+            weight is None
+            or weight.shape != module.linear.weight.shape
+            or not torch.allclose(weight.float(), module.linear.weight, atol=1e-5)
+        ):
             raise ConfigError(f"{path}: the saved weight is not the projection of the saved basis")
         with torch.no_grad():
             module.linear.weight.copy_(weight)  # bit-identical outputs after a round trip
         return module
 
 
-def debias_embedder(embedder: Any, basis: np.ndarray, *, renormalize: bool = True,
-                    info: dict[str, Any] | None = None) -> Any:
+def debias_embedder(
+    embedder: Any, basis: np.ndarray, *, renormalize: bool = True, info: dict[str, Any] | None = None
+) -> Any:
     """A new embedder (sharing ``embedder``'s modules) with a :class:`DebiasProjection` of ``basis``.
 
     The basis lives in the embedder's output space. With ``renormalize`` the projection goes just
@@ -94,8 +99,10 @@ def debias_embedder(embedder: Any, basis: np.ndarray, *, renormalize: bool = Tru
     estimated from normalised outputs is right either way."""
     basis = np.asarray(basis, dtype=np.float64)
     if basis.ndim != 2 or basis.shape[1] != embedder.output_dim:
-        raise ConfigError(f"debias: the basis is {basis.shape[-1] if basis.ndim else '?'}-d, the model outputs "
-                          f"{embedder.output_dim}-d vectors")
+        raise ConfigError(
+            f"debias: the basis is {basis.shape[-1] if basis.ndim else '?'}-d, the model outputs "
+            f"{embedder.output_dim}-d vectors"
+        )
     module = DebiasProjection(basis, info)
     modules: list[Module] = list(embedder.chain)
     if renormalize:

@@ -17,6 +17,7 @@ Layout written by :meth:`Embedder.save` (sentence-transformers')::
     2_Dense/ ... 3_Normalize/         # whatever follows
     embedlab.json                     # a summary (version, design); informational
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,7 +37,7 @@ import torch
 from torch import nn
 
 from embedlab._version import __version__
-from embedlab.errors import ConfigError, EmbedlabError, InputError
+from embedlab.errors import ConfigError, EmbedlabError
 from embedlab.io import atomic_path, read_json
 from embedlab.models import st_compat
 from embedlab.models.backbone import Backbone
@@ -91,15 +92,22 @@ class Embedder(nn.Module):
     """An ordered chain of modules plus named prompts. The first module is the source, one module is
     the pooling head; the rest map ``sentence_embedding`` to ``sentence_embedding``."""
 
-    def __init__(self, modules: Sequence[Module], *, prompts: dict[str, str] | None = None,
-                 default_prompt_name: str | None = None) -> None:
+    def __init__(
+        self,
+        modules: Sequence[Module],
+        *,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+    ) -> None:
         super().__init__()
         self.chain = nn.ModuleList(modules)
         self.prompts = dict(prompts or {})
         self.default_prompt_name = default_prompt_name
         self.last_stats = EncodeStats()
         self._fingerprint: tuple[Any, str] | None = None
-        self._copy_of: str | None = None  # set on an int8 or ONNX Runtime copy (_derived_copy): the fingerprint of the embedder it was made from
+        self._copy_of: str | None = (
+            None  # set on an int8 or ONNX Runtime copy (_derived_copy): the fingerprint of the embedder it was made from
+        )
         self._validate()
 
     # ------------------------------------------------------------------------------------------
@@ -108,8 +116,10 @@ class Embedder(nn.Module):
             raise ConfigError("an embedder chain starts with a source module (a backbone) followed by a pooling head")
         heads = [i for i, m in enumerate(self.chain) if isinstance(m, PoolingHead)]
         if heads != [1]:
-            raise ConfigError(f"an embedder chain has exactly one pooling head, right after the source; got modules "
-                              f"{[m.kind for m in self.chain]}")
+            raise ConfigError(
+                f"an embedder chain has exactly one pooling head, right after the source; got modules "
+                f"{[m.kind for m in self.chain]}"
+            )
         source = self.chain[0]
         width = source.hidden_size
         for module in self.chain[1:]:
@@ -121,11 +131,21 @@ class Embedder(nn.Module):
             if not isinstance(key, str) or not isinstance(value, str):
                 raise ConfigError("prompts must map names to strings")
         if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
-            raise ConfigError(f"default prompt '{self.default_prompt_name}' is not among the prompts {list(self.prompts)}")
+            raise ConfigError(
+                f"default prompt '{self.default_prompt_name}' is not among the prompts {list(self.prompts)}"
+            )
 
     @classmethod
-    def build(cls, source: Any, head: PoolingHead, *, projection: Module | None = None, normalize: bool = True,
-              truncate_dim: int | None = None, **kwargs: Any) -> "Embedder":
+    def build(
+        cls,
+        source: Any,
+        head: PoolingHead,
+        *,
+        projection: Module | None = None,
+        normalize: bool = True,
+        truncate_dim: int | None = None,
+        **kwargs: Any,
+    ) -> "Embedder":
         """The usual chain: source, head, [projection], [truncate], [normalize]."""
         modules: list[Module] = [source, head]
         if projection is not None:
@@ -179,13 +199,21 @@ class Embedder(nn.Module):
         truncate_dim = truncate_dim if truncate_dim is not None else dim
         target, where = resolve_source(model)
         source_cls = source_class(Path(target))  # the chain's first module, through the registry
-        source = source_cls.from_source(target, where, attention=attention, attn_implementation=attn_implementation,
-                                        max_length=max_length, padding_side=padding_side)
+        source = source_cls.from_source(
+            target,
+            where,
+            attention=attention,
+            attn_implementation=attn_implementation,
+            max_length=max_length,
+            padding_side=padding_side,
+        )
         saved_modules, saved_prompts = _read_saved_chain(Path(target))
         builtin = getattr(source, "builtin_pooling", None)  # a source whose saved form pools by itself (a static table)
         if builtin is not None:
             if pooling not in (None, builtin):
-                raise ConfigError(f"{where} has its pooling built in ({builtin} of its token rows); got pooling={pooling!r}")
+                raise ConfigError(
+                    f"{where} has its pooling built in ({builtin} of its token rows); got pooling={pooling!r}"
+                )
             for key, value in (("pooling_options", pooling_options), ("preset", preset)):
                 if value:
                     raise ConfigError(f"{where} has its pooling built in ({builtin}): {key} does not apply")
@@ -195,8 +223,14 @@ class Embedder(nn.Module):
             rest = saved_modules[1:] if head is not None else []
         if head is None or (pooling is not None and pooling != head.name) or pooling_options or preset is not None:
             name = pooling or (head.name if head is not None else ("last_token" if source.is_decoder else "mean"))
-            head = build_head(name, source.hidden_size, num_layers=source.num_layers, attention=source.attention,
-                              preset=preset, **dict(pooling_options or {}))
+            head = build_head(
+                name,
+                source.hidden_size,
+                num_layers=source.num_layers,
+                attention=source.attention,
+                preset=preset,
+                **dict(pooling_options or {}),
+            )
             rest = [m for m in rest if not m.has_weights()]  # a trained projection belongs to the replaced head
         if append_eos is None:
             append_eos = source.append_eos or (source.is_decoder and head.name == "last_token" and not saved_modules)
@@ -214,8 +248,11 @@ class Embedder(nn.Module):
             rest = [m for m in rest if not isinstance(m, Truncate)]
             at = next((i for i, m in enumerate(rest) if isinstance(m, Normalize)), len(rest))
             rest.insert(at, Truncate(truncate_dim))
-        embedder = cls([source, head, *rest], prompts={**saved_prompts.get("prompts", {}), **(prompts or {})},
-                       default_prompt_name=default_prompt_name or saved_prompts.get("default_prompt_name"))
+        embedder = cls(
+            [source, head, *rest],
+            prompts={**saved_prompts.get("prompts", {}), **(prompts or {})},
+            default_prompt_name=default_prompt_name or saved_prompts.get("default_prompt_name"),
+        )
         return embedder.eval()  # inference mode, as transformers' from_pretrained leaves a model (dropout off)
 
     load = from_pretrained
@@ -289,12 +326,18 @@ class Embedder(nn.Module):
         mechanism used by encode, training and serving)."""
         return self.source.tokenize(texts, prompts)
 
-    def batch_features(self, ids: Sequence[Sequence[int]], prompt_lengths: Sequence[int] | None = None,
-                       device: torch.device | None = None) -> dict[str, Any]:
+    def batch_features(
+        self,
+        ids: Sequence[Sequence[int]],
+        prompt_lengths: Sequence[int] | None = None,
+        device: torch.device | None = None,
+    ) -> dict[str, Any]:
         """Pad token ids into the features a source reads (the source's ``pad`` where it has one;
         ``prompt_length`` only when the head excludes the instruction)."""
         pad = getattr(self.source, "pad", None)
-        input_ids, mask = pad(ids) if pad is not None else pad_batch(ids, self.tokenizer.pad_token_id, self.padding_side)
+        input_ids, mask = (
+            pad(ids) if pad is not None else pad_batch(ids, self.tokenizer.pad_token_id, self.padding_side)
+        )
         device = device or self.device
         features: dict[str, Any] = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
         if self.head.exclude_instruction and prompt_lengths is not None and any(prompt_lengths):
@@ -344,8 +387,16 @@ class Embedder(nn.Module):
         """
         target, dtype = self.for_runtime(runtime, dtype)
         if target is not self:  # an int8 or ONNX Runtime copy, which runs at its own precision
-            out = target.encode(texts, prompt_name=prompt_name, prompt=prompt, dtype="fp32", token_budget=token_budget,
-                                max_batch_size=max_batch_size, output=output, show_progress=show_progress)
+            out = target.encode(
+                texts,
+                prompt_name=prompt_name,
+                prompt=prompt,
+                dtype="fp32",
+                token_budget=token_budget,
+                max_batch_size=max_batch_size,
+                output=output,
+                show_progress=show_progress,
+            )
             self.last_stats = target.last_stats
             return out
         if output in ("dense", "sparse", "multi_vector", "binary"):  # a typed result (embedlab.vectors), rows = texts
@@ -353,10 +404,20 @@ class Embedder(nn.Module):
 
             key = vectors.FEATURE_KEYS[output]
             if key != "sentence_embedding":  # sparse / multi-vector heads come with their own issues
-                raise ConfigError(f"output={output!r} needs a head that writes {key!r}; this model's chain "
-                                  f"({', '.join(m.kind for m in self.chain)}) has none")
-            dense = self.encode(texts, prompt_name=prompt_name, prompt=prompt, dtype=dtype, token_budget=token_budget,
-                                max_batch_size=max_batch_size, show_progress=show_progress, runtime=runtime)
+                raise ConfigError(
+                    f"output={output!r} needs a head that writes {key!r}; this model's chain "
+                    f"({', '.join(m.kind for m in self.chain)}) has none"
+                )
+            dense = self.encode(
+                texts,
+                prompt_name=prompt_name,
+                prompt=prompt,
+                dtype=dtype,
+                token_budget=token_budget,
+                max_batch_size=max_batch_size,
+                show_progress=show_progress,
+                runtime=runtime,
+            )
             return vectors.from_features({key: dense.reshape(-1, self.output_dim)}, output)
         texts, single = check_texts(texts)
         if output not in ("numpy", "torch"):
@@ -366,7 +427,9 @@ class Embedder(nn.Module):
         n = len(texts)
         result = torch.empty((n, self.output_dim), dtype=torch.float32)
         stats = EncodeStats(texts=n, max_length=self.max_length)
-        encode_rows = getattr(self.source, "encode_rows", None)  # a source that embeds in numpy, without the torch chain
+        encode_rows = getattr(
+            self.source, "encode_rows", None
+        )  # a source that embeds in numpy, without the torch chain
         if n and encode_rows is not None:
             result = torch.from_numpy(encode_rows(self, texts, pre, stats, show_progress))
         elif n:
@@ -385,12 +448,16 @@ class Embedder(nn.Module):
             was_training = self.training
             self.eval()
             try:
-                with torch.inference_mode(), autocast(device, DTYPES[dtype]), low_precision_cpu_attention(
-                        self.source, device, dtype != "fp32"), tqdm(
-                        total=n, disable=not show_progress, unit="text", desc="encode", file=sys.stderr) as bar:
+                with (
+                    torch.inference_mode(),
+                    autocast(device, DTYPES[dtype]),
+                    low_precision_cpu_attention(self.source, device, dtype != "fp32"),
+                    tqdm(total=n, disable=not show_progress, unit="text", desc="encode", file=sys.stderr) as bar,
+                ):
                     for batch in token_budget_batches(lengths, token_budget, max_batch_size):
-                        features = self.batch_features([tokenized.ids[i] for i in batch],
-                                                       [tokenized.prompt_lengths[i] for i in batch], device)
+                        features = self.batch_features(
+                            [tokenized.ids[i] for i in batch], [tokenized.prompt_lengths[i] for i in batch], device
+                        )
                         out = self.forward(features)["sentence_embedding"]
                         result[torch.as_tensor(batch)] = out.float().cpu()
                         stats.batches += 1
@@ -444,7 +511,9 @@ class Embedder(nn.Module):
             return self, fixed(runtime, dtype)
         if self.runtime == "onnx":  # a copy made by onnx(): it runs its own graph
             if runtime != "onnx":
-                raise ConfigError("this embedder runs on ONNX Runtime (made by Embedder.onnx()); use the original for runtime 'torch'")
+                raise ConfigError(
+                    "this embedder runs on ONNX Runtime (made by Embedder.onnx()); use the original for runtime 'torch'"
+                )
             own = INT8 if self.source.model.int8 else "fp32"
             if dtype not in ("fp32", "auto", own):
                 raise ConfigError(f"this ONNX Runtime copy runs {own}; got dtype '{dtype}'")
@@ -491,12 +560,16 @@ class Embedder(nn.Module):
         fingerprint. It cannot go stale: the cached digest is reused only while the config and every
         tensor's identity and in-place version counter are unchanged (an optimizer step, a
         ``load_state_dict`` or a LoRA merge all change them)."""
-        if getattr(self, "_copy_of", None) is not None:  # an int8/ONNX copy is the same model: indexes built with it or its original match
+        if (
+            getattr(self, "_copy_of", None) is not None
+        ):  # an int8/ONNX copy is the same model: indexes built with it or its original match
             return self._copy_of
         cfg = {k: v for k, v in self.config_dict().items() if k not in ("source", "embedlab_version")}
         state = self.state_dict(keep_vars=True)
-        key = (json.dumps(cfg, sort_keys=True),
-               tuple((name, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for name, t in state.items()))
+        key = (
+            json.dumps(cfg, sort_keys=True),
+            tuple((name, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for name, t in state.items()),
+        )
         if self._fingerprint is None or self._fingerprint[0] != key:
             h = hashlib.sha256()
             h.update(key[0].encode())
@@ -543,12 +616,19 @@ class Embedder(nn.Module):
         if not self.head.exclude_instruction or not any(self.prompts.values()) or not hasattr(self.source, "model"):
             return
         for m in st_compat.prompt_count_mismatches(self.tokenizer, self.prompts):
-            fix = (f"the prompt {m.fix!r} (without the trailing whitespace) counts the same both ways with this tokenizer"
-                   if m.fix is not None else "no shorter prompt makes the two agree with this tokenizer")
-            warnings.warn(f"prompt {m.name!r}: sentence-transformers counts {m.alone} tokens for it alone, but in front of "
-                          f"a text it covers {m.in_context} (its trailing space joins the text's first word), so "
-                          f"SentenceTransformer(path) with include_prompt=False pools other tokens than embedlab and "
-                          f"gives other vectors; {fix}", UserWarning, stacklevel=3)
+            fix = (
+                f"the prompt {m.fix!r} (without the trailing whitespace) counts the same both ways with this tokenizer"
+                if m.fix is not None
+                else "no shorter prompt makes the two agree with this tokenizer"
+            )
+            warnings.warn(
+                f"prompt {m.name!r}: sentence-transformers counts {m.alone} tokens for it alone, but in front of "
+                f"a text it covers {m.in_context} (its trailing space joins the text's first word), so "
+                f"SentenceTransformer(path) with include_prompt=False pools other tokens than embedlab and "
+                f"gives other vectors; {fix}",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def describe(self) -> dict[str, Any]:
         """A summary for ``embedlab info`` (the source's ``describe_embedder`` where it has one)."""
@@ -606,8 +686,12 @@ def _versions() -> dict[str, str]:
     import sentence_transformers
     import transformers
 
-    return {"embedlab": __version__, "sentence_transformers": sentence_transformers.__version__,
-            "transformers": transformers.__version__, "pytorch": torch.__version__}
+    return {
+        "embedlab": __version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "transformers": transformers.__version__,
+        "pytorch": torch.__version__,
+    }
 
 
 def source_class(root: Path) -> type[Module]:
@@ -667,5 +751,14 @@ def _read_saved_chain(root: Path) -> tuple[list[Module], dict[str, Any]]:
     return modules, prompts
 
 
-__all__ = ["Embedder", "EncodeStats", "DTYPES", "INT8", "autocast", "low_precision_cpu_attention", "native_bf16", "resolve_dtype",
-           "source_class"]
+__all__ = [
+    "Embedder",
+    "EncodeStats",
+    "DTYPES",
+    "INT8",
+    "autocast",
+    "low_precision_cpu_attention",
+    "native_bf16",
+    "resolve_dtype",
+    "source_class",
+]

@@ -32,6 +32,7 @@ output kind (dense and binary from ``sentence_embedding``, sparse from ``sparse_
 multi-vector from ``token_vectors`` + ``token_mask``), which ``Embedder.encode(..., output=kind)``
 returns; the index, the server and export dispatch on that result's ``kind``, never on a head's name.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Moved to :mod:`embedlab.sources.gguf` (a leaf package); this name stays importable."""
+
 from __future__ import annotations
 
 from embedlab.sources.gguf import converted_dir

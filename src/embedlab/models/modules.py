@@ -12,6 +12,7 @@ Pooling, Dense, Normalize), so such chains load in ``SentenceTransformer(path)``
 ``embedlab.<kind>`` for the others. Loading maps both through :data:`REGISTRY` and
 :data:`embedlab.models.st_compat.ST_TYPES`; no import path read from disk is ever imported.
 """
+
 from __future__ import annotations
 
 import json
@@ -141,7 +142,9 @@ class Projection(Module):
         if init not in ("default", "identity"):
             raise ConfigError(f"projection: 'init' must be one of default, identity; got {init!r}")
         if init == "identity" and in_features != out_features:
-            raise ConfigError(f"projection: identity init needs in_features == out_features; got {in_features}, {out_features}")
+            raise ConfigError(
+                f"projection: identity init needs in_features == out_features; got {in_features}, {out_features}"
+            )
         self.in_features, self.out_features, self.bias = in_features, out_features, bool(bias)
         self.linear = nn.Linear(in_features, out_features, bias=self.bias)
         if init == "identity":
@@ -227,7 +230,9 @@ def module_class_for(st_type: str, root: Path, path: str) -> type[Module]:
     """The registered class for a modules.json ``type`` (sentence-transformers' or ``embedlab.<kind>``)."""
     kind = st_compat.kind_for_type(st_type)
     if kind is None or kind not in REGISTRY:
-        raise ConfigError(f"{root}: module type {st_type!r} (in {path or '.'}) is not supported by embedlab; "
-                          f"supported: {', '.join(sorted(REGISTRY))} and sentence-transformers' "
-                          "Transformer, Pooling, Dense, Normalize")
+        raise ConfigError(
+            f"{root}: module type {st_type!r} (in {path or '.'}) is not supported by embedlab; "
+            f"supported: {', '.join(sorted(REGISTRY))} and sentence-transformers' "
+            "Transformer, Pooling, Dense, Normalize"
+        )
     return REGISTRY[kind]

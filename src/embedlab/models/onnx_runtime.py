@@ -35,6 +35,7 @@ layer's hidden states (``multi_layer`` pooling) is refused (use ``runtime="torch
 (inference only); models over 2 GB (the protobuf limit of a single .onnx file) are not supported.
 Needs the ``onnx`` extra: ``pip install 'embedlab[onnx]'`` (onnxruntime, and onnx for the optimizer).
 """
+
 from __future__ import annotations
 
 import copy
@@ -84,13 +85,17 @@ def check_exportable(embedder: Any) -> None:
     off the CPU, a module that needs all hidden states."""
     source = embedder.source
     if not isinstance(getattr(source, "model", None), nn.Module) or not hasattr(source, "with_options"):
-        raise ConfigError(f"runtime 'onnx' needs a transformer backbone; this model's source is {type(source).__name__}")
+        raise ConfigError(
+            f"runtime 'onnx' needs a transformer backbone; this model's source is {type(source).__name__}"
+        )
     if embedder.device.type != "cpu":
         raise ConfigError(f"runtime 'onnx' runs on CPU only; the model is on {embedder.device}")
     needs = [getattr(m, "name", m.kind) for m in embedder.chain[1:] if getattr(m, "needs_hidden_states", False)]
     if needs:
-        raise ConfigError(f"runtime 'onnx' returns the last hidden state only, and the {needs[0]} head needs every "
-                          "layer's hidden states: use runtime 'torch'")
+        raise ConfigError(
+            f"runtime 'onnx' returns the last hidden state only, and the {needs[0]} head needs every "
+            "layer's hidden states: use runtime 'torch'"
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -119,14 +124,24 @@ class OnnxModel(nn.Module):
     def save_pretrained(self, *args: Any, **kwargs: Any) -> None:
         self.reference.save_pretrained(*args, **kwargs)  # the same model: saved as the torch weights it was built from
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False,
-                return_dict: bool = True, **_: Any) -> Any:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **_: Any,
+    ) -> Any:
         from transformers.modeling_outputs import BaseModelOutput
 
         if output_hidden_states:
-            raise ConfigError("runtime 'onnx' returns the last hidden state only: use runtime 'torch' for all hidden states")
-        feeds = {"input_ids": input_ids.detach().cpu().numpy().astype(np.int64, copy=False),
-                 "attention_mask": attention_mask.detach().cpu().numpy().astype(np.int64, copy=False)}
+            raise ConfigError(
+                "runtime 'onnx' returns the last hidden state only: use runtime 'torch' for all hidden states"
+            )
+        feeds = {
+            "input_ids": input_ids.detach().cpu().numpy().astype(np.int64, copy=False),
+            "attention_mask": attention_mask.detach().cpu().numpy().astype(np.int64, copy=False),
+        }
         (hidden,) = self.session.run(["last_hidden_state"], feeds)
         return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
 
@@ -198,7 +213,9 @@ def _load(path: Path) -> Any | None:
     try:
         return _session(path)
     except Exception as exc:  # ONNX Runtime's own exception types (InvalidProtobuf, Fail, ...)
-        log.warning("ONNX Runtime cannot load the cached %s (%s): rebuilding it", path, (str(exc).splitlines() or [""])[0])
+        log.warning(
+            "ONNX Runtime cannot load the cached %s (%s): rebuilding it", path, (str(exc).splitlines() or [""])[0]
+        )
         path.unlink(missing_ok=True)
         _sidecar(path).unlink(missing_ok=True)
         return None
@@ -220,7 +237,9 @@ def _write(path: Path, built: Path, meta: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         built.replace(tmp)
     with atomic_path(_sidecar(path)) as tmp:
-        tmp.write_text(json.dumps({**meta, "sha256": file_sha256(path), "embedlab_version": __version__}, indent=2) + "\n")
+        tmp.write_text(
+            json.dumps({**meta, "sha256": file_sha256(path), "embedlab_version": __version__}, indent=2) + "\n"
+        )
 
 
 class _LastHidden(nn.Module):
@@ -255,11 +274,20 @@ def _export(model: nn.Module, path: Path, padding_side: str) -> None:
     ids, mask = _probe(int(ref.config.vocab_size), 2, 8, padding_side)
     axes = {0: "batch", 1: "sequence"}
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings about Python values, and the TorchScript exporter's deprecation
-        torch.onnx.export(_LastHidden(ref), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
-                          output_names=["last_hidden_state"], dynamic_axes={"input_ids": axes, "attention_mask": axes,
-                                                                            "last_hidden_state": axes},
-                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        warnings.simplefilter(
+            "ignore"
+        )  # tracer warnings about Python values, and the TorchScript exporter's deprecation
+        torch.onnx.export(
+            _LastHidden(ref),
+            (ids, mask),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes},
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
 
 
 def _fuse(raw: Path, out: Path, config: Any, padding_side: str) -> dict[str, int]:
@@ -268,8 +296,13 @@ def _fuse(raw: Path, out: Path, config: Any, padding_side: str) -> dict[str, int
     options = optimizer.FusionOptions("bert")
     if padding_side != "right":
         options.use_raw_attention_mask(True)  # the mask index assumes valid tokens first
-    fused = optimizer.optimize_model(str(raw), model_type="bert", num_heads=int(config.num_attention_heads),
-                                     hidden_size=int(config.hidden_size), optimization_options=options)
+    fused = optimizer.optimize_model(
+        str(raw),
+        model_type="bert",
+        num_heads=int(config.num_attention_heads),
+        hidden_size=int(config.hidden_size),
+        optimization_options=options,
+    )
     fused.save_model_to_file(str(out))
     return {k: int(v) for k, v in fused.get_fused_operator_statistics().items() if v}
 
@@ -286,7 +319,9 @@ def probe_cosine(model: nn.Module, path: Path, padding_side: str) -> float:
         for rows, length in ((3, 13), (1, 5)):
             ids, mask = _probe(int(model.config.vocab_size), rows, length, padding_side)
             with torch.inference_mode():
-                wants.append((ids, mask, model(input_ids=ids, attention_mask=mask, return_dict=True).last_hidden_state.float()))
+                wants.append(
+                    (ids, mask, model(input_ids=ids, attention_mask=mask, return_dict=True).last_hidden_state.float())
+                )
     finally:
         model.train(was_training)
     for ids, mask, want in wants:
@@ -311,8 +346,10 @@ def _build_fp32(embedder: Any, path: Path) -> None:
             _export(model, raw, padding_side)
         except Exception as exc:  # the tracer or the exporter cannot handle this architecture
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ConfigError(f"runtime 'onnx': the ONNX export of this {model_type} model failed ({first[:200]}); "
-                              "use runtime 'torch'") from None
+            raise ConfigError(
+                f"runtime 'onnx': the ONNX export of this {model_type} model failed ({first[:200]}); "
+                "use runtime 'torch'"
+            ) from None
         built, fused = raw, {}
         if model_type in BERT_FAMILY:
             candidate = Path(tmp) / "fused.onnx"
@@ -322,21 +359,39 @@ def _build_fp32(embedder: Any, path: Path) -> None:
                 if cos >= MIN_PROBE_COSINE:
                     built = candidate
                 else:
-                    log.warning("the fused ONNX graph of this %s model is off (min cosine %.6f): using the unfused export",
-                                model_type, cos)
+                    log.warning(
+                        "the fused ONNX graph of this %s model is off (min cosine %.6f): using the unfused export",
+                        model_type,
+                        cos,
+                    )
                     fused = {}
             except Exception as exc:
-                log.warning("ONNX Runtime's transformer optimizer failed on this %s model (%s): using the unfused export",
-                            model_type, exc)
+                log.warning(
+                    "ONNX Runtime's transformer optimizer failed on this %s model (%s): using the unfused export",
+                    model_type,
+                    exc,
+                )
                 fused = {}
         if built is raw:
             cos = probe_cosine(model, raw, padding_side)
             if not cos >= MIN_PROBE_COSINE:
-                raise ConfigError(f"runtime 'onnx': the ONNX export of this {model_type} model does not reproduce it "
-                                  f"(min per-token cosine {cos:.6f} on a probe batch); use runtime 'torch'")
+                raise ConfigError(
+                    f"runtime 'onnx': the ONNX export of this {model_type} model does not reproduce it "
+                    f"(min per-token cosine {cos:.6f} on a probe batch); use runtime 'torch'"
+                )
         log.info("ONNX graph for %s: fused %s", model_type, fused or "nothing (ONNX Runtime's own optimisations only)")
-        _write(path, built, {"model_type": model_type, "fused": fused, "int8": False, "padding_side": padding_side,
-                             "opset": OPSET, "torch_version": torch.__version__})
+        _write(
+            path,
+            built,
+            {
+                "model_type": model_type,
+                "fused": fused,
+                "int8": False,
+                "padding_side": padding_side,
+                "opset": OPSET,
+                "torch_version": torch.__version__,
+            },
+        )
 
 
 def _build_int8(fp32: Path, path: Path) -> None:
@@ -350,8 +405,14 @@ def _build_int8(fp32: Path, path: Path) -> None:
             warnings.simplefilter("ignore")
             logging.disable(logging.WARNING)  # the quantiser logs a pre-processing hint on the root logger
             try:
-                quantize_dynamic(str(fp32), str(out), per_channel=True, reduce_range=True, weight_type=QuantType.QInt8,
-                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                quantize_dynamic(
+                    str(fp32),
+                    str(out),
+                    per_channel=True,
+                    reduce_range=True,
+                    weight_type=QuantType.QInt8,
+                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                )
             finally:
                 logging.disable(logging.NOTSET)
         _write(path, out, {**meta, "int8": True, "quantization": "dynamic, int8 weights per channel, reduce_range"})

@@ -11,6 +11,7 @@ A head reads ``token_embeddings``, ``attention_mask`` and ``pool_mask``, and, fo
 Options that depend on the attention mode (the paper's "last token if causal, else mean" rule) live in
 the head's :meth:`PoolingHead.defaults_for`, applied by :func:`build_head`.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -94,7 +95,9 @@ class PoolingHead(Module, metaclass=ABCMeta):
                 "use last_token, mean, weighted_mean, latent_attention, last_layer or multi_layer"
             )
         if self.input_dim != input_dim:
-            raise PoolingError(f"pooling '{self.name}' expects {self.input_dim}-d states, the backbone gives {input_dim}")
+            raise PoolingError(
+                f"pooling '{self.name}' expects {self.input_dim}-d states, the backbone gives {input_dim}"
+            )
 
     def get_config(self) -> dict[str, Any]:
         return {"input_dim": self.input_dim, "exclude_instruction": self.exclude_instruction}
@@ -116,8 +119,11 @@ class PoolingHead(Module, metaclass=ABCMeta):
     # -- save / load ---------------------------------------------------------------------------
     def saved_config(self) -> dict[str, Any]:
         if self.st_pooling_mode is not None:
-            return {"embedding_dimension": self.input_dim, "pooling_mode": self.st_pooling_mode,
-                    "include_prompt": not self.exclude_instruction}
+            return {
+                "embedding_dimension": self.input_dim,
+                "pooling_mode": self.st_pooling_mode,
+                "include_prompt": not self.exclude_instruction,
+            }
         return {"embedlab_pooling": self.name, **self.get_config()}
 
     def save(self, path: str | Path) -> None:
@@ -127,7 +133,9 @@ class PoolingHead(Module, metaclass=ABCMeta):
             if self.trainable:
                 from safetensors.torch import save_file
 
-                save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(tmp / WEIGHTS_NAME))
+                save_file(
+                    {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(tmp / WEIGHTS_NAME)
+                )
 
     @classmethod
     def load(cls, path: str | Path) -> "PoolingHead":
@@ -219,7 +227,9 @@ class CrossAttention(nn.Module):
         self.to_kv = nn.Linear(dim, inner * 2, bias=False)
         self.to_out = nn.Linear(inner, dim)
 
-    def forward(self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """queries (B, Nq, d), context (B, Nc, d) -> (B, Nq, d) (the residual is added by the caller)."""
         b, nq, _ = queries.shape
         q = self.to_q(self.norm_q(queries))
@@ -261,7 +271,9 @@ class _LatentHead(PoolingHead):
         self.norm_ff = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, ff_mult)
 
-    def _block(self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def _block(
+        self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``q <- q + MHA(LN(q), LN(context))``, then ``q <- q + FF(LN(q))``."""
         queries = queries + self.attn(queries, context, context_mask)
         return queries + self.ff(self.norm_ff(queries))
@@ -270,8 +282,13 @@ class _LatentHead(PoolingHead):
         return self.latents.unsqueeze(0).expand(batch, -1, -1)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_latents": self.num_latents, "num_heads": self.num_heads,
-                "head_dim": self.head_dim, "ff_mult": self.ff_mult}
+        return {
+            **super().get_config(),
+            "num_latents": self.num_latents,
+            "num_heads": self.num_heads,
+            "head_dim": self.head_dim,
+            "ff_mult": self.ff_mult,
+        }
 
 
 class LatentAttentionPooling(_LatentHead):
@@ -291,8 +308,15 @@ class LatentAttentionPooling(_LatentHead):
         "paper": {"num_latents": 512, "num_heads": 8, "head_dim": "dim", "ff_mult": 4},
     }
 
-    def __init__(self, input_dim: int, num_latents: int = 512, num_heads: int = 8, head_dim: int | None = None,
-                 ff_mult: int = 1, exclude_instruction: bool = False) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        num_latents: int = 512,
+        num_heads: int = 8,
+        head_dim: int | None = None,
+        ff_mult: int = 1,
+        exclude_instruction: bool = False,
+    ) -> None:
         super().__init__(input_dim, exclude_instruction)
         self._build_block(input_dim, num_latents, num_heads, head_dim, ff_mult)
 
@@ -322,8 +346,16 @@ class LastLayerPooling(_LatentHead):
         "paper": {"num_latents": 768, "num_heads": 32, "head_dim": 2048, "ff_mult": 4},
     }
 
-    def __init__(self, input_dim: int, context: str = "tokens", num_latents: int = 32, num_heads: int = 8,
-                 head_dim: int | None = None, ff_mult: int = 1, exclude_instruction: bool = False) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        context: str = "tokens",
+        num_latents: int = 32,
+        num_heads: int = 8,
+        head_dim: int | None = None,
+        ff_mult: int = 1,
+        exclude_instruction: bool = False,
+    ) -> None:
         if context not in self.CONTEXTS:
             raise PoolingError(f"{self.name}: 'context' must be one of {', '.join(self.CONTEXTS)}; got {context!r}")
         self.context = context
@@ -368,10 +400,21 @@ class MultiLayerPooling(_LatentHead):
         "paper": {"num_latents": 768, "num_heads": 32, "head_dim": 2048, "ff_mult": 4},
     }
 
-    def __init__(self, input_dim: int, num_layers: int, layer_summary: str = "last_token", num_latents: int = 32,
-                 num_heads: int = 8, head_dim: int | None = None, ff_mult: int = 1, exclude_instruction: bool = False) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        num_layers: int,
+        layer_summary: str = "last_token",
+        num_latents: int = 32,
+        num_heads: int = 8,
+        head_dim: int | None = None,
+        ff_mult: int = 1,
+        exclude_instruction: bool = False,
+    ) -> None:
         if layer_summary not in self.SUMMARIES:
-            raise PoolingError(f"{self.name}: 'layer_summary' must be one of {', '.join(self.SUMMARIES)}; got {layer_summary!r}")
+            raise PoolingError(
+                f"{self.name}: 'layer_summary' must be one of {', '.join(self.SUMMARIES)}; got {layer_summary!r}"
+            )
         self.layer_summary = layer_summary
         super().__init__(input_dim, exclude_instruction)
         if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers <= 0:
@@ -390,7 +433,9 @@ class MultiLayerPooling(_LatentHead):
     def check(self, source: Any, input_dim: int) -> None:
         super().check(source, input_dim)
         if self.num_layers != source.num_layers:
-            raise PoolingError(f"multi_layer pooling was built for {self.num_layers} layers, the backbone has {source.num_layers}")
+            raise PoolingError(
+                f"multi_layer pooling was built for {self.num_layers} layers, the backbone has {source.num_layers}"
+            )
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_layers": self.num_layers, "layer_summary": self.layer_summary}
@@ -415,14 +460,28 @@ class MultiLayerPooling(_LatentHead):
 # ---------------------------------------------------------------------------------------------
 POOLING_HEADS: dict[str, type[PoolingHead]] = {
     cls.name: cls
-    for cls in (CLSPooling, MeanPooling, WeightedMeanPooling, LastTokenPooling, LatentAttentionPooling, LastLayerPooling,
-                MultiLayerPooling)
+    for cls in (
+        CLSPooling,
+        MeanPooling,
+        WeightedMeanPooling,
+        LastTokenPooling,
+        LatentAttentionPooling,
+        LastLayerPooling,
+        MultiLayerPooling,
+    )
 }
 _ST_MODES = {cls.st_pooling_mode: cls for cls in POOLING_HEADS.values() if cls.st_pooling_mode}
 
 
-def build_head(name: str, input_dim: int, *, num_layers: int | None = None, attention: str | None = None,
-               preset: str | None = None, **options: Any) -> PoolingHead:
+def build_head(
+    name: str,
+    input_dim: int,
+    *,
+    num_layers: int | None = None,
+    attention: str | None = None,
+    preset: str | None = None,
+    **options: Any,
+) -> PoolingHead:
     """Build a pooling head by name. ``preset`` ('small' or 'paper') fills the trainable heads' widths;
     ``attention`` fills the options whose default depends on it (:meth:`PoolingHead.defaults_for`);
     explicit ``options`` win over both."""
@@ -445,7 +504,9 @@ def build_head(name: str, input_dim: int, *, num_layers: int | None = None, atte
         kwargs["num_layers"] = num_layers
     unknown = set(kwargs) - allowed
     if unknown:
-        raise PoolingError(f"pooling '{name}' has no option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+        raise PoolingError(
+            f"pooling '{name}' has no option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}"
+        )
     return cls(input_dim, **kwargs)
 
 
@@ -478,7 +539,19 @@ def head_from_config(config: dict[str, Any]) -> PoolingHead:
 
 
 __all__ = [
-    "POOLING_HEADS", "PoolingHead", "CLSPooling", "MeanPooling", "WeightedMeanPooling", "LastTokenPooling",
-    "LatentAttentionPooling", "LastLayerPooling", "MultiLayerPooling", "build_head", "head_from_config",
-    "exclude_prefix", "masked_mean", "last_token_index", "first_token_index",
+    "POOLING_HEADS",
+    "PoolingHead",
+    "CLSPooling",
+    "MeanPooling",
+    "WeightedMeanPooling",
+    "LastTokenPooling",
+    "LatentAttentionPooling",
+    "LastLayerPooling",
+    "MultiLayerPooling",
+    "build_head",
+    "head_from_config",
+    "exclude_prefix",
+    "masked_mean",
+    "last_token_index",
+    "first_token_index",
 ]

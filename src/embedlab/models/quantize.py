@@ -12,6 +12,7 @@ here (its deprecation warnings are silenced only around the call). Measured spee
 fp32 are in docs/encode_throughput.md: on an AVX2 CPU without VNNI the int8 kernels gain little, and
 per-batch activation ranges cost accuracy on models with outlier features (MiniLM).
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,8 +36,12 @@ def quantize_int8(embedder: Any) -> Any:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     if getattr(source, "is_decoder", False):
-        warnings.warn("int8 on a decoder backbone loses much of its accuracy (smollm2-135m: min cosine 0.53 vs fp32 in "
-                      "docs/encode_throughput.md); check your task's scores before you ship it", UserWarning, stacklevel=2)
+        warnings.warn(
+            "int8 on a decoder backbone loses much of its accuracy (smollm2-135m: min cosine 0.53 vs fp32 in "
+            "docs/encode_throughput.md); check your task's scores before you ship it",
+            UserWarning,
+            stacklevel=2,
+        )
 
     model = copy.deepcopy(source.model).eval()
     with warnings.catch_warnings():

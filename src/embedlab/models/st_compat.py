@@ -1,5 +1,6 @@
 """sentence-transformers compatibility: the ``type`` strings its ``modules.json`` uses and their mapping
 to embedlab's module kinds (the only place these strings live), and how it counts a prompt's tokens."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,7 +38,10 @@ ST_TYPES: dict[str, str] = {
 CONFIG_MODEL_TYPES: dict[str, str] = {MODEL2VEC: "static"}
 
 # embedlab < 0.2 wrote the trainable heads' class path
-_LEGACY = {"embedlab.models.pooling.LatentAttentionPooling": "pooling", "embedlab.models.pooling.MultiLayerPooling": "pooling"}
+_LEGACY = {
+    "embedlab.models.pooling.LatentAttentionPooling": "pooling",
+    "embedlab.models.pooling.MultiLayerPooling": "pooling",
+}
 
 
 def kind_for_type(st_type: str) -> str | None:

@@ -25,6 +25,7 @@ Tokenization matches ``model2vec.StaticModel.encode``: no special tokens; each t
 ``max_length * median token length`` characters, then to ``max_length`` tokens; unknown tokens are
 dropped. A text left with no token (empty, or only unknown tokens) gets the zero vector, never NaN.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -76,8 +77,10 @@ def backend_tokenizer(tokenizer: Any, what: str = "the teacher") -> Any:
     else:
         backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
     if backend is None:
-        raise ConfigError(f"{what} has no fast tokenizer (tokenizer.json), so its vocabulary cannot be read: "
-                          "static distillation needs a Hugging Face fast tokenizer")
+        raise ConfigError(
+            f"{what} has no fast tokenizer (tokenizer.json), so its vocabulary cannot be read: "
+            "static distillation needs a Hugging Face fast tokenizer"
+        )
     copy = Tokenizer.from_str(backend.to_str())
     copy.no_padding()
     copy.no_truncation()
@@ -91,8 +94,10 @@ def vocabulary_size(backend: Any) -> int:
         raise ConfigError("the tokenizer has an empty vocabulary")
     n = len(vocab)
     if max(vocab.values()) != n - 1:
-        raise ConfigError(f"the tokenizer's ids are not 0..{n - 1} (largest id {max(vocab.values())}): "
-                          "a static table needs one row per id")
+        raise ConfigError(
+            f"the tokenizer's ids are not 0..{n - 1} (largest id {max(vocab.values())}): "
+            "a static table needs one row per id"
+        )
     return n
 
 
@@ -123,7 +128,7 @@ def emittable_tokens(backend: Any) -> np.ndarray:
         for token, token_id in backend.get_vocab(with_added_tokens=False).items():
             if not mask[token_id]:
                 continue
-            body = token[len(prefix):] if token.startswith(prefix) and len(token) > len(prefix) else token
+            body = token[len(prefix) :] if token.startswith(prefix) and len(token) > len(prefix) else token
             text = normalizer.normalize_str(body) if normalizer is not None else body
             pieces = [p for p, _ in pre.pre_tokenize_str(text)] if pre is not None else [text]
             mask[token_id] = pieces == [body]
@@ -162,15 +167,28 @@ class StaticSource(Module):
     num_layers = 0
     builtin_pooling = "mean"
 
-    def __init__(self, vectors: np.ndarray | torch.Tensor, tokenizer: Any, *, source: str,
-                 max_length: int | None = DEFAULT_MAX_LENGTH, hf_tokenizer: Any = None,
-                 normalize_by_default: bool = False, provenance: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        vectors: np.ndarray | torch.Tensor,
+        tokenizer: Any,
+        *,
+        source: str,
+        max_length: int | None = DEFAULT_MAX_LENGTH,
+        hf_tokenizer: Any = None,
+        normalize_by_default: bool = False,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
-        table = torch.as_tensor(np.asarray(vectors, dtype=np.float32)) if not isinstance(vectors, torch.Tensor) \
+        table = (
+            torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+            if not isinstance(vectors, torch.Tensor)
             else vectors.detach().float()
+        )
         if table.ndim != 2 or table.shape[0] == 0 or table.shape[1] == 0:
             raise ConfigError(f"a static table must be a non-empty 2-D matrix; got shape {tuple(table.shape)}")
-        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0):
+        if max_length is not None and (
+            not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0
+        ):
             raise ConfigError(f"static: 'max_length' must be a positive integer or null; got {max_length!r}")
         self.backend = backend_tokenizer(tokenizer, source)
         n = vocabulary_size(self.backend)
@@ -187,8 +205,16 @@ class StaticSource(Module):
         self.config = SimpleNamespace(model_type=MODEL_TYPE, vocab_size=n, max_position_embeddings=None)
 
     @classmethod
-    def from_source(cls, target: str, where: str, *, attention: str | None = None, max_length: int | None = None,
-                    padding_side: str | None = None, **ignored: Any) -> "StaticSource":
+    def from_source(
+        cls,
+        target: str,
+        where: str,
+        *,
+        attention: str | None = None,
+        max_length: int | None = None,
+        padding_side: str | None = None,
+        **ignored: Any,
+    ) -> "StaticSource":
         """Load a static model folder (written by embedlab or by model2vec: its ``weights`` and vocabulary
         ``mapping`` are folded into the table). Options a static model cannot have are one-line errors."""
         from safetensors.numpy import load_file
@@ -216,11 +242,19 @@ class StaticSource(Module):
             table = table[tensors["mapping"].astype(np.int64)]
         if "weights" in tensors:
             table = table * tensors["weights"].astype(np.float32)[:, None]
-        provenance = read_json(path / PROVENANCE, ConfigError, "static model provenance") \
-            if (path / PROVENANCE).is_file() else None
-        return cls(table, backend, source=where,
-                   max_length=max_length if max_length is not None else config.get("max_length", DEFAULT_MAX_LENGTH),
-                   normalize_by_default=bool(config.get("normalize", False)), provenance=provenance)
+        provenance = (
+            read_json(path / PROVENANCE, ConfigError, "static model provenance")
+            if (path / PROVENANCE).is_file()
+            else None
+        )
+        return cls(
+            table,
+            backend,
+            source=where,
+            max_length=max_length if max_length is not None else config.get("max_length", DEFAULT_MAX_LENGTH),
+            normalize_by_default=bool(config.get("normalize", False)),
+            provenance=provenance,
+        )
 
     @property
     def tokenizer(self) -> Any:
@@ -229,7 +263,9 @@ class StaticSource(Module):
             from transformers import PreTrainedTokenizerFast
 
             unk = self.backend.id_to_token(self.unk_id) if self.unk_id is not None else None
-            self._hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend_tokenizer(self.backend), unk_token=unk)
+            self._hf_tokenizer = PreTrainedTokenizerFast(
+                tokenizer_object=backend_tokenizer(self.backend), unk_token=unk
+            )
         return self._hf_tokenizer
 
     @property
@@ -251,15 +287,23 @@ class StaticSource(Module):
         unknown = set(changes) - {"max_length"}
         if unknown:
             raise ConfigError(f"a static model has no option(s) {sorted(unknown)}; it has: max_length")
-        return StaticSource(self.embedding.weight, self.backend, source=self.source,
-                            max_length=changes.get("max_length", self.max_length), hf_tokenizer=self._hf_tokenizer,
-                            normalize_by_default=self.normalize_by_default, provenance=self.provenance)
+        return StaticSource(
+            self.embedding.weight,
+            self.backend,
+            source=self.source,
+            max_length=changes.get("max_length", self.max_length),
+            hf_tokenizer=self._hf_tokenizer,
+            normalize_by_default=self.normalize_by_default,
+            provenance=self.provenance,
+        )
 
     def check_runtime(self, runtime: str, dtype: str) -> str:
         """The dtype this source runs at: the table is float32 (``dtype`` is accepted for the common signature
         and ignored); only the torch runtime applies (there is no backbone to run on ONNX Runtime)."""
         if runtime != "torch":
-            raise ConfigError(f"runtime '{runtime}' needs a transformer backbone; a static model is a lookup table (use runtime torch)")
+            raise ConfigError(
+                f"runtime '{runtime}' needs a transformer backbone; a static model is a lookup table (use runtime torch)"
+            )
         return "fp32"
 
     # -- texts -> ids ----------------------------------------------------------------------------
@@ -288,7 +332,9 @@ class StaticSource(Module):
     def pad(self, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded ids (pad id 0: padding is masked, so any row will do; a tokenizer may have no pad token)."""
         ids = [list(x) for x in ids]
-        if max((len(x) for x in ids), default=0) == 0:  # only empty texts: one masked position each, so the mean is the zero vector
+        if (
+            max((len(x) for x in ids), default=0) == 0
+        ):  # only empty texts: one masked position each, so the mean is the zero vector
             return torch.zeros((len(ids), 1), dtype=torch.long), torch.zeros((len(ids), 1), dtype=torch.long)
         return pad_batch(ids, 0, "right")
 
@@ -314,8 +360,9 @@ class StaticSource(Module):
         averaging = csr_matrix((weights, flat, indptr), shape=(len(ids), table.shape[0]))
         return np.asarray(averaging @ table, dtype=np.float32)
 
-    def encode_rows(self, embedder: Any, texts: Sequence[str], prompt: str, stats: Any,
-                    show_progress: bool | None) -> np.ndarray:
+    def encode_rows(
+        self, embedder: Any, texts: Sequence[str], prompt: str, stats: Any, show_progress: bool | None
+    ) -> np.ndarray:
         """``encode``'s numpy path: (len(texts), output_dim) float32, the chain's modules after the mean
         applied in numpy (:func:`_post`); fills ``stats``. A text with no known token gets the zero vector.
         The torch chain (``forward``) gives the same vectors."""
@@ -328,12 +375,12 @@ class StaticSource(Module):
 
         with tqdm(total=n, disable=not show_progress, unit="text", desc="encode", file=sys.stderr) as bar:
             for lo in range(0, n, ENCODE_CHUNK):
-                chunk = list(texts[lo: lo + ENCODE_CHUNK])
+                chunk = list(texts[lo : lo + ENCODE_CHUNK])
                 tok = self.tokenize(chunk, prompt)
                 stats.tokens += sum(tok.lengths)
                 stats.truncated += tok.truncated
                 stats.batches += 1
-                result[lo: lo + len(chunk)] = _post(embedder.chain[2:], self.mean_rows(tok.ids))
+                result[lo : lo + len(chunk)] = _post(embedder.chain[2:], self.mean_rows(tok.ids))
                 bar.update(len(chunk))
         if stats.truncated:
             log.warning("%d of %d texts were truncated to %d tokens", stats.truncated, n, self.max_length)
@@ -343,15 +390,19 @@ class StaticSource(Module):
     def save(self, path: str | Path) -> None:  # pragma: no cover - saved by save_embedder
         raise ConfigError("a static source is saved with its embedder (Embedder.save)")
 
-    def save_embedder(self, embedder: Any, path: str | os.PathLike, *, provenance: dict[str, Any] | None = None) -> None:
+    def save_embedder(
+        self, embedder: Any, path: str | os.PathLike, *, provenance: dict[str, Any] | None = None
+    ) -> None:
         """Write ``embedder`` in model2vec's layout atomically: config.json, model.safetensors (``embeddings``),
         tokenizer.json, modules.json (sentence-transformers' StaticEmbedding [+ Normalize]), and
         embedlab_static.json (``provenance``, default: the one it was distilled or loaded with)."""
         from safetensors.numpy import save_file
 
         if embedder.prompts:
-            log.warning("the prompts of a static model are not saved (model2vec has none); its rows carry the "
-                        "distillation prompt already")
+            log.warning(
+                "the prompts of a static model are not saved (model2vec has none); its rows carry the "
+                "distillation prompt already"
+            )
         table = saved_table(embedder)
         provenance = provenance if provenance is not None else self.provenance
         with atomic_path(Path(path)) as tmp:
@@ -377,9 +428,19 @@ class StaticSource(Module):
                 modules.append({"idx": 1, "name": "1", "path": "1_Normalize", "type": st_compat.ST_NORMALIZE_LEGACY})
                 (tmp / "1_Normalize").mkdir()
             (tmp / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
-            (tmp / "config_sentence_transformers.json").write_text(json.dumps(
-                {"__version__": {"embedlab": __version__}, "model_type": "SentenceTransformer", "prompts": {},
-                 "default_prompt_name": None, "similarity_fn_name": "cosine"}, indent=2) + "\n")
+            (tmp / "config_sentence_transformers.json").write_text(
+                json.dumps(
+                    {
+                        "__version__": {"embedlab": __version__},
+                        "model_type": "SentenceTransformer",
+                        "prompts": {},
+                        "default_prompt_name": None,
+                        "similarity_fn_name": "cosine",
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
             if provenance is not None:
                 (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
 
@@ -408,8 +469,11 @@ def _post(modules: Sequence[Module], x: np.ndarray) -> np.ndarray:
             x = vectors.normalize(x)
         else:
             with torch.inference_mode():
-                x = module({"sentence_embedding": torch.from_numpy(np.ascontiguousarray(x))})[
-                    "sentence_embedding"].float().numpy()
+                x = (
+                    module({"sentence_embedding": torch.from_numpy(np.ascontiguousarray(x))})["sentence_embedding"]
+                    .float()
+                    .numpy()
+                )
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -430,8 +494,15 @@ def is_static(embedder: Any) -> bool:
     return isinstance(getattr(embedder, "source", None), StaticSource)
 
 
-def build_static(vectors: np.ndarray, tokenizer: Any, *, source: str, normalize: bool = True,
-                 max_length: int | None = DEFAULT_MAX_LENGTH, truncate_dim: int | None = None) -> Embedder:
+def build_static(
+    vectors: np.ndarray,
+    tokenizer: Any,
+    *,
+    source: str,
+    normalize: bool = True,
+    max_length: int | None = DEFAULT_MAX_LENGTH,
+    truncate_dim: int | None = None,
+) -> Embedder:
     """A static embedder over ``vectors`` (one row per token id of ``tokenizer``)."""
     src = StaticSource(vectors, tokenizer, source=source, max_length=max_length)
     return Embedder.build(src, MeanPooling(src.hidden_size), normalize=normalize, truncate_dim=truncate_dim).eval()
@@ -478,7 +549,7 @@ def token_sequences(teacher: Embedder, prompt: str = "") -> tuple[list[list[int]
         probe = next(tok for tok, i in sorted(backend.get_vocab().items(), key=lambda kv: kv[1]) if i not in special)
         enc = tokenizer(probe, add_special_tokens=True)["input_ids"]
         content = [i for i, t in enumerate(enc) if t not in special] or [len(enc)]
-    left, right = list(enc[: content[0]]), list(enc[content[-1] + 1:])
+    left, right = list(enc[: content[0]]), list(enc[content[-1] + 1 :])
     prompt_ids = list(tokenizer(prompt.rstrip(), add_special_tokens=False)["input_ids"]) if prompt.strip() else []
     eos = tokenizer.eos_token_id if teacher.append_eos else None
     sequences = []
@@ -490,8 +561,14 @@ def token_sequences(teacher: Embedder, prompt: str = "") -> tuple[list[list[int]
     return sequences, (len(left) + len(prompt_ids)) if prompt_ids else 0
 
 
-def token_vectors(teacher: Embedder, *, prompt_name: str | None = None, batch_size: int = 512,
-                  show_progress: bool = False, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+def token_vectors(
+    teacher: Embedder,
+    *,
+    prompt_name: str | None = None,
+    batch_size: int = 512,
+    show_progress: bool = False,
+    rows: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
     """(vocabulary, width) float32: each token alone through the teacher's chain without its final
     normalisation (prompt, attention, pooling head, projection and truncation included). ``rows`` (token
     ids) computes only those rows, in that order (a long pass split into resumable parts)."""
@@ -511,10 +588,12 @@ def token_vectors(teacher: Embedder, *, prompt_name: str | None = None, batch_si
     was_training = teacher.training
     teacher.eval()
     try:
-        with torch.inference_mode(), tqdm(total=len(sequences), disable=not show_progress, unit="token",
-                                          desc="distil", file=sys.stderr) as bar:
+        with (
+            torch.inference_mode(),
+            tqdm(total=len(sequences), disable=not show_progress, unit="token", desc="distil", file=sys.stderr) as bar,
+        ):
             for lo in range(0, len(order), batch_size):
-                idx = order[lo: lo + batch_size]
+                idx = order[lo : lo + batch_size]
                 features = chain.batch_features([sequences[i] for i in idx], [prompt_length] * len(idx), device)
                 out[idx] = chain.forward(features)["sentence_embedding"].float().cpu().numpy()
                 bar.update(len(idx))
@@ -539,7 +618,9 @@ def pca_reduce(vectors: np.ndarray, dims: int | None, fit_rows: np.ndarray | Non
     fit = np.asarray(vectors, dtype=np.float64)
     fit = fit if fit_rows is None else fit[fit_rows]
     if dims > fit.shape[0]:
-        raise ConfigError(f"dims {dims} is larger than the vocabulary ({fit.shape[0]} tokens): choose at most {fit.shape[0]}")
+        raise ConfigError(
+            f"dims {dims} is larger than the vocabulary ({fit.shape[0]} tokens): choose at most {fit.shape[0]}"
+        )
     from sklearn.decomposition import PCA
 
     pca = PCA(n_components=dims, svd_solver="covariance_eigh").fit(fit)
@@ -563,7 +644,7 @@ def token_counts(backend: Any, texts: Sequence[str], vocab: int) -> np.ndarray:
     """How often each token id occurs in ``texts`` (tokenized without special tokens)."""
     counts = np.zeros(vocab, dtype=np.int64)
     for lo in range(0, len(texts), ENCODE_CHUNK):
-        for enc in backend.encode_batch_fast(list(texts[lo: lo + ENCODE_CHUNK]), add_special_tokens=False):
+        for enc in backend.encode_batch_fast(list(texts[lo : lo + ENCODE_CHUNK]), add_special_tokens=False):
             if enc.ids:
                 counts += np.bincount(np.asarray(enc.ids, dtype=np.int64), minlength=vocab)[:vocab]
     return counts
@@ -583,10 +664,19 @@ def _check_sif(a: float) -> None:
         raise ConfigError(f"sif_coefficient must be a number in (0, 1); got {a!r}")
 
 
-def distill(teacher: Embedder | str, *, dims: int | None = DEFAULT_DIMS, corpus: Sequence[str] | str | os.PathLike | None = None,
-            weighting: str | None = None, sif_coefficient: float = DEFAULT_SIF, prompt_name: str | None = None,
-            normalize: bool | None = None, vectors: np.ndarray | None = None, batch_size: int = 512,
-            show_progress: bool = False) -> tuple[Embedder, dict[str, Any]]:
+def distill(
+    teacher: Embedder | str,
+    *,
+    dims: int | None = DEFAULT_DIMS,
+    corpus: Sequence[str] | str | os.PathLike | None = None,
+    weighting: str | None = None,
+    sif_coefficient: float = DEFAULT_SIF,
+    prompt_name: str | None = None,
+    normalize: bool | None = None,
+    vectors: np.ndarray | None = None,
+    batch_size: int = 512,
+    show_progress: bool = False,
+) -> tuple[Embedder, dict[str, Any]]:
     """Distil ``teacher`` (an Embedder or a model name) into a static embedder (a :class:`StaticSource` chain).
 
     ``dims``: PCA width (None: no PCA). ``weighting``: ``zipf`` (default without a corpus), ``sif`` (default
@@ -666,5 +756,19 @@ def distill(teacher: Embedder | str, *, dims: int | None = DEFAULT_DIMS, corpus:
     return student, provenance
 
 
-__all__ = ["StaticSource", "build_static", "distill", "emittable_tokens", "is_static", "is_static_dir", "load_static",
-           "pca_reduce", "saved_table", "sif_weights", "token_counts", "token_sequences", "token_vectors", "zipf_weights"]
+__all__ = [
+    "StaticSource",
+    "build_static",
+    "distill",
+    "emittable_tokens",
+    "is_static",
+    "is_static_dir",
+    "load_static",
+    "pca_reduce",
+    "saved_table",
+    "sif_weights",
+    "token_counts",
+    "token_sequences",
+    "token_vectors",
+    "zipf_weights",
+]

@@ -6,9 +6,19 @@
 
 See docs/serving.md.
 """
+
 from embedlab.serve.app import create_app, load_indexes
 from embedlab.serve.engine import Engine, Prepared, Quantizer
 from embedlab.serve.server import BackgroundServer, build_app, run_app, serve
 
-__all__ = ["BackgroundServer", "Engine", "Prepared", "Quantizer", "build_app", "create_app", "load_indexes", "run_app",
-           "serve"]
+__all__ = [
+    "BackgroundServer",
+    "Engine",
+    "Prepared",
+    "Quantizer",
+    "build_app",
+    "create_app",
+    "load_indexes",
+    "run_app",
+    "serve",
+]

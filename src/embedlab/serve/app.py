@@ -6,6 +6,7 @@ Handlers never catch errors: every exception goes to one handler that reads its 
 ``POST /v1/search`` over loaded indexes, ``GET /v1/models``, ``/health``, ``/ready``, ``/metrics`` and
 the search page at ``/``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,14 @@ _OPEN_PATHS = ("/health", "/ready", "/metrics")
 MAX_BODY_BYTES = 64 << 20  # a declared Content-Length above this is refused with 413 before the body is read
 
 
-def create_app(engine: Engine, *, model_name: str, indexes: Mapping[str, Any] | None = None,
-               api_key: str | None = None, request_timeout: float | None = 30.0) -> FastAPI:
+def create_app(
+    engine: Engine,
+    *,
+    model_name: str,
+    indexes: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
+    request_timeout: float | None = 30.0,
+) -> FastAPI:
     """A FastAPI app serving ``engine``'s model as ``model_name``. ``indexes`` maps names to loaded
     :class:`~embedlab.index.VectorIndex` objects (checked against the model's fingerprint and width).
     ``api_key``: when set, every route but /, /health, /ready and /metrics needs ``Authorization: Bearer KEY``.
@@ -61,8 +68,14 @@ def create_app(engine: Engine, *, model_name: str, indexes: Mapping[str, Any] | 
         yield
         await asyncio.to_thread(engine.stop, True, drain_timeout)
 
-    app = FastAPI(title="embedlab", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description=f"Embeddings from {model_name} (embedlab {__version__}); errors are OpenAI-style.")
+    app = FastAPI(
+        title="embedlab",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description=f"Embeddings from {model_name} (embedlab {__version__}); errors are OpenAI-style.",
+    )
     app.state.engine = engine
     app.state.model_name = model_name
     app.state.indexes = indexes
@@ -131,8 +144,12 @@ async def _embed(request: Request, engine: Engine, prepared: Prepared, timeout: 
 
 def _timing_headers(tokenize: float, result: Embedded) -> dict[str, str]:
     t = result.timings
-    return {"x-tokenize-time": f"{1000 * tokenize:.2f}", "x-queue-time": f"{1000 * t.queue:.2f}",
-            "x-inference-time": f"{1000 * t.inference:.2f}", "x-total-tokens": str(result.tokens)}
+    return {
+        "x-tokenize-time": f"{1000 * tokenize:.2f}",
+        "x-queue-time": f"{1000 * t.queue:.2f}",
+        "x-inference-time": f"{1000 * t.inference:.2f}",
+        "x-total-tokens": str(result.tokens),
+    }
 
 
 def _texts(inputs: str | Sequence[str]) -> list[str]:
@@ -158,8 +175,12 @@ def _encode_row(row: np.ndarray, encoding_format: str) -> Any:
 
 # -- embedding routes -------------------------------------------------------------------------------
 def _add_embedding_routes(api: APIRouter, engine: Engine, model_name: str, timeout: float | None) -> None:
-    @api.post("/v1/embeddings", response_model=s.EmbeddingResponse, tags=["embeddings"],
-              summary="OpenAI-compatible embeddings (+ input_type and precision)")
+    @api.post(
+        "/v1/embeddings",
+        response_model=s.EmbeddingResponse,
+        tags=["embeddings"],
+        summary="OpenAI-compatible embeddings (+ input_type and precision)",
+    )
     async def embeddings(body: s.EmbeddingRequest, request: Request) -> Response:
         inp = body.input
         dims = engine.check_dimensions(body.dimensions)
@@ -177,15 +198,21 @@ def _add_embedding_routes(api: APIRouter, engine: Engine, model_name: str, timeo
             prepared, tok_s = await _prepare(request, engine.prepare_texts, inputs, body.input_type)
         else:
             if body.input_type is not None:
-                raise BadRequest("input_type applies to text inputs; token ids are embedded as given", param="input_type")
+                raise BadRequest(
+                    "input_type applies to text inputs; token ids are embedded as given", param="input_type"
+                )
             prepared, tok_s = await _prepare(request, engine.prepare_ids, inputs)
         result = await _embed(request, engine, prepared, timeout)
         vectors = engine.quantize(engine.finish(result.vectors, dims), body.precision)
-        data = [{"object": "embedding", "index": i, "embedding": _encode_row(row, body.encoding_format)}
-                for i, row in enumerate(vectors)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encode_row(row, body.encoding_format)}
+            for i, row in enumerate(vectors)
+        ]
         usage = {"prompt_tokens": result.tokens, "total_tokens": result.tokens, "truncated_inputs": result.truncated}
-        return JSONResponse({"object": "list", "data": data, "model": model_name, "usage": usage},
-                            headers=_timing_headers(tok_s, result))
+        return JSONResponse(
+            {"object": "list", "data": data, "model": model_name, "usage": usage},
+            headers=_timing_headers(tok_s, result),
+        )
 
     @api.post("/embed", response_model=list[list[float]], tags=["tei"], summary="TEI-compatible embeddings")
     async def embed(body: s.EmbedRequest, request: Request) -> Response:
@@ -196,35 +223,47 @@ def _add_embedding_routes(api: APIRouter, engine: Engine, model_name: str, timeo
         vectors = engine.finish(result.vectors, dims, normalize=body.normalize)
         return JSONResponse(vectors.tolist(), headers=_timing_headers(tok_s, result))
 
-    @api.post("/similarity", response_model=list[float], tags=["tei"],
-              summary="cosine of each sentence to the source sentence")
+    @api.post(
+        "/similarity",
+        response_model=list[float],
+        tags=["tei"],
+        summary="cosine of each sentence to the source sentence",
+    )
     async def similarity(body: s.SimilarityRequest, request: Request) -> Response:
         sentences = _texts(body.inputs.sentences)
-        prepared, tok_s = await _prepare(request, engine.prepare_texts, [body.inputs.source_sentence, *sentences],
-                                         body.prompt_name)
+        prepared, tok_s = await _prepare(
+            request, engine.prepare_texts, [body.inputs.source_sentence, *sentences], body.prompt_name
+        )
         result = await _embed(request, engine, prepared, timeout)
         unit = engine.finish(result.vectors, normalize=True)
         return JSONResponse((unit[1:] @ unit[0]).tolist(), headers=_timing_headers(tok_s, result))
 
-    @api.post("/rerank", response_model=list[s.RerankHit], tags=["tei"],
-              summary="texts ranked by cosine to the query")
+    @api.post("/rerank", response_model=list[s.RerankHit], tags=["tei"], summary="texts ranked by cosine to the query")
     async def rerank(body: s.RerankRequest, request: Request) -> Response:
         texts = _texts(body.texts)
         if body.top_n is not None and body.top_n < 1:
             raise BadRequest(f"top_n must be >= 1; got {body.top_n}", param="top_n")
-        q, q_s = await _prepare(request, engine.prepare_texts, [body.query], _role_prompt(engine, "query"),
-                                truncate=body.truncate)
-        d, d_s = await _prepare(request, engine.prepare_texts, texts, _role_prompt(engine, "document"),
-                                truncate=body.truncate)
+        q, q_s = await _prepare(
+            request, engine.prepare_texts, [body.query], _role_prompt(engine, "query"), truncate=body.truncate
+        )
+        d, d_s = await _prepare(
+            request, engine.prepare_texts, texts, _role_prompt(engine, "document"), truncate=body.truncate
+        )
         qr, dr = await asyncio.gather(_embed(request, engine, q, timeout), _embed(request, engine, d, timeout))
         scores = engine.finish(dr.vectors, normalize=True) @ engine.finish(qr.vectors, normalize=True)[0]
         order = np.argsort(-scores, kind="stable")[: body.top_n or len(texts)]
         with_text = body.return_text if body.return_documents is None else body.return_documents
-        hits = [{"index": int(i), "score": float(scores[i]), **({"text": texts[i]} if with_text else {})} for i in order]
+        hits = [
+            {"index": int(i), "score": float(scores[i]), **({"text": texts[i]} if with_text else {})} for i in order
+        ]
         return JSONResponse(hits, headers=_timing_headers(q_s + d_s, dr))
 
-    @api.post("/tokenize", response_model=list[list[s.Token]], tags=["tei"],
-              summary="the token ids the server embeds for each text")
+    @api.post(
+        "/tokenize",
+        response_model=list[list[s.Token]],
+        tags=["tei"],
+        summary="the token ids the server embeds for each text",
+    )
     async def tokenize(body: s.TokenizeRequest, request: Request) -> Response:
         texts = _texts(body.inputs)
         prepared, _ = await _prepare(request, engine.prepare_texts, texts, body.prompt_name, truncate=True)
@@ -234,26 +273,46 @@ def _add_embedding_routes(api: APIRouter, engine: Engine, model_name: str, timeo
         out = []
         for ids, offsets in zip(prepared.ids, spans):
             pieces = tokenizer.convert_ids_to_tokens(ids)
-            out.append([{"id": int(i), "text": str(p), "special": i in special,
-                         "start": span[0] if span else None, "stop": span[1] if span else None}
-                        for i, p, span in zip(ids, pieces, offsets) if body.add_special_tokens or i not in special])
+            out.append(
+                [
+                    {
+                        "id": int(i),
+                        "text": str(p),
+                        "special": i in special,
+                        "start": span[0] if span else None,
+                        "stop": span[1] if span else None,
+                    }
+                    for i, p, span in zip(ids, pieces, offsets)
+                    if body.add_special_tokens or i not in special
+                ]
+            )
         return JSONResponse(out)
 
 
 # -- search -----------------------------------------------------------------------------------------
-def _add_search_routes(api: APIRouter, engine: Engine, model_name: str, indexes: Mapping[str, Any],
-                       timeout: float | None) -> None:
-    @api.post("/v1/search", response_model=s.SearchResponse, tags=["search"],
-              summary="top-k documents of a loaded index for each query (with rescoring)")
+def _add_search_routes(
+    api: APIRouter, engine: Engine, model_name: str, indexes: Mapping[str, Any], timeout: float | None
+) -> None:
+    @api.post(
+        "/v1/search",
+        response_model=s.SearchResponse,
+        tags=["search"],
+        summary="top-k documents of a loaded index for each query (with rescoring)",
+    )
     async def search(body: s.SearchRequest, request: Request) -> Response:
         name = body.index
         if not indexes:
-            raise NotFound("this server has no index loaded, so /v1/search has nothing to search: start it with "
-                           "`embedlab serve MODEL --index DIR` (an index from `embedlab index build`)")
+            raise NotFound(
+                "this server has no index loaded, so /v1/search has nothing to search: start it with "
+                "`embedlab serve MODEL --index DIR` (an index from `embedlab index build`)"
+            )
         if name is None:
             if len(indexes) != 1:
-                raise BadRequest(f"name the index ('index' in the body): this server has {len(indexes)}: "
-                                 f"{', '.join(sorted(indexes))}", param="index")
+                raise BadRequest(
+                    f"name the index ('index' in the body): this server has {len(indexes)}: "
+                    f"{', '.join(sorted(indexes))}",
+                    param="index",
+                )
             name = next(iter(indexes))
         index = indexes.get(name)
         if index is None:
@@ -269,49 +328,83 @@ def _add_search_routes(api: APIRouter, engine: Engine, model_name: str, indexes:
         vectors = engine.finish(result.vectors)
         k = min(body.k, len(index))
         ids, scores = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: index.search(vectors, k=k, rescore=body.rescore))
+            None, lambda: index.search(vectors, k=k, rescore=body.rescore)
+        )
         texts = dict(zip(index.ids, index.texts)) if index.texts is not None else {}
-        data = [{"query": q, "hits": [{"id": d, "score": float(sc), "text": texts.get(d)} for d, sc in zip(row, srow)]}
-                for q, row, srow in zip(queries, ids, scores)]
-        return JSONResponse({"object": "list", "index": name, "model": model_name, "data": data},
-                            headers=_timing_headers(tok_s, result))
+        data = [
+            {"query": q, "hits": [{"id": d, "score": float(sc), "text": texts.get(d)} for d, sc in zip(row, srow)]}
+            for q, row, srow in zip(queries, ids, scores)
+        ]
+        return JSONResponse(
+            {"object": "list", "index": name, "model": model_name, "data": data}, headers=_timing_headers(tok_s, result)
+        )
 
     @api.get("/v1/models", response_model=s.ModelList, tags=["status"], summary="the served model and its indexes")
     async def models(request: Request) -> Response:
         emb = engine.embedder
-        info = {"id": model_name, "object": "model", "created": request.app.state.started, "owned_by": "embedlab",
-                "dimensions": engine.default_dim, "max_input_tokens": engine.max_input_tokens,
-                "normalize": engine.normalize, "prompts": dict(emb.prompts), "default_prompt_name": emb.default_prompt_name,
-                "indexes": [{"name": n, "count": len(ix), "codec": ix.codec.spec, "dim": ix.dim,
-                             "has_texts": ix.texts is not None} for n, ix in indexes.items()]}
+        info = {
+            "id": model_name,
+            "object": "model",
+            "created": request.app.state.started,
+            "owned_by": "embedlab",
+            "dimensions": engine.default_dim,
+            "max_input_tokens": engine.max_input_tokens,
+            "normalize": engine.normalize,
+            "prompts": dict(emb.prompts),
+            "default_prompt_name": emb.default_prompt_name,
+            "indexes": [
+                {"name": n, "count": len(ix), "codec": ix.codec.spec, "dim": ix.dim, "has_texts": ix.texts is not None}
+                for n, ix in indexes.items()
+            ],
+        }
         return JSONResponse({"object": "list", "data": [info]})
 
-    @api.get("/v1/quantization/int8", response_model=s.Int8Ranges, tags=["embeddings"],
-             summary="the per-dimension ranges that decode precision=int8 output at a width")
+    @api.get(
+        "/v1/quantization/int8",
+        response_model=s.Int8Ranges,
+        tags=["embeddings"],
+        summary="the per-dimension ranges that decode precision=int8 output at a width",
+    )
     async def int8_ranges(dimensions: Optional[int] = None) -> Response:
         dim = engine.check_dimensions(dimensions)
         if engine.quantizer is None:
             raise Unavailable("int8 output is not available: the model gave NaN/inf on the calibration texts")
         ranges = await asyncio.get_running_loop().run_in_executor(None, engine.quantizer.int8_ranges, dim)
         vmin, vdiff = ranges.lo, ranges.diff
-        return JSONResponse({"dimensions": dim, "vmin": vmin.tolist(), "vdiff": vdiff.tolist(),
-                             "decode": "x[i] = vmin[i] + (q[i] + 128 + 0.5) / 255 * vdiff[i]"})
+        return JSONResponse(
+            {
+                "dimensions": dim,
+                "vmin": vmin.tolist(),
+                "vdiff": vdiff.tolist(),
+                "decode": "x[i] = vmin[i] + (q[i] + 128 + 0.5) / 255 * vdiff[i]",
+            }
+        )
 
 
 # -- status routes (never behind the API key) -------------------------------------------------------
 def _add_status_routes(app: FastAPI, engine: Engine) -> None:
     status_responses = {503: {"model": s.ErrorResponse}}
 
-    @app.get("/health", response_model=s.Status, responses=status_responses, tags=["status"],
-             summary="200 while the model worker runs and makes progress; 503 when it is dead or stuck")
+    @app.get(
+        "/health",
+        response_model=s.Status,
+        responses=status_responses,
+        tags=["status"],
+        summary="200 while the model worker runs and makes progress; 503 when it is dead or stuck",
+    )
     async def health() -> Response:
         ok, reason = engine.health()
         if not ok:
             raise Unavailable(f"unhealthy: {reason}")
         return JSONResponse({"status": "ok"})
 
-    @app.get("/ready", response_model=s.Status, responses=status_responses, tags=["status"],
-             summary="200 once warmed up, healthy and not shutting down")
+    @app.get(
+        "/ready",
+        response_model=s.Status,
+        responses=status_responses,
+        tags=["status"],
+        summary="200 once warmed up, healthy and not shutting down",
+    )
     async def ready() -> Response:
         ok, reason = engine.health()
         if engine.draining:
@@ -352,8 +445,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return JSONResponse(error_body(str(exc.detail), exc.status_code, code=code), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(str(exc.detail), exc.status_code, code=code),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s", request.url.path)
@@ -398,8 +494,14 @@ class _Gate:
                 self.engine.gate.enter(self.request_timeout)
             except Overloaded as exc:
                 await _read_body(receive)  # so the connection stays usable (keep-alive)
-                await _refuse(send, 429, str(exc), "overloaded", close=False,
-                              headers=[(b"retry-after", str(exc.retry_after).encode())])
+                await _refuse(
+                    send,
+                    429,
+                    str(exc),
+                    "overloaded",
+                    close=False,
+                    headers=[(b"retry-after", str(exc.retry_after).encode())],
+                )
                 metrics.rejected.inc()
                 metrics.requests.labels(path, "429").inc()
                 return
@@ -422,12 +524,24 @@ class _Gate:
             metrics.latency.labels(label).observe(time.perf_counter() - start)
 
 
-async def _refuse(send: Callable, status: int, message: str, code: str, *, close: bool = True,
-                  headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+async def _refuse(
+    send: Callable,
+    status: int,
+    message: str,
+    code: str,
+    *,
+    close: bool = True,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
     body = json.dumps(error_body(message, status, code=code)).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
-    await send({"type": "http.response.start", "status": status,
-                "headers": head + ([(b"connection", b"close")] if close else [])})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": head + ([(b"connection", b"close")] if close else []),
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

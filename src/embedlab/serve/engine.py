@@ -12,6 +12,7 @@ A request is cancelled (its queued inputs skipped, its tokens released) when its
 cancelled (client disconnect) or its timeout passes. ``health()`` reports a dead worker, or a forward
 pass / queue that made no progress for ``stall_timeout`` seconds while work was waiting.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -72,14 +73,28 @@ class Engine:
     (seconds, monotonic) times the stall checks of :meth:`health`.
     """
 
-    def __init__(self, embedder: Any, *, dtype: str = "auto", runtime: str | None = None, device: str | torch.device | None = None,
-                 max_batch_tokens: int | None = None, max_batch_size: int | None = None,
-                 max_queue_tokens: int | None = None, max_queue_wait: float | None = None, tokens_per_s: float | None = None,
-                 max_input_tokens: int | None = None, truncate: bool = True,
-                 stall_timeout: float = 60.0, calibration_texts: Sequence[str] | None = None,
-                 on_forward: Callable[[int], None] | None = None, metrics: Metrics | None = None,
-                 prefetch: bool | None = None, batch_overhead_tokens: int | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        embedder: Any,
+        *,
+        dtype: str = "auto",
+        runtime: str | None = None,
+        device: str | torch.device | None = None,
+        max_batch_tokens: int | None = None,
+        max_batch_size: int | None = None,
+        max_queue_tokens: int | None = None,
+        max_queue_wait: float | None = None,
+        tokens_per_s: float | None = None,
+        max_input_tokens: int | None = None,
+        truncate: bool = True,
+        stall_timeout: float = 60.0,
+        calibration_texts: Sequence[str] | None = None,
+        on_forward: Callable[[int], None] | None = None,
+        metrics: Metrics | None = None,
+        prefetch: bool | None = None,
+        batch_overhead_tokens: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.device = torch.device(device) if device is not None else embedder.device
         if embedder.device != self.device:
             embedder = embedder.to(self.device)
@@ -91,11 +106,14 @@ class Engine:
         self.max_batch_tokens = _positive("max_batch_tokens", max_batch_tokens or (512 if on_cpu else 32768))
         self.max_batch_size = _positive("max_batch_size", max_batch_size or (64 if on_cpu else 512))
         self.max_queue_tokens = _positive("max_queue_tokens", max_queue_tokens or 32 * self.max_batch_tokens)
-        self.max_queue_wait = _positive_seconds("max_queue_wait", DEFAULT_MAX_QUEUE_WAIT if max_queue_wait is None
-                                                else max_queue_wait)
+        self.max_queue_wait = _positive_seconds(
+            "max_queue_wait", DEFAULT_MAX_QUEUE_WAIT if max_queue_wait is None else max_queue_wait
+        )
         if tokens_per_s is not None:
             _positive_seconds("tokens_per_s", tokens_per_s)
-        if batch_overhead_tokens is not None and (not isinstance(batch_overhead_tokens, int) or batch_overhead_tokens < 0):
+        if batch_overhead_tokens is not None and (
+            not isinstance(batch_overhead_tokens, int) or batch_overhead_tokens < 0
+        ):
             raise ConfigError(f"batch_overhead_tokens must be a non-negative integer; got {batch_overhead_tokens!r}")
         self.stall_timeout = float(stall_timeout)
         self.truncate = bool(truncate)
@@ -111,18 +129,34 @@ class Engine:
         self.tokenization = Tokenization(embedder, self.max_input_tokens, truncate=self.truncate)
         self.vocab_size = self.tokenization.vocab_size
         self.output = Output(self.default_dim, self.normalize)
-        self.queue = Queue(dim=self.full_dim, max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size,
-                           max_queue_tokens=self.max_queue_tokens, max_queue_wait=self.max_queue_wait,
-                           throughput=Throughput(tokens_per_s), metrics=self.metrics)
+        self.queue = Queue(
+            dim=self.full_dim,
+            max_batch_tokens=self.max_batch_tokens,
+            max_batch_size=self.max_batch_size,
+            max_queue_tokens=self.max_queue_tokens,
+            max_queue_wait=self.max_queue_wait,
+            throughput=Throughput(tokens_per_s),
+            metrics=self.metrics,
+        )
         self.gate = RequestGate(self.max_queue_wait)  # the HTTP layer's check (app.py's middleware)
         texts = packaged_calibration_texts() if calibration_texts is None else list(calibration_texts)
-        self.worker = Worker(self.embedder, self.queue, device=self.device, dtype=self.dtype,
-                             max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size,
-                             prefetch=self.prefetch, batch_overhead_tokens=batch_overhead_tokens,
-                             stall_timeout=self.stall_timeout, metrics=self.metrics,
-                             calibrate=(lambda: self.tokenization.calibration(texts)) if texts else None,
-                             on_calibrated=self._calibrated, on_forward=on_forward,
-                             measure_prior=tokens_per_s is None, clock=clock)
+        self.worker = Worker(
+            self.embedder,
+            self.queue,
+            device=self.device,
+            dtype=self.dtype,
+            max_batch_tokens=self.max_batch_tokens,
+            max_batch_size=self.max_batch_size,
+            prefetch=self.prefetch,
+            batch_overhead_tokens=batch_overhead_tokens,
+            stall_timeout=self.stall_timeout,
+            metrics=self.metrics,
+            calibrate=(lambda: self.tokenization.calibration(texts)) if texts else None,
+            on_calibrated=self._calibrated,
+            on_forward=on_forward,
+            measure_prior=tokens_per_s is None,
+            clock=clock,
+        )
         self.draining = False
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -218,7 +252,9 @@ class Engine:
         return self.queue.throughput.tokens_per_s
 
     # -- preparing inputs (any thread) -------------------------------------------------------------
-    def prepare_texts(self, texts: Sequence[str], input_type: str | None = None, *, truncate: bool | None = None) -> Prepared:
+    def prepare_texts(
+        self, texts: Sequence[str], input_type: str | None = None, *, truncate: bool | None = None
+    ) -> Prepared:
         """Tokenize with the named prompt (None: the model's default), applying ``max_input_tokens``: cut
         (``truncate``) or :class:`InputTooLong` (413). One tokenizer pass per input."""
         return self.tokenization.texts(texts, input_type, truncate=truncate)

@@ -4,18 +4,35 @@ Every error class carries ``http_status`` (:mod:`embedlab.errors` holds the one 
 classes included; they are re-exported here). :func:`error_body` and :func:`status_of` are the
 only places that turn an exception into a response: no handler catches and re-words errors itself.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
-from embedlab.errors import (BackendError, BadRequest, EmbedlabError, EmptyInput, InputError, InputTooLong, NotFound,
-                             Overloaded, TooManyInputs, Unauthorized, Unavailable)
-
+from embedlab.errors import (
+    BackendError,
+    BadRequest,
+    EmbedlabError,
+    EmptyInput,
+    InputError,
+    InputTooLong,
+    NotFound,
+    Overloaded,
+    TooManyInputs,
+    Unauthorized,
+    Unavailable,
+)
 
 #: OpenAI's ``error.type`` for each status.
 _TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error",
-    413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
     503: "service_unavailable",
 }
 
@@ -44,8 +61,14 @@ def status_of(exc: BaseException) -> int:
 
 
 def error_body(message: str, status: int, *, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error"),
-                      "param": param, "code": code}}
+    return {
+        "error": {
+            "message": message,
+            "type": _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error"),
+            "param": param,
+            "code": code,
+        }
+    }
 
 
 def exception_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -64,5 +87,13 @@ def exception_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, s
     return status, error_body(message, status, code=code, param=getattr(exc, "param", None)), headers
 
 
-__all__ = ["BadRequest", "InputTooLong", "NotFound", "TooManyInputs", "Unauthorized", "error_body", "exception_body",
-           "status_of"]
+__all__ = [
+    "BadRequest",
+    "InputTooLong",
+    "NotFound",
+    "TooManyInputs",
+    "Unauthorized",
+    "error_body",
+    "exception_body",
+    "status_of",
+]

@@ -4,6 +4,7 @@ After the shared forward pass each request gets what ``Embedder.encode`` returns
 (:meth:`Output.finish`), then, when asked, its ``precision`` (:class:`Quantizer`: the index's int8 and
 binary codecs for single vectors).
 """
+
 from __future__ import annotations
 
 import threading
@@ -61,8 +62,10 @@ class Output:
         if dimensions is None:
             return self.default_dim
         if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= self.default_dim:
-            raise BadRequest(f"dimensions must be an integer in 1..{self.default_dim} (the model's width); got {dimensions!r}",
-                             param="dimensions")
+            raise BadRequest(
+                f"dimensions must be an integer in 1..{self.default_dim} (the model's width); got {dimensions!r}",
+                param="dimensions",
+            )
         return dimensions
 
     def finish(self, vectors: np.ndarray, dimensions: int | None = None, normalize: bool | None = None) -> np.ndarray:

@@ -18,6 +18,7 @@ Batch selection (:meth:`Queue.take_batch`): the batch holding the OLDEST live in
 split that minimises padded tokens + a per-forward overhead) of the first WINDOW pending inputs; inputs
 of cancelled requests are dropped on the way.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
+
 import numpy as np
 
 from embedlab.errors import Overloaded
@@ -78,7 +80,9 @@ class RequestGate:
     ``rate`` is the answered requests per second over busy periods (some request in flight), a
     :class:`Throughput` of requests. Before anything was answered, everything is admitted."""
 
-    def __init__(self, max_wait: float, tau: float = THROUGHPUT_TAU, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self, max_wait: float, tau: float = THROUGHPUT_TAU, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self.max_wait = max_wait
         self.rate = Throughput(tau=tau)
         self.clock = clock
@@ -95,10 +99,12 @@ class RequestGate:
         with self._lock:
             wait = self.expected_wait()
             if wait > bound:
-                raise Overloaded(f"the server is busy: {self.in_flight} requests in flight at "
-                                 f"{self.rate.tokens_per_s:.1f} answered/s is {wait:.2f} s of waiting, more than the "
-                                 f"{bound:g} s a request may wait (--max-queue-wait); retry later",
-                                 retry_after=retry_after(wait - bound))
+                raise Overloaded(
+                    f"the server is busy: {self.in_flight} requests in flight at "
+                    f"{self.rate.tokens_per_s:.1f} answered/s is {wait:.2f} s of waiting, more than the "
+                    f"{bound:g} s a request may wait (--max-queue-wait); retry later",
+                    retry_after=retry_after(wait - bound),
+                )
             if self.in_flight == 0:
                 self._mark = self.clock()
             self.in_flight += 1
@@ -141,8 +147,17 @@ class Entry:
 class Queue:
     """Admitted requests' inputs, oldest first, under one condition variable (the batcher waits on it)."""
 
-    def __init__(self, *, dim: int, max_batch_tokens: int, max_batch_size: int, max_queue_tokens: int,
-                 max_queue_wait: float, throughput: Throughput, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        dim: int,
+        max_batch_tokens: int,
+        max_batch_size: int,
+        max_queue_tokens: int,
+        max_queue_wait: float,
+        throughput: Throughput,
+        metrics: Metrics,
+    ) -> None:
         self.dim = dim
         self.max_batch_tokens, self.max_batch_size = max_batch_tokens, max_batch_size
         self.max_queue_tokens, self.max_queue_wait = max_queue_tokens, max_queue_wait
@@ -161,13 +176,16 @@ class Queue:
         at the measured throughput."""
         return self.queued_tokens / self.throughput.tokens_per_s
 
-    def admit(self, prepared: Prepared, loop: asyncio.AbstractEventLoop, future: asyncio.Future,
-              timeout: float | None = None) -> Ticket:
+    def admit(
+        self, prepared: Prepared, loop: asyncio.AbstractEventLoop, future: asyncio.Future, timeout: float | None = None
+    ) -> Ticket:
         """Enqueue ``prepared``'s inputs as one ticket, or raise Overloaded (429) / InputTooLong (413)."""
         tokens = prepared.tokens
         if tokens > self.max_queue_tokens:
-            raise InputTooLong(f"this request has {tokens} tokens, more than the server queues at once "
-                               f"({self.max_queue_tokens}, --max-queue-tokens): split it")
+            raise InputTooLong(
+                f"this request has {tokens} tokens, more than the server queues at once "
+                f"({self.max_queue_tokens}, --max-queue-tokens): split it"
+            )
         bound = self.max_queue_wait if timeout is None else min(self.max_queue_wait, timeout)
         ticket = Ticket(len(prepared), self.dim, tokens, loop, future)
         with self.cond:
@@ -177,16 +195,21 @@ class Queue:
             if wait > bound or over > 0:
                 self.metrics.rejected.inc()
                 if wait > bound:
-                    why = (f"the server is busy: the queued work ({self.queued_tokens} tokens at {rate:.0f} tokens/s) "
-                           f"is {wait:.2f} s, more than the {bound:g} s a request may wait (--max-queue-wait)")
+                    why = (
+                        f"the server is busy: the queued work ({self.queued_tokens} tokens at {rate:.0f} tokens/s) "
+                        f"is {wait:.2f} s, more than the {bound:g} s a request may wait (--max-queue-wait)"
+                    )
                 else:
-                    why = (f"the queue is full ({self.queued_tokens} of {self.max_queue_tokens} tokens queued, "
-                           "--max-queue-tokens)")
+                    why = (
+                        f"the queue is full ({self.queued_tokens} of {self.max_queue_tokens} tokens queued, "
+                        "--max-queue-tokens)"
+                    )
                 raise Overloaded(f"{why}; retry later", retry_after=retry_after(wait - bound, over / rate))
             self.queued_tokens += tokens
             self.tickets.add(ticket)
-            self.pending.extend(Entry(ticket, row, ids, pl)
-                                for row, (ids, pl) in enumerate(zip(prepared.ids, prepared.prompt_lengths)))
+            self.pending.extend(
+                Entry(ticket, row, ids, pl) for row, (ids, pl) in enumerate(zip(prepared.ids, prepared.prompt_lengths))
+            )
             self.metrics.queued_tokens.set(self.queued_tokens)
             self.metrics.queued_inputs.set(len(self.pending))
             self.cond.notify()
@@ -231,8 +254,13 @@ class Queue:
             self.metrics.queued_inputs.set(len(self.pending))
             return [], False
         overhead = overhead_tokens if overhead_tokens is not None else DEFAULT_OVERHEAD_TOKENS
-        chosen = next(b for b in padding_aware_batches([len(e.ids) for e in window], self.max_batch_tokens,
-                                                       self.max_batch_size, overhead) if 0 in b)
+        chosen = next(
+            b
+            for b in padding_aware_batches(
+                [len(e.ids) for e in window], self.max_batch_tokens, self.max_batch_size, overhead
+            )
+            if 0 in b
+        )
         keep = set(chosen)
         self.pending.extendleft(reversed([e for i, e in enumerate(window) if i not in keep]))
         self.metrics.queued_inputs.set(len(self.pending))
@@ -265,6 +293,7 @@ def retry_after(*seconds: float) -> int:
 
 def resolve(ticket: Ticket, error: BaseException | None) -> None:
     """Settle a ticket's future from any thread (on its event loop)."""
+
     def settle() -> None:
         if ticket.future.done():
             return

@@ -4,6 +4,7 @@ Inputs use strict types: ``"1"`` is not a token id and ``true`` is not an intege
 that OpenAI answers with 400 (empty list, more than 2,048 inputs, ``dimensions`` out of range) are
 checked by the handlers, not here, so that their status is 400 and not 422.
 """
+
 from __future__ import annotations
 
 from typing import Literal, Optional, Union
@@ -22,18 +23,25 @@ class _Body(BaseModel):
 
 
 class EmbeddingRequest(_Body):
-    input: EmbeddingInput = Field(description="a string, a list of strings, a list of token ids, or a list of "
-                                              f"lists of token ids; at most {MAX_INPUTS} inputs")
+    input: EmbeddingInput = Field(
+        description="a string, a list of strings, a list of token ids, or a list of "
+        f"lists of token ids; at most {MAX_INPUTS} inputs"
+    )
     model: Optional[StrictStr] = Field(None, description="ignored: the server serves one model (echoed back)")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Optional[StrictInt] = Field(None, description="Matryoshka truncation (then renormalisation when the "
-                                                              "model normalises); 1..the model's width")
+    dimensions: Optional[StrictInt] = Field(
+        None, description="Matryoshka truncation (then renormalisation when the model normalises); 1..the model's width"
+    )
     user: Optional[StrictStr] = None
-    input_type: Optional[StrictStr] = Field(None, description="embedlab: a named prompt of the model (e.g. query, "
-                                                              "document); default: the model's default prompt")
+    input_type: Optional[StrictStr] = Field(
+        None,
+        description="embedlab: a named prompt of the model (e.g. query, document); default: the model's default prompt",
+    )
     precision: Literal[PRECISIONS] = Field(  # type: ignore[valid-type]
-        "float32", description="embedlab: float32, float16, int8 (FAISS SQ8 codes as signed bytes, ranges at "
-                               "/v1/quantization/int8) or binary (sign bits, 8 per byte): embedlab.vectors' precisions")
+        "float32",
+        description="embedlab: float32, float16, int8 (FAISS SQ8 codes as signed bytes, ranges at "
+        "/v1/quantization/int8) or binary (sign bits, 8 per byte): embedlab.vectors' precisions",
+    )
 
 
 class EmbeddingItem(BaseModel):
@@ -99,7 +107,9 @@ class SearchRequest(_Body):
     query: Union[StrictStr, list[StrictStr]]
     index: Optional[StrictStr] = Field(None, description="the index name; may be left out when one index is loaded")
     k: StrictInt = Field(10, description="hits per query (capped at the index size)")
-    rescore: StrictInt = Field(4, description="oversampling factor r: rescore k*r candidates with the stored copy (0: off)")
+    rescore: StrictInt = Field(
+        4, description="oversampling factor r: rescore k*r candidates with the stored copy (0: off)"
+    )
 
 
 class SearchHit(BaseModel):
@@ -130,8 +140,9 @@ class Token(BaseModel):
     id: int
     text: str
     special: bool
-    start: Optional[int] = Field(None, description="first character of the token in the input text (null for "
-                                                   "special and prompt tokens)")
+    start: Optional[int] = Field(
+        None, description="first character of the token in the input text (null for special and prompt tokens)"
+    )
     stop: Optional[int] = Field(None, description="one past its last character")
 
 

@@ -8,6 +8,7 @@ asking the tokenizer for its overflow: an input is cut exactly when it overflows
 models, slow tokenizers) have no overflow report: their own ``tokenize`` runs once, and only a request in
 which some input was cut is looked at input by input to tell which.
 """
+
 from __future__ import annotations
 
 import threading
@@ -60,8 +61,9 @@ class Tokenization:
         from embedlab.models.backbone import Backbone
 
         self._fast = isinstance(source, Backbone) and bool(getattr(self._tokenizer, "is_fast", False))
-        self._limited = embedder if max_input_tokens == embedder.max_length else embedder.with_options(
-            max_length=max_input_tokens)
+        self._limited = (
+            embedder if max_input_tokens == embedder.max_length else embedder.with_options(max_length=max_input_tokens)
+        )
         config = getattr(source, "config", None)
         self.vocab_size = int(getattr(config, "vocab_size", 0) or len(embedder.tokenizer))
         self._lock = threading.Lock()
@@ -86,8 +88,10 @@ class Tokenization:
         truncate = self.truncate if truncate is None else truncate
         if out.truncated and not truncate:
             first = out.cut.index(True)
-            raise InputTooLong(f"input {first} has more than {self.max_input_tokens} tokens ({out.truncated} of "
-                               f"{len(texts)} inputs do); shorten it, or let the server truncate (--truncate)")
+            raise InputTooLong(
+                f"input {first} has more than {self.max_input_tokens} tokens ({out.truncated} of "
+                f"{len(texts)} inputs do); shorten it, or let the server truncate (--truncate)"
+            )
         return out
 
     def _one_pass(self, texts: list[str], prompt: str) -> Prepared:
@@ -96,8 +100,17 @@ class Tokenization:
         tok = self._tokenizer
         limit = self.max_input_tokens - (1 if self._append_eos else 0)
         full = [prompt + t for t in texts]
-        enc = tok(full, add_special_tokens=True, truncation=True, max_length=limit, return_overflowing_tokens=True,
-                  stride=0, return_offsets_mapping=True, return_special_tokens_mask=True, verbose=False)
+        enc = tok(
+            full,
+            add_special_tokens=True,
+            truncation=True,
+            max_length=limit,
+            return_overflowing_tokens=True,
+            stride=0,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            verbose=False,
+        )
         n, skip = len(texts), len(prompt)
         rows: list[int | None] = [None] * n
         cut = [False] * n
@@ -114,14 +127,17 @@ class Tokenization:
             seq = list(enc["input_ids"][row])
             spans, special = enc["offset_mapping"][row], enc["special_tokens_mask"][row]
             prompt_lengths.append(_prefix_from_offsets(spans, skip) if prompt else 0)
-            offsets.append([(a - skip, b - skip) if not sp and a >= skip else None
-                            for (a, b), sp in zip(spans, special)])
+            offsets.append(
+                [(a - skip, b - skip) if not sp and a >= skip else None for (a, b), sp in zip(spans, special)]
+            )
             if self._append_eos and not (seq and seq[-1] == eos):
                 seq.append(eos)
                 offsets[-1].append(None)
             if not seq:
-                raise InputError(f"text {i} gives no tokens ({full[i]!r}): this model adds no special tokens to an "
-                                 "empty text; drop it or enable append_eos")
+                raise InputError(
+                    f"text {i} gives no tokens ({full[i]!r}): this model adds no special tokens to an "
+                    "empty text; drop it or enable append_eos"
+                )
             ids.append(seq)
         return Prepared(ids=ids, prompt_lengths=prompt_lengths, cut=cut, offsets=offsets)
 
@@ -159,8 +175,10 @@ class Tokenization:
             cut.append(len(seq) > limit)
             if cut[-1]:
                 if not truncate:
-                    raise InputTooLong(f"input {i} has {len(seq)} tokens, more than {limit}; shorten it or let the "
-                                       "server truncate (--truncate)")
+                    raise InputTooLong(
+                        f"input {i} has {len(seq)} tokens, more than {limit}; shorten it or let the "
+                        "server truncate (--truncate)"
+                    )
                 seq = seq[:limit]
             ids.append(seq)
         return Prepared(ids=ids, prompt_lengths=[0] * len(ids), cut=cut)

@@ -13,6 +13,7 @@ times a forward pass of about ``max_batch_tokens`` tokens (the throughput prior)
 fixed cost of one pass. ``health()`` reports a dead thread, or a forward pass / queue that made no
 progress for ``stall_timeout`` seconds (on ``clock``) while work was waiting.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,12 +71,25 @@ class Worker:
     test and instrumentation hook). ``measure_prior``: time a full pass at warm-up and start the queue's
     throughput estimate from it."""
 
-    def __init__(self, embedder: Any, queue: Queue, *, device: torch.device, dtype: str, max_batch_tokens: int,
-                 max_batch_size: int, prefetch: bool, batch_overhead_tokens: int | None, stall_timeout: float,
-                 metrics: Metrics, calibrate: Callable[[], Any] | None = None,
-                 on_calibrated: Callable[[np.ndarray], None] | None = None,
-                 on_forward: Callable[[int], None] | None = None, measure_prior: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        embedder: Any,
+        queue: Queue,
+        *,
+        device: torch.device,
+        dtype: str,
+        max_batch_tokens: int,
+        max_batch_size: int,
+        prefetch: bool,
+        batch_overhead_tokens: int | None,
+        stall_timeout: float,
+        metrics: Metrics,
+        calibrate: Callable[[], Any] | None = None,
+        on_calibrated: Callable[[np.ndarray], None] | None = None,
+        on_forward: Callable[[int], None] | None = None,
+        measure_prior: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.embedder, self.queue, self.device, self.dtype = embedder, queue, device, dtype
         self.max_batch_tokens, self.max_batch_size = max_batch_tokens, max_batch_size
         self.prefetch = prefetch
@@ -152,11 +166,13 @@ class Worker:
                 if not entries:
                     self._slot.release()
                     continue
-                features = self.embedder.batch_features([e.ids for e in entries], [e.prompt_length for e in entries],
-                                                        self.device)
+                features = self.embedder.batch_features(
+                    [e.ids for e in entries], [e.prompt_length for e in entries], self.device
+                )
                 padded = int(features["input_ids"].numel())
-                self._batches.put(Batch(entries, features, padded, len({id(e.ticket) for e in entries}), formed,
-                                        backlog))
+                self._batches.put(
+                    Batch(entries, features, padded, len({id(e.ticket) for e in entries}), formed, backlog)
+                )
         except BaseException:  # noqa: BLE001 - logged; the thread ends and health() reports it
             log.exception("the batcher thread died")
         finally:
@@ -169,8 +185,11 @@ class Worker:
     def _model_main(self) -> None:
         self.metrics.worker_alive.set(1)
         try:
-            with torch.inference_mode(), autocast(self.device, DTYPES.get(self.dtype, torch.float32)), \
-                    low_precision_cpu_attention(self.embedder.source, self.device, self.dtype in ("bf16", "fp16")):
+            with (
+                torch.inference_mode(),
+                autocast(self.device, DTYPES.get(self.dtype, torch.float32)),
+                low_precision_cpu_attention(self.embedder.source, self.device, self.dtype in ("bf16", "fp16")),
+            ):
                 self._warm_up()
                 self.ready = True
                 while True:
@@ -208,8 +227,9 @@ class Worker:
         if samples:
             full = np.empty((len(samples), self.queue.dim), dtype=np.float32)
             for idx in token_budget_batches(tok.lengths, self.max_batch_tokens, self.max_batch_size):
-                features = self.embedder.batch_features([tok.ids[i] for i in idx], [tok.prompt_lengths[i] for i in idx],
-                                                        self.device)
+                features = self.embedder.batch_features(
+                    [tok.ids[i] for i in idx], [tok.prompt_lengths[i] for i in idx], self.device
+                )
                 full[idx] = self._forward(features)
             if not np.isfinite(full).all():
                 log.warning("the model gives NaN/inf on the calibration texts: int8 output is disabled")
@@ -249,8 +269,13 @@ class Worker:
         small, big = timed(1, 8), timed(rows, width)
         if self.measure_prior:
             self.queue.throughput.start_from(rows * width / max(big, 1e-6))
-            log.info("throughput prior: %.0f tokens/s (%d x %d tokens in %.1f ms)", rows * width / max(big, 1e-6),
-                     rows, width, 1000 * big)
+            log.info(
+                "throughput prior: %.0f tokens/s (%d x %d tokens in %.1f ms)",
+                rows * width / max(big, 1e-6),
+                rows,
+                width,
+                1000 * big,
+            )
         self.metrics.throughput.set(self.queue.throughput.tokens_per_s)
         if self.batch_overhead_tokens is None:
             per_token = (big - small) / max(rows * width - 8, 1)
@@ -303,8 +328,10 @@ class Worker:
                 continue
             vec = vectors[row]
             if not np.isfinite(vec).all():
-                failed[id(t)] = (t, BackendError(f"the model produced NaN/inf for input {e.row}: check the model "
-                                                 "weights and dtype"))
+                failed[id(t)] = (
+                    t,
+                    BackendError(f"the model produced NaN/inf for input {e.row}: check the model weights and dtype"),
+                )
                 continue
             t.vectors[e.row] = vec
             t.inference += seconds / len(batch.entries)

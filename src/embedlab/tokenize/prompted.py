@@ -9,6 +9,7 @@ before the prefix's last character; the leading special tokens ([CLS], BOS) coun
 sentence-transformers' ``include_prompt=False``. Slow tokenizers (no offsets) fall back to the longest
 common prefix of the full text's ids and the prefix's own ids, which is exact for the same reason.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,8 +71,14 @@ def check_texts(texts: Any) -> tuple[list[str], bool]:
     return list(texts), single
 
 
-def tokenize_prompted(tokenizer: Any, texts: Sequence[str], prompts: Sequence[str] | str | None = None, *,
-                      max_length: int, append_eos: bool = False) -> Tokenized:
+def tokenize_prompted(
+    tokenizer: Any,
+    texts: Sequence[str],
+    prompts: Sequence[str] | str | None = None,
+    *,
+    max_length: int,
+    append_eos: bool = False,
+) -> Tokenized:
     """Tokenize ``prompts[i] + texts[i]`` and count the prefix's tokens in each.
 
     ``prompts`` is one prefix for every text, one per text, or None. With ``append_eos`` the EOS id is
@@ -88,8 +95,13 @@ def tokenize_prompted(tokenizer: Any, texts: Sequence[str], prompts: Sequence[st
     offsets = enc["offset_mapping"] if want_offsets else None
     too_long = [i for i, seq in enumerate(ids) if len(seq) > limit]
     if too_long:
-        cut = tokenizer([full[i] for i in too_long], add_special_tokens=True, truncation=True, max_length=limit,
-                        return_offsets_mapping=want_offsets)
+        cut = tokenizer(
+            [full[i] for i in too_long],
+            add_special_tokens=True,
+            truncation=True,
+            max_length=limit,
+            return_offsets_mapping=want_offsets,
+        )
         for j, i in enumerate(too_long):
             ids[i] = list(cut["input_ids"][j])
             if offsets is not None:

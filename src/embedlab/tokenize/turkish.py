@@ -25,6 +25,7 @@ Deviations from the paper, by necessity:
 - pieces that are empty after removing the marker (a bare ``▁``/``Ġ``, a whitespace token, the
   ``<uppercase>`` marker) are left out of both numerator and denominator and counted as ``n_empty``.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,7 +75,9 @@ class TurkishLexicon:
     description: str = "hand-made"
 
     @classmethod
-    def from_words(cls, valid: Iterable[str], pure: Iterable[str] = (), description: str = "hand-made") -> "TurkishLexicon":
+    def from_words(
+        cls, valid: Iterable[str], pure: Iterable[str] = (), description: str = "hand-made"
+    ) -> "TurkishLexicon":
         pure_set = frozenset(tr_lower(w) for w in pure if w.strip())
         return cls(frozenset(tr_lower(w) for w in valid if w.strip()) | pure_set, pure_set, description)
 
@@ -87,7 +90,9 @@ class TurkishLexicon:
 
             base = data_dir()
             if base is None:
-                raise ConfigError("no Turkish lexicon: ../shared/data is not next to the checkout and $EMBEDLAB_DATA is unset; pass --lexicon DIR")
+                raise ConfigError(
+                    "no Turkish lexicon: ../shared/data is not next to the checkout and $EMBEDLAB_DATA is unset; pass --lexicon DIR"
+                )
             directory = base / "turkish" / "morphemes"
         directory = Path(directory)
         missing = [n for n in LEXICON_FILES if not (directory / n).is_file()]
@@ -142,8 +147,16 @@ def turkish_scores(pieces: Counter[str] | dict[str, int], lexicon: TurkishLexico
         return a / b if b else float("nan")
 
     return TurkishScores(
-        tr_tokens=ratio(n_tr, n_tokens), pure_tokens=ratio(n_pure, n_tokens),
-        tr_types=ratio(len(valid), len(kept)), pure_types=ratio(len(pure), len(kept)),
-        n_tokens=n_tokens, n_types=len(kept), n_tr_tokens=n_tr, n_pure_tokens=n_pure,
-        n_tr_types=len(valid), n_pure_types=len(pure), n_empty=n_empty, lexicon=lexicon.description,
+        tr_tokens=ratio(n_tr, n_tokens),
+        pure_tokens=ratio(n_pure, n_tokens),
+        tr_types=ratio(len(valid), len(kept)),
+        pure_types=ratio(len(pure), len(kept)),
+        n_tokens=n_tokens,
+        n_types=len(kept),
+        n_tr_tokens=n_tr,
+        n_pure_tokens=n_pure,
+        n_tr_types=len(valid),
+        n_pure_types=len(pure),
+        n_empty=n_empty,
+        lexicon=lexicon.description,
     )

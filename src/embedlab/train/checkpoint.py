@@ -1,5 +1,6 @@
 """Training checkpoints: the trainable weights, optimizer, schedule, sampler position and every RNG,
 written atomically, so that a resumed run continues exactly where the killed one stopped."""
+
 from __future__ import annotations
 
 import random
@@ -18,8 +19,12 @@ PREFIX = "step-"
 
 
 def rng_states() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
@@ -62,7 +67,9 @@ def load_checkpoint(path: Path, model: torch.nn.Module) -> dict[str, Any]:
     params = dict(model.named_parameters())
     missing = [n for n in weights if n not in params]
     if missing:
-        raise EmbedlabError(f"checkpoint {path} does not match this model/config (unknown weights such as {missing[0]})")
+        raise EmbedlabError(
+            f"checkpoint {path} does not match this model/config (unknown weights such as {missing[0]})"
+        )
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)

@@ -3,6 +3,7 @@
 A config is one stage (``data`` + the stage settings at the top level) or several (``stages``: each
 entry overrides the top-level settings for that stage; NV-Embed's two-stage recipe is two entries).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -78,8 +79,16 @@ class Stage:
 
 
 STAGE_DEFAULTS: dict[str, Any] = {
-    "steps": 100, "lr": 2e-5, "warmup_steps": 10, "weight_decay": 0.01, "temperature": 0.05, "hard_negatives": 0,
-    "in_batch_negatives": True, "symmetric": False, "mask_false_negatives": True, "matryoshka_dims": None,
+    "steps": 100,
+    "lr": 2e-5,
+    "warmup_steps": 10,
+    "weight_decay": 0.01,
+    "temperature": 0.05,
+    "hard_negatives": 0,
+    "in_batch_negatives": True,
+    "symmetric": False,
+    "mask_false_negatives": True,
+    "matryoshka_dims": None,
     "matryoshka_weights": None,
 }
 
@@ -131,10 +140,16 @@ class TrainConfig(_StageFields):
         if self.stages is not None and not self.stages:
             raise ValueError("stages must list at least one stage")
         if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
-            raise ValueError(f"micro_batch_size ({self.micro_batch_size}) must not exceed batch_size ({self.batch_size})")
+            raise ValueError(
+                f"micro_batch_size ({self.micro_batch_size}) must not exceed batch_size ({self.batch_size})"
+            )
         for stage in self.resolved_stages():
-            if stage.matryoshka_weights is not None and len(stage.matryoshka_weights) != len(stage.matryoshka_dims or []):
-                raise ValueError(f"stage {stage.name}: matryoshka_weights must have one weight per matryoshka_dims entry")
+            if stage.matryoshka_weights is not None and len(stage.matryoshka_weights) != len(
+                stage.matryoshka_dims or []
+            ):
+                raise ValueError(
+                    f"stage {stage.name}: matryoshka_weights must have one weight per matryoshka_dims entry"
+                )
         return self
 
     def resolved_stages(self) -> list[Stage]:

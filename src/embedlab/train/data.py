@@ -5,6 +5,7 @@ The query side gets ``template.format(task=instruction, text=query)`` (default
 ``"Instruct: {task}\\nQuery: {text}"``); documents get none unless ``instruct_documents`` (NV-Embed adds
 the instruction to both sides of symmetric STS data).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,10 @@ class DataSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(description="a .jsonl/.tsv file or an adapter: " + ", ".join(["snli-triplets", "scifact-train", "stsb-pairs",
-                                                                                       "twitter-url-train", "trecqa-train"]))
+    source: str = Field(
+        description="a .jsonl/.tsv file or an adapter: "
+        + ", ".join(["snli-triplets", "scifact-train", "stsb-pairs", "twitter-url-train", "trecqa-train"])
+    )
     instruction: str | None = None  # None: the adapter's default task definition ('' for files); '': no instruction
     instruct_documents: bool | None = None  # also instruct positives/negatives (symmetric tasks)
     in_batch_negatives: bool | None = None  # None: the stage's setting
@@ -67,7 +70,9 @@ def _root(folder: str) -> Path:
 
     root = data_dir()
     if root is None or not (Path(root) / folder).is_dir():
-        raise EmbedlabError(f"this adapter reads {folder}/ in the shared data directory; set EMBEDLAB_DATA (now: {root})")
+        raise EmbedlabError(
+            f"this adapter reads {folder}/ in the shared data directory; set EMBEDLAB_DATA (now: {root})"
+        )
     return Path(root) / folder
 
 
@@ -79,7 +84,10 @@ def _snli() -> Rows:
 def _scifact() -> Rows:
     root = _root("scifact")
     queries = {str(r["_id"]): r["text"] for r in read_jsonl(root / "queries.jsonl")}
-    corpus = {str(d["_id"]): (d.get("title", "") + " " + d.get("text", "")).strip() for d in read_jsonl(root / "corpus.jsonl.gz")}
+    corpus = {
+        str(d["_id"]): (d.get("title", "") + " " + d.get("text", "")).strip()
+        for d in read_jsonl(root / "corpus.jsonl.gz")
+    }
     out = []
     for r in read_tsv(root / "qrels" / "train.tsv", ("query-id", "corpus-id", "score")):
         if int(r["score"]) > 0 and r["query-id"] in queries and r["corpus-id"] in corpus:
@@ -94,7 +102,9 @@ def _stsb() -> Rows:
 
 
 def _twitter_url() -> Rows:
-    rows = read_tsv(_root("twitter-url-corpus") / "train_tokenized_lowercased.tsv.gz", ("sentence1", "sentence2", "label"))
+    rows = read_tsv(
+        _root("twitter-url-corpus") / "train_tokenized_lowercased.tsv.gz", ("sentence1", "sentence2", "label")
+    )
     pos: dict[str, list[str]] = {}
     neg: dict[str, list[str]] = {}
     for r in rows:
@@ -107,7 +117,9 @@ def _trecqa() -> Rows:
     for r in read_jsonl(_root("trecqa-wang") / "train.jsonl"):
         negatives = [n for n in r.get("negative", []) if n]
         for i, p in enumerate(r.get("positive", [])):
-            out.append((r["query"], p, negatives[i:] + negatives[:i]))  # rotate so each pair leads with another negative
+            out.append(
+                (r["query"], p, negatives[i:] + negatives[:i])
+            )  # rotate so each pair leads with another negative
     return out
 
 
@@ -120,17 +132,33 @@ class Adapter:
 
 
 ADAPTERS: dict[str, Adapter] = {
-    "snli-triplets": Adapter(_snli, "Given a premise, retrieve a hypothesis that is entailed by the premise",
-                             note="SNLI validation+test triplets (contradiction = hard negative); don't evaluate on SNLI after"),
-    "scifact-train": Adapter(_scifact, "Given a scientific claim, retrieve documents that support or refute the claim",
-                             note="SciFact train queries -> relevant abstracts (no negatives: run embedlab mine)"),
-    "stsb-pairs": Adapter(_stsb, "Retrieve semantically similar text.", instruct_documents=True,
-                          note="STS-B train pairs scored >= 4, both directions"),
-    "twitter-url-train": Adapter(_twitter_url, "Retrieve tweets that are semantically similar to the given tweet",
-                                 note="Twitter URL train paraphrases; negatives = same tweet's non-paraphrases. "
-                                      "MTEB's TwitterURLCorpus evaluates on train+test: don't evaluate on it after"),
-    "trecqa-train": Adapter(_trecqa, "Given a question, retrieve sentences that answer the question",
-                            note="TrecQA train: each (question, answer) with the question's wrong answers as negatives"),
+    "snli-triplets": Adapter(
+        _snli,
+        "Given a premise, retrieve a hypothesis that is entailed by the premise",
+        note="SNLI validation+test triplets (contradiction = hard negative); don't evaluate on SNLI after",
+    ),
+    "scifact-train": Adapter(
+        _scifact,
+        "Given a scientific claim, retrieve documents that support or refute the claim",
+        note="SciFact train queries -> relevant abstracts (no negatives: run embedlab mine)",
+    ),
+    "stsb-pairs": Adapter(
+        _stsb,
+        "Retrieve semantically similar text.",
+        instruct_documents=True,
+        note="STS-B train pairs scored >= 4, both directions",
+    ),
+    "twitter-url-train": Adapter(
+        _twitter_url,
+        "Retrieve tweets that are semantically similar to the given tweet",
+        note="Twitter URL train paraphrases; negatives = same tweet's non-paraphrases. "
+        "MTEB's TwitterURLCorpus evaluates on train+test: don't evaluate on it after",
+    ),
+    "trecqa-train": Adapter(
+        _trecqa,
+        "Given a question, retrieve sentences that answer the question",
+        note="TrecQA train: each (question, answer) with the question's wrong answers as negatives",
+    ),
 }
 
 
@@ -165,8 +193,9 @@ def _read_file(path: Path) -> Rows:
     return rows
 
 
-def load_dataset(spec: DataSpec | str, *, in_batch_default: bool = True, seed: int = 0,
-                 stats: DataStats | None = None) -> list[Example]:
+def load_dataset(
+    spec: DataSpec | str, *, in_batch_default: bool = True, seed: int = 0, stats: DataStats | None = None
+) -> list[Example]:
     """Examples of one dataset: read, instruction attached, exact duplicates dropped (counted)."""
     spec = DataSpec(source=spec) if isinstance(spec, str) else spec
     adapter = ADAPTERS.get(spec.source)
@@ -205,8 +234,9 @@ def load_dataset(spec: DataSpec | str, *, in_batch_default: bool = True, seed: i
     return examples
 
 
-def load_datasets(specs: list[DataSpec], *, in_batch_default: bool = True, seed: int = 0,
-                  stats: DataStats | None = None) -> list[Example]:
+def load_datasets(
+    specs: list[DataSpec], *, in_batch_default: bool = True, seed: int = 0, stats: DataStats | None = None
+) -> list[Example]:
     examples = [e for s in specs for e in load_dataset(s, in_batch_default=in_batch_default, seed=seed, stats=stats)]
     if len(examples) < 2:
         raise InputError("need at least two training examples")
@@ -242,7 +272,9 @@ def check_template(template: str) -> str:
     try:
         template.format(task="t", text="x")
     except (KeyError, IndexError, ValueError) as exc:
-        raise EmbedlabError(f"instruction_template {template!r} is not a valid template ({exc}); use {{task}} and {{text}}") from None
+        raise EmbedlabError(
+            f"instruction_template {template!r} is not a valid template ({exc}); use {{task}} and {{text}}"
+        ) from None
     if "{text}" not in template:
         raise EmbedlabError(f"instruction_template {template!r} must contain {{text}}")
     return template

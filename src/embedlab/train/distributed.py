@@ -10,6 +10,7 @@ rank's parameter gradient is its share of the exact full-batch gradient, and sum
 per optimizer step, which is what GradCache's repeated re-forward passes need (DDP's hook-based
 bucketing would synchronise after every micro-batch).
 """
+
 from __future__ import annotations
 
 import os

@@ -15,6 +15,7 @@ micro-batch; the loss still sees every candidate. Written by hand because the re
 implementation (luyug/GradCache) is not a maintained PyPI library and sentence-transformers'
 CachedMultipleNegativesRankingLoss works only on its own modules.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
@@ -63,8 +64,14 @@ def embed_planned(embed: EmbedFn, items: Sequence[Any], plan: Sequence[Sequence[
     return flat[torch.argsort(order)]
 
 
-def cached_backward(embed: EmbedFn, groups: Sequence[Sequence[Any]], loss_fn: Callable[..., torch.Tensor],
-                    micro_batch_size: int, scale: float = 1.0, plan: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+def cached_backward(
+    embed: EmbedFn,
+    groups: Sequence[Sequence[Any]],
+    loss_fn: Callable[..., torch.Tensor],
+    micro_batch_size: int,
+    scale: float = 1.0,
+    plan: Sequence[Sequence[int]] | None = None,
+) -> torch.Tensor:
     """Backpropagate ``scale * loss_fn(*reps)`` into the parameters behind ``embed``, where ``reps[i]``
     embeds ``groups[i]``, holding at most one micro-batch's activations at a time. ``plan`` lists the
     micro-batches as indices into the concatenation of the groups (every index once; default: each

@@ -12,6 +12,7 @@ every candidate; one that does not (NV-Embed stage 2 for non-retrieval data) see
 positive and its own negatives. The symmetric term (positive j -> the B queries) uses the transpose
 of the query -> positive visibility: the same in-batch switch and false-negative mask.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -42,9 +43,17 @@ def candidate_mask(batch: int, owner: torch.Tensor, in_batch: bool | torch.Tenso
     return own | flag.unsqueeze(1).expand(batch, batch + n)
 
 
-def contrastive_loss_flat(q: torch.Tensor, p: torch.Tensor, negatives: torch.Tensor | None = None, owner: torch.Tensor | None = None,
-                          *, temperature: float = 0.05, in_batch: bool | torch.Tensor = True, symmetric: bool = False,
-                          false_negative_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+def contrastive_loss_flat(
+    q: torch.Tensor,
+    p: torch.Tensor,
+    negatives: torch.Tensor | None = None,
+    owner: torch.Tensor | None = None,
+    *,
+    temperature: float = 0.05,
+    in_batch: bool | torch.Tensor = True,
+    symmetric: bool = False,
+    false_negative_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, float]:
     """InfoNCE of q (B, d) against positives p (B, d) and negatives (N, d) owned by ``owner`` (N,).
     Returns the loss and the mean number of candidates each query competed against."""
     b, d = q.shape
@@ -60,7 +69,9 @@ def contrastive_loss_flat(q: torch.Tensor, p: torch.Tensor, negatives: torch.Ten
     visible = candidate_mask(b, owner.to(q.device), in_batch)
     if false_negative_mask is not None:
         if false_negative_mask.shape != logits.shape:
-            raise EmbedlabError(f"false_negative_mask has shape {tuple(false_negative_mask.shape)}, expected {tuple(logits.shape)}")
+            raise EmbedlabError(
+                f"false_negative_mask has shape {tuple(false_negative_mask.shape)}, expected {tuple(logits.shape)}"
+            )
         diagonal = torch.zeros_like(visible)
         diagonal[torch.arange(b), torch.arange(b)] = True  # the positive itself is never masked
         visible = visible & ~(false_negative_mask.to(q.device) & ~diagonal)
@@ -82,30 +93,58 @@ def _flatten(n: torch.Tensor | None, q: torch.Tensor) -> tuple[torch.Tensor | No
     return n.reshape(-1, q.shape[1]), torch.arange(len(q), device=q.device).repeat_interleave(n.shape[1])
 
 
-def contrastive_loss(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor | None = None, *, temperature: float = 0.05,
-                     in_batch: bool | torch.Tensor = True, symmetric: bool = False,
-                     false_negative_mask: torch.Tensor | None = None) -> torch.Tensor:
+def contrastive_loss(
+    q: torch.Tensor,
+    p: torch.Tensor,
+    n: torch.Tensor | None = None,
+    *,
+    temperature: float = 0.05,
+    in_batch: bool | torch.Tensor = True,
+    symmetric: bool = False,
+    false_negative_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """InfoNCE of queries q (B, d) against their positives p (B, d) and k hard negatives each n (B, k, d).
 
     ``in_batch=True``: every query competes against all B positives and all B·k negatives (B·(1+k)
     candidates); ``False``: only its own positive and its own k negatives. ``false_negative_mask``
     (B, B+B·k) marks candidates to ignore; ``symmetric`` adds the positives -> queries term.
     """
-    return contrastive_loss_flat(q, p, *_flatten(n, q), temperature=temperature, in_batch=in_batch, symmetric=symmetric,
-                                 false_negative_mask=false_negative_mask)[0]
+    return contrastive_loss_flat(
+        q,
+        p,
+        *_flatten(n, q),
+        temperature=temperature,
+        in_batch=in_batch,
+        symmetric=symmetric,
+        false_negative_mask=false_negative_mask,
+    )[0]
 
 
-def matryoshka_info_nce(q: torch.Tensor, d: torch.Tensor, dims: Sequence[int], weights: Sequence[float] | None = None,
-                        temperature: float = 0.05, **loss_kwargs: Any) -> torch.Tensor:
+def matryoshka_info_nce(
+    q: torch.Tensor,
+    d: torch.Tensor,
+    dims: Sequence[int],
+    weights: Sequence[float] | None = None,
+    temperature: float = 0.05,
+    **loss_kwargs: Any,
+) -> torch.Tensor:
     """Σ_m w_m · InfoNCE(q[:, :m], d[:, :m]) over nested prefix sizes m (each prefix renormalised;
     Kusupati et al. 2022). ``loss_kwargs`` (hard negatives ``n``, ``in_batch``, ...) go to
     :func:`contrastive_loss`."""
-    return matryoshka_flat(q, d, *_flatten(loss_kwargs.pop("n", None), q), dims, weights, temperature=temperature,
-                           **loss_kwargs)[0]
+    return matryoshka_flat(
+        q, d, *_flatten(loss_kwargs.pop("n", None), q), dims, weights, temperature=temperature, **loss_kwargs
+    )[0]
 
 
-def matryoshka_flat(q: torch.Tensor, p: torch.Tensor, negatives: torch.Tensor | None, owner: torch.Tensor | None,
-                    dims: Sequence[int], weights: Sequence[float] | None = None, **kwargs: Any) -> tuple[torch.Tensor, float]:
+def matryoshka_flat(
+    q: torch.Tensor,
+    p: torch.Tensor,
+    negatives: torch.Tensor | None,
+    owner: torch.Tensor | None,
+    dims: Sequence[int],
+    weights: Sequence[float] | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, float]:
     weights = list(weights) if weights is not None else [1.0] * len(dims)
     if len(weights) != len(dims):
         raise EmbedlabError("matryoshka_weights must have one weight per dimension")
@@ -113,7 +152,9 @@ def matryoshka_flat(q: torch.Tensor, p: torch.Tensor, negatives: torch.Tensor | 
         raise EmbedlabError(f"a Matryoshka dimension ({max(dims)}) exceeds the embedding size ({q.shape[1]})")
     total, cands = 0.0, 0.0
     for m, w in zip(dims, weights):
-        loss, cands = contrastive_loss_flat(q[:, :m], p[:, :m], None if negatives is None else negatives[:, :m], owner, **kwargs)
+        loss, cands = contrastive_loss_flat(
+            q[:, :m], p[:, :m], None if negatives is None else negatives[:, :m], owner, **kwargs
+        )
         total = total + w * loss
     return total, cands  # type: ignore[return-value]
 
@@ -126,8 +167,10 @@ def false_negative_mask(queries: Sequence[str], positives: Sequence[str], negati
     if len(queries) != len(positives):
         raise EmbedlabError(f"{len(queries)} queries but {len(positives)} positives")
     ids: dict[str, int] = {}  # each distinct text -> an integer; then the comparisons are tensor ops
-    q, p, c = (torch.tensor([ids.setdefault(t, len(ids)) for t in texts], dtype=torch.long)
-               for texts in (queries, positives, list(positives) + list(negatives)))
+    q, p, c = (
+        torch.tensor([ids.setdefault(t, len(ids)) for t in texts], dtype=torch.long)
+        for texts in (queries, positives, list(positives) + list(negatives))
+    )
     b = len(positives)
     mask = (c.unsqueeze(0) == p.unsqueeze(1)) | (c.unsqueeze(0) == q.unsqueeze(1))
     same_query = (q.unsqueeze(0) == q.unsqueeze(1)) & ~torch.eye(b, dtype=torch.bool)

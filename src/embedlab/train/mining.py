@@ -10,6 +10,7 @@
 
 Known positives — by index and by identical text — are never returned as negatives.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -91,7 +92,9 @@ def mine_hard_negatives(
     return MinedNegatives(negatives, pos_scores, neg_scores)
 
 
-def mine_texts(teacher: Any, pairs: Sequence[tuple[str, str]], corpus: Sequence[str] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+def mine_texts(
+    teacher: Any, pairs: Sequence[tuple[str, str]], corpus: Sequence[str] | None = None, **kwargs: Any
+) -> list[dict[str, Any]]:
     """Mine for (query, positive) text pairs; the corpus defaults to every positive. Returns rows
     ``{"query", "positive", "negatives": [...]}``."""
     if not pairs:
@@ -107,7 +110,10 @@ def mine_texts(teacher: Any, pairs: Sequence[tuple[str, str]], corpus: Sequence[
     pv = teacher.encode([p for _, p in pairs])
     cv = teacher.encode(corpus)
     mined = mine_hard_negatives(qv, pv, cv, known, **kwargs)
-    return [{"query": q, "positive": p, "negatives": [corpus[j] for j in negs]} for (q, p), negs in zip(pairs, mined.negatives)]
+    return [
+        {"query": q, "positive": p, "negatives": [corpus[j] for j in negs]}
+        for (q, p), negs in zip(pairs, mined.negatives)
+    ]
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

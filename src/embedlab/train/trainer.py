@@ -7,6 +7,7 @@ Written by hand rather than on ``transformers.Trainer``/``SentenceTransformerTra
 two-pass step, the cross-process candidate gather and exact resume of a custom sampler do not fit
 their loops; the pieces (optimizer, scheduler, peft, autocast) are the libraries'.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,12 +27,12 @@ import torch
 
 from embedlab.errors import EmbedlabError, TrainingDiverged
 from embedlab.io import atomic_path, write_json
+from embedlab.models.batching import padding_aware_batches
+from embedlab.models.embedder import resolve_dtype
 from embedlab.train import distributed as dist_utils
 from embedlab.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from embedlab.train.config import Stage, TrainConfig
 from embedlab.train.data import DataStats, Example, Prompted, format_document, format_query, load_datasets
-from embedlab.models.batching import padding_aware_batches
-from embedlab.models.embedder import resolve_dtype
 from embedlab.train.gradcache import cached_backward, embed_planned, length_sorted_chunks
 from embedlab.train.losses import contrastive_loss_flat, false_negative_mask, matryoshka_flat
 
@@ -94,9 +95,16 @@ def load_embedder(config: TrainConfig) -> Any:
     from embedlab.models import Embedder
 
     torch.manual_seed(config.seed)  # the head's initialisation
-    emb = Embedder.from_pretrained(config.model, pooling=config.pooling, attention=config.attention, max_length=config.max_length,
-                                   append_eos=config.append_eos, padding_side=config.padding_side,
-                                   pooling_options=config.pooling_options, preset=config.head_preset)
+    emb = Embedder.from_pretrained(
+        config.model,
+        pooling=config.pooling,
+        attention=config.attention,
+        max_length=config.max_length,
+        append_eos=config.append_eos,
+        padding_side=config.padding_side,
+        pooling_options=config.pooling_options,
+        preset=config.head_preset,
+    )
     return emb.to(config.torch_device())
 
 
@@ -115,8 +123,13 @@ def apply_lora(embedder: Any, config: TrainConfig) -> int:
 
     assert config.lora is not None
     settings = config.lora
-    lora = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=settings.target_modules, bias="none")
+    lora = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        bias="none",
+    )
     with _quiet_peft():
         embedder.backbone.model = get_peft_model(embedder.backbone.model, lora)
     return sum(p.numel() for n, p in embedder.backbone.named_parameters() if p.requires_grad)
@@ -173,8 +186,14 @@ class Trainer:
     """``Trainer(config).fit()``; pass ``embedder`` to train one built elsewhere (e.g. by the grid),
     ``on_step(step, loss)`` to observe (or interrupt) the run."""
 
-    def __init__(self, config: TrainConfig, embedder: Any | None = None, *,
-                 on_step: Callable[[int, float], None] | None = None, show_progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        embedder: Any | None = None,
+        *,
+        on_step: Callable[[int, float], None] | None = None,
+        show_progress: bool = True,
+    ) -> None:
         self.config = config
         dist_utils.init_from_env()
         self.rank, self.world_size = dist_utils.world()
@@ -189,7 +208,9 @@ class Trainer:
         self.lora_parameters = 0
         if config.lora is not None:
             self.lora_parameters = apply_lora(self.embedder, config)
-        elif any(p.requires_grad for p in self.embedder.backbone.parameters()):  # full fine-tuning unless the caller froze it
+        elif any(
+            p.requires_grad for p in self.embedder.backbone.parameters()
+        ):  # full fine-tuning unless the caller froze it
             for p in self.embedder.parameters():
                 p.requires_grad_(True)
         for module in self.embedder.trainable_modules():  # the head and any projection, always in full
@@ -205,8 +226,11 @@ class Trainer:
         self.stats = DataStats()
         self._tokens, self._truncated = 0, 0
         self._token_cache: dict[Prompted, tuple[np.ndarray, int, bool]] = {}
-        self.result = TrainResult(trainable_parameters=sum(p.numel() for p in self.params),
-                                  head_parameters=self.embedder.head.num_parameters(), lora_parameters=self.lora_parameters)
+        self.result = TrainResult(
+            trainable_parameters=sum(p.numel() for p in self.params),
+            head_parameters=self.embedder.head.num_parameters(),
+            lora_parameters=self.lora_parameters,
+        )
 
     # -- texts -> representations ------------------------------------------------------------------
     # Training tokenizes each distinct (prefix, text) once (the cache below), then embeds a step's texts
@@ -229,7 +253,9 @@ class Trainer:
                 cache[item] = (np.asarray(ids, dtype=np.int32), plen, False)
             if tok.truncated:  # which ones were cut: only texts at the limit can be; ask the tokenizer about those
                 at_limit = [x for x, ids in zip(missing, tok.ids) if len(ids) >= limit]
-                full = self.embedder.tokenizer([p + t for p, t in at_limit], add_special_tokens=True, verbose=False)["input_ids"]
+                full = self.embedder.tokenizer([p + t for p, t in at_limit], add_special_tokens=True, verbose=False)[
+                    "input_ids"
+                ]
                 for item, ids in zip(at_limit, full):
                     if len(ids) > limit:
                         cache[item] = (cache[item][0], cache[item][1], True)
@@ -263,7 +289,9 @@ class Trainer:
         return contextlib.nullcontext()
 
     # -- one contrastive batch ----------------------------------------------------------------------
-    def _batch_texts(self, batch: list[Example], k: int) -> tuple[list[Prompted], list[Prompted], list[Prompted], list[int], list[bool]]:
+    def _batch_texts(
+        self, batch: list[Example], k: int
+    ) -> tuple[list[Prompted], list[Prompted], list[Prompted], list[int], list[bool]]:
         template = self.config.instruction_template
         queries = [format_query(e, template) for e in batch]
         positives = [format_document(e.positive, e, template) for e in batch]
@@ -287,6 +315,7 @@ class Trainer:
             all_p += p
             all_n += n
             all_flags += f
+
         def full(items: list[Prompted]) -> list[str]:
             return [p + t for p, t in items]
 
@@ -298,10 +327,16 @@ class Trainer:
         def loss_fn(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
             q, p = dist_utils.gather_with_grad(q), dist_utils.gather_with_grad(p)
             n = dist_utils.gather_with_grad(n)
-            kwargs = dict(temperature=stage.temperature, in_batch=flags_t, symmetric=stage.symmetric,
-                          false_negative_mask=None if fn_mask is None else fn_mask.to(self.device))
+            kwargs = dict(
+                temperature=stage.temperature,
+                in_batch=flags_t,
+                symmetric=stage.symmetric,
+                false_negative_mask=None if fn_mask is None else fn_mask.to(self.device),
+            )
             if stage.matryoshka_dims:
-                loss, cands[0] = matryoshka_flat(q, p, n, owner_t, stage.matryoshka_dims, stage.matryoshka_weights, **kwargs)
+                loss, cands[0] = matryoshka_flat(
+                    q, p, n, owner_t, stage.matryoshka_dims, stage.matryoshka_weights, **kwargs
+                )
             else:
                 loss, cands[0] = contrastive_loss_flat(q, p, n, owner_t, **kwargs)
             return loss
@@ -313,9 +348,18 @@ class Trainer:
         self._truncated += sum(r[2] for r in rows)
         plan = self._plan(lengths)
         if self.config.micro_batch_size is not None:
-            loss = cached_backward(self._embed_tokenized, [rows[: len(queries)], rows[len(queries) : len(queries) + len(positives)],
-                                                           rows[len(queries) + len(positives) :]],
-                                   loss_fn, self.config.micro_batch_size, scale, plan=plan)
+            loss = cached_backward(
+                self._embed_tokenized,
+                [
+                    rows[: len(queries)],
+                    rows[len(queries) : len(queries) + len(positives)],
+                    rows[len(queries) + len(positives) :],
+                ],
+                loss_fn,
+                self.config.micro_batch_size,
+                scale,
+                plan=plan,
+            )
         else:
             flat = embed_planned(self._embed_tokenized, rows, plan)
             q, p, n = torch.split(flat, [len(g) for g in groups])
@@ -342,10 +386,11 @@ class Trainer:
         have = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb else available_memory_bytes(self.device)
         if need > 0.9 * have:
             fit = int(texts * (0.9 * have - static) / max(1, need - static))
-            hint = (f"set micro_batch_size (GradCache) to at most {fit}" if fit >= 1 else "lower max_length or use LoRA")
+            hint = f"set micro_batch_size (GradCache) to at most {fit}" if fit >= 1 else "lower max_length or use LoRA"
             raise EmbedlabError(
                 f"stage {stage.name}: one forward pass of {texts} texts x {seq} tokens needs about {_size(need)}, "
-                f"but {_size(have)} is available; {hint}")
+                f"but {_size(have)} is available; {hint}"
+            )
         return need
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -371,14 +416,20 @@ class Trainer:
         found = [] if overwrite else list_checkpoints(self.ckpt_dir)
         has_model = (self.out / "model").exists() and not overwrite
         if not resume and has_model:
-            raise EmbedlabError(f"{self.out} already holds a trained model; choose another output, pass --resume to continue "
-                                f"its run, or --overwrite to discard it and train again")
+            raise EmbedlabError(
+                f"{self.out} already holds a trained model; choose another output, pass --resume to continue "
+                f"its run, or --overwrite to discard it and train again"
+            )
         if not resume and found:
-            raise EmbedlabError(f"{self.out} already holds checkpoints of a run (newest {found[-1].name}); pass --resume to "
-                                f"continue it, or --overwrite to discard them and start over, or choose another output")
+            raise EmbedlabError(
+                f"{self.out} already holds checkpoints of a run (newest {found[-1].name}); pass --resume to "
+                f"continue it, or --overwrite to discard them and start over, or choose another output"
+            )
         if resume and has_model and not found and self._finished_summary() is None:
-            raise EmbedlabError(f"{self.out} holds a trained model but no checkpoint to continue from to "
-                                f"{self.config.total_steps} steps; pass --overwrite to train again, or choose another output")
+            raise EmbedlabError(
+                f"{self.out} holds a trained model but no checkpoint to continue from to "
+                f"{self.config.total_steps} steps; pass --overwrite to train again, or choose another output"
+            )
         if overwrite and dist_utils.is_main():
             for name in self.RUN_FILES:
                 target = self.out / name
@@ -397,8 +448,11 @@ class Trainer:
         if dist_utils.is_main():
             self.out.mkdir(parents=True, exist_ok=True)
             if state is not None and self.log_path.is_file():  # drop log records written after the checkpoint
-                kept = [line for line in self.log_path.read_text().splitlines()
-                        if json.loads(line).get("step", -1) <= state["global_step"] or "event" in json.loads(line)]
+                kept = [
+                    line
+                    for line in self.log_path.read_text().splitlines()
+                    if json.loads(line).get("step", -1) <= state["global_step"] or "event" in json.loads(line)
+                ]
                 with atomic_path(self.log_path) as tmp:
                     tmp.write_text("".join(line + "\n" for line in kept))
             elif state is None and self.log_path.exists():
@@ -412,7 +466,9 @@ class Trainer:
         cfg = self.config
         stages = cfg.resolved_stages()
         if resume and overwrite:
-            raise EmbedlabError("--resume continues the run in the output and --overwrite discards it: pass one of them")
+            raise EmbedlabError(
+                "--resume continues the run in the output and --overwrite discards it: pass one of them"
+            )
         if resume and (finished := self._finished_summary()) is not None:
             known = {k: v for k, v in finished.items() if k in TrainResult.__dataclass_fields__ and k != "losses"}
             self.result = TrainResult(**{**known, "already_finished": True})
@@ -435,20 +491,28 @@ class Trainer:
         self.embedder.train()
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.total_steps, initial=global_step, desc="train", unit="step", disable=not self.show_progress)
+        bar = tqdm(
+            total=cfg.total_steps, initial=global_step, desc="train", unit="step", disable=not self.show_progress
+        )
         t0 = time.perf_counter()
         last_ckpt = state["path"] if state is not None else None
         try:
             for s_idx, stage in enumerate(stages):
                 if s_idx < start_stage:
                     continue
-                examples = load_datasets(stage.data, in_batch_default=stage.in_batch_negatives, seed=cfg.seed, stats=self.stats)
+                examples = load_datasets(
+                    stage.data, in_batch_default=stage.in_batch_negatives, seed=cfg.seed, stats=self.stats
+                )
                 memory = self._check_memory(stage, examples)
                 sampler = BatchSampler(len(examples), cfg.batch_size, cfg.seed + s_idx)
-                optimizer = torch.optim.AdamW(self.params, lr=stage.lr, weight_decay=stage.weight_decay, **_fused(self.device))
+                optimizer = torch.optim.AdamW(
+                    self.params, lr=stage.lr, weight_decay=stage.weight_decay, **_fused(self.device)
+                )
                 warm = stage.warmup_steps
                 schedule = torch.optim.lr_scheduler.LambdaLR(
-                    optimizer, lambda s, w=warm, n=stage.steps: min(1.0, (s + 1) / w if w else 1.0) * max(0.0, 1 - s / n))
+                    optimizer,
+                    lambda s, w=warm, n=stage.steps: min(1.0, (s + 1) / w if w else 1.0) * max(0.0, 1 - s / n),
+                )
                 first = 0
                 if state is not None and s_idx == start_stage and state["step"] == 0:  # checkpoint at a stage boundary
                     set_rng_states(state["rng"])
@@ -460,13 +524,22 @@ class Trainer:
                     set_rng_states(state["rng"])
                     first = start_step
                 if first == 0:
-                    self._log({"event": "stage", "stage": stage.name, "steps": stage.steps, "examples": len(examples),
-                               "data": {k: v for k, v in self.stats.examples.items()},
-                               "duplicates_dropped": dict(self.stats.duplicates_dropped),
-                               "duplicate_queries": dict(self.stats.duplicate_queries),
-                               "memory_estimate_gib": round(memory / 2**30, 3), "processes": self.world_size,
-                               "trainable_parameters": self.result.trainable_parameters,
-                               "head_parameters": self.result.head_parameters, "lora_parameters": self.lora_parameters})
+                    self._log(
+                        {
+                            "event": "stage",
+                            "stage": stage.name,
+                            "steps": stage.steps,
+                            "examples": len(examples),
+                            "data": {k: v for k, v in self.stats.examples.items()},
+                            "duplicates_dropped": dict(self.stats.duplicates_dropped),
+                            "duplicate_queries": dict(self.stats.duplicate_queries),
+                            "memory_estimate_gib": round(memory / 2**30, 3),
+                            "processes": self.world_size,
+                            "trainable_parameters": self.result.trainable_parameters,
+                            "head_parameters": self.result.head_parameters,
+                            "lora_parameters": self.lora_parameters,
+                        }
+                    )
                 for step in range(first, stage.steps):
                     t_step, tokens_before = time.perf_counter(), self._tokens
                     optimizer.zero_grad(set_to_none=True)
@@ -478,9 +551,13 @@ class Trainer:
                     dist_utils.sum_gradients(self.params)
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, 1.0))
                     if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
-                        keep = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
-                        raise TrainingDiverged(f"the loss became {loss_sum} (gradient norm {grad_norm}) at step {global_step} "
-                                               f"of stage {stage.name}: stopped without updating; {keep}. Lower the learning rate.")
+                        keep = (
+                            f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+                        )
+                        raise TrainingDiverged(
+                            f"the loss became {loss_sum} (gradient norm {grad_norm}) at step {global_step} "
+                            f"of stage {stage.name}: stopped without updating; {keep}. Lower the learning rate."
+                        )
                     optimizer.step()
                     schedule.step()
                     global_step += 1
@@ -491,18 +568,41 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss_sum:.4f}", tok_s=f"{tokens / elapsed:.0f}", cands=f"{cands:.0f}")
                     bar.update(1)
                     if step % cfg.log_every == 0 or step == stage.steps - 1:
-                        self._log({"stage": stage.name, "step": global_step, "loss": loss_sum, "lr": schedule.get_last_lr()[0],
-                                   "grad_norm": grad_norm, "candidates_per_query": cands, "tokens_per_s": round(tokens / elapsed, 1),
-                                   "truncated_texts": self._truncated * self.world_size})
+                        self._log(
+                            {
+                                "stage": stage.name,
+                                "step": global_step,
+                                "loss": loss_sum,
+                                "lr": schedule.get_last_lr()[0],
+                                "grad_norm": grad_norm,
+                                "candidates_per_query": cands,
+                                "tokens_per_s": round(tokens / elapsed, 1),
+                                "truncated_texts": self._truncated * self.world_size,
+                            }
+                        )
                     if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and dist_utils.is_main():
-                        last_ckpt = str(save_checkpoint(self.ckpt_dir, global_step, self.embedder, {
-                            "stage": s_idx if step + 1 < stage.steps else s_idx + 1,
-                            "step": step + 1 if step + 1 < stage.steps else 0, "global_step": global_step,
-                            "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "sampler": sampler.state(),
-                            "rng": rng_states(), "losses": self.result.losses, "tokens": self._tokens,
-                            "truncated": self._truncated, "seconds": seconds_before + time.perf_counter() - t0,
-                            "candidates_per_query": cands},
-                            cfg.keep_checkpoints))
+                        last_ckpt = str(
+                            save_checkpoint(
+                                self.ckpt_dir,
+                                global_step,
+                                self.embedder,
+                                {
+                                    "stage": s_idx if step + 1 < stage.steps else s_idx + 1,
+                                    "step": step + 1 if step + 1 < stage.steps else 0,
+                                    "global_step": global_step,
+                                    "optimizer": optimizer.state_dict(),
+                                    "schedule": schedule.state_dict(),
+                                    "sampler": sampler.state(),
+                                    "rng": rng_states(),
+                                    "losses": self.result.losses,
+                                    "tokens": self._tokens,
+                                    "truncated": self._truncated,
+                                    "seconds": seconds_before + time.perf_counter() - t0,
+                                    "candidates_per_query": cands,
+                                },
+                                cfg.keep_checkpoints,
+                            )
+                        )
                     if self.on_step is not None:
                         self.on_step(global_step, loss_sum)
                 state = None
@@ -514,9 +614,16 @@ class Trainer:
         self.result.final_loss = self.result.losses[-1] if self.result.losses else None
         self.result.tokens = self._tokens * self.world_size
         self.result.truncated_texts = self._truncated * self.world_size
-        self.result.data = {"examples": dict(self.stats.examples), "duplicates_dropped": dict(self.stats.duplicates_dropped)}
+        self.result.data = {
+            "examples": dict(self.stats.examples),
+            "duplicates_dropped": dict(self.stats.duplicates_dropped),
+        }
         if self._truncated:
-            log.warning("%d training texts were longer than max_length=%d and were truncated", self._truncated, self.embedder.max_length)
+            log.warning(
+                "%d training texts were longer than max_length=%d and were truncated",
+                self._truncated,
+                self.embedder.max_length,
+            )
         return self.result
 
     def save(self) -> Path:
@@ -527,12 +634,20 @@ class Trainer:
             with atomic_path(self.out / "train_config.json") as tmp:
                 tmp.write_text(self.config.model_dump_json(indent=2) + "\n")
             summary = {k: v for k, v in self.result.__dict__.items() if k != "losses"}
-            write_json(self.out / "train_summary.json", {**summary, "final_loss": self.result.losses[-1] if self.result.losses else None})
+            write_json(
+                self.out / "train_summary.json",
+                {**summary, "final_loss": self.result.losses[-1] if self.result.losses else None},
+            )
         return self.out / "model"
 
 
-def run(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
-        on_step: Callable[[int, float], None] | None = None) -> Any:
+def run(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Any:
     """Train from a config and save; returns the trained embedder (a finished run's saved one when
     ``resume`` finds the run finished). ``overwrite`` discards a run already in the output."""
     trainer = Trainer(config, on_step=on_step)

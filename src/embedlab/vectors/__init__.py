@@ -5,6 +5,7 @@ A leaf package (numpy, :mod:`embedlab.errors` and :mod:`embedlab.io` for atomic 
 Everything that truncates, normalises or quantises an embedding calls :mod:`embedlab.vectors.ops` and
 :mod:`embedlab.vectors.quantization`; :mod:`embedlab.vectors.representations` is the output contract.
 """
+
 from embedlab.vectors.ops import check_dim, check_vectors, normalize, prepare, truncate
 from embedlab.vectors.quantization import (
     PRECISIONS,
@@ -32,7 +33,31 @@ from embedlab.vectors.representations import (
     load_npz,
 )
 
-__all__ = ["FEATURE_KEYS", "KINDS", "PRECISIONS", "TYPES", "BinaryEmbeddings", "DenseEmbeddings", "Embeddings",
-           "Int8Ranges", "MultiVectorEmbeddings", "SparseEmbeddings", "calibrate_int8", "check_dim", "check_kind",
-           "check_precision", "check_vectors", "concat", "dequantize", "from_arrow", "from_features", "from_json",
-           "from_json_text", "load_npz", "normalize", "prepare", "quantize", "truncate"]
+__all__ = [
+    "FEATURE_KEYS",
+    "KINDS",
+    "PRECISIONS",
+    "TYPES",
+    "BinaryEmbeddings",
+    "DenseEmbeddings",
+    "Embeddings",
+    "Int8Ranges",
+    "MultiVectorEmbeddings",
+    "SparseEmbeddings",
+    "calibrate_int8",
+    "check_dim",
+    "check_kind",
+    "check_precision",
+    "check_vectors",
+    "concat",
+    "dequantize",
+    "from_arrow",
+    "from_features",
+    "from_json",
+    "from_json_text",
+    "load_npz",
+    "normalize",
+    "prepare",
+    "quantize",
+    "truncate",
+]

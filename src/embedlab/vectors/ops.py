@@ -8,6 +8,7 @@ the chain modules :class:`~embedlab.models.modules.Truncate` / :class:`~embedlab
 never imports torch). On numpy they return float32; on torch they keep the dtype and device, and
 :func:`normalize` is exactly ``torch.nn.functional.normalize`` (``x / max(||x||, eps)``).
 """
+
 from __future__ import annotations
 
 from typing import Any

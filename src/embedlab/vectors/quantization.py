@@ -21,6 +21,7 @@ for other widths rounds twice, so it may differ in the last bit). The signed byt
 
 binary decodes to ``±1/sqrt(d)`` per dimension (a unit vector of the signs).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,8 +53,10 @@ class Int8Ranges:
         lo = np.asarray(self.lo, dtype=np.float32).reshape(-1) if np.ndim(self.lo) <= 1 else None
         hi = np.asarray(self.hi, dtype=np.float32).reshape(-1) if np.ndim(self.hi) <= 1 else None
         if lo is None or hi is None or lo.shape != hi.shape or lo.size == 0:
-            raise ConfigError(f"int8 ranges: lo and hi must be 1-d of the same non-zero length; got shapes "
-                              f"{np.shape(self.lo)} and {np.shape(self.hi)}")
+            raise ConfigError(
+                f"int8 ranges: lo and hi must be 1-d of the same non-zero length; got shapes "
+                f"{np.shape(self.lo)} and {np.shape(self.hi)}"
+            )
         if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
             raise ConfigError("int8 ranges contain NaN or inf")
         if (hi < lo).any():
@@ -142,7 +145,9 @@ def dequantize(codes: Any, precision: str, ranges: Int8Ranges | None = None, dim
     c = np.asarray(codes)
     if c.ndim != 2:
         raise InputError(f"expected a 2-d array of codes, got shape {c.shape}")
-    expected = {"float32": (np.float32,), "float16": (np.float16,), "int8": (np.int8,), "binary": (np.uint8,)}[precision]
+    expected = {"float32": (np.float32,), "float16": (np.float16,), "int8": (np.int8,), "binary": (np.uint8,)}[
+        precision
+    ]
     if c.dtype.type not in expected:
         raise InputError(f"{precision} codes must be {np.dtype(expected[0]).name}; got {c.dtype}")
     if precision == "binary":

@@ -25,6 +25,7 @@ head's name; :func:`from_features` turns one batch's features dict into the type
 Sparse rows hold strictly increasing vocabulary indices (sorted, no duplicates) with finite non-zero
 weights; multi-vector rows hold ``length`` finite vectors of one width (a row may be empty).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,12 @@ from embedlab.io import atomic_path
 from embedlab.vectors.quantization import dequantize, quantize
 
 KINDS = ("dense", "sparse", "multi_vector", "binary")
-FEATURE_KEYS = {"dense": "sentence_embedding", "binary": "sentence_embedding", "sparse": "sparse_embedding",
-                "multi_vector": "token_vectors"}  # the features key each kind is read from
+FEATURE_KEYS = {
+    "dense": "sentence_embedding",
+    "binary": "sentence_embedding",
+    "sparse": "sparse_embedding",
+    "multi_vector": "token_vectors",
+}  # the features key each kind is read from
 
 
 def check_kind(kind: Any) -> str:
@@ -252,7 +257,11 @@ class SparseEmbeddings(Embeddings):
     kind: ClassVar[str] = "sparse"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.vocab_size, (int, np.integer)) or isinstance(self.vocab_size, bool) or self.vocab_size <= 0:
+        if (
+            not isinstance(self.vocab_size, (int, np.integer))
+            or isinstance(self.vocab_size, bool)
+            or self.vocab_size <= 0
+        ):
             raise InputError(f"sparse vocab_size must be a positive integer; got {self.vocab_size!r}")
         indptr, indices = _ints(self.indptr, 1, "sparse indptr"), _ints(self.indices, 1, "sparse indices")
         values = _finite_floats(self.values, 1, "sparse values")
@@ -282,7 +291,11 @@ class SparseEmbeddings(Embeddings):
         """From one (indices, values) pair per text."""
         lengths = [len(np.asarray(i).reshape(-1)) for i, _ in rows]
         indptr = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
-        indices = np.concatenate([np.asarray(i, dtype=np.int64).reshape(-1) for i, _ in rows]) if rows else np.zeros(0, np.int64)
+        indices = (
+            np.concatenate([np.asarray(i, dtype=np.int64).reshape(-1) for i, _ in rows])
+            if rows
+            else np.zeros(0, np.int64)
+        )
         values = np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for _, v in rows]) if rows else np.zeros(0)
         return cls(indptr, indices, values, vocab_size)
 
@@ -304,7 +317,12 @@ class SparseEmbeddings(Embeddings):
         return SparseEmbeddings.from_rows([self.row(int(i)) for i in _rows_arg(rows, len(self))], self.vocab_size)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"indptr": self.indptr, "indices": self.indices, "values": self.values, "vocab_size": np.array(self.vocab_size)}
+        return {
+            "indptr": self.indptr,
+            "indices": self.indices,
+            "values": self.values,
+            "vocab_size": np.array(self.vocab_size),
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, Any]) -> SparseEmbeddings:
@@ -333,8 +351,10 @@ class SparseEmbeddings(Embeddings):
         import pyarrow as pa
 
         offsets = pa.array(self.indptr.astype(np.int32))
-        return {"indices": pa.ListArray.from_arrays(offsets, pa.array(self.indices.astype(np.int32))),
-                "values": pa.ListArray.from_arrays(offsets, pa.array(self.values))}
+        return {
+            "indices": pa.ListArray.from_arrays(offsets, pa.array(self.indices.astype(np.int32))),
+            "values": pa.ListArray.from_arrays(offsets, pa.array(self.values)),
+        }
 
     def _arrow_metadata(self) -> dict[str, str]:
         return {"embedlab.vocab_size": str(self.vocab_size)}
@@ -363,9 +383,12 @@ class MultiVectorEmbeddings(Embeddings):
     @classmethod
     def from_rows(cls, rows: list[Any], dim: int | None = None) -> MultiVectorEmbeddings:
         """From one (length, d) array per text (``dim`` is needed when every row is empty)."""
-        arrays = [_finite_floats(r, 2, f"token vectors of row {k}") if np.size(r) else
-                  np.zeros((0, dim or (np.shape(r)[1] if np.ndim(r) == 2 else 0)), np.float32)
-                  for k, r in enumerate(rows)]
+        arrays = [
+            _finite_floats(r, 2, f"token vectors of row {k}")
+            if np.size(r)
+            else np.zeros((0, dim or (np.shape(r)[1] if np.ndim(r) == 2 else 0)), np.float32)
+            for k, r in enumerate(rows)
+        ]
         widths = {a.shape[1] for a in arrays if len(a)} | ({dim} if dim is not None else set())
         if len(widths) > 1:
             raise InputError(f"token vectors must have one width; got {sorted(widths)}")
@@ -386,7 +409,7 @@ class MultiVectorEmbeddings(Embeddings):
 
     def row(self, i: int) -> np.ndarray:
         o = self.offsets
-        return self.vectors[o[i]:o[i + 1]]
+        return self.vectors[o[i] : o[i + 1]]
 
     def take(self, rows: Any) -> MultiVectorEmbeddings:
         return MultiVectorEmbeddings.from_rows([self.row(int(i)) for i in _rows_arg(rows, len(self))], self.dim)
@@ -428,7 +451,9 @@ class MultiVectorEmbeddings(Embeddings):
 
 
 TYPES: dict[str, type[Embeddings]] = {
-    "dense": DenseEmbeddings, "binary": BinaryEmbeddings, "sparse": SparseEmbeddings,
+    "dense": DenseEmbeddings,
+    "binary": BinaryEmbeddings,
+    "sparse": SparseEmbeddings,
     "multi_vector": MultiVectorEmbeddings,
 }
 
@@ -475,16 +500,24 @@ def from_arrow(table: Any) -> Embeddings:
         return DenseEmbeddings(col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), width))
     if kind == "binary":
         col = table.column("embedding").combine_chunks()
-        return BinaryEmbeddings(col.flatten().to_numpy(zero_copy_only=False).astype(np.uint8).reshape(len(col), -1),
-                                int(meta["embedlab.dim"]))
+        return BinaryEmbeddings(
+            col.flatten().to_numpy(zero_copy_only=False).astype(np.uint8).reshape(len(col), -1),
+            int(meta["embedlab.dim"]),
+        )
     if kind == "sparse":
         idx, val = table.column("indices").combine_chunks(), table.column("values").combine_chunks()
-        return SparseEmbeddings(idx.offsets.to_numpy(), idx.flatten().to_numpy(zero_copy_only=False),
-                                val.flatten().to_numpy(zero_copy_only=False), int(meta["embedlab.vocab_size"]))
+        return SparseEmbeddings(
+            idx.offsets.to_numpy(),
+            idx.flatten().to_numpy(zero_copy_only=False),
+            val.flatten().to_numpy(zero_copy_only=False),
+            int(meta["embedlab.vocab_size"]),
+        )
     col = table.column("vectors").combine_chunks()
     d = int(meta["embedlab.dim"])
     offsets = col.offsets.to_numpy()
-    return MultiVectorEmbeddings(col.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, d), np.diff(offsets))
+    return MultiVectorEmbeddings(
+        col.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, d), np.diff(offsets)
+    )
 
 
 def from_features(features: dict[str, Any], kind: str) -> Embeddings:
@@ -542,6 +575,20 @@ def concat(parts: list[Embeddings]) -> Embeddings:
     return MultiVectorEmbeddings.from_rows([p.row(i) for p in parts for i in range(len(p))], first.dim)  # type: ignore[attr-defined]
 
 
-__all__ = ["FEATURE_KEYS", "KINDS", "TYPES", "BinaryEmbeddings", "DenseEmbeddings", "Embeddings", "MultiVectorEmbeddings",
-           "SparseEmbeddings", "check_kind", "concat", "from_arrow", "from_features", "from_json", "from_json_text",
-           "load_npz"]
+__all__ = [
+    "FEATURE_KEYS",
+    "KINDS",
+    "TYPES",
+    "BinaryEmbeddings",
+    "DenseEmbeddings",
+    "Embeddings",
+    "MultiVectorEmbeddings",
+    "SparseEmbeddings",
+    "check_kind",
+    "concat",
+    "from_arrow",
+    "from_features",
+    "from_json",
+    "from_json_text",
+    "load_npz",
+]

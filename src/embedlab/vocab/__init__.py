@@ -9,15 +9,28 @@ Model surgery, so it sits above :mod:`embedlab.models` (and uses :mod:`embedlab.
 
 Importing this package is cheap; the names below load their module (and torch) on first use.
 """
+
 from __future__ import annotations
 
 _EXPORTS = {
-    "EXTENSION_FILE": "extend", "Extension": "extend", "NewToken": "extend", "choose_candidates": "extend",
-    "extend_embedder": "extend", "extend_model": "extend", "extend_tokenizer": "extend",
-    "resize_and_init": "extend", "save_extended": "extend",
-    "INIT_METHODS": "inits", "InitContext": "inits", "PAPERS": "inits", "initialize": "inits",
-    "Candidate": "selection", "SELECT_MODES": "selection", "select_bpe": "selection",
-    "select_tokens_saved": "selection", "select_words": "selection",
+    "EXTENSION_FILE": "extend",
+    "Extension": "extend",
+    "NewToken": "extend",
+    "choose_candidates": "extend",
+    "extend_embedder": "extend",
+    "extend_model": "extend",
+    "extend_tokenizer": "extend",
+    "resize_and_init": "extend",
+    "save_extended": "extend",
+    "INIT_METHODS": "inits",
+    "InitContext": "inits",
+    "PAPERS": "inits",
+    "initialize": "inits",
+    "Candidate": "selection",
+    "SELECT_MODES": "selection",
+    "select_bpe": "selection",
+    "select_tokens_saved": "selection",
+    "select_words": "selection",
 }
 
 __all__ = list(_EXPORTS)

@@ -22,6 +22,7 @@ set by one of six initialisations (:mod:`embedlab.vocab.inits`). :func:`extend_e
 all of it on an :class:`~embedlab.models.Embedder` and saves a normal embedlab model directory
 (sentence-transformers layout) plus ``vocab_extension.json`` (what was added, how, from what).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,18 @@ import torch
 from embedlab.errors import ConfigError, InputError
 from embedlab.io import write_json
 from embedlab.vocab.inits import INIT_METHODS, PAPERS, InitContext, initialize
-from embedlab.vocab.selection import (DEPRECATED_MODES, SELECT_MODES, Candidate, backend, forms_from_surface, model_kind,
-                                      read_corpus, read_token_file, select_bpe, select_tokens_saved)
+from embedlab.vocab.selection import (
+    DEPRECATED_MODES,
+    SELECT_MODES,
+    Candidate,
+    backend,
+    forms_from_surface,
+    model_kind,
+    read_corpus,
+    read_token_file,
+    select_bpe,
+    select_tokens_saved,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +87,14 @@ class Extension:
 
     def summary(self) -> dict[str, Any]:
         roles = {r: sum(t.role == r for t in self.added) for r in ("token", "intermediate", "multiword")}
-        return {"old_size": self.n_old, "new_size": len(self.tokenizer), "added": len(self.added), **roles,
-                "skipped_present": len(self.skipped), "unreachable": len(self.unreachable)}
+        return {
+            "old_size": self.n_old,
+            "new_size": len(self.tokenizer),
+            "added": len(self.added),
+            **roles,
+            "skipped_present": len(self.skipped),
+            "unreachable": len(self.unreachable),
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -101,13 +118,18 @@ def surface_of(tokenizer: Any, form: str, kind: str) -> tuple[str, bool]:
     if kind == "wordpiece":
         prefix = json.loads(backend(tokenizer).to_str())["model"].get("continuing_subword_prefix", "##")
         if form.startswith(prefix) and len(form) > len(prefix):
-            return form[len(prefix):], True
+            return form[len(prefix) :], True
         return form, False
     return backend(tokenizer).decoder.decode([form]) if backend(tokenizer).decoder else form, False
 
 
-def extend_tokenizer(tokenizer: Any, candidates: Sequence[Candidate], *, max_new: int | None = None,
-                     progress: Callable[[int], None] | None = None) -> Extension:
+def extend_tokenizer(
+    tokenizer: Any,
+    candidates: Sequence[Candidate],
+    *,
+    max_new: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Extension:
     """Add ``candidates`` (in order) until ``max_new`` new ids; see the module docstring for how."""
     from tokenizers import AddedToken, Tokenizer
 
@@ -134,7 +156,9 @@ def extend_tokenizer(tokenizer: Any, candidates: Sequence[Candidate], *, max_new
         nonlocal next_id
         vocab[form] = next_id
         surface, cont = surface_of(tokenizer, form, kind)
-        added.append(NewToken(form, next_id, surface, role, cont, cand.count if cand else 0, cand.pieces if cand else 0))
+        added.append(
+            NewToken(form, next_id, surface, role, cont, cand.count if cand else 0, cand.pieces if cand else 0)
+        )
         next_id += 1
 
     def chain(form: str, seg: list[str]) -> None:
@@ -148,7 +172,7 @@ def extend_tokenizer(tokenizer: Any, candidates: Sequence[Candidate], *, max_new
             if (a, b) not in merge_set:
                 merge_set.add((a, b))
                 merges.append(f"{a} {b}" if string_merges else [a, b])
-            pieces[j:j + 2] = [a + b]
+            pieces[j : j + 2] = [a + b]
 
     for cand in candidates:
         if next_id - start + len(multi) >= limit:
@@ -189,13 +213,17 @@ def extend_tokenizer(tokenizer: Any, candidates: Sequence[Candidate], *, max_new
             unreachable = [t for t in targets if [p.value for p in current.model.tokenize(t)] != [t]]
     new_tok = _rebuild(tokenizer, spec)
     if multi:
-        tokens = [AddedToken(c.form, single_word=True, lstrip=kind == "bpe", normalized=kind == "wordpiece") for c in multi]
+        tokens = [
+            AddedToken(c.form, single_word=True, lstrip=kind == "bpe", normalized=kind == "wordpiece") for c in multi
+        ]
         first = len(new_tok)
         new_tok.add_tokens(tokens)
         for i, c in enumerate(multi):
             tid = new_tok.convert_tokens_to_ids(c.form)
             if tid != first + i:
-                raise ConfigError(f"added token {c.form!r} got id {tid}, expected {first + i}: the tokenizer's ids are not contiguous")
+                raise ConfigError(
+                    f"added token {c.form!r} got id {tid}, expected {first + i}: the tokenizer's ids are not contiguous"
+                )
             surface = (" " + c.form) if kind == "bpe" else c.form
             added.append(NewToken(c.form, tid, surface, "multiword", False, c.count, c.pieces))
             if progress:
@@ -206,9 +234,17 @@ def extend_tokenizer(tokenizer: Any, candidates: Sequence[Candidate], *, max_new
 
 
 # ----------------------------------------------------------------------------------------------
-def resize_and_init(model: Any, ext: Extension, method: str, *, corpus: Sequence[str] = (), seed: int = 0,
-                    options: dict[str, Any] | None = None, old_tokenizer: Any = None,
-                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def resize_and_init(
+    model: Any,
+    ext: Extension,
+    method: str,
+    *,
+    corpus: Sequence[str] = (),
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    old_tokenizer: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Resize ``model``'s embeddings to the extended tokenizer and write the new rows with ``method``.
 
     Works on a base model (``AutoModel``, input embeddings only) or a model with an LM/MLM head: tied
@@ -223,9 +259,18 @@ def resize_and_init(model: Any, ext: Extension, method: str, *, corpus: Sequence
     out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     tied = out_emb is not None and out_emb.weight.data_ptr() == emb_in.weight.data_ptr()
     old_out = out_emb.weight.detach()[:n_real].clone() if out_emb is not None and not tied else None
-    ctx = InitContext(old_tokenizer=old_tokenizer, surfaces=[t.surface for t in ext.added],
-                      continuation=[t.continuation for t in ext.added], new_ids=ext.new_ids, model=model,
-                      corpus=corpus, new_tokenizer=ext.tokenizer, seed=seed, options=dict(options or {}), progress=progress)
+    ctx = InitContext(
+        old_tokenizer=old_tokenizer,
+        surfaces=[t.surface for t in ext.added],
+        continuation=[t.continuation for t in ext.added],
+        new_ids=ext.new_ids,
+        model=model,
+        corpus=corpus,
+        new_tokenizer=ext.tokenizer,
+        seed=seed,
+        options=dict(options or {}),
+        progress=progress,
+    )
     new_in, new_out = initialize(method, old_in, ctx, old_out)
     size = max(rows_before, len(ext.tokenizer))
     if size != rows_before:
@@ -246,8 +291,16 @@ def resize_and_init(model: Any, ext: Extension, method: str, *, corpus: Sequence
 
 
 # ----------------------------------------------------------------------------------------------
-def choose_candidates(tokenizer: Any, *, corpus: Sequence[str] | None, add: int | None, tokens: Sequence[str] | None,
-                      select: str = "tokens-saved", multiword: bool = False, min_count: int = 3) -> list[Candidate]:
+def choose_candidates(
+    tokenizer: Any,
+    *,
+    corpus: Sequence[str] | None,
+    add: int | None,
+    tokens: Sequence[str] | None,
+    select: str = "tokens-saved",
+    multiword: bool = False,
+    min_count: int = 3,
+) -> list[Candidate]:
     """The candidates to add: from a token list, or ``add`` chosen from the corpus by ``select``."""
     if tokens is not None:
         return forms_from_surface(tokenizer, tokens)
@@ -259,7 +312,9 @@ def choose_candidates(tokenizer: Any, *, corpus: Sequence[str] | None, add: int 
         raise InputError("the corpus is empty: no text to choose tokens from")
     select = check_select(select)
     if select == "tokens-saved":
-        return select_tokens_saved(tokenizer, corpus, add * 2, min_count=min_count, multiword=multiword)  # 2x: BPE chains
+        return select_tokens_saved(
+            tokenizer, corpus, add * 2, min_count=min_count, multiword=multiword
+        )  # 2x: BPE chains
     return select_bpe(tokenizer, corpus, add * 2)
 
 
@@ -267,19 +322,32 @@ def check_select(select: str) -> str:
     """The selection mode's current name (a deprecated name is accepted with a warning)."""
     if select in DEPRECATED_MODES:
         new = DEPRECATED_MODES[select]
-        warnings.warn(f"--select {select} is deprecated; it is now called --select {new} (domain words by tokens saved)",
-                      FutureWarning, stacklevel=3)
+        warnings.warn(
+            f"--select {select} is deprecated; it is now called --select {new} (domain words by tokens saved)",
+            FutureWarning,
+            stacklevel=3,
+        )
         return new
     if select not in SELECT_MODES:
         raise ConfigError(f"unknown selection '{select}'; choose one of {', '.join(SELECT_MODES)}")
     return select
 
 
-def extend_embedder(embedder: Any, *, corpus: Sequence[str], method: str, add: int | None = None,
-                    tokens: Sequence[str] | None = None, select: str = "tokens-saved", multiword: bool = False,
-                    min_count: int = 3, seed: int = 0, options: dict[str, Any] | None = None,
-                    progress: Callable[[str, int, int], None] | None = None,
-                    candidates: Sequence[Candidate] | None = None) -> tuple[Any, dict[str, Any]]:
+def extend_embedder(
+    embedder: Any,
+    *,
+    corpus: Sequence[str],
+    method: str,
+    add: int | None = None,
+    tokens: Sequence[str] | None = None,
+    select: str = "tokens-saved",
+    multiword: bool = False,
+    min_count: int = 3,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    candidates: Sequence[Candidate] | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """A new :class:`Embedder` whose backbone has the extended tokenizer and embeddings (the input
     embedder is not changed: its model is deep-copied), and a report of what was done."""
     import copy
@@ -298,8 +366,9 @@ def extend_embedder(embedder: Any, *, corpus: Sequence[str], method: str, add: i
     if not corpus and method in ("wechsel", "cw2v"):
         raise InputError(f"the {method} init needs a non-empty corpus")
     if candidates is None:
-        candidates = choose_candidates(old_tok, corpus=corpus, add=add, tokens=tokens, select=select,
-                                       multiword=multiword, min_count=min_count)
+        candidates = choose_candidates(
+            old_tok, corpus=corpus, add=add, tokens=tokens, select=select, multiword=multiword, min_count=min_count
+        )
     if progress:
         progress("select", len(candidates), len(candidates))
     budget = add if tokens is None else None
@@ -313,14 +382,31 @@ def extend_embedder(embedder: Any, *, corpus: Sequence[str], method: str, add: i
 
     ext = extend_tokenizer(old_tok, candidates, max_new=budget, progress=tick)
     if not ext.added:
-        raise InputError(f"nothing to add: all {len(ext.skipped)} requested tokens are already in the vocabulary"
-                         if ext.skipped else "no token to add: the corpus has no word the tokenizer splits")
+        raise InputError(
+            f"nothing to add: all {len(ext.skipped)} requested tokens are already in the vocabulary"
+            if ext.skipped
+            else "no token to add: the corpus has no word the tokenizer splits"
+        )
     model = copy.deepcopy(source.model)
-    info = resize_and_init(model, ext, method, corpus=corpus, seed=seed, options=options, old_tokenizer=old_tok,
-                           progress=(lambda msg: progress(msg, 0, 0)) if progress else None)
+    info = resize_and_init(
+        model,
+        ext,
+        method,
+        corpus=corpus,
+        seed=seed,
+        options=options,
+        old_tokenizer=old_tok,
+        progress=(lambda msg: progress(msg, 0, 0)) if progress else None,
+    )
     info.pop("_ctx", None)
-    new_source = Backbone(model, ext.tokenizer, source=f"{source.source} + vocab {method}", max_length=source.max_length,
-                          append_eos=source.append_eos, padding_side=source.padding_side)
+    new_source = Backbone(
+        model,
+        ext.tokenizer,
+        source=f"{source.source} + vocab {method}",
+        max_length=source.max_length,
+        append_eos=source.append_eos,
+        padding_side=source.padding_side,
+    )
     report = {
         "method": method,
         "paper": PAPERS[method],
@@ -343,11 +429,24 @@ def save_extended(embedder: Any, report: dict[str, Any], out: str | Path) -> Pat
     return out
 
 
-def extend_model(model: str, corpus_file: str | Path | None, out: str | Path, *, method: str, add: int | None = None,
-                 tokens_file: str | Path | None = None, select: str = "tokens-saved", multiword: bool = False,
-                 min_count: int = 3, seed: int = 0, pooling: str | None = None, options: dict[str, Any] | None = None,
-                 corpus_limit: int | None = None, overwrite: bool = False,
-                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+def extend_model(
+    model: str,
+    corpus_file: str | Path | None,
+    out: str | Path,
+    *,
+    method: str,
+    add: int | None = None,
+    tokens_file: str | Path | None = None,
+    select: str = "tokens-saved",
+    multiword: bool = False,
+    min_count: int = 3,
+    seed: int = 0,
+    pooling: str | None = None,
+    options: dict[str, Any] | None = None,
+    corpus_limit: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
     """``embedlab vocab extend``: load, extend, save; returns the report."""
     from embedlab.models import Embedder
 
@@ -365,9 +464,19 @@ def extend_model(model: str, corpus_file: str | Path | None, out: str | Path, *,
     tokens = read_token_file(tokens_file) if tokens_file is not None else None
     corpus = read_corpus(corpus_file, limit=corpus_limit) if corpus_file is not None else []
     embedder = Embedder.from_pretrained(model, pooling=pooling)
-    extended, report = extend_embedder(embedder, corpus=corpus, method=method, add=add, tokens=tokens, select=select,
-                                       multiword=multiword, min_count=min_count, seed=seed, options=options,
-                                       progress=progress)
+    extended, report = extend_embedder(
+        embedder,
+        corpus=corpus,
+        method=method,
+        add=add,
+        tokens=tokens,
+        select=select,
+        multiword=multiword,
+        min_count=min_count,
+        seed=seed,
+        options=options,
+        progress=progress,
+    )
     report["base_model"] = str(model)
     report["corpus"] = str(corpus_file) if corpus_file is not None else None
     from embedlab.io import allow_overwrite
@@ -389,5 +498,16 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-__all__ = ["EXTENSION_FILE", "Extension", "NewToken", "check_select", "choose_candidates", "extend_embedder", "extend_model",
-           "extend_tokenizer", "resize_and_init", "save_extended", "surface_of"]
+__all__ = [
+    "EXTENSION_FILE",
+    "Extension",
+    "NewToken",
+    "check_select",
+    "choose_candidates",
+    "extend_embedder",
+    "extend_model",
+    "extend_tokenizer",
+    "resize_and_init",
+    "save_extended",
+    "surface_of",
+]

@@ -30,6 +30,7 @@ because only new ids are written.
   the old tokens most frequent under the *old* tokenizer (still inside the full hull); a few hundred
   Adam steps at lr 0.01 instead of 5 epochs at 3e-4.
 """
+
 from __future__ import annotations
 
 import logging
@@ -154,15 +155,25 @@ def _aux_model(ctx: InitContext) -> Any:
     sentences = [_WORD.findall(t.lower() if lower else t) for t in ctx.corpus]
     sentences = [s for s in sentences if s]
     o = ctx.options
-    model = FastText(vector_size=int(o.get("dim", 100)), window=5, min_count=int(o.get("min_count", 2)), sg=1,
-                     min_n=3, max_n=6, workers=int(o.get("workers", 2)), seed=ctx.seed + 1)
+    model = FastText(
+        vector_size=int(o.get("dim", 100)),
+        window=5,
+        min_count=int(o.get("min_count", 2)),
+        sg=1,
+        min_n=3,
+        max_n=6,
+        workers=int(o.get("workers", 2)),
+        seed=ctx.seed + 1,
+    )
     model.build_vocab(corpus_iterable=sentences)
     model.train(corpus_iterable=sentences, total_examples=len(sentences), epochs=int(o.get("epochs", 5)))
     return model
 
 
 def _lowercases(tokenizer: Any) -> bool:
-    return "A" != (tokenizer.backend_tokenizer.normalizer.normalize_str("A") if tokenizer.backend_tokenizer.normalizer else "A")
+    return "A" != (
+        tokenizer.backend_tokenizer.normalizer.normalize_str("A") if tokenizer.backend_tokenizer.normalizer else "A"
+    )
 
 
 def _aux_vectors(wv: Any, strings: Sequence[str], lower: bool) -> np.ndarray:
@@ -183,7 +194,9 @@ def init_wechsel(old: torch.Tensor, ctx: InitContext) -> torch.Tensor:
     n_old = old.shape[0]
     special = set(getattr(ctx.old_tokenizer, "all_special_ids", []))
     old_ids = [i for i in range(n_old) if i not in special]
-    old_strings = [ctx.old_tokenizer.convert_tokens_to_string([ctx.old_tokenizer.convert_ids_to_tokens(i)]) for i in old_ids]
+    old_strings = [
+        ctx.old_tokenizer.convert_tokens_to_string([ctx.old_tokenizer.convert_ids_to_tokens(i)]) for i in old_ids
+    ]
     a_old = _aux_vectors(aux.wv, old_strings, lower)
     a_new = _aux_vectors(aux.wv, ctx.surfaces, lower)
     keep = np.linalg.norm(a_old, axis=1) > 0
@@ -225,8 +238,9 @@ def corpus_ids(tokenizer: Any, corpus: Sequence[str], max_tokens: int) -> np.nda
     return np.asarray(out[:max_tokens], dtype=np.int64)
 
 
-def sgns_pairs(ids: np.ndarray, is_new: np.ndarray, window: int, rng: np.random.Generator,
-               subsample: float = 1e-4) -> np.ndarray:
+def sgns_pairs(
+    ids: np.ndarray, is_new: np.ndarray, window: int, rng: np.random.Generator, subsample: float = 1e-4
+) -> np.ndarray:
     """(center, context) pairs at most ``window`` apart *within one document* (documents end at -1)
     that touch a new token (the only pairs with a gradient when old rows are frozen), after word2vec's
     frequent-token subsampling (keep √(t/f)); as the authors' code builds pairs line by line."""
@@ -248,8 +262,9 @@ def sgns_pairs(ids: np.ndarray, is_new: np.ndarray, window: int, rng: np.random.
     return np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
 
 
-def cw2v_support(old_counts: np.ndarray, pieces: Sequence[Sequence[int]], size: int,
-                 exclude: Iterable[int] = ()) -> np.ndarray:
+def cw2v_support(
+    old_counts: np.ndarray, pieces: Sequence[Sequence[int]], size: int, exclude: Iterable[int] = ()
+) -> np.ndarray:
     """The old rows the hull is spanned by: every old piece of a new token's string (the rows the new
     tokens replace, rare in the corpus once the new tokenizer merges them), then the old tokens most
     frequent under the *old* tokenizer, up to ``size`` rows (more only when the pieces alone need it)."""
@@ -263,7 +278,9 @@ def cw2v_support(old_counts: np.ndarray, pieces: Sequence[Sequence[int]], size: 
             out.append(int(i))
             chosen.add(int(i))
     if len(out) < 2:  # nothing in the corpus: fall back to the first non-special rows
-        out += [i for i in range(len(old_counts)) if i not in excluded and i not in chosen][: max(0, min(size, 2) - len(out))]
+        out += [i for i in range(len(old_counts)) if i not in excluded and i not in chosen][
+            : max(0, min(size, 2) - len(out))
+        ]
     return np.asarray(out, dtype=np.int64)
 
 
@@ -273,8 +290,15 @@ class CW2VTables:
     reads table 0 and the context reads the last one (the same table when tied, as the authors' RoBERTa
     code does)."""
 
-    def __init__(self, tables: Sequence[torch.Tensor], support: np.ndarray, local: np.ndarray, n_new: int, rank: int,
-                 init: str = "paper") -> None:
+    def __init__(
+        self,
+        tables: Sequence[torch.Tensor],
+        support: np.ndarray,
+        local: np.ndarray,
+        n_new: int,
+        rank: int,
+        init: str = "paper",
+    ) -> None:
         if init not in CW2V_INITS:
             raise ConfigError(f"cw2v: 'init' must be one of {', '.join(CW2V_INITS)}; got {init!r}")
         self.n_old = tables[0].shape[0]
@@ -318,11 +342,15 @@ class CW2VTables:
         """``−log σ(w_c·v_o) − Σ_n log σ(−w_c·v_n)``, averaged over the pairs."""
         wc, vo = self.center(c), self.context(pos)
         vn = self.context(neg.reshape(-1)).reshape(*neg.shape, -1)
-        return -(nn.functional.logsigmoid((wc * vo).sum(-1))
-                 + nn.functional.logsigmoid(-(vn @ wc.unsqueeze(-1)).squeeze(-1)).sum(-1)).mean()
+        return -(
+            nn.functional.logsigmoid((wc * vo).sum(-1))
+            + nn.functional.logsigmoid(-(vn @ wc.unsqueeze(-1)).squeeze(-1)).sum(-1)
+        ).mean()
 
 
-def init_cw2v(old: torch.Tensor, ctx: InitContext, old_out: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def init_cw2v(
+    old: torch.Tensor, ctx: InitContext, old_out: torch.Tensor | None = None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Constrained word2vec: rows = softmax(A₁A₂)·E_S over a support S of old rows, trained by SGNS.
 
     With ``old_out`` (an untied output matrix) a second factorisation is trained for it and both are
@@ -352,9 +380,18 @@ def init_cw2v(old: torch.Tensor, ctx: InitContext, old_out: torch.Tensor | None 
     pieces = [old_pieces(ctx.old_tokenizer, s, cont) for s, cont in zip(ctx.surfaces, ctx.continuation)]
     support = cw2v_support(old_counts, pieces, support_size, exclude=special | ({unk} if unk is not None else set()))
     pairs = sgns_pairs(ids, is_new, window, rng, subsample)
-    ctx.info.update(rank=rank, support=len(support), pairs=int(len(pairs)), steps=steps, lr=lr, init=o.get("init", "paper"),
-                    corpus_tokens=int(len(valid)))
-    tables = CW2VTables([old] if old_out is None else [old, old_out], support, local, n_new, rank, str(o.get("init", "paper")))
+    ctx.info.update(
+        rank=rank,
+        support=len(support),
+        pairs=int(len(pairs)),
+        steps=steps,
+        lr=lr,
+        init=o.get("init", "paper"),
+        corpus_tokens=int(len(valid)),
+    )
+    tables = CW2VTables(
+        [old] if old_out is None else [old, old_out], support, local, n_new, rank, str(o.get("init", "paper"))
+    )
     if len(pairs):
         noise = np.power(np.maximum(counts, 0).astype(np.float64), 0.75)
         noise /= noise.sum()
@@ -378,23 +415,33 @@ def init_cw2v(old: torch.Tensor, ctx: InitContext, old_out: torch.Tensor | None 
         weights = [tables.weights(i, every) for i in range(len(tables.params))]
         ctx.info["weights"] = weights[0]  # (n_new, |S|): rows >= 0 summing to 1 (the hull property)
         ctx.info["support_ids"] = support
-        outs = [(w.double() @ t.double()[tables.supp]).to(t.dtype) for w, t in zip(weights, [old] if old_out is None else [old, old_out])]
+        outs = [
+            (w.double() @ t.double()[tables.supp]).to(t.dtype)
+            for w, t in zip(weights, [old] if old_out is None else [old, old_out])
+        ]
         base = old.double()[tables.supp]
         centroid = base.mean(0)
         spread = (base - centroid).norm(dim=1).mean()
         ctx.info["centroid_distance"] = float((outs[0].double() - centroid).norm(dim=1).mean() / spread)
-        ctx.info["effective_support"] = float(torch.exp(-(weights[0] * weights[0].clamp_min(1e-30).log()).sum(1)).mean())
+        ctx.info["effective_support"] = float(
+            torch.exp(-(weights[0] * weights[0].clamp_min(1e-30).log()).sum(1)).mean()
+        )
     return outs[0] if old_out is None else (outs[0], outs[1])
 
 
 METHODS: dict[str, Callable[[torch.Tensor, InitContext], torch.Tensor]] = {
-    "random": init_random, "mean": init_mean, "multivariate": init_multivariate, "fvt": init_fvt,
-    "wechsel": init_wechsel, "cw2v": init_cw2v,  # type: ignore[dict-item]
+    "random": init_random,
+    "mean": init_mean,
+    "multivariate": init_multivariate,
+    "fvt": init_fvt,
+    "wechsel": init_wechsel,
+    "cw2v": init_cw2v,  # type: ignore[dict-item]
 }
 
 
-def initialize(method: str, old: torch.Tensor, ctx: InitContext, old_out: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def initialize(
+    method: str, old: torch.Tensor, ctx: InitContext, old_out: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """New input rows (and new output rows when ``old_out`` is an untied output matrix)."""
     if method not in METHODS:
         raise ConfigError(f"unknown init '{method}'; choose one of {', '.join(INIT_METHODS)}")
@@ -406,5 +453,15 @@ def initialize(method: str, old: torch.Tensor, ctx: InitContext, old_out: torch.
     return rows, out_rows
 
 
-__all__ = ["CW2VTables", "INIT_METHODS", "InitContext", "METHODS", "PAPERS", "corpus_ids", "cw2v_support", "initialize",
-           "old_pieces", "sgns_pairs"]
+__all__ = [
+    "CW2VTables",
+    "INIT_METHODS",
+    "InitContext",
+    "METHODS",
+    "PAPERS",
+    "corpus_ids",
+    "cw2v_support",
+    "initialize",
+    "old_pieces",
+    "sgns_pairs",
+]

@@ -16,6 +16,7 @@ BERT word is lower-cased and a byte-level BPE word carries its ``Ġ`` space mark
 
 A token list from a file (``--tokens``) is read by :func:`read_token_file`.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,10 @@ def backend(tokenizer: Any) -> Any:
     """The ``tokenizers.Tokenizer`` behind a transformers tokenizer; a one-line error without one."""
     tok = getattr(tokenizer, "backend_tokenizer", None)
     if not getattr(tokenizer, "is_fast", False) or tok is None:
-        raise ConfigError(f"{type(tokenizer).__name__} has no fast (Rust) backend: vocabulary extension edits a "
-                          "tokenizers.Tokenizer; convert the tokenizer to a fast one (tokenizer.json) first")
+        raise ConfigError(
+            f"{type(tokenizer).__name__} has no fast (Rust) backend: vocabulary extension edits a "
+            "tokenizers.Tokenizer; convert the tokenizer to a fast one (tokenizer.json) first"
+        )
     return tok
 
 
@@ -143,8 +146,9 @@ def npmi(pair_count: int, count_a: int, count_b: int, n: int) -> float:
     return math.log(p_ab / (p_a * p_b)) / -math.log(p_ab)
 
 
-def select_tokens_saved(tokenizer: Any, texts: Sequence[str], n: int, *, min_count: int = 3, multiword: bool = False,
-                        min_npmi: float = 0.3) -> list[Candidate]:
+def select_tokens_saved(
+    tokenizer: Any, texts: Sequence[str], n: int, *, min_count: int = 3, multiword: bool = False, min_npmi: float = 0.3
+) -> list[Candidate]:
     """The ``n`` candidates saving the most tokens, ``count × (pieces − 1)``: split words and (with
     ``multiword``) associated two-word concepts (see the module docstring)."""
     words, pairs = word_counts(tokenizer, texts)
@@ -227,15 +231,37 @@ def forms_from_surface(tokenizer: Any, surfaces: Sequence[str]) -> list[Candidat
     added token. ``pieces`` is the old tokenizer's count; ``count`` is 0 (not measured)."""
     out: list[Candidate] = []
     for s in surfaces:
-        words = pre_tokens(tokenizer, " " + s if model_kind(tokenizer) == "bpe" and _is_byte_level(backend(tokenizer)) else s)
+        words = pre_tokens(
+            tokenizer, " " + s if model_kind(tokenizer) == "bpe" and _is_byte_level(backend(tokenizer)) else s
+        )
         if len(words) == 1:
             out.append(Candidate(words[0], 0, piece_count(tokenizer, words[0])))
         elif words:
-            out.append(Candidate(" ".join(_plain(w) for w in words) if model_kind(tokenizer) == "bpe" else s.strip(), 0,
-                                 sum(piece_count(tokenizer, w) for w in words), multiword=True))
+            out.append(
+                Candidate(
+                    " ".join(_plain(w) for w in words) if model_kind(tokenizer) == "bpe" else s.strip(),
+                    0,
+                    sum(piece_count(tokenizer, w) for w in words),
+                    multiword=True,
+                )
+            )
     return out
 
 
-__all__ = ["Candidate", "DEPRECATED_MODES", "SELECT_MODES", "backend", "forms_from_surface", "model_kind", "npmi",
-           "piece_count", "pre_tokens", "read_corpus", "read_token_file", "select_bpe", "select_tokens_saved",
-           "select_words", "word_counts"]
+__all__ = [
+    "Candidate",
+    "DEPRECATED_MODES",
+    "SELECT_MODES",
+    "backend",
+    "forms_from_surface",
+    "model_kind",
+    "npmi",
+    "piece_count",
+    "pre_tokens",
+    "read_corpus",
+    "read_token_file",
+    "select_bpe",
+    "select_tokens_saved",
+    "select_words",
+    "word_counts",
+]

@@ -1,5 +1,6 @@
 """The clustering check of Gonen & Goldberg (NAACL 2019, *Lipstick on a Pig*): is the removed bias still
 recoverable? And the whole words of a subword vocabulary it runs on."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -51,8 +52,15 @@ def most_biased(V: np.ndarray, direction: np.ndarray, n: int) -> tuple[np.ndarra
     return np.concatenate([order[:n], order[-n:]]), np.array([0] * n + [1] * n)
 
 
-def gonen_goldberg(before: np.ndarray, after: np.ndarray, subspace: Subspace | None = None, n: int = 500,
-                   seed: int = 0, *, direction: np.ndarray | None = None) -> ClusteringCheck:
+def gonen_goldberg(
+    before: np.ndarray,
+    after: np.ndarray,
+    subspace: Subspace | None = None,
+    n: int = 500,
+    seed: int = 0,
+    *,
+    direction: np.ndarray | None = None,
+) -> ClusteringCheck:
     """Gonen & Goldberg's check: take the ``n`` words most biased towards each side in the *original*
     vectors, by their projection on ``direction`` (the paper's he − she, :func:`gender_direction`),
     label them by side, cluster the original and the debiased vectors of those words into two
@@ -68,8 +76,9 @@ def gonen_goldberg(before: np.ndarray, after: np.ndarray, subspace: Subspace | N
         raise InputError("the clustering check needs at least 4 words")
     ranked_by = "he - she" if direction is not None else "subspace"
     idx, labels = most_biased(before, direction if direction is not None else subspace.basis[0], n)
-    return ClusteringCheck(n, cluster_alignment(before[idx], labels, seed), cluster_alignment(after[idx], labels, seed),
-                           seed, ranked_by)
+    return ClusteringCheck(
+        n, cluster_alignment(before[idx], labels, seed), cluster_alignment(after[idx], labels, seed), seed, ranked_by
+    )
 
 
 def vocabulary_words(tokenizer: Any, exclude: Iterable[str] = (), limit: int = 20_000, min_len: int = 3) -> list[str]:
@@ -84,9 +93,16 @@ def vocabulary_words(tokenizer: Any, exclude: Iterable[str] = (), limit: int = 2
         if marker is not None:
             if not tok.startswith(marker):
                 continue
-            tok = tok[len(marker):]
+            tok = tok[len(marker) :]
         word = tok
-        if len(word) >= min_len and word.isascii() and word.isalpha() and word.islower() and word not in excluded and word not in seen:
+        if (
+            len(word) >= min_len
+            and word.isascii()
+            and word.isalpha()
+            and word.islower()
+            and word not in excluded
+            and word not in seen
+        ):
             seen.add(word)
             out.append(word)
             if len(out) >= limit:

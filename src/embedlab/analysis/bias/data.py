@@ -1,4 +1,5 @@
 """Word lists and tests: the shipped WEAT/SEAT tests and templates, user test files, the debiaswe lists."""
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,7 @@ class BiasTest:
 
 
 def _bias_data(name: str) -> Any:
-    return json.loads(resources.files("embedlab.analysis").joinpath("bias_data", name).read_text(encoding="utf-8"))
+    return json.loads((resources.files("embedlab.analysis") / "bias_data" / name).read_text(encoding="utf-8"))
 
 
 def _word_set(test: str, key: str, value: Any) -> WordSet:
@@ -69,8 +70,13 @@ def make_test(name: str, spec: dict[str, Any]) -> BiasTest:
     if missing:
         raise InputError(f"bias test {name!r}: missing set(s) {', '.join(missing)}; a test needs X, Y, A and B")
     sets = {k: _word_set(name, k, spec[k]) for k in SET_KEYS}
-    test = BiasTest(name, **sets, title=str(spec.get("title", "")), source=str(spec.get("source", "")),
-                    note=str(spec.get("note", "")))
+    test = BiasTest(
+        name,
+        **sets,
+        title=str(spec.get("title", "")),
+        source=str(spec.get("source", "")),
+        note=str(spec.get("note", "")),
+    )
     check_sizes(name, {k: len(s.words) for k, s in sets.items()})
     return test
 
@@ -81,8 +87,9 @@ def check_sizes(name: str, sizes: dict[str, int]) -> None:
     if small:
         raise InputError(f"bias test {name!r}: every set needs at least 2 words; got {', '.join(small)}")
     if sizes["X"] != sizes["Y"]:
-        raise InputError(f"bias test {name!r}: target sets X and Y must be the same size for WEAT; "
-                         f"got {sizes['X']} and {sizes['Y']}")
+        raise InputError(
+            f"bias test {name!r}: target sets X and Y must be the same size for WEAT; got {sizes['X']} and {sizes['Y']}"
+        )
 
 
 def builtin_tests() -> dict[str, BiasTest]:
@@ -111,8 +118,10 @@ def load_tests(path: str | Path) -> list[BiasTest]:
         else:
             data = json.loads(text)
     except Exception as exc:  # yaml and json raise their own parse errors
-        raise InputError(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'} "
-                         f"({str(exc).splitlines()[0]})") from None
+        raise InputError(
+            f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'} "
+            f"({str(exc).splitlines()[0]})"
+        ) from None
     if isinstance(data, dict) and "tests" in data:
         data = data["tests"]
     if isinstance(data, dict) and any(k in data for k in SET_KEYS):
@@ -133,7 +142,9 @@ def select_tests(spec: str | Path | None) -> list[BiasTest]:
     for name in str(spec).split(","):
         key = name.strip().lower()
         if key not in builtin:
-            raise InputError(f"unknown bias test {name.strip()!r}; built in: {', '.join(builtin)} (or give a YAML/JSON file)")
+            raise InputError(
+                f"unknown bias test {name.strip()!r}; built in: {', '.join(builtin)} (or give a YAML/JSON file)"
+            )
         chosen.append(builtin[key])
     return chosen
 
@@ -160,14 +171,18 @@ def debiaswe_lists(directory: str | Path | None = None) -> dict[str, Any]:
 
         root = data_dir()
         if root is None:
-            raise InputError("the debiaswe word lists were not found: set EMBEDLAB_DATA (with a debiaswe/ folder) or pass the folder")
+            raise InputError(
+                "the debiaswe word lists were not found: set EMBEDLAB_DATA (with a debiaswe/ folder) or pass the folder"
+            )
         directory = root / "debiaswe"
     directory = Path(directory)
     out: dict[str, Any] = {}
     for name in DEBIASWE_FILES:
         path = directory / f"{name}.json"
         if not path.is_file():
-            raise InputError(f"debiaswe list missing: {path} (expected {', '.join(f + '.json' for f in DEBIASWE_FILES)})")
+            raise InputError(
+                f"debiaswe list missing: {path} (expected {', '.join(f + '.json' for f in DEBIASWE_FILES)})"
+            )
         try:
             out[name] = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -182,8 +197,9 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     from embedlab.io import read_json
 
     data = read_json(path, InputError, "pair list")
-    if not isinstance(data, list) or not all(isinstance(p, list) and len(p) == 2 and all(isinstance(w, str) for w in p)
-                                             for p in data):
+    if not isinstance(data, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(w, str) for w in p) for p in data
+    ):
         raise InputError(f"{path}: expected a JSON list of [word, word] pairs")
     return [(a, b) for a, b in data]
 

@@ -1,4 +1,5 @@
 """What embeds: static word vectors, and ``encode`` for any encoder (Embedder, StaticVectors, callable)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -78,7 +79,9 @@ def encode(encoder: Any, texts: Sequence[str]) -> np.ndarray:
     elif callable(encoder):
         vecs = encoder(list(texts))
     else:
-        raise ConfigError(f"cannot embed with a {type(encoder).__name__}: give an Embedder, StaticVectors or encode(texts)")
+        raise ConfigError(
+            f"cannot embed with a {type(encoder).__name__}: give an Embedder, StaticVectors or encode(texts)"
+        )
     vecs = np.asarray(vecs, dtype=np.float64)
     if vecs.ndim != 2 or vecs.shape[0] != len(texts):
         raise ConfigError(f"the encoder returned shape {vecs.shape} for {len(texts)} texts")

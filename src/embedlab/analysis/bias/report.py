@@ -1,4 +1,5 @@
 """Whole-model helpers for the CLI and bench/bias_cost.py: open an encoder, the direction report, tables and plots."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,8 +37,15 @@ def neutral_words(lists: dict[str, Any], encoder: Any | None = None) -> list[str
     return [phrase(w) for w in words]
 
 
-def direction_report(encoder: Any, lists: dict[str, Any], *, k: int = 1, c: float = 1.0,
-                     pairs: Sequence[tuple[str, str]] | None = None, subspace: Subspace | None = None) -> dict[str, Any]:
+def direction_report(
+    encoder: Any,
+    lists: dict[str, Any],
+    *,
+    k: int = 1,
+    c: float = 1.0,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    subspace: Subspace | None = None,
+) -> dict[str, Any]:
     """The bias subspace of ``encoder`` (from the definitional pairs unless given) and DirectBias_c
     over the neutral professions, with the professions most aligned with the first direction."""
     skipped: list[tuple[str, str]] = []
@@ -83,8 +91,13 @@ def results_table(results: dict[str, Sequence[WeatResult]]) -> list[dict[str, An
     for m in models:
         for r in results[m]:
             row = rows.setdefault((r.mode, r.test), {"mode": r.mode, "test": r.test, "title": r.title})
-            row[m] = {"d": r.effect_size, "p": r.p_value, "p_method": r.p_method, "permutations": r.permutations,
-                      "n": r.sizes["X"]}
+            row[m] = {
+                "d": r.effect_size,
+                "p": r.p_value,
+                "p_method": r.p_method,
+                "permutations": r.permutations,
+                "n": r.sizes["X"],
+            }
     return list(rows.values())
 
 
@@ -110,8 +123,14 @@ def plot_effect_sizes(results: dict[str, Sequence[WeatResult]], path: str | Path
             if m in r:
                 p = r[m]["p"]
                 h = bar.get_height()
-                ax.annotate(f"p={p:.2g}" + ("*" if p < 0.05 else ""), (x, h), ha="center",
-                            va="bottom" if h >= 0 else "top", fontsize=6, rotation=90)
+                ax.annotate(
+                    f"p={p:.2g}" + ("*" if p < 0.05 else ""),
+                    (x, h),
+                    ha="center",
+                    va="bottom" if h >= 0 else "top",
+                    fontsize=6,
+                    rotation=90,
+                )
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)

@@ -1,4 +1,5 @@
 """The bias subspace, DirectBias, IndirectBias, neutralise/equalise and hard debiasing (Bolukbasi et al. 2016)."""
+
 from __future__ import annotations
 
 import math
@@ -36,9 +37,13 @@ class Subspace:
         return (V @ self.basis.T) @ self.basis
 
     def to_dict(self) -> dict[str, Any]:
-        return {"k": self.k, "dim": self.dim, "pairs": self.pairs,
-                "explained_variance_ratio": [round(float(x), 6) for x in self.explained_variance_ratio],
-                "basis": self.basis.tolist()}
+        return {
+            "k": self.k,
+            "dim": self.dim,
+            "pairs": self.pairs,
+            "explained_variance_ratio": [round(float(x), 6) for x in self.explained_variance_ratio],
+            "basis": self.basis.tolist(),
+        }
 
 
 def subspace_from_pairs(a: np.ndarray, b: np.ndarray, k: int = 1, n_components: int = 10) -> Subspace:
@@ -58,15 +63,25 @@ def subspace_from_pairs(a: np.ndarray, b: np.ndarray, k: int = 1, n_components: 
     scale = max(1.0, float(np.abs(rows).max()))
     rank = int(np.count_nonzero(s > 1e-8 * scale * max(rows.shape)))
     if total <= 0 or rank == 0:
-        raise InputError("degenerate bias subspace: every pair's two vectors are identical, so the pairs span no direction")
+        raise InputError(
+            "degenerate bias subspace: every pair's two vectors are identical, so the pairs span no direction"
+        )
     if k > rank:
-        raise InputError(f"the definitional pairs span only {rank} direction(s); cannot take a {k}-dimensional subspace")
+        raise InputError(
+            f"the definitional pairs span only {rank} direction(s); cannot take a {k}-dimensional subspace"
+        )
     m = min(n_components, len(s))
     return Subspace(vt[:k].copy(), (var[:m] / total).tolist(), len(a))
 
 
-def bias_subspace(encoder: Any, pairs: Sequence[tuple[str, str]], k: int = 1, *, templates: Sequence[str] | None = None,
-                  n_components: int = 10) -> tuple[Subspace, list[tuple[str, str]]]:
+def bias_subspace(
+    encoder: Any,
+    pairs: Sequence[tuple[str, str]],
+    k: int = 1,
+    *,
+    templates: Sequence[str] | None = None,
+    n_components: int = 10,
+) -> tuple[Subspace, list[tuple[str, str]]]:
     """The subspace from definitional word pairs embedded alone (or in each of ``templates``, with
     ``{w}`` for the word: every (pair, template) becomes one pair). Pairs with a word missing from
     a static vocabulary are skipped and returned."""
@@ -79,7 +94,7 @@ def bias_subspace(encoder: Any, pairs: Sequence[tuple[str, str]], k: int = 1, *,
     left = [t.format(w=x) for x, _ in kept for t in forms]
     right = [t.format(w=y) for _, y in kept for t in forms]
     vecs = encode(encoder, left + right)
-    return subspace_from_pairs(vecs[: len(left)], vecs[len(left):], k, n_components), skipped
+    return subspace_from_pairs(vecs[: len(left)], vecs[len(left) :], k, n_components), skipped
 
 
 def subspace_cosines(V: np.ndarray, subspace: Subspace) -> np.ndarray:
@@ -151,8 +166,12 @@ class HardDebiasReport:
     skipped_pairs: list[tuple[str, str]]
 
 
-def hard_debias(vectors: StaticVectors, subspace: Subspace, gender_specific: Iterable[str],
-                equalize_pairs: Iterable[tuple[str, str]]) -> tuple[StaticVectors, HardDebiasReport]:
+def hard_debias(
+    vectors: StaticVectors,
+    subspace: Subspace,
+    gender_specific: Iterable[str],
+    equalize_pairs: Iterable[tuple[str, str]],
+) -> tuple[StaticVectors, HardDebiasReport]:
     """Bolukbasi's hard debiasing of static word vectors: unit-normalise everything, neutralise every
     word not in ``gender_specific``, then equalise each pair (case variants included) whose two
     words are in the vocabulary."""

@@ -1,4 +1,5 @@
 """WEAT and SEAT statistics: associations, the effect size, exact and sampled permutation p-values, running tests."""
+
 from __future__ import annotations
 
 import itertools
@@ -54,8 +55,15 @@ class PermutationResult:
     seed: int | None
 
 
-def permutation_p(sx: np.ndarray, sy: np.ndarray, *, max_exact: int = MAX_EXACT, n_random: int = N_RANDOM,
-                  seed: int = 0, chunk: int = 10_000) -> PermutationResult:
+def permutation_p(
+    sx: np.ndarray,
+    sy: np.ndarray,
+    *,
+    max_exact: int = MAX_EXACT,
+    n_random: int = N_RANDOM,
+    seed: int = 0,
+    chunk: int = 10_000,
+) -> PermutationResult:
     """One-sided p of S(X, Y): the share of equal-size partitions of X ∪ Y with S_i >= S.
 
     Since S_i = 2 · sum(s over X_i) - sum(s over X ∪ Y), only the sums of size-n subsets matter.
@@ -114,14 +122,33 @@ class WeatResult:
         return asdict(self)
 
 
-def weat_from_vectors(X: np.ndarray, Y: np.ndarray, A: np.ndarray, B: np.ndarray, *, name: str = "test",
-                      mode: str = "weat", max_exact: int = MAX_EXACT, n_random: int = N_RANDOM, seed: int = 0) -> WeatResult:
+def weat_from_vectors(
+    X: np.ndarray,
+    Y: np.ndarray,
+    A: np.ndarray,
+    B: np.ndarray,
+    *,
+    name: str = "test",
+    mode: str = "weat",
+    max_exact: int = MAX_EXACT,
+    n_random: int = N_RANDOM,
+    seed: int = 0,
+) -> WeatResult:
     """WEAT on vectors (rows)."""
     check_sizes(name, {"X": len(X), "Y": len(Y), "A": len(A), "B": len(B)})
     sx, sy = associations(X, A, B), associations(Y, A, B)
     perm = permutation_p(sx, sy, max_exact=max_exact, n_random=n_random, seed=seed)
-    return WeatResult(name, mode, effect_size(sx, sy), weat_statistic(sx, sy), perm.p_value, perm.method,
-                      perm.permutations, perm.seed, {"X": len(X), "Y": len(Y), "A": len(A), "B": len(B)})
+    return WeatResult(
+        name,
+        mode,
+        effect_size(sx, sy),
+        weat_statistic(sx, sy),
+        perm.p_value,
+        perm.method,
+        perm.permutations,
+        perm.seed,
+        {"X": len(X), "Y": len(Y), "A": len(A), "B": len(B)},
+    )
 
 
 class MemoEncoder:
@@ -144,8 +171,9 @@ class MemoEncoder:
         return np.stack([self.memo[t] for t in texts]) if len(texts) else np.zeros((0, 0))
 
 
-def _test_texts(encoder: Any, test: BiasTest, mode: str, templates: dict[str, list[str]] | None
-                ) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
+def _test_texts(
+    encoder: Any, test: BiasTest, mode: str, templates: dict[str, list[str]] | None
+) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
     """(texts per set, skipped, dropped) for one test in one mode."""
     if mode not in ("weat", "seat"):
         raise ConfigError(f"mode must be weat or seat; got {mode!r}")
@@ -170,8 +198,16 @@ def _test_texts(encoder: Any, test: BiasTest, mode: str, templates: dict[str, li
     return texts, skipped, dropped
 
 
-def run_test(encoder: Any, test: BiasTest, *, mode: str = "weat", templates: dict[str, list[str]] | None = None,
-             max_exact: int = MAX_EXACT, n_random: int = N_RANDOM, seed: int = 0) -> WeatResult:
+def run_test(
+    encoder: Any,
+    test: BiasTest,
+    *,
+    mode: str = "weat",
+    templates: dict[str, list[str]] | None = None,
+    max_exact: int = MAX_EXACT,
+    n_random: int = N_RANDOM,
+    seed: int = 0,
+) -> WeatResult:
     """WEAT (each word embedded alone) or SEAT (each word in each template of its kind) for one test.
 
     Words missing from a static vocabulary are skipped and listed in ``skipped``; if that leaves
@@ -182,14 +218,28 @@ def run_test(encoder: Any, test: BiasTest, *, mode: str = "weat", templates: dic
     vecs = encode(encoder, unique)
     pos = {t: i for i, t in enumerate(unique)}
     mats = {k: vecs[[pos[t] for t in texts[k]]] for k in SET_KEYS}
-    result = weat_from_vectors(mats["X"], mats["Y"], mats["A"], mats["B"], name=test.name, mode=mode,
-                               max_exact=max_exact, n_random=n_random, seed=seed)
+    result = weat_from_vectors(
+        mats["X"],
+        mats["Y"],
+        mats["A"],
+        mats["B"],
+        name=test.name,
+        mode=mode,
+        max_exact=max_exact,
+        n_random=n_random,
+        seed=seed,
+    )
     result.skipped, result.dropped, result.title = skipped, dropped, test.title
     return result
 
 
-def run_tests(encoder: Any, tests: Sequence[BiasTest], modes: Sequence[str] = ("weat", "seat"),
-              templates: dict[str, list[str]] | None = None, **kwargs: Any) -> list[WeatResult]:
+def run_tests(
+    encoder: Any,
+    tests: Sequence[BiasTest],
+    modes: Sequence[str] = ("weat", "seat"),
+    templates: dict[str, list[str]] | None = None,
+    **kwargs: Any,
+) -> list[WeatResult]:
     """Every test in every mode; all distinct texts are embedded in one call first."""
     memo = MemoEncoder(encoder)
     pending = []
