@@ -130,6 +130,19 @@ def cluster(
         cfg.check(len(texts))  # bad input fails before any model loads
         loaded_prompts = gx.load_prompts(prompts)
         plan = plan_cluster(llm, llm_endpoint, proposer=proposer.value, assigner=assigner.value)
+        backend = None
+        if plan.load_llm:  # an unreachable endpoint fails here, in one line, before the plan is printed
+            from embedlab.analysis.goalex_llm import open_llm
+
+            with err.status(f"loading {llm_endpoint or llm}…"):
+                backend = open_llm(
+                    llm,
+                    endpoint=llm_endpoint,
+                    key_env=llm_key_env,
+                    cache=not no_cache,
+                    cache_dir=cache_dir,
+                    show_progress=True,
+                )
         for message in plan.messages:
             err.print(message, highlight=False)
         seconds = estimate_seconds(plan, len(texts), k, rounds=rounds, endpoint=bool(llm_endpoint))
@@ -145,19 +158,6 @@ def cluster(
     if method is ClusterMethod.kmeans:
         result = gx.kmeans_clusters(vectors, k, seed=seed)
     else:
-        from embedlab.analysis.goalex_llm import open_llm
-
-        backend = None
-        if plan.load_llm:
-            with err.status(f"loading {llm_endpoint or llm}…"):
-                backend = open_llm(
-                    llm,
-                    endpoint=llm_endpoint,
-                    key_env=llm_key_env,
-                    cache=not no_cache,
-                    cache_dir=cache_dir,
-                    show_progress=True,
-                )
         runner = gx.GoalEx(
             backend,
             proposer=plan.proposer,
