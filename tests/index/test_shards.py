@@ -252,7 +252,7 @@ def test_cli_embed_corpus_index_and_search(tmp_path, tiny_bert, corpus, monkeypa
         monkeypatch, capsys, "embed-corpus", tiny_bert, "--corpus", corpus, "--out", out, "--shard-rows", 100
     )
     assert code == 0, err
-    assert "embedded 230 documents into 3 shard(s)" in err
+    assert "embedded 230 of 230 documents into 3 shard(s)" in err
     code, _, err = run_cli(
         monkeypatch, capsys, "index", "build", "--from-embeddings", out, "--codec", "float32", "--out", idx
     )

@@ -183,7 +183,7 @@ def test_cli_encode_and_server_with_runtime_onnx(tiny_bert, tmp_path, monkeypatc
         "--dtype",
         "bf16",
     )
-    assert code == 1 and "runtime 'onnx' runs fp32 or int8" in err and "Traceback" not in err
+    assert code == 2 and "runtime 'onnx' runs fp32 or int8" in err and "Traceback" not in err
 
     engine = Engine(emb, dtype="auto", runtime="onnx")  # auto is fp32 on ONNX Runtime
     assert engine.runtime == "onnx" and engine.dtype == "fp32" and engine.embedder.runtime == "onnx"

@@ -435,24 +435,24 @@ def test_cli_distill_then_encode_index_and_search(tiny_bert, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize(
-    "args,message",
+    "args,message,exit_code",
     [
-        (["--dims", "64"], "larger than the teacher's width 32"),
-        (["--corpus", "{empty}"], "empty"),
-        (["--prompt", "nope"], "unknown prompt"),
-        (["--dims", "8", "--no-pca"], "not both"),
+        (["--dims", "64"], "larger than the teacher's width 32", 2),  # usage errors exit 2
+        (["--corpus", "{empty}"], "empty", 1),  # bad input data exits 1
+        (["--prompt", "nope"], "unknown prompt", 2),
+        (["--dims", "8", "--no-pca"], "not both", 2),
     ],
 )
-def test_cli_distill_bad_input_is_one_line(tiny_bert, tmp_path, monkeypatch, capsys, args, message):
+def test_cli_distill_bad_input_is_one_line(tiny_bert, tmp_path, monkeypatch, capsys, args, message, exit_code):
     (tmp_path / "empty.txt").write_text("")
     args = [a.format(empty=tmp_path / "empty.txt") for a in args]
     code, _, err = run_cli(monkeypatch, capsys, "distill", tiny_bert, "--out", tmp_path / "o", *args)
-    assert code == 1 and message in err and "Traceback" not in err and err.startswith("error:")
+    assert code == exit_code and message in err and "Traceback" not in err and err.startswith("error:")
     assert not (tmp_path / "o").exists()
 
 
 def test_cli_distill_teacher_without_vocabulary_access_is_one_line(tiny_bert, tmp_path, monkeypatch, capsys):
-    import embedlab.cli
+    import embedlab.cli.train
 
     class Slow:  # a Python-only tokenizer: no tokenizers backend to read the vocabulary from
         is_fast = False
@@ -463,9 +463,9 @@ def test_cli_distill_teacher_without_vocabulary_access_is_one_line(tiny_bert, tm
         source.tokenizer = Slow()
         return teacher.with_source(source)
 
-    monkeypatch.setattr(embedlab.cli, "_embedder", slow_teacher)
+    monkeypatch.setattr(embedlab.cli.train, "load_embedder", slow_teacher)
     code, _, err = run_cli(monkeypatch, capsys, "distill", tiny_bert, "--out", tmp_path / "o", "--dims", "8")
-    assert code == 1 and "fast tokenizer" in err and "Traceback" not in err and err.startswith("error:")
+    assert code == 2 and "fast tokenizer" in err and "Traceback" not in err and err.startswith("error:")
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
