@@ -29,6 +29,7 @@ weights; multi-vector rows hold ``length`` finite vectors of one width (a row ma
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -85,30 +86,30 @@ def _ints(x: Any, ndim: int, what: str) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
-class Embeddings:
+class Embeddings(ABC):
     """Base of the typed results: ``kind``, ``len()``, ``take(rows)`` and the (de)serialisations."""
 
     kind: ClassVar[str]
 
-    def __len__(self) -> int:  # pragma: no cover - every subclass defines it
-        raise NotImplementedError
+    @abstractmethod
+    def __len__(self) -> int: ...
 
-    def take(self, rows: Any) -> Embeddings:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def take(self, rows: Any) -> Embeddings: ...
 
-    def to_arrays(self) -> dict[str, np.ndarray]:  # pragma: no cover
-        raise NotImplementedError
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, Any]) -> Embeddings:  # pragma: no cover
-        raise NotImplementedError
-
-    def to_json(self) -> list[dict[str, Any]]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def to_arrays(self) -> dict[str, np.ndarray]: ...
 
     @classmethod
-    def from_json(cls, rows: Any, **kwargs: Any) -> Embeddings:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def from_arrays(cls, arrays: dict[str, Any]) -> Embeddings: ...
+
+    @abstractmethod
+    def to_json(self) -> list[dict[str, Any]]: ...
+
+    @classmethod
+    @abstractmethod
+    def from_json(cls, rows: Any, **kwargs: Any) -> Embeddings: ...
 
     def save_npz(self, path: str | Path) -> None:
         """The arrays and the kind in one ``.npz`` file, written atomically."""
@@ -122,8 +123,8 @@ class Embeddings:
         table = pa.table(self._arrow_columns())
         return table.replace_schema_metadata({"embedlab.kind": self.kind, **self._arrow_metadata()})
 
-    def _arrow_columns(self) -> dict[str, Any]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def _arrow_columns(self) -> dict[str, Any]: ...
 
     def _arrow_metadata(self) -> dict[str, str]:
         return {}
