@@ -21,6 +21,14 @@ def positive_int(name: str, value: Any) -> int:
     return value
 
 
+def int_range(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """An integer in ``low..high`` (both included; ``high=None``: no upper end). Bools are refused."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        want = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
+        raise ConfigError(f"{name} must be {want}; got {value!r}")
+    return value
+
+
 def non_negative_int(name: str, value: Any) -> int:
     """An integer >= 0 (bools are refused)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -104,6 +112,7 @@ __all__ = [
     "choice",
     "cluster_count",
     "finite_float",
+    "int_range",
     "key_values",
     "non_empty_list",
     "non_negative_int",

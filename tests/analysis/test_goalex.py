@@ -9,7 +9,7 @@ import pytest
 
 from embedlab.analysis import goalex as gx
 from embedlab.analysis.goalex_llm import LLM, CachedLLM, parse_yes_no
-from embedlab.errors import EmptyInput, InputError
+from embedlab.errors import ConfigError, EmptyInput, InputError
 
 # --- a synthetic corpus: 4 topics x 10 texts, each topic with its own keyword -----------------------------
 TOPICS = {"sports": "football", "cooking": "recipe", "weather": "rain", "money": "bank"}
@@ -257,15 +257,34 @@ def test_embedding_assigner_recovers_topics():
 
 def test_bad_input_one_line_errors():
     llm = ScriptedLLM([ALL4])
-    with pytest.raises(InputError, match=r"K=41 is larger than the number of texts \(40\)"):
+    with pytest.raises(ConfigError, match=r"^k 41 is larger than the number of texts \(40\)$"):
         gx.GoalEx(llm).fit(CORPUS, cfg(k=41))
     with pytest.raises(EmptyInput, match="corpus is empty"):
         gx.GoalEx(llm).fit([], cfg())
     with pytest.raises(InputError, match="goal is empty"):
         gx.GoalEx(llm).fit(CORPUS, cfg(goal="  "))
-    with pytest.raises(InputError, match="larger than the number of texts"):
+    with pytest.raises(ConfigError, match=r"^k 4 is larger than the number of texts \(3\)$"):
         gx.kmeans_clusters(np.eye(3), 4)
     assert llm.calls == 0
+
+
+@pytest.mark.parametrize(
+    "changes, names, message",
+    [
+        ({"k": 0}, None, "k must be a positive integer; got 0"),
+        ({"k": 2.0}, None, "k must be a positive integer; got 2.0"),
+        ({"rounds": 0}, None, "rounds must be a positive integer; got 0"),
+        ({"sample_size": -1}, None, "sample_size must be a positive integer; got -1"),
+        ({"max_cluster_fraction": 0.0}, None, "max_cluster_fraction must be in (0, 1]; got 0.0"),
+        ({"max_cluster_fraction": 1.5}, None, "max_cluster_fraction must be in (0, 1]; got 1.5"),
+        ({"k": 41}, {"k": "--k"}, "--k 41 is larger than the number of texts (40)"),
+        ({"sample_size": 0}, {"sample_size": "--sample-size"}, "--sample-size must be a positive integer; got 0"),
+    ],
+)
+def test_config_check_uses_the_shared_messages(changes, names, message):
+    with pytest.raises(ConfigError) as err:
+        cfg(**changes).check(len(CORPUS), names)
+    assert str(err.value) == message
 
 
 def test_scores_hand_computed():

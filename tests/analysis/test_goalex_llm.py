@@ -364,23 +364,24 @@ def test_cli_cluster_goalex_via_endpoint_and_kmeans(fake_server, tiny_bert, tmp_
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, message, exit_code",
     [
-        (["--k", "41", "--goal", "g"], "K=41 is larger than the number of texts (40)"),
-        (["--k", "2", "--goal", ""], "the goal is empty"),
+        (["--k", "41", "--goal", "g"], "--k 41 is larger than the number of texts (40)", 2),  # a usage error
+        (["--k", "2", "--goal", ""], "the goal is empty", 1),
         (
             ["--k", "2", "--goal", "g", "--llm-endpoint", "http://127.0.0.1:9/v1"],
             "cannot reach the LLM endpoint http://127.0.0.1:9/v1",
+            1,
         ),
     ],
 )
-def test_cli_bad_input_one_line(args, message, tiny_bert, tmp_path, monkeypatch, capsys):
+def test_cli_bad_input_one_line(args, message, exit_code, tiny_bert, tmp_path, monkeypatch, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(CORPUS) + "\n")
     code, out, err = run_cli(
         monkeypatch, capsys, "cluster", "--corpus", corpus, "--model", tiny_bert, *args, "--out", tmp_path / "o"
     )
-    assert code == 1 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert code == exit_code and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_empty_corpus(tmp_path, monkeypatch, capsys):

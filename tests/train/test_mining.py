@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedlab.errors import EmbedlabError
+from embedlab.errors import ConfigError, EmbedlabError
 from embedlab.train.mining import mine_hard_negatives, mine_texts
 
 rng = np.random.default_rng(0)
@@ -60,6 +60,24 @@ def test_bad_arguments():
         mine_hard_negatives(QUERIES, QUERIES, CORPUS, [set()] * 20, strategy="random")
     with pytest.raises(EmbedlabError, match="same length"):
         mine_hard_negatives(QUERIES, QUERIES[:3], CORPUS, [set()] * 20)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"strategy": "random"}, "strategy must be one of topk, lemon; got 'random'"),
+        ({"relative_margin": 1.0}, "relative_margin must be in [0, 1); got 1.0"),
+        ({"relative_margin": -0.1}, "relative_margin must be in [0, 1); got -0.1"),
+        ({"num_negatives": 0}, "num_negatives must be a positive integer; got 0"),
+        ({"top_k": 0}, "top_k must be a positive integer; got 0"),
+        ({"n_clusters": 0}, "n_clusters must be a positive integer; got 0"),
+        ({"probe": -1}, "probe must be a positive integer; got -1"),
+    ],
+)
+def test_bad_settings_are_one_line_config_errors(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        mine_hard_negatives(QUERIES, QUERIES, CORPUS, [set()] * 20, **kwargs)
+    assert str(err.value) == message
 
 
 def test_mine_texts_with_a_tiny_model(tiny_bert):

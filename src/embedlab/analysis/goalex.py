@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -53,6 +53,8 @@ import tomllib
 
 from embedlab.analysis.goalex_llm import LLM, Turn
 from embedlab.errors import ConfigError, EmptyInput, InputError
+from embedlab.progress import ShowProgress
+from embedlab.validation import cluster_count, finite_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -294,21 +296,20 @@ class GoalExConfig:
     max_new_tokens: int = 160
     seed: int = 0
 
-    def check(self, n: int) -> None:
+    def check(self, n: int, names: Mapping[str, str] | None = None) -> None:
+        """Refuse settings that cannot run on ``n`` texts (:mod:`embedlab.validation`'s messages). ``names``
+        maps a field to what the user typed for it (the CLI passes its flags: ``{"k": "--k"}``); a field
+        not in it is named as the field."""
+        name = {f: f for f in ("k", "rounds", "sample_size", "max_cluster_fraction")} | dict(names or {})
         if not self.goal or not self.goal.strip():
             raise InputError("the goal is empty: say what the clusters should be about, e.g. --goal 'by topic'")
         if n == 0:
             raise EmptyInput("the corpus is empty: give at least one text per cluster")
-        if not isinstance(self.k, int) or self.k < 1:
-            raise InputError(f"K must be a positive integer; got {self.k!r}")
-        if self.k > n:
-            raise InputError(f"K={self.k} is larger than the number of texts ({n})")
-        if self.rounds < 1:
-            raise InputError(f"rounds must be at least 1; got {self.rounds}")
-        if self.sample_size < 1:
-            raise InputError(f"the sample size must be at least 1; got {self.sample_size}")
-        if self.max_cluster_fraction is not None and not 0 < self.max_cluster_fraction <= 1:
-            raise InputError(f"max_cluster_fraction must be in (0, 1]; got {self.max_cluster_fraction}")
+        cluster_count(self.k, n, name["k"])
+        positive_int(name["rounds"], self.rounds)
+        positive_int(name["sample_size"], self.sample_size)
+        if self.max_cluster_fraction is not None:
+            finite_float(name["max_cluster_fraction"], self.max_cluster_fraction, low=0.0, high=1.0, low_open=True)
 
 
 @dataclass
@@ -390,7 +391,7 @@ class GoalEx:
         assigner: str = "llm",
         embedder: Any = None,
         prompts: dict[str, Any] | None = None,
-        show_progress: bool = False,
+        show_progress: ShowProgress = False,
         proposer: Any = "llm",
     ) -> None:
         if assigner not in ("llm", "embedding"):
@@ -675,8 +676,7 @@ def kmeans_clusters(embeddings: np.ndarray, k: int, *, seed: int = 0) -> Cluster
     X = np.asarray(embeddings, dtype=np.float64)
     if len(X) == 0:
         raise EmptyInput("the corpus is empty: give at least one text per cluster")
-    if k > len(X):
-        raise InputError(f"K={k} is larger than the number of texts ({len(X)})")
+    cluster_count(k, len(X), "k")
     X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     from sklearn.exceptions import ConvergenceWarning
 

@@ -127,7 +127,8 @@ def cluster(
 
         if goal is None:
             raise UsageError("give --goal, what the clusters should be about (e.g. 'by topic')")
-        cfg.check(len(texts))  # bad input fails before any model loads
+        # bad input fails before any model loads, named by its flag
+        cfg.check(len(texts), names={"k": "--k", "rounds": "--rounds", "sample_size": "--sample-size"})
         loaded_prompts = gx.load_prompts(prompts)
         plan = plan_cluster(llm, llm_endpoint, proposer=proposer.value, assigner=assigner.value)
         backend = None

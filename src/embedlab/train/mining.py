@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from embedlab.errors import EmbedlabError
+from embedlab.validation import choice, finite_float, positive_int
 from embedlab.vectors import check_vectors, normalize
 
 STRATEGIES = ("topk", "lemon")
@@ -47,12 +48,13 @@ def mine_hard_negatives(
     seed: int = 0,
 ) -> MinedNegatives:
     """Negatives per (query, positive) pair, from precomputed teacher embeddings."""
-    if strategy not in STRATEGIES:
-        raise EmbedlabError(f"unknown mining strategy '{strategy}'; choose {' or '.join(STRATEGIES)}")
-    if not 0 <= relative_margin < 1:
-        raise EmbedlabError("relative_margin must be in [0, 1)")
-    if num_negatives <= 0:
-        raise EmbedlabError("num_negatives must be positive")
+    choice("strategy", strategy, STRATEGIES)
+    finite_float("relative_margin", relative_margin, low=0.0, high=1.0, high_open=True)
+    positive_int("num_negatives", num_negatives)
+    positive_int("top_k", top_k)
+    if n_clusters is not None:
+        positive_int("n_clusters", n_clusters)
+    positive_int("probe", probe)
     q = _normalise(query_vectors)
     p = _normalise(positive_vectors)
     c = _normalise(corpus_vectors)

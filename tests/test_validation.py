@@ -1,0 +1,37 @@
+"""embedlab.validation: the one wording of each check, one line naming the setting as the user gave it."""
+
+from __future__ import annotations
+
+import pytest
+
+from embedlab.errors import ConfigError
+from embedlab.validation import cluster_count, finite_float, int_range, non_negative_int, positive_int
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: positive_int("--k", 0), "--k must be a positive integer; got 0"),
+        (lambda: positive_int("k", True), "k must be a positive integer; got True"),
+        (lambda: positive_int("k", 2.0), "k must be a positive integer; got 2.0"),
+        (lambda: non_negative_int("rescore", -1), "rescore must be an integer >= 0; got -1"),
+        (lambda: int_range("batch_size", 1, 2), "batch_size must be an integer >= 2; got 1"),
+        (lambda: int_range("dimensions", 0, 1, 384), "dimensions must be an integer in 1..384; got 0"),
+        (lambda: int_range("dimensions", 385, 1, 384), "dimensions must be an integer in 1..384; got 385"),
+        (lambda: int_range("dimensions", "8", 1, 384), "dimensions must be an integer in 1..384; got '8'"),
+        (lambda: int_range("dimensions", False, 0, 384), "dimensions must be an integer in 0..384; got False"),
+        (lambda: finite_float("m", 1.0, low=0.0, high=1.0, high_open=True), "m must be in [0, 1); got 1.0"),
+        (lambda: finite_float("f", 0, low=0.0, high=1.0, low_open=True), "f must be in (0, 1]; got 0"),
+        (lambda: cluster_count(5, 4), "--k 5 is larger than the number of texts (4)"),
+    ],
+)
+def test_messages(call, message):
+    with pytest.raises(ConfigError) as err:
+        call()
+    assert str(err.value) == message
+
+
+def test_int_range_returns_the_value_at_both_ends():
+    assert int_range("n", 2, 2) == 2
+    assert int_range("n", 10**9, 2) == 10**9
+    assert int_range("d", 1, 1, 384) == 1 and int_range("d", 384, 1, 384) == 384
