@@ -108,12 +108,28 @@ def test_bad_input_is_one_line(tmp_path):
     with pytest.raises(InputError, match="lists no token"):
         read_token_file(empty)
     tok = make_wordpiece()
-    with pytest.raises(ConfigError, match="positive"):
+    with pytest.raises(ConfigError, match=r"^--add must be a positive integer; got 0$"):
         choose_candidates(tok, corpus=["abc"], add=0, tokens=None)
     with pytest.raises(InputError, match="empty"):
         choose_candidates(tok, corpus=[], add=5, tokens=None)
     ext = extend_tokenizer(tok, forms_from_surface(tok, ["cat", "the", "abc"]))
     assert ext.skipped == ["cat", "the"] and ext.summary()["skipped_present"] == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"add": 0}, "--add must be a positive integer; got 0"),
+        ({"add": -3}, "--add must be a positive integer; got -3"),
+        ({"add": 5, "min_count": 0}, "--min-count must be a positive integer; got 0"),
+    ],
+)
+def test_extend_model_checks_counts_before_loading(kwargs, message, tmp_path):
+    from embedlab.vocab.extend import extend_model
+
+    with pytest.raises(ConfigError) as err:  # the model name is never resolved
+        extend_model("no-such-model", None, tmp_path / "out", method="mean", **kwargs)
+    assert str(err.value) == message
 
 
 # -- the packaged tokenizers (realism: 30k WordPiece entries, 49k byte-level merges) -------------------

@@ -37,6 +37,7 @@ import torch
 
 from embedlab.errors import ConfigError, InputError
 from embedlab.io import write_json
+from embedlab.validation import positive_int
 from embedlab.vocab.inits import INIT_METHODS, PAPERS, InitContext, initialize
 from embedlab.vocab.selection import (
     DEPRECATED_MODES,
@@ -306,8 +307,7 @@ def choose_candidates(
         return forms_from_surface(tokenizer, tokens)
     if add is None:
         raise ConfigError("give --add N (tokens chosen from the corpus) or --tokens FILE")
-    if add <= 0:
-        raise ConfigError(f"--add must be a positive number of tokens; got {add}")
+    positive_int("--add", add)
     if not corpus:
         raise InputError("the corpus is empty: no text to choose tokens from")
     select = check_select(select)
@@ -452,8 +452,9 @@ def extend_model(
 
     if (add is None) == (tokens_file is None):
         raise ConfigError("give exactly one of --add N or --tokens FILE")
-    if add is not None and add <= 0:
-        raise ConfigError(f"--add must be a positive number of tokens; got {add}")
+    if add is not None:
+        positive_int("--add", add)
+    positive_int("--min-count", min_count)
     if method not in INIT_METHODS:
         raise ConfigError(f"unknown init '{method}'; choose one of {', '.join(INIT_METHODS)}")
     if tokens_file is None:
