@@ -30,6 +30,22 @@ CASES = {
     "hnsw24,int8": ("hnsw24,int8", {"base": "hnsw_int8", "m": 24}),
     "mrl256:int8": ("mrl256:int8", {"base": "int8", "mrl_dim": 256}),
     "MRL64:ivf10,pq8x6": ("mrl64:ivf10,pq8x6", {"base": "ivfpq", "mrl_dim": 64, "nlist": 10, "m": 8, "bits": 6}),
+    # every other form: each base under a prefix, written defaults dropped, leading zeros, spaces
+    "mrl64:float32": ("mrl64:float32", {"base": "float32", "mrl_dim": 64}),
+    "mrl128:float16": ("mrl128:float16", {"base": "float16", "mrl_dim": 128}),
+    "mrl512:binary": ("mrl512:binary", {"base": "binary", "mrl_dim": 512}),
+    "mrl1:pq1x1": ("mrl1:pq1x1", {"base": "pq", "mrl_dim": 1, "m": 1, "bits": 1}),
+    "mrl32:pq4x8": ("mrl32:pq4", {"base": "pq", "mrl_dim": 32, "m": 4, "bits": 8}),
+    "ivf64,pq8x8": ("ivf64,pq8", {"base": "ivfpq", "nlist": 64, "m": 8, "bits": 8}),
+    "ivf1,pq1": ("ivf1,pq1", {"base": "ivfpq", "nlist": 1, "m": 1, "bits": 8}),
+    "mrl256:hnsw": ("mrl256:hnsw", {"base": "hnsw", "mrl_dim": 256, "m": 32}),
+    "mrl256:hnsw8": ("mrl256:hnsw8", {"base": "hnsw", "mrl_dim": 256, "m": 8}),
+    "hnsw32,int8": ("hnsw,int8", {"base": "hnsw_int8", "m": 32}),
+    "mrl96:hnsw64,int8": ("mrl96:hnsw64,int8", {"base": "hnsw_int8", "mrl_dim": 96, "m": 64}),
+    "hnsw1": ("hnsw1", {"base": "hnsw", "m": 1}),
+    "pq08x04": ("pq8x4", {"base": "pq", "m": 8, "bits": 4}),
+    "mrl0064:int8": ("mrl64:int8", {"base": "int8", "mrl_dim": 64}),
+    "Hnsw16, INT8": ("hnsw16,int8", {"base": "hnsw_int8", "m": 16}),
 }
 
 
@@ -84,6 +100,29 @@ def test_bad_strings_are_one_line_config_errors(spec):
         parse_codec(spec)
     assert isinstance(err.value, ConfigError) and "\n" not in str(err.value)
     assert "allowed:" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("pq0", "cannot parse codec 'pq0': pq<M> must be a positive integer; got 0"),
+        ("PQ00", "cannot parse codec 'PQ00': pq<M> must be a positive integer; got 0"),
+        ("pq8x0", "cannot parse codec 'pq8x0': x<bits> must be a positive integer; got 0"),
+        ("hnsw0", "cannot parse codec 'hnsw0': hnsw<m> must be a positive integer; got 0"),
+        ("hnsw0,int8", "cannot parse codec 'hnsw0,int8': hnsw<m> must be a positive integer; got 0"),
+        ("ivf0,pq8", "cannot parse codec 'ivf0,pq8': ivf<N> must be a positive integer; got 0"),
+        ("ivf8,pq0", "cannot parse codec 'ivf8,pq0': pq<M> must be a positive integer; got 0"),
+        ("ivf8,pq8x0", "cannot parse codec 'ivf8,pq8x0': x<bits> must be a positive integer; got 0"),
+        ("mrl0:int8", "cannot parse codec 'mrl0:int8': mrl<D> must be a positive integer; got 0"),
+        ("mrl0:pq0", "cannot parse codec 'mrl0:pq0': mrl<D> must be a positive integer; got 0"),
+    ],
+)
+def test_zero_counts_are_refused_in_one_line(spec, message):
+    with pytest.raises(CodecError) as err:
+        parse_codec(spec)
+    text = str(err.value)
+    assert isinstance(err.value, ConfigError) and "\n" not in text
+    assert text.startswith(message + "; allowed: ")
 
 
 def test_factory_strings_and_sizes():

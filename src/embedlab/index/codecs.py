@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedlab.errors import CodecError, EmbedlabError
+from embedlab.errors import CodecError, ConfigError, EmbedlabError
+from embedlab.validation import positive_int
 from embedlab.vectors import prepare as vectors_prepare
 
 ALLOWED = (
@@ -104,11 +105,11 @@ def parse_codec(spec: str) -> Codec:
     mrl = None
     if text.startswith("mrl"):
         head, sep, rest = text.partition(":")
-        if not sep or not head[3:].isdigit() or int(head[3:]) <= 0:
+        if not sep or not head[3:].isdigit():
             raise CodecError(
                 f"cannot parse codec '{spec}': a Matryoshka prefix is mrl<D>: with D > 0; allowed: {ALLOWED}"
             )
-        mrl, text = int(head[3:]), rest
+        mrl, text = _count(spec, "mrl<D>", head[3:]), rest
     m = _BASE.match(text)
     if not m:
         raise CodecError(f"cannot parse codec '{spec}'; allowed: {ALLOWED}")
@@ -116,10 +117,28 @@ def parse_codec(spec: str) -> Codec:
     if g["flat"]:
         return Codec(spec, g["flat"], mrl)
     if g["pq_m"]:
-        return Codec(spec, "pq", mrl, m=int(g["pq_m"]), bits=int(g["pq_b"] or 8))
+        return Codec(spec, "pq", mrl, m=_count(spec, "pq<M>", g["pq_m"]), bits=_count(spec, "x<bits>", g["pq_b"], 8))
     if g["ivf_n"]:
-        return Codec(spec, "ivfpq", mrl, m=int(g["ivf_m"]), bits=int(g["ivf_b"] or 8), nlist=int(g["ivf_n"]))
-    return Codec(spec, "hnsw_int8" if g["hnsw_int8"] else "hnsw", mrl, m=int(g["hnsw_m"] or 32))
+        return Codec(
+            spec,
+            "ivfpq",
+            mrl,
+            m=_count(spec, "pq<M>", g["ivf_m"]),
+            bits=_count(spec, "x<bits>", g["ivf_b"], 8),
+            nlist=_count(spec, "ivf<N>", g["ivf_n"]),
+        )
+    return Codec(spec, "hnsw_int8" if g["hnsw_int8"] else "hnsw", mrl, m=_count(spec, "hnsw<m>", g["hnsw_m"], 32))
+
+
+def _count(spec: str, name: str, digits: str | None, default: int | None = None) -> int:
+    """A count written in a codec string (``digits``; ``None``: not written, ``default``): a positive integer
+    (:func:`embedlab.validation.positive_int`), else a one-line :class:`CodecError` naming the string."""
+    if digits is None and default is not None:
+        return default
+    try:
+        return positive_int(name, int(digits or ""))
+    except (ConfigError, ValueError) as exc:
+        raise CodecError(f"cannot parse codec '{spec}': {exc}; allowed: {ALLOWED}") from None
 
 
 def prepare(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
