@@ -131,6 +131,39 @@ def test_missing_and_corrupt_files_name_the_file(emb, tmp_path):
         run_task(task, emb, tmp_path / "out")
 
 
+def test_beir_corpus_is_read_by_the_one_corpus_reader(tmp_path):
+    from embedlab.corpus import join_title
+    from embedlab.eval.evaluators import load_beir
+
+    docs = [
+        {"_id": "d1", "title": "Cats", "text": "sit on mats "},
+        {"_id": 2, "title": "", "text": "  untitled, spaces kept"},
+        {"_id": "d3", "title": None, "text": "a null title"},
+        {"_id": "d4", "text": "no title key"},
+    ]
+    task = write_task(
+        tmp_path / "ret",
+        {"name": "r", "type": "retrieval", "files": {"corpus": "c.jsonl", "queries": "q.jsonl", "qrels": "qrels.tsv"}},
+        {
+            "c.jsonl": "".join(json.dumps(d) + "\n" for d in docs),
+            "q.jsonl": json.dumps({"_id": "q1", "text": "cats"}) + "\n",
+            "qrels.tsv": "query-id\tcorpus-id\tscore\nq1\td1\t1\n",
+        },
+    )
+    corpus, queries, qrels = load_beir(task)
+    assert corpus == {
+        "d1": "Cats sit on mats",
+        "2": "  untitled, spaces kept",
+        "d3": "a null title",
+        "d4": "no title key",
+    }
+    assert all(corpus[str(d["_id"])] == join_title(d.get("title"), d["text"]) for d in docs)
+    assert queries == {"q1": "cats"} and qrels == {"q1": {"d1": 1}}
+    (tmp_path / "ret" / "c.jsonl").write_text('{"_id": "d1"}\n')  # no text
+    with pytest.raises(DatasetError, match="c.jsonl:1"):
+        load_beir(task)
+
+
 def test_builtin_sts_benchmark_matches_reference():
     """all-MiniLM-L6-v2 on STSBenchmark test vs MTEB's published 82.03 (±0.5)."""
     from embedlab.eval.registry import builtin_tasks

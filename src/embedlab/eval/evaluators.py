@@ -24,6 +24,8 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score, v
 from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
 from sklearn.model_selection import StratifiedKFold
 
+from embedlab.corpus import read_documents
+from embedlab.errors import InputError
 from embedlab.eval.registry import TaskSpec
 from embedlab.readers import DatasetError, read_jsonl, read_tsv
 
@@ -70,9 +72,15 @@ K_VALUES = (1, 3, 5, 10, 20, 100, 1000)
 
 
 def load_beir(task: TaskSpec) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    corpus = {}
-    for doc in read_jsonl(task.path("corpus")):
-        corpus[str(doc["_id"])] = (doc.get("title", "") + " " + doc.get("text", "")).strip()
+    """corpus id -> text (the one corpus reader: :func:`embedlab.corpus.read_documents`, its title join),
+    query id -> text, query id -> {corpus id: relevance}."""
+    try:
+        ids, texts = read_documents(task.path("corpus"))
+    except DatasetError:
+        raise
+    except InputError as exc:  # a corpus that cannot be read is a dataset that cannot be used
+        raise DatasetError(str(exc)) from None
+    corpus = dict(zip(ids, texts))
     queries = {str(q["_id"]): q["text"] for q in read_jsonl(task.path("queries"))}
     qrels: dict[str, dict[str, int]] = defaultdict(dict)
     for row in read_tsv(task.path("qrels"), ("query-id", "corpus-id", "score")):
