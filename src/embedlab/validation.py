@@ -64,6 +64,13 @@ def finite_float(
     return x
 
 
+def positive_number(name: str, value: Any) -> float:
+    """A finite number > 0 given as a number (an int or a float; bools and strings are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
 def port(name: str, value: Any) -> int:
     """A TCP port, 0 (any free port) to 65535."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
@@ -118,4 +125,5 @@ __all__ = [
     "non_negative_int",
     "port",
     "positive_int",
+    "positive_number",
 ]

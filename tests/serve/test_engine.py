@@ -49,6 +49,28 @@ def _random_texts(rng: np.random.Generator, n: int) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 30)))) for _ in range(n)]
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_batch_tokens": 0}, "max_batch_tokens must be a positive integer; got 0"),
+        ({"max_batch_size": -1}, "max_batch_size must be a positive integer; got -1"),
+        ({"max_queue_tokens": 1.5}, "max_queue_tokens must be a positive integer; got 1.5"),
+        ({"max_input_tokens": 0}, "max_input_tokens must be a positive integer; got 0"),
+        ({"max_queue_wait": 0}, "max_queue_wait must be a finite number > 0; got 0"),
+        ({"max_queue_wait": "5"}, "max_queue_wait must be a finite number > 0; got '5'"),
+        ({"tokens_per_s": math.inf}, "tokens_per_s must be a finite number > 0; got inf"),
+        ({"batch_overhead_tokens": -1}, "batch_overhead_tokens must be an integer >= 0; got -1"),
+    ],
+)
+def test_limits_use_the_shared_messages(tiny_emb, kwargs, message):
+    from embedlab.errors import ConfigError
+    from embedlab.serve.engine import Engine
+
+    with pytest.raises(ConfigError) as err:  # 0 is refused, not taken for the default
+        Engine(tiny_emb, **kwargs)
+    assert str(err.value) == message
+
+
 def test_batches_mix_requests_and_each_gets_its_rows(tiny_emb):
     rng = np.random.default_rng(0)
     requests = [_random_texts(rng, int(rng.integers(1, 6))) for _ in range(6)]

@@ -49,7 +49,10 @@ def test_invalid_json_and_unknown_routes(server):
     )
     _error(httpx.get(server.url + "/v1/nothing-here"), 404, "not_found")
     _error(httpx.get(server.url + "/v1/embeddings"), 405, "method_not_allowed")
-    _error(httpx.post(server.url + "/rerank", json={"query": "x", "texts": ["a"], "top_n": 0}), 400)
+    err = _error(httpx.post(server.url + "/rerank", json={"query": "x", "texts": ["a"], "top_n": 0}), 400)
+    assert err["message"] == "top_n must be a positive integer; got 0" and err["param"] == "top_n"
+    dims = _error(httpx.post(server.url + "/v1/embeddings", json={"input": "x", "dimensions": 0}), 400)
+    assert dims["message"] == "dimensions must be an integer in 1..32; got 0" and dims["param"] == "dimensions"
     _error(
         httpx.post(server.url + "/similarity", json={"inputs": {"source_sentence": "x", "sentences": []}}),
         400,

@@ -32,6 +32,8 @@ from embedlab.errors import ClientGone, ConfigError, EmbedlabError, EmptyInput, 
 from embedlab.serve import schemas as s
 from embedlab.serve.engine import Embedded, Engine, Prepared
 from embedlab.serve.errors import BadRequest, NotFound, TooManyInputs, Unauthorized, error_body, exception_body
+from embedlab.serve.output import request_param
+from embedlab.validation import non_negative_int, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +243,8 @@ def _add_embedding_routes(api: APIRouter, engine: Engine, model_name: str, timeo
     @api.post("/rerank", response_model=list[s.RerankHit], tags=["tei"], summary="texts ranked by cosine to the query")
     async def rerank(body: s.RerankRequest, request: Request) -> Response:
         texts = _texts(body.texts)
-        if body.top_n is not None and body.top_n < 1:
-            raise BadRequest(f"top_n must be >= 1; got {body.top_n}", param="top_n")
+        if body.top_n is not None:
+            request_param(positive_int, "top_n", body.top_n)
         q, q_s = await _prepare(
             request, engine.prepare_texts, [body.query], _role_prompt(engine, "query"), truncate=body.truncate
         )
@@ -318,10 +320,8 @@ def _add_search_routes(
         if index is None:
             raise NotFound(f"unknown index {name!r}; loaded: {', '.join(sorted(indexes)) or 'none'}")
         queries = _texts(body.query)
-        if body.k < 1:
-            raise BadRequest(f"k must be >= 1; got {body.k}", param="k")
-        if body.rescore < 0:
-            raise BadRequest(f"rescore must be >= 0; got {body.rescore}", param="rescore")
+        request_param(positive_int, "k", body.k)
+        request_param(non_negative_int, "rescore", body.rescore)
         prompt = index.model.get("query_prompt")
         prepared, tok_s = await _prepare(request, engine.prepare_texts, queries, prompt)
         result = await _embed(request, engine, prepared, timeout)

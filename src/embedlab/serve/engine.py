@@ -16,7 +16,6 @@ pass / queue that made no progress for ``stall_timeout`` seconds while work was 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -31,6 +30,7 @@ from embedlab.serve.output import PRECISIONS, Output, Quantizer, packaged_calibr
 from embedlab.serve.queue import DEFAULT_MAX_QUEUE_WAIT, Queue, RequestGate, Throughput
 from embedlab.serve.tokenization import Prepared, Tokenization
 from embedlab.serve.worker import Worker
+from embedlab.validation import non_negative_int, positive_int, positive_number
 
 
 @dataclass
@@ -103,18 +103,15 @@ class Engine:
         self.embedder, self.dtype = self.embedder.for_runtime(runtime, dtype)
         self.runtime = self.embedder.runtime
         on_cpu = self.device.type == "cpu"
-        self.max_batch_tokens = _positive("max_batch_tokens", max_batch_tokens or (512 if on_cpu else 32768))
-        self.max_batch_size = _positive("max_batch_size", max_batch_size or (64 if on_cpu else 512))
-        self.max_queue_tokens = _positive("max_queue_tokens", max_queue_tokens or 32 * self.max_batch_tokens)
-        self.max_queue_wait = _positive_seconds(
-            "max_queue_wait", DEFAULT_MAX_QUEUE_WAIT if max_queue_wait is None else max_queue_wait
-        )
+        # None: the default; anything given (0 included) is checked (embedlab.validation's messages)
+        self.max_batch_tokens = positive_int("max_batch_tokens", _given(max_batch_tokens, 512 if on_cpu else 32768))
+        self.max_batch_size = positive_int("max_batch_size", _given(max_batch_size, 64 if on_cpu else 512))
+        self.max_queue_tokens = positive_int("max_queue_tokens", _given(max_queue_tokens, 32 * self.max_batch_tokens))
+        self.max_queue_wait = positive_number("max_queue_wait", _given(max_queue_wait, DEFAULT_MAX_QUEUE_WAIT))
         if tokens_per_s is not None:
-            _positive_seconds("tokens_per_s", tokens_per_s)
-        if batch_overhead_tokens is not None and (
-            not isinstance(batch_overhead_tokens, int) or batch_overhead_tokens < 0
-        ):
-            raise ConfigError(f"batch_overhead_tokens must be a non-negative integer; got {batch_overhead_tokens!r}")
+            positive_number("tokens_per_s", tokens_per_s)
+        if batch_overhead_tokens is not None:
+            non_negative_int("batch_overhead_tokens", batch_overhead_tokens)
         self.stall_timeout = float(stall_timeout)
         self.truncate = bool(truncate)
         self.prefetch = (not on_cpu) if prefetch is None else bool(prefetch)
@@ -123,7 +120,7 @@ class Engine:
         self.full_dim, self.default_dim = self._check_chain()
         self.normalize = bool(embedder.normalize)
         limit = getattr(getattr(embedder.source, "config", None), "max_position_embeddings", None) or 10**9
-        self.max_input_tokens = _positive("max_input_tokens", max_input_tokens or embedder.max_length)
+        self.max_input_tokens = positive_int("max_input_tokens", _given(max_input_tokens, embedder.max_length))
         if self.max_input_tokens > limit:
             raise ConfigError(f"max_input_tokens {self.max_input_tokens} exceeds the model's {limit} positions")
         self.tokenization = Tokenization(embedder, self.max_input_tokens, truncate=self.truncate)
@@ -313,16 +310,8 @@ class Engine:
         return self.output.quantize(vectors, precision)
 
 
-def _positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"serve: '{name}' must be a positive integer; got {value!r}")
-    return value
-
-
-def _positive_seconds(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
-        raise ConfigError(f"serve: '{name}' must be a positive number; got {value!r}")
-    return float(value)
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 __all__ = ["Embedded", "Engine", "PRECISIONS", "Prepared", "Quantizer", "Timings"]

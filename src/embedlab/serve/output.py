@@ -8,12 +8,16 @@ binary codecs for single vectors).
 from __future__ import annotations
 
 import threading
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from embedlab.errors import Unavailable
+from embedlab.errors import ConfigError, Unavailable
 from embedlab.serve.errors import BadRequest
+from embedlab.validation import int_range
 from embedlab.vectors import PRECISIONS, Int8Ranges, calibrate_int8, dequantize, prepare, quantize
+
+T = TypeVar("T")
 
 
 class Quantizer:
@@ -50,6 +54,15 @@ class Quantizer:
         return dequantize(codes, "int8", self.int8_ranges(codes.shape[1]))
 
 
+def request_param(check: Callable[..., T], name: str, value: Any, *args: Any) -> T:
+    """``check(name, value, *args)`` from :mod:`embedlab.validation` for a request field: its one-line
+    message as a 400 :class:`BadRequest` naming the field (``param``)."""
+    try:
+        return check(name, value, *args)
+    except ConfigError as exc:
+        raise BadRequest(str(exc), param=name) from None
+
+
 class Output:
     """Truncation to a served width, normalisation and quantisation for one model (``default_dim`` wide,
     normalising or not); ``quantizer`` is set once the worker has embedded the calibration texts."""
@@ -61,12 +74,7 @@ class Output:
     def check_dimensions(self, dimensions: int | None) -> int:
         if dimensions is None:
             return self.default_dim
-        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= self.default_dim:
-            raise BadRequest(
-                f"dimensions must be an integer in 1..{self.default_dim} (the model's width); got {dimensions!r}",
-                param="dimensions",
-            )
-        return dimensions
+        return request_param(int_range, "dimensions", dimensions, 1, self.default_dim)
 
     def finish(self, vectors: np.ndarray, dimensions: int | None = None, normalize: bool | None = None) -> np.ndarray:
         """Matryoshka truncation to ``dimensions`` then L2 normalisation when the model normalises (or
