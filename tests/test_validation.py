@@ -6,6 +6,7 @@ import pytest
 
 from embedlab.errors import ConfigError
 from embedlab.validation import (
+    at_most,
     cluster_count,
     finite_float,
     int_range,
@@ -30,6 +31,7 @@ from embedlab.validation import (
         (lambda: finite_float("m", 1.0, low=0.0, high=1.0, high_open=True), "m must be in [0, 1); got 1.0"),
         (lambda: finite_float("f", 0, low=0.0, high=1.0, low_open=True), "f must be in (0, 1]; got 0"),
         (lambda: cluster_count(5, 4), "--k 5 is larger than the number of texts (4)"),
+        (lambda: at_most("--dims", 64, 32, "the teacher's width"), "--dims 64 is larger than the teacher's width (32)"),
         (lambda: positive_number("max_queue_wait", 0), "max_queue_wait must be a finite number > 0; got 0"),
         (lambda: positive_number("t", -0.5), "t must be a finite number > 0; got -0.5"),
         (lambda: positive_number("t", float("nan")), "t must be a finite number > 0; got nan"),
@@ -47,4 +49,5 @@ def test_int_range_returns_the_value_at_both_ends():
     assert int_range("n", 2, 2) == 2
     assert int_range("n", 10**9, 2) == 10**9
     assert int_range("d", 1, 1, 384) == 1 and int_range("d", 384, 1, 384) == 384
+    assert at_most("n", 4, 4, "four") == 4
     assert positive_number("t", 3) == 3.0 and isinstance(positive_number("t", 3), float)

@@ -85,12 +85,18 @@ def choice(name: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
+def at_most(name: str, value: int, limit: int, what: str) -> int:
+    """``value`` (already checked to be a number) no larger than ``limit``, which ``what`` names (``"the number
+    of texts"``): refused as ``{name} {value} is larger than {what} ({limit})``."""
+    if value > limit:
+        raise ConfigError(f"{name} {value} is larger than {what} ({limit})")
+    return value
+
+
 def cluster_count(k: Any, n: int, name: str = "--k") -> int:
     """A number of clusters for ``n`` texts: 1 to n."""
     positive_int(name, k)
-    if k > n:
-        raise ConfigError(f"{name} {k} is larger than the number of texts ({n})")
-    return k
+    return at_most(name, k, n, "the number of texts")
 
 
 def non_empty_list(name: str, items: Iterable[str], *, example: str) -> list[str]:
@@ -116,6 +122,7 @@ def key_values(name: str, items: Iterable[str]) -> dict[str, Any]:
 
 
 __all__ = [
+    "at_most",
     "choice",
     "cluster_count",
     "finite_float",

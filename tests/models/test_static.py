@@ -331,16 +331,17 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
 def test_dims_larger_than_the_teachers_width(teacher):
     with pytest.raises(ConfigError) as exc:
         distill(teacher, dims=33)
-    assert "width 32" in _one_line(exc)
-    with pytest.raises(ConfigError):
+    assert _one_line(exc) == "dims 33 is larger than the teacher's width (32)"
+    with pytest.raises(ConfigError) as exc:
         distill(teacher, dims=0)
+    assert _one_line(exc) == "dims must be a positive integer; got 0"
 
 
 def test_dims_larger_than_a_truncated_teachers_width(tiny_bert):
     teacher = embedlab.load(str(tiny_bert), truncate_dim=16)  # a Matryoshka teacher's output is 16 wide
     with pytest.raises(ConfigError) as exc:
         distill(teacher, dims=24)
-    assert "larger than the teacher's width 16" in _one_line(exc)
+    assert _one_line(exc) == "dims 24 is larger than the teacher's width (16)"
 
 
 def test_a_vocabulary_whose_ids_are_not_one_row_each():
@@ -384,8 +385,10 @@ def test_other_bad_settings(teacher, student, saved):
         distill(teacher, dims=8, prompt_name="nope")
     with pytest.raises(ConfigError, match="already a static model"):
         distill(student[0], dims=4)
-    with pytest.raises(ConfigError, match="sif_coefficient"):
+    with pytest.raises(ConfigError, match=r"^sif_coefficient must be in \(0, 1\); got 2\.0$"):
         distill(teacher, dims=8, sif_coefficient=2.0)
+    with pytest.raises(ConfigError, match=r"^weighting must be one of zipf, sif, none; got 'idf'$"):
+        distill(teacher, dims=8, weighting="idf")
     with pytest.raises(ConfigError, match="pooling"):
         embedlab.load(str(saved), pooling="cls")
     with pytest.raises(ConfigError, match="attention"):
@@ -437,7 +440,7 @@ def test_cli_distill_then_encode_index_and_search(tiny_bert, tmp_path, monkeypat
 @pytest.mark.parametrize(
     "args,message,exit_code",
     [
-        (["--dims", "64"], "larger than the teacher's width 32", 2),  # usage errors exit 2
+        (["--dims", "64"], "--dims 64 is larger than the teacher's width (32)", 2),  # usage errors exit 2
         (["--corpus", "{empty}"], "empty", 1),  # bad input data exits 1
         (["--prompt", "nope"], "unknown prompt", 2),
         (["--dims", "8", "--no-pca"], "not both", 2),

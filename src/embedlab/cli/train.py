@@ -212,7 +212,7 @@ def distill(
     from embedlab.io import allow_overwrite
     from embedlab.models.static import DEFAULT_DIMS
     from embedlab.models.static import distill as run_distill
-    from embedlab.validation import finite_float
+    from embedlab.validation import at_most, finite_float
 
     finite_float("--sif-a", sif_coefficient, low=0.0, low_open=True)
     if no_pca and dims is not None:
@@ -222,6 +222,8 @@ def distill(
         read_texts_check(corpus)
     output_folder(out_dir, overwrite)
     teacher = load_embedder(model, pooling, attention)
+    if dims is not None:
+        at_most("--dims", dims, teacher.output_dim, "the teacher's width")
     width = None if no_pca else dims if dims is not None else min(DEFAULT_DIMS, teacher.output_dim)
     with on_interrupt(f"nothing was written to {out_dir} (the model is written at the end)"):
         student, provenance = run_distill(

@@ -53,6 +53,7 @@ from embedlab.models.embedder import Embedder
 from embedlab.models.modules import Module, Normalize, Truncate, register
 from embedlab.models.pooling import MeanPooling
 from embedlab.tokenize.prompted import Tokenized, expand_prompts
+from embedlab.validation import at_most, choice, finite_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +187,8 @@ class StaticSource(Module):
         )
         if table.ndim != 2 or table.shape[0] == 0 or table.shape[1] == 0:
             raise ConfigError(f"a static table must be a non-empty 2-D matrix; got shape {tuple(table.shape)}")
-        if max_length is not None and (
-            not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0
-        ):
-            raise ConfigError(f"static: 'max_length' must be a positive integer or null; got {max_length!r}")
+        if max_length is not None:
+            positive_int("max_length", max_length)
         self.backend = backend_tokenizer(tokenizer, source)
         n = vocabulary_size(self.backend)
         if n != table.shape[0]:
@@ -611,16 +610,10 @@ def pca_reduce(vectors: np.ndarray, dims: int | None, fit_rows: np.ndarray | Non
     if dims is None:
         return np.asarray(vectors, dtype=np.float32), 1.0
     n, width = vectors.shape
-    if not isinstance(dims, int) or isinstance(dims, bool) or dims <= 0:
-        raise ConfigError(f"dims must be a positive integer; got {dims!r}")
-    if dims > width:
-        raise ConfigError(f"dims {dims} is larger than the teacher's width {width}: choose at most {width}")
+    at_most("dims", positive_int("dims", dims), width, "the teacher's width")
     fit = np.asarray(vectors, dtype=np.float64)
     fit = fit if fit_rows is None else fit[fit_rows]
-    if dims > fit.shape[0]:
-        raise ConfigError(
-            f"dims {dims} is larger than the vocabulary ({fit.shape[0]} tokens): choose at most {fit.shape[0]}"
-        )
+    at_most("dims", dims, fit.shape[0], "the number of tokens in the vocabulary")
     from sklearn.decomposition import PCA
 
     pca = PCA(n_components=dims, svd_solver="covariance_eigh").fit(fit)
@@ -660,8 +653,9 @@ def sif_weights(counts: np.ndarray, sif_coefficient: float = DEFAULT_SIF) -> np.
 
 
 def _check_sif(a: float) -> None:
-    if not isinstance(a, (int, float)) or isinstance(a, bool) or not 0 < a < 1:
-        raise ConfigError(f"sif_coefficient must be a number in (0, 1); got {a!r}")
+    if isinstance(a, str):  # finite_float reads strings; a setting here is a number
+        raise ConfigError(f"sif_coefficient must be a number; got {a!r}")
+    finite_float("sif_coefficient", a, low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 def distill(
@@ -691,8 +685,7 @@ def distill(
     if is_static(teacher):
         raise ConfigError("the teacher is already a static model: distil the model it came from")
     weighting = weighting or ("sif" if corpus is not None else "zipf")
-    if weighting not in ("zipf", "sif", "none"):
-        raise ConfigError(f"weighting must be one of zipf, sif, none; got {weighting!r}")
+    choice("weighting", weighting, ("zipf", "sif", "none"))
     if weighting == "sif" and corpus is None:
         raise ConfigError("SIF weighting needs a corpus (--corpus FILE)")
     if weighting != "none":
@@ -701,10 +694,7 @@ def distill(
     vocab = vocabulary_size(backend)
     width = teacher.output_dim
     if dims is not None:
-        if not isinstance(dims, int) or isinstance(dims, bool) or dims <= 0:
-            raise ConfigError(f"dims must be a positive integer; got {dims!r}")
-        if dims > width:
-            raise ConfigError(f"--dims {dims} is larger than the teacher's width {width}: choose at most {width}")
+        at_most("dims", positive_int("dims", dims), width, "the teacher's width")
     corpus_info: dict[str, Any] | None = None
     texts: list[str] | None = None
     if corpus is not None:
