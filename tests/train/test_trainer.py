@@ -250,6 +250,16 @@ def test_config_validation_names_the_field(tmp_path):
         ("data: x.tsv\noutput: out\nlora: {r: 0}\n", "field 'lora.r'"),
         ("data: x.tsv\noutput: out\ninstruction_template: 'no text'\n", "instruction_template"),
         ("data: x.tsv\noutput: out\nbatch_size: 4\nmicro_batch_size: 8\n", "micro_batch_size"),
+        (
+            "data: x.tsv\noutput: out\nbatch_size: 1\n",
+            r"c.yaml: field 'batch_size': batch_size must be an integer >= 2; got 1$",
+        ),
+        ("data: x.tsv\noutput: out\nmicro_batch_size: 0\n", "micro_batch_size must be a positive integer; got 0$"),
+        ("data: x.tsv\noutput: out\ngrad_accumulation: 0\n", "grad_accumulation must be a positive integer; got 0$"),
+        (
+            "data: x.tsv\noutput: out\nmatryoshka_dims: [8, -2]\n",
+            r"matryoshka_dims\[1\] must be a positive integer; got -2$",
+        ),
         ("output: out\nstages: [{data: x.tsv, stepz: 2}]\n", "field 'stages.0.stepz'"),
         ("data: x.tsv\noutput: out\nprecision: fp8\n", "field 'precision'"),
     ]

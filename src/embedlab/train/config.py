@@ -6,14 +6,16 @@ entry overrides the top-level settings for that stage; NV-Embed's two-stage reci
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from embedlab.errors import EmbedlabError
 from embedlab.train.data import DEFAULT_TEMPLATE, DataSpec, check_template
+from embedlab.validation import int_range, positive_int
 
 DataField = str | DataSpec | list[str | DataSpec]
 
@@ -48,8 +50,10 @@ class _StageFields(BaseModel):
     @classmethod
     def _dims(cls, v: list[int] | None) -> list[int] | None:
         if v is not None:
-            if not v or any(d <= 0 for d in v):
-                raise ValueError("matryoshka_dims must be positive integers")
+            if not v:
+                raise ValueError("matryoshka_dims must list at least one width")
+            for i, d in enumerate(v):
+                _checked(positive_int, f"matryoshka_dims[{i}]", d)
             v = sorted(set(v), reverse=True)
         return v
 
@@ -115,15 +119,25 @@ class TrainConfig(_StageFields):
     lora: LoraSettings | None = None  # None: full fine-tuning
     precision: Literal["auto", "fp32", "bf16"] = "fp32"  # bf16: autocast of the forward passes; auto: bf16 where native
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
-    batch_size: int = Field(default=32, gt=1)  # queries per contrastive batch (across all processes)
-    micro_batch_size: int | None = Field(default=None, gt=0)  # GradCache chunk; None: no GradCache
-    grad_accumulation: int = Field(default=1, gt=0)  # contrastive batches per optimizer step
+    batch_size: int = 32  # queries per contrastive batch (across all processes): at least 2 (in-batch negatives)
+    micro_batch_size: int | None = None  # GradCache chunk; None: no GradCache
+    grad_accumulation: int = 1  # contrastive batches per optimizer step
     seed: int = 42
     max_length: int | None = Field(default=None, gt=0)
     checkpoint_every: int | None = Field(default=None, gt=0)
     keep_checkpoints: int = Field(default=2, gt=0)
     log_every: int = Field(default=10, gt=0)
     memory_limit_gb: float | None = Field(default=None, gt=0)  # for the up-front memory check; None: detect
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, v: int) -> int:
+        return _checked(int_range, "batch_size", v, 2)
+
+    @field_validator("micro_batch_size", "grad_accumulation")
+    @classmethod
+    def _positive(cls, v: int | None, info: ValidationInfo) -> int | None:
+        return v if v is None else _checked(positive_int, str(info.field_name), v)
 
     @field_validator("instruction_template")
     @classmethod
@@ -176,8 +190,19 @@ class TrainConfig(_StageFields):
         return sum(s.steps for s in self.resolved_stages())
 
 
+def _checked(check: Callable[..., Any], name: str, value: Any, *args: Any) -> Any:
+    """An :mod:`embedlab.validation` check inside a pydantic validator (which needs a ValueError)."""
+    try:
+        return check(name, value, *args)
+    except EmbedlabError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def format_validation_error(exc: ValidationError, where: str) -> str:
-    problems = "; ".join(f"field '{'.'.join(str(x) for x in e['loc']) or 'config'}': {e['msg']}" for e in exc.errors())
+    problems = "; ".join(
+        f"field '{'.'.join(str(x) for x in e['loc']) or 'config'}': {str(e['msg']).removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
     return f"{where}: {problems}"
 
 
