@@ -51,3 +51,31 @@ def test_int_range_returns_the_value_at_both_ends():
     assert int_range("d", 1, 1, 384) == 1 and int_range("d", 384, 1, 384) == 384
     assert at_most("n", 4, 4, "four") == 4
     assert positive_number("t", 3) == 3.0 and isinstance(positive_number("t", 3), float)
+
+
+def test_checks_routed_here_keep_their_setting_names(tmp_path):
+    """A few of the library's checks that now go through this module: same wording, the setting's own name."""
+    from embedlab.analysis.bias.subspace import subspace_from_pairs
+    from embedlab.corpus import read_texts
+    from embedlab.models.modules import Projection, Truncate
+    from embedlab.vectors.ops import check_dim
+
+    (tmp_path / "t.txt").write_text("a\nb\n")
+    cases = [
+        (lambda: read_texts(tmp_path / "t.txt", limit=0), "corpus: 'limit' must be a positive integer; got 0"),
+        (lambda: Truncate(0), "truncate: 'truncate_dim' must be a positive integer; got 0"),
+        (lambda: Truncate(16).check(None, 12), "truncate_dim must be an integer in 1..12; got 16"),
+        (lambda: Projection(8, -1), "projection: 'out_features' must be a positive integer; got -1"),
+        (lambda: check_dim(0, what="mrl"), "mrl must be a positive integer; got 0"),
+        (
+            lambda: subspace_from_pairs([[1.0, 0.0]], [[0.0, 1.0]], k=0),
+            "subspace: 'k' must be a positive integer; got 0",
+        ),
+    ]
+    for call, message in cases:
+        with pytest.raises(ConfigError) as err:
+            call()
+        assert str(err.value) == message
+    import numpy as np
+
+    assert check_dim(np.int64(3)) == 3

@@ -32,7 +32,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from embedlab.errors import ConfigError, EmptyInput, InputError
+from embedlab.errors import EmptyInput, InputError
+from embedlab.validation import positive_int
 
 __all__ = [
     "DOCUMENT_COLUMNS",
@@ -135,8 +136,8 @@ def read_texts(
     Inner blank lines of a plain file are texts (a JSONL file's are skipped); ``drop_blank`` strips every text and drops the blank ones.
     ``limit`` keeps the first N texts. Raises InputError for a missing, empty or non-UTF-8 file, a JSONL
     line without ``text`` and a TSV without a ``text`` column."""
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise ConfigError(f"corpus: 'limit' must be >= 1; got {limit}")
+    if limit is not None:
+        positive_int("corpus: 'limit'", limit)
     if str(path) == "-":
         raw, name, stem = stdin_text if stdin_text is not None else "", "<stdin>", "<stdin>"
     else:

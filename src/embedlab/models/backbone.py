@@ -27,6 +27,7 @@ from embedlab.models.features import exclude_prefix
 from embedlab.models.modules import Module, register
 from embedlab.sources.resolve import from_hub_or_cache, resolve_source
 from embedlab.tokenize.prompted import Tokenized, tokenize_prompted
+from embedlab.validation import positive_int
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +290,7 @@ def _set_config_attention(config: Any, mode: str) -> None:
 def _resolve_max_length(target: str, config: Any, tokenizer: Any, requested: int | None) -> int:
     limit = getattr(config, "max_position_embeddings", None) or 10**9
     if requested is not None:
-        if requested <= 0:
-            raise EmbedlabError(f"max_length must be positive, got {requested}")
+        positive_int("max_length", requested)
         if requested > limit:
             raise EmbedlabError(f"max_length {requested} exceeds the model's {limit} positions")
         return requested

@@ -27,6 +27,7 @@ from embedlab import vectors
 from embedlab.errors import ConfigError
 from embedlab.io import atomic_path, read_json
 from embedlab.models import st_compat
+from embedlab.validation import int_range, positive_int
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -137,8 +138,7 @@ class Projection(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "default") -> None:
         super().__init__()
         for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ConfigError(f"projection: '{name}' must be a positive integer; got {v!r}")
+            positive_int(f"projection: '{name}'", v)
         if init not in ("default", "identity"):
             raise ConfigError(f"projection: 'init' must be one of default, identity; got {init!r}")
         if init == "identity" and in_features != out_features:
@@ -194,16 +194,13 @@ class Truncate(Module):
 
     def __init__(self, truncate_dim: int) -> None:
         super().__init__()
-        if not isinstance(truncate_dim, int) or isinstance(truncate_dim, bool) or truncate_dim <= 0:
-            raise ConfigError(f"truncate: 'truncate_dim' must be a positive integer; got {truncate_dim!r}")
-        self.truncate_dim = truncate_dim
+        self.truncate_dim = positive_int("truncate: 'truncate_dim'", truncate_dim)
 
     def output_dim(self, input_dim: int) -> int:
         return self.truncate_dim
 
     def check(self, source: Any, input_dim: int) -> None:
-        if self.truncate_dim > input_dim:
-            raise ConfigError(f"truncate_dim must be an integer in 1..{input_dim}, got {self.truncate_dim}")
+        int_range("truncate_dim", self.truncate_dim, 1, input_dim)
 
     def forward(self, features: dict[str, Any]) -> dict[str, Any]:
         features["sentence_embedding"] = vectors.truncate(features["sentence_embedding"], self.truncate_dim)

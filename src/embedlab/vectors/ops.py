@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from embedlab.errors import ConfigError, InputError
+from embedlab.validation import positive_int
 
 EPS = 1e-12  # zero rows stay zero (torch.nn.functional.normalize's eps)
 
@@ -26,8 +27,7 @@ def _is_numpy(x: Any) -> bool:
 
 def check_dim(dim: Any, width: int | None = None, what: str = "dim") -> int:
     """``dim`` as a positive integer, at most ``width`` when given; a one-line ConfigError otherwise."""
-    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim <= 0:
-        raise ConfigError(f"{what} must be a positive integer; got {dim!r}")
+    positive_int(what, int(dim) if isinstance(dim, np.integer) else dim)
     if width is not None and dim > width:
         raise ConfigError(f"{what}={dim} needs at least {dim} dimensions, the vectors have {width}")
     return int(dim)

@@ -11,7 +11,8 @@ import numpy as np
 from embedlab.analysis.bias.data import phrase
 from embedlab.analysis.bias.encoders import StaticVectors, encode
 from embedlab.analysis.bias.weat import unit
-from embedlab.errors import ConfigError, InputError
+from embedlab.errors import InputError
+from embedlab.validation import positive_int
 
 
 @dataclass
@@ -52,8 +53,7 @@ def subspace_from_pairs(a: np.ndarray, b: np.ndarray, k: int = 1, n_components: 
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape or a.ndim != 2 or not len(a):
         raise InputError("the bias subspace needs at least one pair of equal-width vectors")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ConfigError(f"subspace: 'k' must be a positive integer; got {k!r}")
+    positive_int("subspace: 'k'", k)
     a, b = unit(a), unit(b)
     mu = (a + b) / 2
     rows = np.concatenate([a - mu, b - mu])

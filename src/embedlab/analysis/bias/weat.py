@@ -12,6 +12,7 @@ import numpy as np
 from embedlab.analysis.bias.data import MAX_EXACT, N_RANDOM, SET_KEYS, BiasTest, check_sizes, seat_sentences
 from embedlab.analysis.bias.encoders import encode, known_words
 from embedlab.errors import ConfigError, InputError
+from embedlab.validation import positive_int
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -88,8 +89,7 @@ def permutation_p(
             stats = 2 * pool[block.reshape(-1, n)].sum(axis=1) - total
             hits += int(np.count_nonzero(stats >= observed - tol))
         return PermutationResult(hits / count, "exact", count, None)
-    if n_random < 1:
-        raise ConfigError(f"n_random must be positive; got {n_random}")
+    positive_int("n_random", n_random)
     rng = np.random.default_rng(seed)
     hits, done = 0, 0
     while done < n_random:
