@@ -104,13 +104,12 @@ def cluster(
     ] = None,
 ) -> None:
     """Cluster texts by a goal, each cluster explained by a sentence (GoalEx), or k-means as the unexplained baseline."""
-    import math
-
     from embedlab.analysis import goalex as gx
     from embedlab.errors import UsageError
+    from embedlab.validation import finite_float
 
-    if threshold is not None and not math.isfinite(threshold):
-        raise UsageError(f"--threshold must be a finite number; got {threshold}")
+    if threshold is not None:
+        finite_float("--threshold", threshold)
     if corpus is None:
         corpus = gx.sample_corpus_path()
         goal = gx.SAMPLE_GOAL if goal is None else goal

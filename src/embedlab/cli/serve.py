@@ -82,15 +82,11 @@ def serve(
 ) -> None:
     """Serve MODEL over HTTP: OpenAI /v1/embeddings, TEI /embed /similarity /rerank /tokenize, /v1/search over
     --index directories, /health, /metrics and a search page at / (see docs/serving.md). SIGTERM drains."""
-    import math
+    from embedlab.validation import choice, positive_number
 
-    from embedlab.errors import UsageError
-    from embedlab.validation import choice
-
-    if not math.isfinite(request_timeout):
-        raise UsageError(f"--request-timeout must be a finite number of seconds; got {request_timeout}")
-    if max_queue_wait is not None and not math.isfinite(max_queue_wait):
-        raise UsageError(f"--max-queue-wait must be a finite number of seconds; got {max_queue_wait}")
+    positive_number("--request-timeout", request_timeout)
+    if max_queue_wait is not None:
+        positive_number("--max-queue-wait", max_queue_wait)
     choice("--log-level", log_level.lower(), ("critical", "error", "warning", "info", "debug", "trace"))
     input_file(api_key_file, "--api-key-file")
     for spec in index or []:
