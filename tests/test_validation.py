@@ -76,6 +76,11 @@ def test_checks_routed_here_keep_their_setting_names(tmp_path):
         with pytest.raises(ConfigError) as err:
             call()
         assert str(err.value) == message
+    from embedlab.errors import PoolingError
+    from embedlab.models.pooling import _resolve_widths
+
+    with pytest.raises(PoolingError, match=r"^latent: 'num_heads' must be a positive integer; got True$"):
+        _resolve_widths(16, True, None, "latent")  # a pooling head's settings stay PoolingErrors
     import numpy as np
 
     assert check_dim(np.int64(3)) == 3

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embedlab.errors import PoolingError
+from embedlab.errors import ConfigError, PoolingError
 from embedlab.io import atomic_path, read_json
 from embedlab.models import st_compat
 from embedlab.models.features import (
@@ -38,6 +38,7 @@ from embedlab.models.features import (
     summarize_layers,
 )
 from embedlab.models.modules import CONFIG_NAME, WEIGHTS_NAME, Module, load_weights, register
+from embedlab.validation import positive_int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,8 +63,7 @@ class PoolingHead(Module, metaclass=ABCMeta):
 
     def __init__(self, input_dim: int, exclude_instruction: bool = False) -> None:
         super().__init__()
-        if not isinstance(input_dim, int) or isinstance(input_dim, bool) or input_dim <= 0:
-            raise PoolingError(f"{self.name}: 'input_dim' must be a positive integer; got {input_dim!r}")
+        _positive(self.name, "input_dim", input_dim)
         if exclude_instruction and not self.can_exclude_instruction():
             raise PoolingError(
                 f"pooling '{self.name}' cannot exclude instruction tokens "
@@ -244,15 +244,22 @@ class CrossAttention(nn.Module):
 
 
 def _resolve_widths(dim: int, num_heads: int, head_dim: int | None, name: str) -> int:
-    if not isinstance(num_heads, int) or num_heads <= 0:
-        raise PoolingError(f"{name}: 'num_heads' must be a positive integer; got {num_heads!r}")
+    _positive(name, "num_heads", num_heads)
     if head_dim is None:
         if dim % num_heads:
             raise PoolingError(f"{name}: input_dim {dim} is not divisible by num_heads {num_heads}; set head_dim")
         head_dim = dim // num_heads
-    if not isinstance(head_dim, int) or head_dim <= 0:
-        raise PoolingError(f"{name}: 'head_dim' must be a positive integer; got {head_dim!r}")
-    return head_dim
+    return _positive(name, "head_dim", head_dim)
+
+
+def _positive(head: str, key: str, value: Any) -> int:
+    """:func:`embedlab.validation.positive_int` for a head's setting, as a :class:`PoolingError`."""
+    try:
+        return positive_int(f"{head}: '{key}'", value)
+    except PoolingError:
+        raise
+    except ConfigError as exc:
+        raise PoolingError(str(exc)) from None
 
 
 class _LatentHead(PoolingHead):
@@ -262,8 +269,7 @@ class _LatentHead(PoolingHead):
 
     def _build_block(self, dim: int, num_latents: int, num_heads: int, head_dim: int | None, ff_mult: int) -> None:
         for key, v in (("num_latents", num_latents), ("ff_mult", ff_mult)):
-            if not isinstance(v, int) or v <= 0:
-                raise PoolingError(f"{self.name}: '{key}' must be a positive integer; got {v!r}")
+            _positive(self.name, key, v)
         self.num_latents, self.num_heads, self.ff_mult = num_latents, num_heads, ff_mult
         self.head_dim = _resolve_widths(dim, num_heads, head_dim, self.name)
         self.latents = nn.Parameter(torch.randn(num_latents, dim))
@@ -417,8 +423,7 @@ class MultiLayerPooling(_LatentHead):
             )
         self.layer_summary = layer_summary
         super().__init__(input_dim, exclude_instruction)
-        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers <= 0:
-            raise PoolingError(f"{self.name}: 'num_layers' must be a positive integer; got {num_layers!r}")
+        _positive(self.name, "num_layers", num_layers)
         self.num_layers = num_layers
         self.layer_embedding = nn.Embedding(num_layers, input_dim)
         self._build_block(input_dim, num_latents, num_heads, head_dim, ff_mult)
