@@ -68,6 +68,7 @@ def test_export_shards_exact_top10(tmp_path, shards, template):
     assert result["rows"] == N and result["source"] == "shards"
     meta = target_metadata(uri)
     assert meta["model"] == MODEL and meta["dim"] == D and meta["metric"] == "cosine"
+    assert meta["precision"] == "float32" and "int8" not in meta
     ref = brute_force(Q)
     got = search_target(uri, Q, K)
     assert recall(got, ref) == 1.0
@@ -115,6 +116,7 @@ def test_export_an_index(tmp_path):
     uri = f"qdrant://{tmp_path}/q"
     assert export(tmp_path / "idx", uri)["source"] == "index"
     assert target_metadata(uri)["model"] == MODEL
+    assert target_metadata(uri)["codec"] == "int8" and target_metadata(uri)["precision"] == "float32"
     assert recall(search_target(uri, Q, K), brute_force(Q)) == 1.0
 
 
@@ -162,3 +164,137 @@ def test_scifact_parity(tmp_path):
     print("scifact recall@10 vs exact float search:", figures)
     assert all(figures[k] >= 0.99 for k in ("lancedb", "qdrant", "milvus")), figures
     assert figures["lancedb-ann"] >= 0.5, figures  # the ANN figure is reported in docs/scale.md
+
+
+# -- issue 22: Milvus targets and limits, Lance's partitions and log, the precision record ------------
+def _write_shards(d: Path, ids, vecs, texts, precision="float32", **extra) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    entries = [write_shard(d, 0, ids, vecs, texts, precision)]
+    manifest = {
+        "format": FORMAT,
+        "model": MODEL,
+        "precision": precision,
+        "has_texts": texts is not None,
+        "corpus": {"rows": len(ids), "files": []},
+        "shards": entries,
+        "complete": True,
+        **extra,
+    }
+    write_manifest(d, manifest)
+    return d
+
+
+def test_a_milvus_server_target_is_refused_in_one_line(tmp_path, shards, monkeypatch, capsys):
+    for uri in ("milvus://localhost:19530", f"milvus://{tmp_path}/no-suffix"):
+        with pytest.raises(ConfigError, match="Milvus Lite files only: give milvus://FILE.db"):
+            parse_target(uri)
+        code, _, err = run_cli(monkeypatch, capsys, "export", shards, "--to", uri)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert (
+        "Milvus server (gRPC) is not an export target"
+        in run_cli(monkeypatch, capsys, "export", shards, "--to", "milvus://localhost:19530")[2]
+    )
+    assert not (tmp_path / "no-suffix").exists()
+
+
+def test_milvus_export_logs_no_grpc_traceback(tmp_path, shards, monkeypatch, capsys, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        code, _, err = run_cli(monkeypatch, capsys, "export", shards, "--to", f"milvus://{tmp_path}/m.db")
+    assert code == 0 and "exported 700 rows" in err
+    assert not [r for r in caplog.records if "Method not implemented" in r.getMessage() or r.exc_info], [
+        r.getMessage() for r in caplog.records
+    ]
+    assert "Traceback" not in err and "NotImplementedError" not in err
+
+
+def test_milvus_refuses_over_long_texts_and_ids_before_writing(tmp_path, monkeypatch, capsys):
+    ids = [f"d{i}" for i in range(5)]
+    long_text = "é" * 40_000  # 40,000 characters, 80,000 bytes: Milvus Lite would take it, a server would not
+    texts = ["a", "b", "c", long_text, "e"]
+    src = _write_shards(tmp_path / "long-text", ids, X[:5], texts)
+    db = tmp_path / "m.db"
+    with pytest.raises(
+        ExportError, match=r"row 3 \(id 'd3'\): text is 80,000 bytes, over Milvus's VARCHAR limit of 65,535"
+    ):
+        export(src, f"milvus://{db}")
+    assert not db.exists()  # checked before anything was written
+    code, _, err = run_cli(monkeypatch, capsys, "export", src, "--to", f"milvus://{db}")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "--truncate-texts" in err, err
+    # the explicit option: cut at a character boundary, and say so
+    result = export(src, f"milvus://{db}", truncate_texts=True)
+    assert result["rows"] == 5 and result["texts_cut"] == 1 and "1 text(s) cut at 65,535 bytes" in result["index"]
+    from pymilvus import MilvusClient
+
+    mc = MilvusClient(str(db))
+    stored = mc.query("embedlab", filter='id == "d3"', output_fields=["text"])[0]["text"]
+    mc.close()
+    assert long_text.startswith(stored) and len(stored.encode()) == 65_534  # 2-byte characters: no half one
+    with pytest.raises(ConfigError, match="Milvus Lite targets only"):
+        export(src, f"lancedb://{tmp_path}/l", truncate_texts=True)
+    # ids: up to Milvus's 65,535 bytes they work (they were refused over 1,024); over it, refused by row
+    ok = _write_shards(tmp_path / "long-id", ["x" * 2000, "y"], X[:2], ["t0", "t1"])
+    assert export(ok, f"milvus://{tmp_path}/ok.db")["rows"] == 2
+    assert search_target(f"milvus://{tmp_path}/ok.db", X[:1], 1) == [["x" * 2000]]
+    bad = _write_shards(tmp_path / "huge-id", ["y", "z" * 70_000], X[:2], None)
+    with pytest.raises(ExportError, match=r"row 1: id 'z+'\.\.\. is 70,000 bytes, over Milvus's VARCHAR limit"):
+        export(bad, f"milvus://{tmp_path}/bad.db", truncate_texts=True)  # an id is never cut
+    assert not (tmp_path / "bad.db").exists()
+
+
+def _cli_subprocess(*args, env_extra=None):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LANCEDB_LOG"}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "embedlab.cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_lancedb_prints_the_partitions_it_built_and_no_lance_warnings(tmp_path, shards):
+    from embedlab.index.export import lance_partitions
+
+    assert [lance_partitions(n) for n in (256, 511, 700, 5183, 20000)] == [1, 1, 2, 20, 78]  # Lance: rows // 256
+    # Lance's own log (Rust, on fd 2) is quieted by default: one line, ours, naming the 2 partitions built
+    proc = _cli_subprocess("export", shards, "--to", f"lancedb://{tmp_path}/a")
+    assert proc.returncode == 0, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "IVF_PQ (cosine, 2 partitions" in lines[0], proc.stderr
+    # with Lance's warnings on (the user's LANCEDB_LOG wins), Lance does not say it trained fewer than asked
+    proc = _cli_subprocess("export", shards, "--to", f"lancedb://{tmp_path}/b", env_extra={"LANCEDB_LOG": "warn"})
+    assert proc.returncode == 0 and "requested IVF partitions" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("template", TARGETS)
+def test_metadata_records_the_precision_and_int8_record(tmp_path, template):
+    ranges = {"lo": [-1.0] * D, "step": [0.01] * D}  # what a manifest with per-dimension ranges may carry
+    src = _write_shards(tmp_path / "int8", IDS, X, TEXTS, "int8", int8_ranges=ranges)
+    manifest = json.loads((src / "manifest.json").read_text())
+    uri = template.format(d=tmp_path)
+    export(src, uri)
+    meta = target_metadata(uri)
+    assert meta["precision"] == "int8" and meta["exported_as"] == "float32"
+    assert meta["int8"]["int8_ranges"] == ranges
+    assert meta["int8"]["shards"] == {e["name"]: {"scale": e["scale"]} for e in manifest["shards"] if "scale" in e}
+
+
+@pytest.mark.parametrize("template", TARGETS[:2])
+def test_int8_shards_round_trip_against_brute_force(tmp_path, template):
+    """LanceDB and Qdrant local mode, real libraries: the exported DB's top-10 is brute force's over the
+    vectors the shards decode to."""
+    from embedlab.index.shards import EmbeddingShards
+
+    src = _write_shards(tmp_path / "int8", IDS, X, TEXTS, "int8")
+    ids, vecs, _ = EmbeddingShards(src).read_all(texts=False)
+    uri = template.format(d=tmp_path)
+    assert export(src, uri)["rows"] == N
+    vn = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    ref = [[ids[i] for i in row] for row in np.argsort(-(qn @ vn.T), axis=1, kind="stable")[:, :K]]
+    got = search_target(uri, Q, K)
+    assert recall(got, ref) == 1.0 and [g[0] for g in got] == [r[0] for r in ref]
+    assert target_metadata(uri)["precision"] == "int8"

@@ -304,6 +304,13 @@ def export_cmd(
     collection: Annotated[str, typer.Option(help="table / collection name")] = "embedlab",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing table / collection")] = False,
     no_ann: Annotated[bool, typer.Option("--no-ann", help="LanceDB: skip building the ANN index")] = False,
+    truncate_texts: Annotated[
+        bool,
+        typer.Option(
+            "--truncate-texts",
+            help="Milvus: cut texts over its 65,535-byte VARCHAR limit (counted in the summary) instead of refusing",
+        ),
+    ] = False,
 ) -> None:
     """Export vectors, ids, texts and the model record to a vector database."""
     from embedlab.errors import UsageError
@@ -320,7 +327,9 @@ def export_cmd(
         check_output(target.location, folder=target.kind != "milvus-lite", overwrite=True, flag="--to")
     input_file(directory, "DIRECTORY")
     with err.status(f"exporting to {to}…"):
-        result = export(directory, to, collection=collection, overwrite=overwrite, ann=not no_ann)
+        result = export(
+            directory, to, collection=collection, overwrite=overwrite, ann=not no_ann, truncate_texts=truncate_texts
+        )
     err.print(
         f"exported {result['rows']} rows ({result['source']}) to {result['target']} collection "
         f"{result['collection']!r}; index: {result['index']}",
