@@ -1,11 +1,11 @@
+"""embedlab.models.batching: token-budget and padding-aware batches against brute force, pad_batch sides."""
+
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
-from embedlab.io import MARKER, atomic_path, write_json
 from embedlab.models.batching import pad_batch, padding_aware_batches, token_budget_batches
 
 
@@ -75,79 +75,3 @@ def test_pad_batch_sides():
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=0, side="left")
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
-
-
-def test_write_json_is_atomic(tmp_path, monkeypatch):
-    """The new content arrives whole, by one rename of a finished sibling file over the target; until
-    then the target holds the old content."""
-    import json
-    import os
-
-    target = tmp_path / "x.json"
-    write_json(target, {"a": 1})
-    old = target.read_text()
-    new_obj = {"a": 2, "rows": list(range(1000))}
-    renames = []
-    real_replace, real_rename = os.replace, os.rename
-
-    def spy(real):
-        def move(src, dst):
-            src, dst = Path(src), Path(dst)
-            if dst == target:
-                assert target.read_text() == old  # nothing written into the target before the rename
-                assert json.loads(src.read_text()) == new_obj  # the temporary file is complete
-                assert os.stat(src).st_dev == os.stat(target.parent).st_dev  # same filesystem: the rename is atomic
-                renames.append(src)
-            return real(src, dst)
-
-        return move
-
-    monkeypatch.setattr(os, "replace", spy(real_replace))
-    monkeypatch.setattr(os, "rename", spy(real_rename))
-    write_json(target, new_obj)
-    assert len(renames) == 1 and renames[0] != target
-    assert json.loads(target.read_text()) == new_obj
-    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temporary left
-
-
-def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
-    target = tmp_path / "x.json"
-    write_json(target, {"a": 1})
-    old = target.read_text()
-
-    class Unserialisable:
-        pass
-
-    with pytest.raises(TypeError):  # fails midway through serialising
-        write_json(target, {"a": 2, "rows": list(range(1000)), "z": Unserialisable()})
-    assert target.read_text() == old
-
-    def half_then_fail(self, data, *args, **kwargs):  # e.g. the disk fills up halfway through the write
-        with open(self, "w") as f:
-            f.write(data[: len(data) // 2])
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(Path, "write_text", half_then_fail)
-    with pytest.raises(OSError, match="No space"):
-        write_json(target, {"a": 3, "rows": list(range(1000))})
-    assert target.read_text() == old
-    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
-
-
-def test_atomic_directory_replacement_fails_cleanly(tmp_path):
-    target = tmp_path / "index"
-    with atomic_path(target) as tmp:
-        tmp.mkdir()
-        (tmp / "a.txt").write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.mkdir()
-            (tmp / "b.txt").write_text("new")
-            raise RuntimeError("killed while writing")
-    assert sorted(p.name for p in target.iterdir()) == [MARKER, "a.txt"] and (target / "a.txt").read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["index"]
-    with atomic_path(target) as tmp:
-        tmp.mkdir()
-        (tmp / "b.txt").write_text("new")
-    assert sorted(p.name for p in target.iterdir()) == [MARKER, "b.txt"]  # embedlab's old a.txt is replaced
-    assert [p.name for p in tmp_path.iterdir()] == ["index"]
