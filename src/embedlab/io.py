@@ -235,6 +235,28 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+#: bumped when :func:`cache_key`'s encoding changes: every key changes with it, so old entries miss
+CACHE_KEY_FORMAT = 1
+
+
+def cache_key(model_fingerprint: str, *parts: Any) -> str:
+    """The one cache key (docs/architecture.md, "Caches"): SHA-256 over the model's weight fingerprint
+    (:meth:`Embedder.fingerprint`, or :func:`embedlab.models.fingerprint.weights_fingerprint` for other
+    weights) and the content that cache depends on (texts, prompt, precision, request...), as 32 hex digits.
+
+    Each part is encoded as canonical JSON (sorted keys, lists for tuples) behind its length, so no two
+    different part lists give the same bytes; a part that is not JSON (``bytes`` aside) is refused."""
+    h = hashlib.sha256(f"embedlab-cache-key/{CACHE_KEY_FORMAT}".encode())
+    for part in (model_fingerprint, *parts):
+        if isinstance(part, bytes | bytearray):
+            data = b"b" + bytes(part)
+        else:
+            data = b"j" + json.dumps(part, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()[:32]
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically (temp file, then rename)."""
     with atomic_path(path) as tmp:

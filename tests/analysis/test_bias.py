@@ -408,3 +408,23 @@ def test_vocabulary_words_skips_sentencepiece_continuations():
 
     sp = Tok({"<s>": 0, "▁the": 1, "ing": 2, "▁nurse": 3, "ment": 4, "▁he": 5})
     assert bias.vocabulary_words(sp) == ["the", "nurse"]  # "ing", "ment" continue a word
+
+
+def test_memo_encoder_keys_on_the_weight_fingerprint():
+    class Encoder:
+        def __init__(self) -> None:
+            self.scale, self.calls = 1.0, 0
+
+        def fingerprint(self) -> str:
+            return f"w{self.scale}"
+
+        def encode(self, texts):
+            self.calls += len(texts)
+            return np.array([[self.scale * len(t), 1.0] for t in texts])
+
+    inner = Encoder()
+    memo = bias.MemoEncoder(inner)
+    first = memo.encode(["ab", "abc", "ab"])
+    assert inner.calls == 2 and np.array_equal(memo.encode(["abc", "ab"]), first[[1, 0]]) and inner.calls == 2
+    inner.scale = 2.0  # other weights: every text misses, and the new vectors are returned
+    assert np.array_equal(memo.encode(["ab"]), [[4.0, 1.0]]) and inner.calls == 3

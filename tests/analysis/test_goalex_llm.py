@@ -402,3 +402,30 @@ def test_smollm2_formats_prompts_and_parses(tmp_path):
     assert runner.proposal_log and all(isinstance(p["answer"], str) for p in runner.proposal_log)
     assert all(gx.parse_explanations(p["answer"]) == p["parsed"] for p in runner.proposal_log)
     assert len(res.labels) == 10 and res.settings["llm_fingerprint"].startswith("transformers:")
+
+
+def test_llm_cache_keys_on_the_weights_not_the_path(tmp_path):
+    import shutil
+
+    import torch
+
+    path = _tiny_causal_lm(tmp_path / "lm")
+    turns = [("", "Property: is about football\nText: football")]
+    first = CachedLLM(TransformersLLM(str(path)), tmp_path / "cache")
+    want = first.yes_no(turns)
+    assert first.inner.calls == 1
+
+    moved = CachedLLM(TransformersLLM(str(shutil.copytree(path, tmp_path / "elsewhere"))), tmp_path / "cache")
+    assert moved.fingerprint == first.fingerprint
+    assert moved.yes_no(turns) == want and moved.inner.calls == 0 and moved.hits == 1  # same weights: a hit
+
+    moved.yes_no([("", "Property: is about rain\nText: football")])
+    assert moved.inner.calls == 1  # another prompt: a miss
+
+    changed = TransformersLLM(str(path))
+    with torch.no_grad():
+        changed.model.lm_head.weight[4, 0] += 1e-3  # one weight
+    assert changed.fingerprint != first.fingerprint
+    again = CachedLLM(changed, tmp_path / "cache")
+    again.yes_no(turns)
+    assert again.inner.calls == 1 and again.hits == 0  # a single changed weight: a miss

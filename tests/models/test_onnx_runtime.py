@@ -193,3 +193,28 @@ def test_cli_encode_and_server_with_runtime_onnx(tiny_bert, tmp_path, monkeypatc
         )
     assert cosines(got, want).min() >= 0.99999
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_graph_key_is_the_source_weights_fingerprint_and_precision(tiny_bert, tmp_path, monkeypatch):
+    import shutil
+
+    emb = Embedder.from_pretrained(str(tiny_bert), pooling="mean")
+    fp32, int8 = onnx_runtime.cache_path(emb), onnx_runtime.cache_path(emb, int8=True)
+    assert fp32 != int8 and fp32.name.startswith(emb.fingerprint()) and int8.name.startswith(emb.fingerprint())
+    ort = onnx_runtime.require_onnxruntime()
+    assert fp32.name != f"{emb.fingerprint()}-ort{ort.__version__}.onnx"  # the old layout is never read
+    emb.encode(TEXTS, runtime="onnx")
+
+    exports = []
+    real_export = onnx_runtime._export
+    monkeypatch.setattr(onnx_runtime, "_export", lambda *a: (exports.append(1), real_export(*a)))
+    moved = Embedder.from_pretrained(str(shutil.copytree(tiny_bert, tmp_path / "elsewhere")), pooling="mean")
+    assert onnx_runtime.cache_path(moved) == fp32  # the same weights from another path: the same graph
+    moved.encode(TEXTS, runtime="onnx")
+    assert exports == []
+
+    changed = Embedder.from_pretrained(str(tiny_bert), pooling="mean")
+    with torch.no_grad():
+        changed.source.model.encoder.layer[1].output.dense.weight[0, 0] += 1e-3  # one weight
+    assert onnx_runtime.cache_path(changed) != fp32
+    assert changed.quantized_int8() is not emb.quantized_int8()

@@ -7,13 +7,14 @@ Every back end answers two kinds of request, each a chat turn ``(system, user)``
 - ``yes_no``: the log-odds log P(yes) - log P(no) of the first answer token (the assigner), or ``None``
   when the answer cannot be read (an endpoint without log-probabilities that answers neither yes nor no).
 
-The cache keys each call by the back end's fingerprint, the request kind, its settings and the prompt, and
+The cache keys each call (:func:`embedlab.io.cache_key`) by the back end's fingerprint (a local LM's
+weight fingerprint; an endpoint's URL and model name), the request kind, its settings and the prompt, and
 stores one small JSON file per call (atomic writes), so a rerun of the same clustering makes no LLM call.
+Entries written under the older key recipe are never read (they miss).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from embedlab.errors import ConfigError, InputError, ModelNotFoundError, Unavailable
-from embedlab.io import write_json
+from embedlab.io import cache_key, write_json
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +83,20 @@ class LLM(ABC):
 # --- local causal LM ------------------------------------------------------------------------------------
 
 
-def _dir_fingerprint(path: Path) -> str:
-    """SHA-256 over config.json and the name, size and mtime of every weight file (cheap, changes with the weights)."""
-    h = hashlib.sha256()
-    h.update((path / "config.json").read_bytes())
-    for f in sorted(path.iterdir()):
-        if f.suffix in (".safetensors", ".bin", ".json", ".model") and f.is_file():
-            st = f.stat()
-            h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
+#: config entries that say where or with what a model was loaded, not what it computes
+_PLACE_KEYS = ("_name_or_path", "_commit_hash", "transformers_version", "embedlab_gguf_source")
+
+
+def _llm_fingerprint(model: Any, tokenizer: Any) -> str:
+    """The causal LM's weight fingerprint (:func:`embedlab.models.fingerprint.weights_fingerprint`): its
+    config (minus where it was loaded from), chat template and vocabulary, and every weight; the same
+    files at another path give the same fingerprint, a single changed weight another one."""
+    from embedlab.models.fingerprint import weights_fingerprint
+
+    config = {k: v for k, v in model.config.to_dict().items() if k not in _PLACE_KEYS}
+    config["chat_template"] = getattr(tokenizer, "chat_template", None)
+    config["vocab"] = sorted(tokenizer.get_vocab().items())
+    return weights_fingerprint(json.dumps(config, sort_keys=True, default=str), model.state_dict())
 
 
 class TransformersLLM(LLM):
@@ -128,7 +134,7 @@ class TransformersLLM(LLM):
         self.where = where
         self.batch_size = batch_size
         self.show_progress = show_progress
-        self._fp = _dir_fingerprint(path)
+        self._fp: str | None = None  # the weight fingerprint, computed on first use (the model is never trained)
         self._yes = self._token_ids(YES_WORDS)
         self._no = self._token_ids(NO_WORDS)
         if not self._yes or not self._no:
@@ -146,6 +152,8 @@ class TransformersLLM(LLM):
 
     @property
     def fingerprint(self) -> str:
+        if self._fp is None:
+            self._fp = _llm_fingerprint(self.model, self.tokenizer)
         return f"transformers:{self._fp}"
 
     def render(self, turn: Turn) -> str:
@@ -402,9 +410,7 @@ class CachedLLM(LLM):
         return self.inner.fingerprint
 
     def _path(self, kind: str, settings: dict[str, Any], turn: Turn) -> Path:
-        key = hashlib.sha256(
-            json.dumps([self.inner.fingerprint, kind, settings, list(turn)], sort_keys=True).encode()
-        ).hexdigest()
+        key = cache_key(self.inner.fingerprint, "goalex-llm", kind, settings, list(turn))
         return self.directory / key[:2] / f"{key}.json"
 
     def _cached(self, kind: str, settings: dict[str, Any], turns: Sequence[Turn], call: Any) -> list[Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -13,23 +12,21 @@ from embedlab._version import __version__
 from embedlab.errors import EmbedlabError
 from embedlab.eval.evaluators import SEED, evaluate_task
 from embedlab.eval.registry import TaskSpec
-from embedlab.io import atomic_path, read_json, write_json
+from embedlab.io import atomic_path, cache_key, read_json, write_json
 from embedlab.readers import files_digest
 from embedlab.settings import cache_dir
 
 
 class EmbeddingCache:
-    """On-disk cache of embeddings keyed by model fingerprint, prompt, dtype and the texts' hash."""
+    """On-disk cache of embeddings: ``<root>/<model fingerprint>/<key>.npy``, the key
+    :func:`embedlab.io.cache_key` over the model's weight fingerprint (which covers its pooling and chain),
+    the prompt, the precision/runtime and the texts in order (docs/architecture.md, "Caches")."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir() / "embeddings"
 
     def path(self, fingerprint: str, prompt: str, dtype: str, texts: list[str]) -> Path:
-        h = hashlib.sha256()
-        h.update(f"{prompt}\x00{dtype}\x00".encode())
-        for t in texts:
-            h.update(hashlib.sha256(t.encode()).digest())
-        return self.root / fingerprint / f"{h.hexdigest()[:32]}.npy"
+        return self.root / fingerprint / f"{cache_key(fingerprint, 'embeddings', prompt, dtype, texts)}.npy"
 
     def get(self, path: Path, n: int) -> np.ndarray | None:
         if not path.is_file():

@@ -21,7 +21,6 @@ Layout written by :meth:`Embedder.save` (sentence-transformers')::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -38,10 +37,11 @@ from torch import nn
 
 from embedlab._version import __version__
 from embedlab.errors import ConfigError, EmbedlabError
-from embedlab.io import atomic_path, read_json
+from embedlab.io import atomic_path, cache_key, read_json
 from embedlab.models import st_compat
 from embedlab.models.backbone import Backbone
 from embedlab.models.batching import pad_batch, token_budget_batches
+from embedlab.models.fingerprint import weights_fingerprint
 from embedlab.models.modules import REGISTRY, Module, Normalize, Truncate, module_class_for
 from embedlab.models.pooling import PoolingHead, build_head
 from embedlab.sources.resolve import resolve_source
@@ -478,13 +478,13 @@ class Embedder(nn.Module):
     def _derived_copy(self, kind: str, build: Callable[[], "Embedder"]) -> "Embedder":
         """The copy ``build`` makes (int8, ONNX Runtime), built on first use and kept while the weights are
         unchanged (the fingerprint says so); the copy reports this embedder's fingerprint."""
-        key = self.fingerprint()
-        # kind -> (fingerprint, copy), kept in __dict__ (not submodules), also on embedders made without __init__
+        key = cache_key(self.fingerprint(), "derived-copy", kind)
+        # kind -> (cache key, copy), kept in __dict__ (not submodules), also on embedders made without __init__
         copies: dict[str, tuple[str, Embedder]] = self.__dict__.setdefault("_copies", {})
         cached = copies.get(kind)
         if cached is None or cached[0] != key:
             copy = build()
-            copy._copy_of = key
+            copy._copy_of = self.fingerprint()
             copies[kind] = cached = (key, copy)
         return cached[1]
 
@@ -571,12 +571,7 @@ class Embedder(nn.Module):
             tuple((name, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for name, t in state.items()),
         )
         if self._fingerprint is None or self._fingerprint[0] != key:
-            h = hashlib.sha256()
-            h.update(key[0].encode())
-            for name, tensor in sorted(state.items()):
-                h.update(name.encode())
-                h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-            self._fingerprint = (key, h.hexdigest()[:16])
+            self._fingerprint = (key, weights_fingerprint(key[0], state))
         return self._fingerprint[1]
 
     def save(self, path: str | os.PathLike, *, provenance: dict[str, Any] | None = None) -> None:

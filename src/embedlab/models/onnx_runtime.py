@@ -24,10 +24,12 @@ replaced by the raw export, and a raw export that fails is refused with a :class
 without VNNI; activations quantised per batch), so ``runtime="onnx"`` with ``dtype="int8"`` is supported.
 It is approximate, like the torch int8 path: docs/encode_throughput.md measures both.
 
-The .onnx file is cached under ``$EMBEDLAB_CACHE/onnx/`` as ``<fingerprint>-ort<version>[-int8].onnx``,
-keyed by :meth:`Embedder.fingerprint` (config + every weight) and the ONNX Runtime version, written
-atomically with a ``.json`` sidecar holding its SHA-256; a file whose digest does not match or that ONNX
-Runtime cannot load is rebuilt, not trusted. The session runs on CPU with ``torch.get_num_threads()``
+The .onnx file is cached under ``$EMBEDLAB_CACHE/onnx/`` as ``<fingerprint>-<key>[-int8].onnx``, the key
+:func:`embedlab.io.cache_key` over :meth:`Embedder.fingerprint` (config + every weight of the source),
+the precision (fp32/int8) and the ONNX Runtime version, written atomically with a ``.json`` sidecar
+holding its SHA-256 (an integrity check, not a key); a file whose digest does not match or that ONNX
+Runtime cannot load is rebuilt, not trusted. Files of the older ``<fingerprint>-ort<version>[-int8].onnx``
+layout are never read (they miss) and can be deleted. The session runs on CPU with ``torch.get_num_threads()``
 intra-op threads and one inter-op thread.
 
 Limits: CPU only; the graph returns the last hidden state only, so a chain whose head needs every
@@ -52,7 +54,7 @@ from torch import nn
 
 from embedlab._version import __version__
 from embedlab.errors import ConfigError
-from embedlab.io import atomic_path, file_sha256
+from embedlab.io import atomic_path, cache_key, file_sha256
 from embedlab.settings import cache_dir
 
 log = logging.getLogger(__name__)
@@ -163,9 +165,13 @@ def onnx_embedder(embedder: Any, *, int8: bool = False) -> Any:
 
 # ------------------------------------------------------------------------------------------------
 def cache_path(embedder: Any, *, int8: bool = False) -> Path:
-    """Where ``embedder``'s ONNX graph lives in the cache: by fingerprint and ONNX Runtime version."""
+    """Where ``embedder``'s ONNX graph lives in the cache: ``<fingerprint>-<key>[-int8].onnx``, the key
+    :func:`embedlab.io.cache_key` over the source weights' fingerprint, the precision and the ONNX
+    Runtime version (docs/architecture.md, "Caches")."""
     ort = require_onnxruntime()
-    return cache_dir() / "onnx" / f"{embedder.fingerprint()}-ort{ort.__version__}{'-int8' if int8 else ''}.onnx"
+    fingerprint = embedder.fingerprint()
+    key = cache_key(fingerprint, "onnx", "int8" if int8 else "fp32", ort.__version__)
+    return cache_dir() / "onnx" / f"{fingerprint}-{key}{'-int8' if int8 else ''}.onnx"
 
 
 def cached_session(embedder: Any, *, int8: bool = False) -> tuple[Path, Any]:

@@ -12,6 +12,7 @@ import numpy as np
 from embedlab.analysis.bias.data import MAX_EXACT, N_RANDOM, SET_KEYS, BiasTest, check_sizes, seat_sentences
 from embedlab.analysis.bias.encoders import encode, known_words
 from embedlab.errors import ConfigError, InputError
+from embedlab.io import cache_key
 from embedlab.validation import positive_int
 
 
@@ -152,11 +153,20 @@ def weat_from_vectors(
 
 
 class MemoEncoder:
-    """Wraps an encoder: each distinct text is embedded once (tests share attribute lists)."""
+    """Wraps an encoder: each distinct text is embedded once (tests share attribute lists). The memo is
+    keyed by :func:`embedlab.io.cache_key` over the encoder's weight fingerprint (its ``fingerprint()``,
+    looked up on every call, so changed weights miss; an encoder without one is known by its identity)
+    and the text."""
 
     def __init__(self, encoder: Any) -> None:
         self.inner = encoder
         self.memo: dict[str, np.ndarray] = {}
+
+    def _model_fingerprint(self) -> str:
+        fingerprint = getattr(self.inner, "fingerprint", None)
+        if callable(fingerprint):
+            return str(fingerprint())
+        return f"{type(self.inner).__name__}@{id(self.inner):x}"  # held by the memo: the id is not reused
 
     def __getattr__(self, name: str) -> Any:  # ``has`` (static vocabularies) and the rest come from the encoder
         if name == "inner":
@@ -164,11 +174,13 @@ class MemoEncoder:
         return getattr(self.inner, name)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        new = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        fingerprint = self._model_fingerprint()
+        keys = {t: cache_key(fingerprint, "bias-memo", t) for t in dict.fromkeys(texts)}
+        new = [t for t, k in keys.items() if k not in self.memo]
         if new:
             for t, v in zip(new, encode(self.inner, new)):
-                self.memo[t] = v
-        return np.stack([self.memo[t] for t in texts]) if len(texts) else np.zeros((0, 0))
+                self.memo[keys[t]] = v
+        return np.stack([self.memo[keys[t]] for t in texts]) if len(texts) else np.zeros((0, 0))
 
 
 def _test_texts(
