@@ -66,7 +66,7 @@ def timed_job(model: str, corpus: Path, out: Path, emb, backend: str, actors: in
         backend=backend,
         actors=actors,
         shard_rows=shard_rows,
-        progress=False,
+        show_progress=False,
         embedder=emb,
         batch_rows=128,
     )
@@ -140,7 +140,13 @@ def parity(args, emb, work: Path) -> dict:
     sh = work / "scifact-shards"
     start = time.perf_counter()
     manifest = embed_corpus(
-        args.model, [SCIFACT / "corpus.jsonl.gz"], sh, shard_rows=2000, embedder=emb, progress=False, resume=sh.exists()
+        args.model,
+        [SCIFACT / "corpus.jsonl.gz"],
+        sh,
+        shard_rows=2000,
+        embedder=emb,
+        show_progress=False,
+        resume=sh.exists(),
     )
     secs = time.perf_counter() - start
     index = build_index_from_shards(sh, "float32")

@@ -58,7 +58,7 @@ def main() -> None:
         }
     )
     t0 = time.perf_counter()
-    report = run_grid(grid, progress=print)
+    report = run_grid(grid, show_progress=True)
     wall = time.perf_counter() - t0
     device = torch.cuda.get_device_name()
     print(report["markdown"])

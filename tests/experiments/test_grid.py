@@ -10,6 +10,7 @@ import pytest
 from embedlab.errors import EmbedlabError
 from embedlab.experiments.design import PAPER_MODELS, Design
 from embedlab.experiments.grid import dry_run, grid_config, run_grid
+from embedlab.progress import NullBar
 
 WORDS = "the a cat dog bird sat on mat rug ran fast slow big small red blue green house car tree river sky sun moon star book".split()
 
@@ -220,7 +221,12 @@ def test_lora_grid_and_config_errors(tiny_llama, setup, tmp_path):
     ]
     (tmp_path / "lora" / "results" / "latent_attention-causal" / "stsA.json").unlink()  # an interrupted evaluation
     messages = []
-    again = run_grid(grid_config(raw), progress=messages.append)
+
+    class Bar(NullBar):
+        def write(self, msg: str) -> None:
+            messages.append(msg)
+
+    again = run_grid(grid_config(raw), show_progress=lambda **kw: Bar(kw["total"]))
     assert any("trained earlier" in m for m in messages)
     for design, info in report["designs"].items():
         assert {k: v for k, v in again["designs"][design].items() if k != "eval_seconds"} == {

@@ -221,10 +221,17 @@ def test_tokenizer_json_file_and_directory_load_the_same(tmp_path):
     assert a.n_tokens == b.n_tokens == 6 and a.family == b.family == "wordpiece"
 
 
-def test_progress_callback_sees_every_text():
-    seen = []
-    tokenizer_metrics(wordlevel(), ["a"] * 1100, progress=seen.append)
-    assert sum(seen) == 1100
+def test_progress_bar_sees_every_text():
+    from embedlab.progress import NullBar
+
+    bars: list[NullBar] = []
+
+    def factory(**kw):
+        bars.append(NullBar(kw["total"]))
+        return bars[-1]
+
+    tokenizer_metrics(wordlevel(), ["a"] * 1100, show_progress=factory)
+    assert [(b.n, b.total) for b in bars] == [(1100, 1100)]
 
 
 def test_turkish_rules_tokenizer_from_its_wheel():

@@ -53,6 +53,7 @@ import tomllib
 
 from embedlab.analysis.goalex_llm import LLM, Turn
 from embedlab.errors import ConfigError, EmptyInput, InputError
+from embedlab.progress import ShowProgress
 from embedlab.validation import cluster_count, finite_float, positive_int
 
 log = logging.getLogger(__name__)
@@ -390,7 +391,7 @@ class GoalEx:
         assigner: str = "llm",
         embedder: Any = None,
         prompts: dict[str, Any] | None = None,
-        show_progress: bool = False,
+        show_progress: ShowProgress = False,
         proposer: Any = "llm",
     ) -> None:
         if assigner not in ("llm", "embedding"):

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import socket
-import sys
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
@@ -31,6 +30,7 @@ from typing import Any
 
 from embedlab.errors import ConfigError, InputError, ModelNotFoundError, Unavailable
 from embedlab.io import cache_key, write_json
+from embedlab.progress import ShowProgress, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class TransformersLLM(LLM):
     real token, only the last position's logits) and returns
     logsumexp over the yes-token spellings minus logsumexp over the no-token spellings."""
 
-    def __init__(self, model: str, *, batch_size: int = 32, show_progress: bool = False) -> None:
+    def __init__(self, model: str, *, batch_size: int = 32, show_progress: ShowProgress = False) -> None:
         super().__init__()
         from embedlab.models.backbone import resolve_source
 
@@ -164,10 +164,8 @@ class TransformersLLM(LLM):
         return (f"{system}\n\n" if system else "") + f"{user}\nAnswer:"
 
     def _batches(self, texts: list[str], desc: str):
-        from tqdm.auto import tqdm
-
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with tqdm(total=len(texts), desc=desc, unit="prompt", disable=not self.show_progress, file=sys.stderr) as bar:
+        with progress_bar(self.show_progress, total=len(texts), desc=desc, unit="prompt") as bar:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 yield idx
@@ -472,7 +470,7 @@ def open_llm(
     key_env: str = "OPENAI_API_KEY",
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
-    show_progress: bool = False,
+    show_progress: ShowProgress = False,
     batch_size: int = 32,
 ) -> LLM:
     """``--llm NAME`` (alias, .gguf, causal-LM directory) or ``--llm-endpoint URL`` (with ``--llm`` as the

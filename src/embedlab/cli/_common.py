@@ -183,6 +183,55 @@ def interrupt_note() -> str:
     return _interrupt_note[-1] if _interrupt_note else "nothing half-written was kept (outputs are written atomically)"
 
 
+class RichProgress:
+    """A progress factory (:mod:`embedlab.progress`) that draws every bar as one task of a rich ``Progress``
+    on ``console`` (default: stderr), status lines (``write``) above them:
+    ``with RichProgress() as bars: tokenizer_metrics(..., show_progress=bars)``. ``transient`` clears the
+    bars when the block ends. Rich allows one live display at a time: not inside ``err.status``."""
+
+    def __init__(self, console: Console | None = None, *, transient: bool = True) -> None:
+        from rich.progress import Progress
+
+        self.progress = Progress(console=console or err, transient=transient)
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def __call__(self, *, total: float | None = None, desc: str = "", unit: str = "it", initial: float = 0) -> RichBar:
+        return RichBar(self.progress, total=total, desc=desc, initial=initial)
+
+
+class RichBar:
+    """One task of a rich ``Progress``, as an :class:`embedlab.progress.ProgressBar`."""
+
+    def __init__(self, progress: Any, *, total: float | None, desc: str, initial: float = 0) -> None:
+        self.progress, self.total, self.n = progress, total, initial
+        self.task = progress.add_task(escape(desc), total=total, completed=initial)
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+        self.progress.advance(self.task, n)
+
+    def set_description(self, desc: str) -> None:
+        self.progress.update(self.task, description=escape(desc))
+
+    def write(self, msg: str) -> None:
+        self.progress.console.print(msg, highlight=False)
+
+    def close(self) -> None:
+        self.progress.stop_task(self.task)
+
+    def __enter__(self) -> RichBar:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 def check_model(name: str, *, word_vectors: bool = False) -> None:
     """Refuse a model name that cannot load, without loading it: an unknown alias or path, a folder that is no
     model, or a hub id neither in the local cache nor reachable (``word_vectors``: a .txt/.vec file is fine too)."""

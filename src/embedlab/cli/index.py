@@ -291,7 +291,7 @@ def embed_corpus_cmd(
             pooling=pooling,
             attention=attention.value if attention else None,
             embedder=emb,
-            progress=True,
+            show_progress=True,
         )
     err.print(run_summary(manifest, out_dir), highlight=False)
 

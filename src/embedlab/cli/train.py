@@ -171,11 +171,7 @@ def grid(
         )
         return
     with on_interrupt("finished designs are kept in the grid's output; rerun the same command to continue"):
-        report = (
-            write_report(cfg)
-            if report_only
-            else run_grid(cfg, progress=lambda msg: err.print(f"[bold]grid[/bold] {msg}"))
-        )
+        report = write_report(cfg) if report_only else run_grid(cfg, show_progress=True)
     console.print(to_rich_table(report["table"], extra_columns=report["columns"]))
     if cfg.mode == "frozen":
         from embedlab.experiments.frozen import FROZEN_NOTE

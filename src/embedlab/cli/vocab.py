@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from embedlab.cli._common import (
     ModelArg,
     OverwriteOpt,
+    RichProgress,
     err,
     input_file,
     on_interrupt,
@@ -77,45 +77,28 @@ def vocab_extend(
         from embedlab.vocab.extend import extend_model
     except ImportError:  # pragma: no cover - trees before the vocab package
         from embedlab.vocab.extend import extend_model
-    from tqdm.auto import tqdm
 
-    bars: dict[str, Any] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "add":
-            bar = bars.get(stage) or bars.setdefault(
-                stage, tqdm(total=total, desc="add tokens", unit="tok", file=sys.stderr)
-            )
-            bar.n = done
-            bar.refresh()
-        elif total == 0:
-            err.print(stage, highlight=False)
-
-    try:
-        with (
-            on_interrupt(f"nothing was written to {out_dir} (the model is written at the end)"),
-            allow_overwrite(overwrite),
-            err.status(f"loading {model} and choosing tokens…"),
-        ):
-            report = extend_model(
-                model,
-                corpus,
-                out_dir,
-                method=init,
-                add=add,
-                tokens_file=tokens,
-                multiword=multiword,
-                min_count=min_count,
-                seed=seed,
-                pooling=pooling,
-                options=options,
-                overwrite=overwrite,
-                progress=progress,
-                **({"select": select} if select is not None else {}),
-            )
-    finally:
-        for bar in bars.values():
-            bar.close()
+    with (
+        on_interrupt(f"nothing was written to {out_dir} (the model is written at the end)"),
+        allow_overwrite(overwrite),
+        err.status(f"loading {model} and choosing tokens…"),
+    ):
+        report = extend_model(
+            model,
+            corpus,
+            out_dir,
+            method=init,
+            add=add,
+            tokens_file=tokens,
+            multiword=multiword,
+            min_count=min_count,
+            seed=seed,
+            pooling=pooling,
+            options=options,
+            overwrite=overwrite,
+            show_progress=True,  # tqdm bars under rich's status line (one rich live display at a time)
+            **({"select": select} if select is not None else {}),
+        )
     err.print(
         f"added {report['added']} ids ({report['token']} tokens, {report['intermediate']} BPE merge steps, "
         f"{report['multiword']} multiword); skipped {report['skipped_present']} already in the vocabulary"
@@ -162,8 +145,6 @@ def tokenizer_report(
 ) -> None:
     """Tokenizer quality report: fertility, split words, bytes/chars per token, vocabulary use, UNK rate,
     Rényi efficiency, parity, and with --lang tr %TR/%Pure over tokens and over types. See docs/tokenizers.md."""
-    from rich.progress import Progress
-
     from embedlab.tokenize import metrics as tm
     from embedlab.tokenize.loading import load_tokenizer
     from embedlab.tokenize.turkish import TurkishLexicon
@@ -180,20 +161,11 @@ def tokenizer_report(
     texts2 = tm.read_corpus(corpus2, limit) if corpus2 is not None else None
     lex = TurkishLexicon.load(lexicon) if lang == "tr" or lexicon is not None else None
     results = []
-    with Progress(console=err, transient=True) as progress:
+    with RichProgress(err) as bars:
         for spec in tokenizers:
-            task = progress.add_task(f"{spec}: loading", total=len(texts))
             tok = load_tokenizer(spec)
-            progress.update(task, description=spec)
             results.append(
-                tm.tokenizer_metrics(
-                    tok,
-                    texts,
-                    texts2=texts2,
-                    alpha=alpha,
-                    lexicon=lex,
-                    progress=lambda n, t=task: progress.advance(t, n),
-                )
+                tm.tokenizer_metrics(tok, texts, texts2=texts2, alpha=alpha, lexicon=lex, show_progress=bars)
             )
     title = f"{corpus.name}: {len(texts):,} texts, {results[0].n_words:,} words; Rényi α={alpha}"
     wide().print(tm.to_rich_table(results, title=title))

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from embedlab.errors import ConfigError, EmbedlabError
 from embedlab.experiments.design import PAPER_MODELS, Design
 from embedlab.io import atomic_path, write_json
+from embedlab.progress import ShowProgress, progress_bar
 from embedlab.train.config import TrainConfig, format_validation_error, read_yaml
 
 log = logging.getLogger(__name__)
@@ -327,11 +328,12 @@ def _eval_design(
         )
 
 
-def run_grid(grid: GridConfig, *, progress: Any = None) -> dict[str, Any]:
-    """Train and evaluate every design, then write the report. ``progress(msg)`` receives status lines."""
+def run_grid(grid: GridConfig, *, show_progress: ShowProgress = False) -> dict[str, Any]:
+    """Train and evaluate every design, then write the report. ``show_progress`` (:mod:`embedlab.progress`):
+    a bar over the designs, whose ``write`` gets the status lines (logged at INFO without a bar), and the
+    trainers' bars."""
     from embedlab.eval.registry import select_tasks
 
-    say = progress or (lambda msg: log.info(msg))
     tasks = select_tasks(grid.tasks if isinstance(grid.tasks, str) else ",".join(grid.tasks), grid.task_dirs)
     sources = {
         d.source for st in grid.train_config(grid.baseline_design, Path(grid.output)).resolved_stages() for d in st.data
@@ -349,17 +351,26 @@ def run_grid(grid: GridConfig, *, progress: Any = None) -> dict[str, Any]:
     summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     started = time.perf_counter()
     sources_by_attention: dict[str, Any] = {}  # the frozen screen's cached features, one per attention mode
-    for design in grid.designs:
-        results = out / "results" / design.dir_name
-        if str(design) in summary and all((results / f"{t.name}.json").is_file() for t in tasks):
-            say(f"{design.label}: done earlier, skipped")
-            continue
-        cfg = grid.train_config(design, out / "models" / design.dir_name)
-        if grid.mode == "frozen":
-            summary[str(design)] = _run_frozen_design(grid, cfg, design, tasks, results, say, sources_by_attention)
-        else:
-            summary[str(design)] = _run_lora_design(grid, cfg, design, tasks, results, say)
-        write_json(summary_path, summary)
+    with progress_bar(show_progress, total=len(grid.designs), desc="grid", unit="design") as bar:
+
+        def say(msg: str) -> None:
+            bar.write(f"grid {msg}")
+
+        for design in grid.designs:
+            results = out / "results" / design.dir_name
+            if str(design) in summary and all((results / f"{t.name}.json").is_file() for t in tasks):
+                say(f"{design.label}: done earlier, skipped")
+                bar.update(1)
+                continue
+            cfg = grid.train_config(design, out / "models" / design.dir_name)
+            if grid.mode == "frozen":
+                summary[str(design)] = _run_frozen_design(
+                    grid, cfg, design, tasks, results, say, sources_by_attention, show_progress
+                )
+            else:
+                summary[str(design)] = _run_lora_design(grid, cfg, design, tasks, results, say, show_progress)
+            write_json(summary_path, summary)
+            bar.update(1)
     report = write_report(grid)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
@@ -380,7 +391,14 @@ def _frozen_source(grid: GridConfig, cfg: TrainConfig, attention: str, cache: di
 
 
 def _run_frozen_design(
-    grid: GridConfig, cfg: TrainConfig, design: Design, tasks: list[Any], results: Path, say: Any, cache: dict[str, Any]
+    grid: GridConfig,
+    cfg: TrainConfig,
+    design: Design,
+    tasks: list[Any],
+    results: Path,
+    say: Any,
+    cache: dict[str, Any],
+    show_progress: ShowProgress = False,
 ) -> dict[str, Any]:
     """Train the design's head and the shared projection on cached features, then evaluate the chain."""
     import torch
@@ -401,7 +419,7 @@ def _run_frozen_design(
         f"{design.label}: training {head.num_parameters():,} head + {projection.num_parameters():,} projection "
         "parameters on cached features"
     )
-    result = Trainer(cfg, emb, show_progress=True).fit(
+    result = Trainer(cfg, emb, show_progress=show_progress).fit(
         overwrite=True
     )  # an interrupted screen design restarts: it is cheap
     for i, module in enumerate(modules, start=1):
@@ -431,7 +449,13 @@ def _run_frozen_design(
 
 
 def _run_lora_design(
-    grid: GridConfig, cfg: TrainConfig, design: Design, tasks: list[Any], results: Path, say: Any
+    grid: GridConfig,
+    cfg: TrainConfig,
+    design: Design,
+    tasks: list[Any],
+    results: Path,
+    say: Any,
+    show_progress: ShowProgress = False,
 ) -> dict[str, Any]:
     """LoRA + head training through the full trainer (resuming an interrupted run), then evaluation."""
     from embedlab.models import Embedder
@@ -446,7 +470,7 @@ def _run_lora_design(
         say(f"{design.label}: LoRA training")
         emb = load_embedder(cfg)
         emb = emb.with_options(append_eos=emb.source.is_decoder)  # the paper appends EOS for every design
-        trainer = Trainer(cfg, emb, show_progress=True)
+        trainer = Trainer(cfg, emb, show_progress=show_progress)
         trainer.fit(resume=bool(list_checkpoints(trainer.ckpt_dir)))  # continue an interrupted design
         trainer.save()
         trained = trainer.embedder

@@ -12,7 +12,6 @@ killed job resumes with ``resume=True`` and loses at most the shards in flight.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from embedlab.index.shards import (
     write_shard,
 )
 from embedlab.io import file_sha256
+from embedlab.progress import ShowProgress, progress_bar
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
@@ -189,7 +189,7 @@ def embed_corpus(
     attention: str | None = None,
     token_budget: int | None = None,
     batch_rows: int = 256,
-    progress: bool | None = None,
+    show_progress: ShowProgress = None,
     embedder: Any = None,
     actor_cls: Any = None,
 ) -> dict[str, Any]:
@@ -270,12 +270,9 @@ def embed_corpus(
                 f"are kept: free space and rerun with --resume"
             ) from None
 
-    from tqdm.auto import tqdm
-
     rows_pending = sum(min(len(corpus), (k + 1) * shard_rows) - k * shard_rows for k in pending)
-    show = sys.stderr.isatty() if progress is None else progress
     start = time.perf_counter()
-    with tqdm(total=rows_pending, disable=not show, unit="text", desc=f"embed ({backend})", file=sys.stderr) as bar:
+    with progress_bar(show_progress, total=rows_pending, desc=f"embed ({backend})", unit="text") as bar:
         if backend == "local":
             for k in pending:
                 lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)

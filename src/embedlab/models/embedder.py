@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from embedlab.models.batching import pad_batch, token_budget_batches
 from embedlab.models.fingerprint import weights_fingerprint
 from embedlab.models.modules import REGISTRY, Module, Normalize, Truncate, module_class_for
 from embedlab.models.pooling import PoolingHead, build_head
+from embedlab.progress import ShowProgress, progress_bar
 from embedlab.sources.resolve import resolve_source
 from embedlab.tokenize.prompted import check_texts
 
@@ -371,7 +371,7 @@ class Embedder(nn.Module):
         token_budget: int | None = None,
         max_batch_size: int | None = None,
         output: str = "numpy",
-        show_progress: bool | None = None,
+        show_progress: ShowProgress = None,
         runtime: str | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Embed texts: length-sorted batches under a token budget, inference mode, optional bf16.
@@ -383,7 +383,8 @@ class Embedder(nn.Module):
         ``runtime="onnx"`` runs the backbone in ONNX Runtime (:meth:`onnx`; fp32, or int8 with ``dtype="int8"``);
         ``None`` is what this embedder runs on (``torch``, or ``onnx`` for a copy made by :meth:`onnx`).
         Empty strings are encoded as the model would (e.g. ``[CLS] [SEP]`` for BERT); a text that
-        gives no tokens at all (a decoder without BOS) raises :class:`InputError`.
+        gives no tokens at all (a decoder without BOS) raises :class:`InputError`. ``show_progress``
+        (:mod:`embedlab.progress`): ``None`` draws a bar from 512 texts when stderr is a terminal.
         """
         target, dtype = self.for_runtime(runtime, dtype)
         if target is not self:  # an int8 or ONNX Runtime copy, which runs at its own precision
@@ -441,10 +442,6 @@ class Embedder(nn.Module):
             on_cpu = device.type == "cpu"
             token_budget = token_budget or (2048 if on_cpu else 32768)
             max_batch_size = max_batch_size or (64 if on_cpu else 512)
-            if show_progress is None:
-                show_progress = n >= 512 and sys.stderr.isatty()
-            from tqdm.auto import tqdm
-
             was_training = self.training
             self.eval()
             try:
@@ -452,7 +449,7 @@ class Embedder(nn.Module):
                     torch.inference_mode(),
                     autocast(device, DTYPES[dtype]),
                     low_precision_cpu_attention(self.source, device, dtype != "fp32"),
-                    tqdm(total=n, disable=not show_progress, unit="text", desc="encode", file=sys.stderr) as bar,
+                    progress_bar(show_progress, total=n, desc="encode", unit="text", auto=n >= 512) as bar,
                 ):
                     for batch in token_budget_batches(lengths, token_budget, max_batch_size):
                         features = self.batch_features(

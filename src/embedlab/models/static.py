@@ -32,7 +32,6 @@ import itertools
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +51,7 @@ from embedlab.models.batching import pad_batch
 from embedlab.models.embedder import Embedder
 from embedlab.models.modules import Module, Normalize, Truncate, register
 from embedlab.models.pooling import MeanPooling
+from embedlab.progress import ShowProgress, progress_bar
 from embedlab.tokenize.prompted import Tokenized, expand_prompts
 from embedlab.validation import at_most, choice, finite_float, positive_int
 
@@ -360,7 +360,7 @@ class StaticSource(Module):
         return np.asarray(averaging @ table, dtype=np.float32)
 
     def encode_rows(
-        self, embedder: Any, texts: Sequence[str], prompt: str, stats: Any, show_progress: bool | None
+        self, embedder: Any, texts: Sequence[str], prompt: str, stats: Any, show_progress: ShowProgress
     ) -> np.ndarray:
         """``encode``'s numpy path: (len(texts), output_dim) float32, the chain's modules after the mean
         applied in numpy (:func:`_post`); fills ``stats``. A text with no known token gets the zero vector.
@@ -368,11 +368,7 @@ class StaticSource(Module):
         n = len(texts)
         stats.max_length = self.max_length or 0
         result = np.zeros((n, embedder.output_dim), dtype=np.float32)
-        if show_progress is None:
-            show_progress = n >= 100_000 and sys.stderr.isatty()
-        from tqdm.auto import tqdm
-
-        with tqdm(total=n, disable=not show_progress, unit="text", desc="encode", file=sys.stderr) as bar:
+        with progress_bar(show_progress, total=n, desc="encode", unit="text", auto=n >= 100_000) as bar:
             for lo in range(0, n, ENCODE_CHUNK):
                 chunk = list(texts[lo : lo + ENCODE_CHUNK])
                 tok = self.tokenize(chunk, prompt)
@@ -565,14 +561,12 @@ def token_vectors(
     *,
     prompt_name: str | None = None,
     batch_size: int = 512,
-    show_progress: bool = False,
+    show_progress: ShowProgress = False,
     rows: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """(vocabulary, width) float32: each token alone through the teacher's chain without its final
     normalisation (prompt, attention, pooling head, projection and truncation included). ``rows`` (token
     ids) computes only those rows, in that order (a long pass split into resumable parts)."""
-    from tqdm.auto import tqdm
-
     prompt = teacher.resolve_prompt(prompt_name)
     sequences, prompt_length = token_sequences(teacher, prompt)
     if rows is not None:
@@ -589,7 +583,7 @@ def token_vectors(
     try:
         with (
             torch.inference_mode(),
-            tqdm(total=len(sequences), disable=not show_progress, unit="token", desc="distil", file=sys.stderr) as bar,
+            progress_bar(show_progress, total=len(sequences), desc="distil", unit="token") as bar,
         ):
             for lo in range(0, len(order), batch_size):
                 idx = order[lo : lo + batch_size]
@@ -669,7 +663,7 @@ def distill(
     normalize: bool | None = None,
     vectors: np.ndarray | None = None,
     batch_size: int = 512,
-    show_progress: bool = False,
+    show_progress: ShowProgress = False,
 ) -> tuple[Embedder, dict[str, Any]]:
     """Distil ``teacher`` (an Embedder or a model name) into a static embedder (a :class:`StaticSource` chain).
 

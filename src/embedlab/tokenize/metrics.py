@@ -34,15 +34,15 @@ import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from embedlab.errors import ConfigError, EmptyInput, InputError
+from embedlab.progress import ShowProgress, progress_bar
 from embedlab.tokenize.loading import LoadedTokenizer, load_tokenizer
 from embedlab.tokenize.turkish import TurkishLexicon, TurkishScores, turkish_scores
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
 DEFAULT_ALPHA = 2.5
-Progress = Callable[[int], None]  # called with the number of texts just processed
 
 
 def split_words(text: str) -> list[tuple[int, int]]:
@@ -72,41 +72,46 @@ def count_tokens(
     *,
     pieces: bool = False,
     batch_size: int = 512,
-    progress: Progress | None = None,
+    show_progress: ShowProgress = False,
 ) -> CorpusCounts:
     """Encode ``texts`` and count tokens, words and their alignment; ``pieces=True`` also counts the
-    surface pieces (for %TR / %Pure)."""
+    surface pieces (for %TR / %Pure). ``show_progress`` (:mod:`embedlab.progress`): a bar over texts."""
     c = CorpusCounts()
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start : start + batch_size]
-        for text, enc in zip(batch, tokenizer.encode_batch(batch)):
-            spans = split_words(text)
-            word_of = [-1] * (len(text) + 1)
-            for w, (s, e) in enumerate(spans):
-                word_of[s:e] = [w] * (e - s)
-            per_word = [0] * len(spans)
-            for s, e in enc.offsets:
-                if e <= s:  # zero-width token: the word at its position
-                    w = word_of[min(s, len(text))]
-                else:
-                    w = next((word_of[i] for i in range(s, min(e, len(text))) if not text[i].isspace()), -1)
-                if w >= 0:
-                    per_word[w] += 1
-                else:
-                    c.n_unattributed += 1
-            c.n_texts += 1
-            c.n_words += len(spans)
-            c.n_chars += len(text)
-            c.n_bytes += len(text.encode("utf-8"))
-            c.n_tokens += len(enc.ids)
-            c.n_continued += sum(1 for n in per_word if n >= 2)
-            c.id_counts.update(enc.ids)
-            c.tokens_per_text.append(len(enc.ids))
-            if pieces:
-                c.piece_counts.update(enc.pieces if enc.pieces is not None else (tokenizer.piece(i) for i in enc.ids))
-        if progress is not None:
-            progress(len(batch))
+    with progress_bar(show_progress, total=len(texts), desc=tokenizer.name, unit="text") as bar:
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            _count_batch(c, tokenizer, batch, pieces)
+            bar.update(len(batch))
     return c
+
+
+def _count_batch(c: CorpusCounts, tokenizer: LoadedTokenizer, batch: Sequence[str], pieces: bool) -> None:
+    """Add one batch of texts to ``c``."""
+    for text, enc in zip(batch, tokenizer.encode_batch(batch)):
+        spans = split_words(text)
+        word_of = [-1] * (len(text) + 1)
+        for w, (s, e) in enumerate(spans):
+            word_of[s:e] = [w] * (e - s)
+        per_word = [0] * len(spans)
+        for s, e in enc.offsets:
+            if e <= s:  # zero-width token: the word at its position
+                w = word_of[min(s, len(text))]
+            else:
+                w = next((word_of[i] for i in range(s, min(e, len(text))) if not text[i].isspace()), -1)
+            if w >= 0:
+                per_word[w] += 1
+            else:
+                c.n_unattributed += 1
+        c.n_texts += 1
+        c.n_words += len(spans)
+        c.n_chars += len(text)
+        c.n_bytes += len(text.encode("utf-8"))
+        c.n_tokens += len(enc.ids)
+        c.n_continued += sum(1 for n in per_word if n >= 2)
+        c.id_counts.update(enc.ids)
+        c.tokens_per_text.append(len(enc.ids))
+        if pieces:
+            c.piece_counts.update(enc.pieces if enc.pieces is not None else (tokenizer.piece(i) for i in enc.ids))
 
 
 def renyi_entropy(counts: Iterable[int], alpha: float = DEFAULT_ALPHA) -> float:
@@ -195,7 +200,7 @@ def tokenizer_metrics(
     texts2: Sequence[str] | None = None,
     alpha: float = DEFAULT_ALPHA,
     lexicon: TurkishLexicon | None = None,
-    progress: Progress | None = None,
+    show_progress: ShowProgress = False,
 ) -> TokenizerMetrics:
     """Measure ``tokenizer`` (anything ``load_tokenizer`` accepts) on ``texts``.
 
@@ -203,7 +208,7 @@ def tokenizer_metrics(
     tok = load_tokenizer(tokenizer)
     texts = _check_texts(texts, "corpus")
     t0 = time.perf_counter()
-    c = count_tokens(tok, texts, pieces=lexicon is not None, progress=progress)
+    c = count_tokens(tok, texts, pieces=lexicon is not None, show_progress=show_progress)
     if c.n_tokens == 0 or c.n_words == 0:
         raise EmptyInput(f"corpus gave {c.n_tokens} tokens and {c.n_words} words with {tok.name}: nothing to measure")
     m = TokenizerMetrics(

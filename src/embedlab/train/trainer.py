@@ -29,6 +29,7 @@ from embedlab.errors import EmbedlabError, TrainingDiverged
 from embedlab.io import atomic_path, write_json
 from embedlab.models.batching import padding_aware_batches
 from embedlab.models.embedder import resolve_dtype
+from embedlab.progress import ShowProgress, progress_bar
 from embedlab.train import distributed as dist_utils
 from embedlab.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from embedlab.train.config import Stage, TrainConfig
@@ -184,7 +185,8 @@ def _size(n: int) -> str:
 # ---------------------------------------------------------------------------------------------
 class Trainer:
     """``Trainer(config).fit()``; pass ``embedder`` to train one built elsewhere (e.g. by the grid),
-    ``on_step(step, loss)`` to observe (or interrupt) the run."""
+    ``on_step(step, loss)`` to observe (or interrupt) the run; ``show_progress`` (:mod:`embedlab.progress`)
+    draws the main process's bar."""
 
     def __init__(
         self,
@@ -192,7 +194,7 @@ class Trainer:
         embedder: Any | None = None,
         *,
         on_step: Callable[[int, float], None] | None = None,
-        show_progress: bool = True,
+        show_progress: ShowProgress = True,
     ) -> None:
         self.config = config
         dist_utils.init_from_env()
@@ -204,7 +206,7 @@ class Trainer:
         # auto: bf16 only where it is native; emulated bf16 (an AVX2 CPU) is several times slower than fp32
         self.precision = resolve_dtype(self.config.precision, self.device)
         self.on_step = on_step
-        self.show_progress = show_progress and dist_utils.is_main()
+        self.show_progress: ShowProgress = show_progress if dist_utils.is_main() else False
         self.lora_parameters = 0
         if config.lora is not None:
             self.lora_parameters = apply_lora(self.embedder, config)
@@ -489,11 +491,7 @@ class Trainer:
             self.result.losses = list(state["losses"])
             self._tokens, self._truncated = state.get("tokens", 0), state.get("truncated", 0)
         self.embedder.train()
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=cfg.total_steps, initial=global_step, desc="train", unit="step", disable=not self.show_progress
-        )
+        bar = progress_bar(self.show_progress, total=cfg.total_steps, desc="train", unit="step", initial=global_step)
         t0 = time.perf_counter()
         last_ckpt = state["path"] if state is not None else None
         try:
@@ -565,7 +563,7 @@ class Trainer:
                     self.result.candidates_per_query = cands
                     elapsed = time.perf_counter() - t_step
                     tokens = (self._tokens - tokens_before) * self.world_size
-                    bar.set_postfix(loss=f"{loss_sum:.4f}", tok_s=f"{tokens / elapsed:.0f}", cands=f"{cands:.0f}")
+                    bar.set_description(f"train loss {loss_sum:.4f}, {tokens / elapsed:.0f} tok/s, {cands:.0f} cands")
                     bar.update(1)
                     if step % cfg.log_every == 0 or step == stage.steps - 1:
                         self._log(

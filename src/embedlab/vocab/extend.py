@@ -31,12 +31,13 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
 from embedlab.errors import ConfigError, InputError
 from embedlab.io import write_json
+from embedlab.progress import ShowProgress, progress_bar
 from embedlab.validation import positive_int
 from embedlab.vocab.inits import INIT_METHODS, PAPERS, InitContext, initialize
 from embedlab.vocab.selection import (
@@ -129,9 +130,10 @@ def extend_tokenizer(
     candidates: Sequence[Candidate],
     *,
     max_new: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    show_progress: ShowProgress = False,
 ) -> Extension:
-    """Add ``candidates`` (in order) until ``max_new`` new ids; see the module docstring for how."""
+    """Add ``candidates`` (in order) until ``max_new`` new ids; see the module docstring for how.
+    ``show_progress`` (:mod:`embedlab.progress`): a bar over the tokens added."""
     from tokenizers import AddedToken, Tokenizer
 
     kind = model_kind(tokenizer)
@@ -152,6 +154,12 @@ def extend_tokenizer(
     merge_set = {tuple(m.split(" ", 1)) if string_merges else tuple(m) for m in merges}
     current = backend(tokenizer)
     targets: list[str] = []
+    bars: list[Any] = []  # the bar starts with the first token added: no empty bar before an error
+
+    def tick() -> None:
+        if not bars:
+            bars.append(progress_bar(show_progress, total=min(len(candidates), limit), desc="add tokens", unit="tok"))
+        bars[0].update(1)
 
     def new_entry(form: str, role: str, cand: Candidate | None = None) -> None:
         nonlocal next_id
@@ -195,8 +203,7 @@ def extend_tokenizer(
             targets.append(cand.form)
         else:
             new_entry(cand.form, "token", cand)
-        if progress:
-            progress(1)
+        tick()
     unreachable: list[str] = []
     if kind == "bpe" and targets:
         model["merges"] = merges
@@ -227,8 +234,9 @@ def extend_tokenizer(
                 )
             surface = (" " + c.form) if kind == "bpe" else c.form
             added.append(NewToken(c.form, tid, surface, "multiword", False, c.count, c.pieces))
-            if progress:
-                progress(1)
+            tick()
+    for bar in bars:
+        bar.close()
     if len(new_tok) != n_old + len(added):
         raise ConfigError(f"the extended tokenizer has {len(new_tok)} entries, expected {n_old} + {len(added)}")
     return Extension(new_tok, added, skipped, unreachable, n_old)
@@ -244,7 +252,7 @@ def resize_and_init(
     seed: int = 0,
     options: dict[str, Any] | None = None,
     old_tokenizer: Any = None,
-    progress: Callable[[str], None] | None = None,
+    show_progress: ShowProgress = False,
 ) -> dict[str, Any]:
     """Resize ``model``'s embeddings to the extended tokenizer and write the new rows with ``method``.
 
@@ -270,7 +278,7 @@ def resize_and_init(
         new_tokenizer=ext.tokenizer,
         seed=seed,
         options=dict(options or {}),
-        progress=progress,
+        show_progress=show_progress,
     )
     new_in, new_out = initialize(method, old_in, ctx, old_out)
     size = max(rows_before, len(ext.tokenizer))
@@ -345,11 +353,12 @@ def extend_embedder(
     min_count: int = 3,
     seed: int = 0,
     options: dict[str, Any] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    show_progress: ShowProgress = False,
     candidates: Sequence[Candidate] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """A new :class:`Embedder` whose backbone has the extended tokenizer and embeddings (the input
-    embedder is not changed: its model is deep-copied), and a report of what was done."""
+    embedder is not changed: its model is deep-copied), and a report of what was done. ``show_progress``
+    (:mod:`embedlab.progress`): bars over the tokens added and the init's training steps (cw2v)."""
     import copy
 
     from embedlab.models.backbone import Backbone
@@ -369,18 +378,8 @@ def extend_embedder(
         candidates = choose_candidates(
             old_tok, corpus=corpus, add=add, tokens=tokens, select=select, multiword=multiword, min_count=min_count
         )
-    if progress:
-        progress("select", len(candidates), len(candidates))
     budget = add if tokens is None else None
-    done = [0]
-    total = min(len(candidates), budget) if budget else len(candidates)  # BPE merge steps also use the budget
-
-    def tick(n: int) -> None:
-        done[0] += n
-        if progress:
-            progress("add", min(done[0], total), total)
-
-    ext = extend_tokenizer(old_tok, candidates, max_new=budget, progress=tick)
+    ext = extend_tokenizer(old_tok, candidates, max_new=budget, show_progress=show_progress)
     if not ext.added:
         raise InputError(
             f"nothing to add: all {len(ext.skipped)} requested tokens are already in the vocabulary"
@@ -396,7 +395,7 @@ def extend_embedder(
         seed=seed,
         options=options,
         old_tokenizer=old_tok,
-        progress=(lambda msg: progress(msg, 0, 0)) if progress else None,
+        show_progress=show_progress,
     )
     info.pop("_ctx", None)
     new_source = Backbone(
@@ -445,7 +444,7 @@ def extend_model(
     options: dict[str, Any] | None = None,
     corpus_limit: int | None = None,
     overwrite: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
+    show_progress: ShowProgress = False,
 ) -> dict[str, Any]:
     """``embedlab vocab extend``: load, extend, save; returns the report."""
     from embedlab.models import Embedder
@@ -476,7 +475,7 @@ def extend_model(
         min_count=min_count,
         seed=seed,
         options=options,
-        progress=progress,
+        show_progress=show_progress,
     )
     report["base_model"] = str(model)
     report["corpus"] = str(corpus_file) if corpus_file is not None else None

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from embedlab.errors import ConfigError
+from embedlab.progress import ShowProgress, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class InitContext:
     new_tokenizer: Any = None  # for ``cw2v``
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
-    progress: Callable[[str], None] | None = None
+    show_progress: ShowProgress = False  # embedlab.progress: a bar over a method's training steps (cw2v)
     info: dict[str, Any] = field(default_factory=dict)  # filled by the methods (weights, counts)
 
 
@@ -396,17 +397,19 @@ def init_cw2v(
         noise = np.power(np.maximum(counts, 0).astype(np.float64), 0.75)
         noise /= noise.sum()
         opt = torch.optim.Adam([p for pair in tables.params for p in pair], lr=lr)
-        for step in range(steps):
-            b = pairs[rng.integers(0, len(pairs), min(batch, len(pairs)))]
-            neg = rng.choice(total, size=(len(b), negatives), p=noise)
-            loss = tables.sgns_loss(*(torch.from_numpy(x) for x in (b[:, 0], b[:, 1], neg)))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if ctx.progress and (step + 1) % 50 == 0:
-                ctx.progress(f"cw2v step {step + 1}/{steps} loss {loss.item():.3f}")
-            if step == 0:
-                ctx.info["loss_first"] = float(loss.detach())
+        with progress_bar(ctx.show_progress, total=steps, desc="cw2v", unit="step") as bar:
+            for step in range(steps):
+                b = pairs[rng.integers(0, len(pairs), min(batch, len(pairs)))]
+                neg = rng.choice(total, size=(len(b), negatives), p=noise)
+                loss = tables.sgns_loss(*(torch.from_numpy(x) for x in (b[:, 0], b[:, 1], neg)))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                bar.update(1)
+                if (step + 1) % 50 == 0:
+                    bar.set_description(f"cw2v loss {loss.item():.3f}")
+                if step == 0:
+                    ctx.info["loss_first"] = float(loss.detach())
         ctx.info["loss_last"] = float(loss.detach())
     else:
         log.warning("cw2v: no new token occurs in the corpus; rows keep their initial weights")
