@@ -67,21 +67,110 @@ def _counting(monkeypatch, emb):
 
 
 def test_precisions_round_trip():
+    """Every precision through embedlab.vectors: float32 exact, float16 half, int8 SQ8 codes with the one
+    set of ranges, binary the sign bits."""
+    from embedlab.vectors import calibrate_int8, dequantize, quantize
+
     rng = np.random.default_rng(1)
     x = rng.normal(size=(7, 16)).astype(np.float32)
-    col, scale = encode_vectors(x, "float32")
+    col = encode_vectors(x, "float32")
     np.testing.assert_array_equal(decode_vectors(col, "float32", 16), x)
-    col, _ = encode_vectors(x, "float16")
+    col = encode_vectors(x, "float16")
     np.testing.assert_allclose(decode_vectors(col, "float16", 16), x, rtol=1e-3, atol=1e-3)
-    col, scale = encode_vectors(x, "int8")
-    assert scale == pytest.approx(np.abs(x).max())
-    np.testing.assert_allclose(decode_vectors(col, "int8", 16, scale), x, atol=scale / 254 + 1e-6)
-    col, _ = encode_vectors(x, "binary")
+    ranges = calibrate_int8(x[:4])  # calibrated on part of the data: the rest may clip
+    col = encode_vectors(x, "int8", ranges)
+    codes = col.flatten().to_numpy().reshape(7, 16)
+    np.testing.assert_array_equal(codes, quantize(x, "int8", ranges))
+    np.testing.assert_array_equal(decode_vectors(col, "int8", 16, ranges), dequantize(codes, "int8", ranges))
+    inside = (x >= ranges.lo) & (x <= ranges.hi)
+    err = np.abs(decode_vectors(col, "int8", 16, ranges) - x)
+    assert (err[inside] <= np.broadcast_to(ranges.diff / 255, x.shape)[inside] + 1e-6).all()
+    with pytest.raises(ShardError, match="ranges"):
+        encode_vectors(x, "int8")
+    with pytest.raises(ShardError, match="ranges"):
+        decode_vectors(col, "int8", 16)
+    with pytest.raises(ShardError, match="read only"):
+        encode_vectors(x, "int8-absmax")
+    col = encode_vectors(x, "binary")
     back = decode_vectors(col, "binary", 16)
     np.testing.assert_array_equal(back > 0, x > 0)
     np.testing.assert_allclose(np.linalg.norm(back, axis=1), 1.0, rtol=1e-6)
     with pytest.raises(ShardError, match="divisible by 8"):
         encode_vectors(x[:, :12], "binary")
+
+
+def test_int8_one_set_of_ranges_in_the_manifest_and_on_resume(tmp_path, tiny_bert, emb, corpus):
+    from embedlab.index.shards import CALIBRATION_ROWS
+    from embedlab.vectors import Int8Ranges, calibrate_int8, dequantize, quantize
+
+    out = tmp_path / "s"
+    manifest = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb, precision="int8")
+    texts = read_corpora([corpus]).texts
+    ranges = Int8Ranges.from_dict(manifest["int8_ranges"])
+    rows = min(N, CALIBRATION_ROWS)
+    assert manifest["int8_calibration"]["rows"] == rows and manifest["format"] == "embedlab-shards/2"
+    np.testing.assert_allclose(ranges.lo, calibrate_int8(emb.encode(texts[:rows])).lo, atol=1e-5)
+    assert not any("scale" in e for e in manifest["shards"])
+    shards = EmbeddingShards(out)
+    assert shards.precision == "int8" and shards.int8_ranges == ranges
+    _, vecs, _ = shards.read_all()
+    ref = emb.encode(texts)
+    np.testing.assert_allclose(
+        vecs, dequantize(quantize(ref, "int8", ranges), "int8", ranges), atol=2 * ranges.diff.max() / 255
+    )
+    # a resumed run re-encodes a lost shard with the manifest's ranges, not new ones
+    (out / manifest["shards"][1]["name"]).unlink()
+    again = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb, precision="int8", resume=True)
+    assert again["int8_ranges"] == manifest["int8_ranges"] and again["run"]["shards"] == 1
+    np.testing.assert_array_equal(EmbeddingShards(out).read_all()[1][:ROWS], vecs[:ROWS])
+
+
+def test_legacy_absmax_int8_shards_stay_readable(tmp_path, tiny_bert, emb, corpus):
+    """A format /1 directory (int8 with one abs-max scale per shard) reads as the read-only int8-absmax;
+    resuming it as int8 is refused; an index builds from it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from embedlab.index.shards import write_manifest
+
+    out = tmp_path / "old"
+    manifest = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb)  # float32, then rewrite
+    ids, ref, texts = EmbeddingShards(out).read_all()
+    for e in manifest["shards"]:  # what format /1 wrote: round(127 x / max|x|), the scale in the entry
+        lo = e["index"] * ROWS
+        x = ref[lo : lo + e["rows"]]
+        scale = float(np.abs(x).max())
+        q = np.clip(np.rint(x * (127.0 / scale)), -127, 127).astype(np.int8)
+        col = pa.FixedSizeListArray.from_arrays(pa.array(q.ravel()), x.shape[1])
+        pq.write_table(
+            pa.table({"id": ids[lo : lo + e["rows"]], "vector": col, "text": texts[lo : lo + e["rows"]]}),
+            out / e["name"],
+        )
+        e.update(sha256=file_sha256(out / e["name"]), scale=scale)
+    manifest.update(format="embedlab-shards/1", precision="int8")
+    write_manifest(out, manifest)
+    assert read_manifest(out)["precision"] == "int8-absmax"
+    shards = EmbeddingShards(out)
+    assert shards.precision == "int8-absmax" and shards.int8_ranges is None
+    _, vecs, _ = shards.read_all()
+    assert np.abs(vecs - ref).max() <= max(e["scale"] for e in manifest["shards"]) / 254 + 1e-6
+    with pytest.raises(ConfigError, match="precision was 'int8-absmax', now 'int8'"):
+        embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb, precision="int8", resume=True)
+    with pytest.raises(ShardError, match="read only"):
+        embed_corpus(str(tiny_bert), [corpus], tmp_path / "new", embedder=emb, precision="int8-absmax")
+    index = build_index_from_shards(out, "float32")
+    assert index.ids == ids and index.model["shard_precision"] == "int8-absmax"
+
+
+def test_int8_manifest_without_ranges_is_refused(tmp_path, tiny_bert, emb, corpus):
+    from embedlab.index.shards import write_manifest
+
+    out = tmp_path / "s"
+    manifest = embed_corpus(str(tiny_bert), [corpus], out, shard_rows=ROWS, embedder=emb, precision="int8")
+    del manifest["int8_ranges"]
+    write_manifest(out, manifest)
+    with pytest.raises(ShardError, match="int8_ranges"):
+        EmbeddingShards(out)
 
 
 def test_local_shards_match_direct_encoding(tmp_path, tiny_bert, emb, corpus):

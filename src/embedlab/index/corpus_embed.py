@@ -23,10 +23,13 @@ from embedlab._version import __version__
 from embedlab.corpus import iter_documents
 from embedlab.errors import ConfigError, InputError
 from embedlab.index.shards import (
+    CALIBRATION_ROWS,
     FORMAT,
     MANIFEST,
     ShardError,
+    calibrate,
     check_precision,
+    manifest_ranges,
     model_record,
     read_manifest,
     shard_ok,
@@ -235,6 +238,7 @@ def embed_corpus(
         store_texts=store_texts,
     )
     done: dict[int, dict[str, Any]] = {}
+    ranges = None
     if (out / MANIFEST).is_file():
         if not resume:
             raise ConfigError(
@@ -247,8 +251,20 @@ def embed_corpus(
             entry.setdefault("runtime", shard_runtime(old, entry)[0])
             entry.setdefault("dtype", shard_runtime(old, entry)[1])
         manifest["runs"] = list(old.get("runs", []))
+        ranges = manifest_ranges(old)  # int8: a resumed run encodes with the ranges its shards were written with
+        if ranges is not None:
+            manifest["int8_calibration"] = old.get("int8_calibration")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not a shard directory: choose an empty or new --out")
+    if precision == "int8" and ranges is None:  # calibrated once per directory, before any shard
+        rows = min(len(corpus), CALIBRATION_ROWS)
+        sample = emb.encode(
+            corpus.texts[:rows], prompt_name=prompt, dtype=dtype, token_budget=token_budget, runtime=runtime
+        )
+        ranges = calibrate(np.asarray(sample, dtype=np.float32))
+        manifest["int8_calibration"] = {"rows": rows, "sample": "the first corpus rows"}
+    if ranges is not None:
+        manifest["int8_ranges"] = ranges.to_dict()
     out.mkdir(parents=True, exist_ok=True)
     pending = [k for k in range(manifest["num_shards"]) if k not in done]
     manifest["shards"] = sorted(done.values(), key=lambda e: e["index"])
@@ -258,7 +274,7 @@ def embed_corpus(
         lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)
         try:
             entry = write_shard(
-                out, k, corpus.ids[lo:hi], vectors, corpus.texts[lo:hi] if store_texts else None, precision
+                out, k, corpus.ids[lo:hi], vectors, corpus.texts[lo:hi] if store_texts else None, precision, ranges
             )
             entry.update(runtime=runtime, dtype=dtype, backend=backend)
             done[k] = entry

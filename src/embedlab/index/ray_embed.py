@@ -1,7 +1,10 @@
 """The Ray backend of ``embed-corpus``: Ray Data reads the corpus files, :mod:`embedlab.corpus` turns their
 rows into (id, text) with the same per-row rule as the driver, a pool of actors (each loading
 the model once) embeds them with :meth:`Embedder.encode`'s token-budget batches, and the driver
-assembles the vectors into the same shards as the local backend.
+assembles the vectors into the same shards as the local backend. The actors return float32 vectors; the
+driver encodes each shard in the manifest's precision, so int8 shards from Ray use the directory's one set of
+per-dimension ranges (calibrated by the driver before any shard, or a resumed run's manifest), exactly as
+local ones (:mod:`embedlab.index.shards`).
 
 Rows are placed by id into their shard (shard ``k`` = corpus rows ``[k * shard_rows, (k+1) * shard_rows)``),
 so the output is independent of the order Ray returns blocks in. Ray Data restarts a killed actor and

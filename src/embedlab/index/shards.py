@@ -3,7 +3,8 @@
 Directory layout (every file written atomically)::
 
     manifest.json          format, the model that made the vectors (fingerprint, pooling, attention, prompt,
-                           dims), precision, the corpus files' SHA-256, and per shard: rows, SHA-256, first id
+                           dims), precision (and for int8 the per-dimension ranges), the corpus files'
+                           SHA-256, and per shard: rows, SHA-256, first id
     shard-00000.parquet    columns ``id`` (string), ``vector`` (fixed-size list) and optionally ``text``
     shard-00001.parquet    ...
 
@@ -11,9 +12,20 @@ Shard ``k`` holds corpus rows ``[k * shard_rows, (k + 1) * shard_rows)`` in corp
 read in order give the corpus order whatever backend wrote them. The manifest is rewritten after every
 finished shard; ``complete`` is true once every shard is listed.
 
-Vector precisions: ``float32`` and ``float16`` as is; ``int8`` as ``round(127 * x / scale)`` with one
-``scale`` (max |x|) per shard, stored in the manifest; ``binary`` as the packed signs (``dims / 8`` bytes),
-read back as ``±1 / sqrt(dims)`` (unit sign vectors).
+Vector precisions are :data:`embedlab.vectors.PRECISIONS`, encoded and decoded by
+:func:`embedlab.vectors.quantize` / :func:`~embedlab.vectors.dequantize` (the one quantiser, as the server
+and the index use): ``float32`` and ``float16`` as is; ``binary`` as the packed sign bits (``dims / 8``
+bytes), read back as ``±1 / sqrt(dims)``; ``int8`` as FAISS SQ8 codes - 128 with ONE set of per-dimension
+ranges (:class:`~embedlab.vectors.Int8Ranges`) for the whole directory, stored in the manifest as
+``int8_ranges`` (``{"lo": [...], "hi": [...]}``). ``embed-corpus`` calibrates them once per directory,
+on the vectors of the first :data:`CALIBRATION_ROWS` corpus rows (corpus order, encoded by the driver
+before any shard), and every shard (local or Ray, and the shards of a ``--resume``d run, which reuse the
+manifest's ranges) is encoded with them; values outside a dimension's range clip to its end.
+
+Format ``embedlab-shards/2`` (this one) differs from ``/1`` only in int8. ``/1`` int8 shards (one abs-max
+``scale`` per shard in the manifest entries, ``round(127 x / scale)``) stay readable as the read-only
+precision ``int8-absmax``: a manifest with precision ``int8``, per-shard ``scale`` entries and no
+``int8_ranges`` reads as it. Nothing writes it.
 """
 
 from __future__ import annotations
@@ -23,12 +35,15 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from embedlab.errors import ShardError
+from embedlab.errors import ConfigError, InputError, ShardError
 from embedlab.io import atomic_path, file_sha256, read_json, write_json
+from embedlab.vectors import PRECISIONS, Int8Ranges, calibrate_int8, dequantize, quantize
 
-FORMAT = "embedlab-shards/1"
+FORMAT = "embedlab-shards/2"
+READ_FORMATS = ("embedlab-shards/1", FORMAT)
 MANIFEST = "manifest.json"
-PRECISIONS = ("float32", "float16", "int8", "binary")
+LEGACY_PRECISIONS = ("int8-absmax",)  # read only: shards of format /1 with one abs-max scale per shard
+CALIBRATION_ROWS = 1024  # int8: the ranges are the min/max of the first this many corpus rows' vectors
 
 
 def model_record(
@@ -53,49 +68,77 @@ def shard_name(index: int) -> str:
 
 
 def check_precision(precision: str) -> str:
+    """``precision`` if shards can be written in it (:data:`embedlab.vectors.PRECISIONS`); a one-line
+    ShardError otherwise (``int8-absmax`` is read only)."""
+    if precision in LEGACY_PRECISIONS:
+        raise ShardError(
+            f"precision {precision!r} is read only (format embedlab-shards/1); write int8 shards with precision 'int8'"
+        )
     if precision not in PRECISIONS:
         raise ShardError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     return precision
 
 
+def calibrate(vectors: np.ndarray) -> Int8Ranges:
+    """The int8 ranges of a shard directory: :func:`embedlab.vectors.calibrate_int8` on the calibration
+    vectors (``embed-corpus`` passes those of the first :data:`CALIBRATION_ROWS` corpus rows)."""
+    try:
+        return calibrate_int8(vectors)
+    except (ConfigError, InputError) as exc:
+        raise ShardError(f"int8 calibration: {exc}") from None
+
+
+def manifest_ranges(manifest: dict[str, Any]) -> Int8Ranges | None:
+    """The manifest's int8 ranges (None for the other precisions); a one-line ShardError when an int8
+    manifest has none or malformed ones."""
+    if manifest.get("precision") != "int8":
+        return None
+    data = manifest.get("int8_ranges")
+    if data is None:
+        raise ShardError("an int8 shard manifest must carry its per-dimension ranges (int8_ranges)")
+    try:
+        return Int8Ranges.from_dict(data)
+    except ConfigError as exc:
+        raise ShardError(f"the shard manifest's int8_ranges: {exc}") from None
+
+
 # -- vectors <-> Arrow ------------------------------------------------------------------------------
-def encode_vectors(vectors: np.ndarray, precision: str) -> tuple[Any, float | None]:
-    """A fixed-size-list Arrow array of the vectors in ``precision``, and the int8 scale (else None)."""
+def encode_vectors(vectors: np.ndarray, precision: str, ranges: Int8Ranges | None = None) -> Any:
+    """A fixed-size-list Arrow array of the vectors' codes in ``precision`` (:func:`embedlab.vectors.quantize`;
+    int8 needs the directory's ``ranges``)."""
     import pyarrow as pa
 
-    x = np.asarray(vectors, dtype=np.float32)
-    scale = None
-    if precision == "float32":
-        flat, width = x.ravel(), x.shape[1]
-    elif precision == "float16":
-        flat, width = x.astype(np.float16).ravel(), x.shape[1]
-    elif precision == "int8":
-        scale = float(np.abs(x).max()) or 1.0
-        flat, width = np.clip(np.rint(x * (127.0 / scale)), -127, 127).astype(np.int8).ravel(), x.shape[1]
-    elif precision == "binary":
-        if x.shape[1] % 8:
-            raise ShardError(f"binary precision needs dims divisible by 8, got {x.shape[1]}")
-        flat, width = np.packbits(x > 0, axis=1).ravel(), x.shape[1] // 8
-    else:
-        check_precision(precision)
-    return pa.FixedSizeListArray.from_arrays(pa.array(flat), width), scale
+    check_precision(precision)
+    if precision == "int8" and ranges is None:
+        raise ShardError("int8 shards need the directory's per-dimension ranges (shards.calibrate)")
+    try:
+        codes = quantize(np.asarray(vectors, dtype=np.float32), precision, ranges)
+    except (ConfigError, InputError) as exc:
+        raise ShardError(f"{precision} shard: {exc}") from None
+    return pa.FixedSizeListArray.from_arrays(pa.array(codes.ravel()), codes.shape[1])
 
 
-def decode_vectors(column: Any, precision: str, dim: int, scale: float | None = None) -> np.ndarray:
-    """The float32 matrix stored in a ``vector`` column (inverse of :func:`encode_vectors`)."""
+def decode_vectors(
+    column: Any, precision: str, dim: int, ranges: Int8Ranges | None = None, *, scale: float | None = None
+) -> np.ndarray:
+    """The float32 matrix stored in a ``vector`` column (inverse of :func:`encode_vectors`;
+    :func:`embedlab.vectors.dequantize`). ``int8`` needs the manifest's ``ranges``; the legacy
+    ``int8-absmax`` its shard's ``scale``."""
     import pyarrow as pa
 
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     n = len(column)
     raw = column.flatten().to_numpy(zero_copy_only=False)
-    if precision == "binary":
-        bits = np.unpackbits(raw.reshape(n, dim // 8), axis=1)[:, :dim]
-        return ((bits.astype(np.float32) * 2 - 1) / np.sqrt(dim)).astype(np.float32)
-    x = raw.reshape(n, dim).astype(np.float32)
-    if precision == "int8":
-        x *= (scale or 1.0) / 127.0
-    return x
+    if precision in LEGACY_PRECISIONS:
+        return raw.reshape(n, dim).astype(np.float32) * np.float32((scale or 1.0) / 127.0)
+    if precision not in PRECISIONS:
+        raise ShardError(f"unknown shard precision {precision!r}")
+    width = dim // 8 if precision == "binary" else dim
+    try:
+        return dequantize(raw.reshape(n, width), precision, ranges, dim)
+    except (ConfigError, InputError) as exc:
+        raise ShardError(f"{precision} shard: {exc}") from None
 
 
 # -- one shard ---------------------------------------------------------------------------------------
@@ -106,14 +149,16 @@ def write_shard(
     vectors: np.ndarray,
     texts: Sequence[str] | None,
     precision: str,
+    ranges: Int8Ranges | None = None,
 ) -> dict[str, Any]:
-    """Write shard ``index`` atomically (a failed write leaves no partial file); returns its manifest entry."""
+    """Write shard ``index`` atomically (a failed write leaves no partial file); returns its manifest entry.
+    int8 needs the directory's ``ranges`` (the manifest's ``int8_ranges``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if len(ids) != len(vectors) or (texts is not None and len(texts) != len(ids)):
         raise ShardError(f"shard {index}: {len(ids)} ids, {len(vectors)} vectors, {len(texts or [])} texts")
-    column, scale = encode_vectors(vectors, precision)
+    column = encode_vectors(vectors, precision, ranges)
     cols = {"id": pa.array(list(ids), pa.string()), "vector": column}
     if texts is not None:
         cols["text"] = pa.array(list(texts), pa.string())
@@ -128,8 +173,6 @@ def write_shard(
         "sha256": digest,
         "first_id": str(ids[0]) if len(ids) else None,
     }
-    if scale is not None:
-        entry["scale"] = scale
     return entry
 
 
@@ -146,10 +189,20 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"{directory} holds no embedding shards (no {MANIFEST}); write them with `embedlab embed-corpus`"
         )
     manifest = read_json(directory / MANIFEST, ShardError, "shard manifest")
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in READ_FORMATS:
         raise ShardError(
-            f"{directory / MANIFEST} is not an embedlab shard manifest (format {manifest.get('format')!r}, expected {FORMAT!r})"
+            f"{directory / MANIFEST} is not an embedlab shard manifest (format {manifest.get('format')!r}, "
+            f"expected one of {', '.join(READ_FORMATS)})"
         )
+    return upgrade_manifest(manifest)
+
+
+def upgrade_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with its legacy int8 named: precision ``int8`` with per-shard ``scale`` entries and no
+    ``int8_ranges`` (format ``/1``) reads as the read-only ``int8-absmax``."""
+    shards = manifest.get("shards", [])
+    if manifest.get("precision") == "int8" and "int8_ranges" not in manifest and any("scale" in e for e in shards):
+        manifest = {**manifest, "precision": "int8-absmax"}
     return manifest
 
 
@@ -171,6 +224,7 @@ class EmbeddingShards:
                 f"finish it with `embedlab embed-corpus ... --out {self.directory} --resume`"
             )
         self.verify = verify
+        self._ranges = manifest_ranges(self.manifest)  # a missing or malformed int8 record fails here
 
     @property
     def model(self) -> dict[str, Any]:
@@ -183,6 +237,11 @@ class EmbeddingShards:
     @property
     def precision(self) -> str:
         return self.manifest["precision"]
+
+    @property
+    def int8_ranges(self) -> Int8Ranges | None:
+        """The per-dimension ranges every int8 shard is decoded with (None for the other precisions)."""
+        return self._ranges
 
     @property
     def has_texts(self) -> bool:
@@ -211,7 +270,9 @@ class EmbeddingShards:
                 raise ShardError(f"shard unreadable: {f} ({exc})") from None
             if table.num_rows != entry["rows"]:
                 raise ShardError(f"shard {f} has {table.num_rows} rows, the manifest says {entry['rows']}")
-            vecs = decode_vectors(table.column("vector"), self.precision, self.dim, entry.get("scale"))
+            vecs = decode_vectors(
+                table.column("vector"), self.precision, self.dim, self.int8_ranges, scale=entry.get("scale")
+            )
             yield (table.column("id").to_pylist(), vecs, table.column("text").to_pylist() if "text" in cols else None)
 
     def read_all(self, *, texts: bool = True) -> tuple[list[str], np.ndarray, list[str] | None]:
