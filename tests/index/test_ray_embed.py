@@ -190,3 +190,37 @@ def test_mixed_id_and_title_rows_give_the_same_text_and_vectors_on_both_backends
     direct = emb.encode(expected)  # the vectors of the stored text, encoded directly
     _same(a, b)
     _same(b, (b[0], direct, b[2]))
+
+
+def test_int8_on_ray_uses_the_directory_ranges(tmp_path, tiny_bert, emb, files):
+    """int8 shards written by Ray use the one set of ranges in the manifest: a local int8 job finished on
+    Ray keeps its ranges, and a fresh Ray job calibrates the same ones and decodes to the local vectors."""
+    from embedlab.vectors import Int8Ranges
+
+    local = tmp_path / "local"
+    m = embed_corpus(str(tiny_bert), files, local, shard_rows=50, embedder=emb, precision="int8")
+    ref = EmbeddingShards(local).read_all()
+    for e in m["shards"][1:3]:
+        (local / e["name"]).unlink()
+    again = embed_corpus(
+        str(tiny_bert),
+        files,
+        local,
+        shard_rows=50,
+        backend="ray",
+        actors=1,
+        batch_rows=32,
+        precision="int8",
+        resume=True,
+    )
+    assert again["int8_ranges"] == m["int8_ranges"] and again["run"]["shards"] == 2
+    ranges = Int8Ranges.from_dict(m["int8_ranges"])
+    step = float(ranges.diff.max()) / 255
+    resumed = EmbeddingShards(local).read_all()
+    assert resumed[0] == ref[0] and np.abs(resumed[1] - ref[1]).max() <= step + 1e-6
+    fresh = embed_corpus(
+        str(tiny_bert), files, tmp_path / "ray", shard_rows=50, backend="ray", actors=1, batch_rows=32, precision="int8"
+    )
+    np.testing.assert_allclose(Int8Ranges.from_dict(fresh["int8_ranges"]).lo, ranges.lo, atol=1e-5)
+    on_ray = EmbeddingShards(tmp_path / "ray").read_all()
+    assert on_ray[0] == ref[0] and np.abs(on_ray[1] - ref[1]).max() <= step + 1e-5
