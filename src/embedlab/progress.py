@@ -32,8 +32,11 @@ __all__ = ["NullBar", "ProgressBar", "ProgressFactory", "ShowProgress", "TqdmBar
 class ProgressBar(Protocol):
     """What a progress bar offers (tqdm-compatible)."""
 
-    total: float | None
-    n: float
+    @property
+    def total(self) -> float | None: ...
+
+    @property
+    def n(self) -> float: ...
 
     def update(self, n: float = 1) -> Any: ...
 
