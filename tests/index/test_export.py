@@ -13,6 +13,7 @@ from embedlab.errors import ConfigError
 from embedlab.index import VectorIndex
 from embedlab.index.export import ExportError, export, parse_target, search_target, target_metadata
 from embedlab.index.shards import FORMAT, write_manifest, write_shard
+from embedlab.vectors import calibrate_int8
 
 from ..conftest import run_cli
 
@@ -169,7 +170,10 @@ def test_scifact_parity(tmp_path):
 # -- issue 22: Milvus targets and limits, Lance's partitions and log, the precision record ------------
 def _write_shards(d: Path, ids, vecs, texts, precision="float32", **extra) -> Path:
     d.mkdir(parents=True, exist_ok=True)
-    entries = [write_shard(d, 0, ids, vecs, texts, precision)]
+    ranges = calibrate_int8(vecs) if precision == "int8" else None
+    if ranges is not None:
+        extra = {"int8_ranges": ranges.to_dict(), **extra}
+    entries = [write_shard(d, 0, ids, vecs, texts, precision, ranges)]
     manifest = {
         "format": FORMAT,
         "model": MODEL,
@@ -271,15 +275,61 @@ def test_lancedb_prints_the_partitions_it_built_and_no_lance_warnings(tmp_path, 
 
 @pytest.mark.parametrize("template", TARGETS)
 def test_metadata_records_the_precision_and_int8_record(tmp_path, template):
-    ranges = {"lo": [-1.0] * D, "step": [0.01] * D}  # what a manifest with per-dimension ranges may carry
-    src = _write_shards(tmp_path / "int8", IDS, X, TEXTS, "int8", int8_ranges=ranges)
+    src = _write_shards(tmp_path / "int8", IDS, X, TEXTS, "int8", int8_calibration={"rows": N})
     manifest = json.loads((src / "manifest.json").read_text())
     uri = template.format(d=tmp_path)
     export(src, uri)
     meta = target_metadata(uri)
     assert meta["precision"] == "int8" and meta["exported_as"] == "float32"
-    assert meta["int8"]["int8_ranges"] == ranges
-    assert meta["int8"]["shards"] == {e["name"]: {"scale": e["scale"]} for e in manifest["shards"] if "scale" in e}
+    # the per-dimension ranges the vectors were quantised with, as the manifest stores them
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    np.testing.assert_allclose(meta["int8"]["int8_ranges"]["lo"], lo, rtol=1e-6)
+    np.testing.assert_allclose(meta["int8"]["int8_ranges"]["hi"], hi, rtol=1e-6)
+    assert meta["int8"]["int8_ranges"] == manifest["int8_ranges"] and meta["int8"]["int8_calibration"] == {"rows": N}
+    assert "shards" not in meta["int8"]  # one set of ranges for the directory, no per-shard scale
+
+
+def test_legacy_absmax_shards_export_their_scales(tmp_path):
+    """A format /1 directory (int8 with one abs-max scale per shard, read only as int8-absmax) exports the
+    vectors it decodes to and records each shard's scale."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from embedlab.io import file_sha256
+
+    d = tmp_path / "old"
+    d.mkdir()
+    scale = float(np.abs(X).max())
+    codes = np.clip(np.rint(X * (127.0 / scale)), -127, 127).astype(np.int8)  # the /1 encoding, by hand
+    table = pa.table(
+        {
+            "id": pa.array(IDS, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(codes.ravel()), D),
+            "text": pa.array(TEXTS, pa.string()),
+        }
+    )
+    pq.write_table(table, d / "shard-00000.parquet")
+    entry = {"index": 0, "name": "shard-00000.parquet", "rows": N, "first_id": IDS[0], "scale": scale}
+    entry["sha256"] = file_sha256(d / "shard-00000.parquet")
+    manifest = {
+        "format": "embedlab-shards/1",
+        "model": MODEL,
+        "precision": "int8",
+        "has_texts": True,
+        "corpus": {"rows": N, "files": []},
+        "shards": [entry],
+        "complete": True,
+    }
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    uri = f"qdrant://{tmp_path}/q"
+    assert export(d, uri)["rows"] == N
+    meta = target_metadata(uri)
+    assert meta["precision"] == "int8-absmax" and meta["int8"]["shards"] == {"shard-00000.parquet": {"scale": scale}}
+    decoded = codes.astype(np.float32) * (scale / 127.0)
+    vn = decoded / np.linalg.norm(decoded, axis=1, keepdims=True)
+    qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    ref = [[IDS[i] for i in row] for row in np.argsort(-(qn @ vn.T), axis=1, kind="stable")[:, :K]]
+    assert recall(search_target(uri, Q, K), ref) == 1.0
 
 
 @pytest.mark.parametrize("template", TARGETS[:2])

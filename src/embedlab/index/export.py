@@ -42,7 +42,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from embedlab.errors import ConfigError, ExportError
-from embedlab.index.shards import FORMAT, MANIFEST, EmbeddingShards, read_manifest
+from embedlab.index.shards import MANIFEST, READ_FORMATS, EmbeddingShards, read_manifest
 
 DEFAULT_COLLECTION = "embedlab"
 LANCE_MIN_ANN_ROWS = 256  # IVF_PQ trains 256 centroids per sub-vector
@@ -139,7 +139,7 @@ def open_source(path: str | Path) -> Source:
     if not manifest_file.is_file():
         raise ExportError(f"{path} is neither an embedding shard directory nor an embedlab index (no {MANIFEST})")
     head = json.loads(manifest_file.read_text())
-    if head.get("format") == FORMAT:
+    if head.get("format") in READ_FORMATS:
         shards = EmbeddingShards(path)
         return Source(path, "shards", shards.model, shards.dim, len(shards), shards.has_texts, read_manifest(path))
     if "codec" in head:
@@ -165,12 +165,13 @@ def _is_quant_key(key: str) -> bool:
 
 def _precision_record(src: Source) -> dict[str, Any]:
     """The source's precision, and for int8 shards what the manifest says about the quantisation: the
-    top-level keys about scales or ranges, and each shard's own (today one ``scale`` per shard)."""
+    top-level keys about scales or ranges (``int8_ranges``, ``int8_calibration``), and each shard's own
+    (the read-only ``int8-absmax`` shards of format /1 carry one ``scale`` per shard)."""
     m = src.manifest
     if src.kind == "index":  # the exported copy is the rescoring store
         return {"precision": m.get("rescore", "float32"), "codec": m.get("codec")}
     out: dict[str, Any] = {"precision": m.get("precision")}
-    if m.get("precision") == "int8":
+    if m.get("precision") in ("int8", "int8-absmax"):
         quant: dict[str, Any] = {k: v for k, v in m.items() if _is_quant_key(k) and k != "precision"}
         per_shard = {
             e["name"]: {k: v for k, v in e.items() if k not in _SHARD_BOOKKEEPING and _is_quant_key(k)}
