@@ -292,27 +292,10 @@ def test_cli_cluster_goalex_via_endpoint_and_kmeans(fake_server, tiny_bert, tmp_
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(CORPUS) + "\n")
     monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path / "cache"))
-    code, out, err = run_cli(
-        monkeypatch,
-        capsys,
-        "cluster",
-        "--corpus",
-        corpus,
-        "--goal",
-        "cluster by topic",
-        "--k",
-        4,
-        "--model",
-        tiny_bert,
-        "--llm-endpoint",
-        srv.url,
-        "--llm",
-        "m",
-        "--rounds",
-        1,
-        "--out",
-        tmp_path / "o",
-    )
+    # the same call twice: the second is answered from the cache, with no request sent
+    args = ["cluster", "--corpus", corpus, "--goal", "cluster by topic", "--k", 4, "--model", tiny_bert]
+    args += ["--llm-endpoint", srv.url, "--llm", "m", "--rounds", 1, "--out", tmp_path / "o"]
+    code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     data = json.loads((tmp_path / "o" / "clusters.json").read_text())
     assert gx.cluster_scores(TRUTH, data["labels"])["accuracy"] == 1.0
@@ -322,27 +305,7 @@ def test_cli_cluster_goalex_via_endpoint_and_kmeans(fake_server, tiny_bert, tmp_
         and (tmp_path / "o" / "report.md").is_file()
     )
     sent = len(srv.requests)
-    code, out, err = run_cli(
-        monkeypatch,
-        capsys,
-        "cluster",
-        "--corpus",
-        corpus,
-        "--goal",
-        "cluster by topic",
-        "--k",
-        4,
-        "--model",
-        tiny_bert,
-        "--llm-endpoint",
-        srv.url,
-        "--llm",
-        "m",
-        "--rounds",
-        1,
-        "--out",
-        tmp_path / "o",
-    )
+    code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and len(srv.requests) == sent and "0 sent" in err
     code, out, err = run_cli(
         monkeypatch,

@@ -332,6 +332,14 @@ class LatentAttentionPooling(_LatentHead):
         return masked_mean(h, features["pool_mask"])
 
 
+# Tang & Yang's two trainable heads share one block and so one set of widths. paper: 768 latents, 32 heads
+# x 2048 channels, FF d -> 8d (GEGLU) -> d (LastLayersTrainablePooling is the multi-layer block).
+_TANG_YANG_PRESETS: dict[str, dict[str, Any]] = {
+    "small": {"num_latents": 32, "num_heads": 8, "head_dim": None, "ff_mult": 1},
+    "paper": {"num_latents": 768, "num_heads": 32, "head_dim": 2048, "ff_mult": 4},
+}
+
+
 class LastLayerPooling(_LatentHead):
     """The headline paper's Last-Layer Trainable Pooling (Tang & Yang 2024, Models 2 and 4).
 
@@ -346,11 +354,7 @@ class LastLayerPooling(_LatentHead):
     name = "last_layer"
     description = "Tang & Yang last-layer trainable pooling: latents cross-attend over the last layer's tokens"
     CONTEXTS: ClassVar[tuple[str, ...]] = ("tokens", "last_token")
-    PRESETS = {
-        "small": {"num_latents": 32, "num_heads": 8, "head_dim": None, "ff_mult": 1},
-        # paper (LastLayersTrainablePooling = the multi-layer block): 768 latents, 32 heads x 2048, FF d -> 8d -> d
-        "paper": {"num_latents": 768, "num_heads": 32, "head_dim": 2048, "ff_mult": 4},
-    }
+    PRESETS = _TANG_YANG_PRESETS
 
     def __init__(
         self,
@@ -400,11 +404,7 @@ class MultiLayerPooling(_LatentHead):
     needs_hidden_states = True
     description = "Multi-Layers Trainable Pooling: latents cross-attend over per-layer summaries"
     SUMMARIES: ClassVar[tuple[str, ...]] = LAYER_SUMMARIES
-    PRESETS = {
-        "small": {"num_latents": 32, "num_heads": 8, "head_dim": None, "ff_mult": 1},
-        # paper: 768 latents, 32 heads x 2048 channels, FF d -> 8d (GEGLU) -> d
-        "paper": {"num_latents": 768, "num_heads": 32, "head_dim": 2048, "ff_mult": 4},
-    }
+    PRESETS = _TANG_YANG_PRESETS
 
     def __init__(
         self,
