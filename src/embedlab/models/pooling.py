@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import json
 from abc import ABCMeta, abstractmethod
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,7 +39,7 @@ from embedlab.models.features import (
     summarize_layers,
 )
 from embedlab.models.modules import CONFIG_NAME, WEIGHTS_NAME, Module, load_weights, register
-from embedlab.validation import positive_int
+from embedlab.validation import choice, positive_int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,14 +253,24 @@ def _resolve_widths(dim: int, num_heads: int, head_dim: int | None, name: str) -
     return _positive(name, "head_dim", head_dim)
 
 
-def _positive(head: str, key: str, value: Any) -> int:
-    """:func:`embedlab.validation.positive_int` for a head's setting, as a :class:`PoolingError`."""
+def _head_setting(check: Callable[..., Any], head: str, key: str, value: Any, *args: Any) -> Any:
+    """An :mod:`embedlab.validation` check of a head's setting (named ``head: 'key'``), as a :class:`PoolingError`."""
     try:
-        return positive_int(f"{head}: '{key}'", value)
+        return check(f"{head}: '{key}'", value, *args)
     except PoolingError:
         raise
     except ConfigError as exc:
         raise PoolingError(str(exc)) from None
+
+
+def _positive(head: str, key: str, value: Any) -> int:
+    """:func:`embedlab.validation.positive_int` for a head's setting, as a :class:`PoolingError`."""
+    return _head_setting(positive_int, head, key, value)
+
+
+def _choice(head: str, key: str, value: Any, choices: Sequence[str]) -> str:
+    """:func:`embedlab.validation.choice` for a head's setting, as a :class:`PoolingError`."""
+    return _head_setting(choice, head, key, value, choices)
 
 
 class _LatentHead(PoolingHead):
@@ -366,9 +377,7 @@ class LastLayerPooling(_LatentHead):
         ff_mult: int = 1,
         exclude_instruction: bool = False,
     ) -> None:
-        if context not in self.CONTEXTS:
-            raise PoolingError(f"{self.name}: 'context' must be one of {', '.join(self.CONTEXTS)}; got {context!r}")
-        self.context = context
+        self.context = _choice(self.name, "context", context, self.CONTEXTS)
         super().__init__(input_dim, exclude_instruction)
         self._build_block(input_dim, num_latents, num_heads, head_dim, ff_mult)
 
@@ -417,11 +426,7 @@ class MultiLayerPooling(_LatentHead):
         ff_mult: int = 1,
         exclude_instruction: bool = False,
     ) -> None:
-        if layer_summary not in self.SUMMARIES:
-            raise PoolingError(
-                f"{self.name}: 'layer_summary' must be one of {', '.join(self.SUMMARIES)}; got {layer_summary!r}"
-            )
-        self.layer_summary = layer_summary
+        self.layer_summary = _choice(self.name, "layer_summary", layer_summary, self.SUMMARIES)
         super().__init__(input_dim, exclude_instruction)
         _positive(self.name, "num_layers", num_layers)
         self.num_layers = num_layers
