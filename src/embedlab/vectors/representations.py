@@ -65,25 +65,26 @@ def _array(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _finite_floats(x: Any, ndim: int, what: str) -> np.ndarray:
+def _typed_array(x: Any, ndim: int, what: str, kind: type[np.generic], kind_name: str) -> np.ndarray:
+    """``x`` as an ``ndim``-d array whose dtype is a ``kind`` (``np.floating``, ``np.integer``; an empty array
+    passes whatever its dtype), or an :class:`InputError` naming ``what``."""
     a = _array(x)
     if a.ndim != ndim:
         raise InputError(f"{what} must be {ndim}-d; got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.floating):
-        raise InputError(f"{what} must be floats; got {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
+    if a.size and not np.issubdtype(a.dtype, kind):
+        raise InputError(f"{what} must be {kind_name}; got {a.dtype}")
+    return a
+
+
+def _finite_floats(x: Any, ndim: int, what: str) -> np.ndarray:
+    a = np.ascontiguousarray(_typed_array(x, ndim, what, np.floating, "floats"), dtype=np.float32)
     if not np.isfinite(a).all():
         raise InputError(f"{what} contain NaN or inf")
     return a
 
 
 def _ints(x: Any, ndim: int, what: str) -> np.ndarray:
-    a = _array(x)
-    if a.ndim != ndim:
-        raise InputError(f"{what} must be {ndim}-d; got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        raise InputError(f"{what} must be integers; got {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return np.ascontiguousarray(_typed_array(x, ndim, what, np.integer, "integers"), dtype=np.int64)
 
 
 class Embeddings(ABC):
