@@ -401,6 +401,21 @@ def to_json_dict(cmp: Comparison, extra_columns: ExtraColumns | None = None) -> 
     }
 
 
+def _delta_bars(
+    ax: Any, y: np.ndarray, delta: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, height: float, label: str, colour: Any
+) -> None:
+    """One model's horizontal Δ bars at rows ``y``, with the ``lo``..``hi`` interval as error bars."""
+    ax.barh(
+        y,
+        delta,
+        height=height,
+        label=label,
+        color=colour,
+        xerr=np.vstack([delta - lo, hi - delta]).clip(min=0),
+        capsize=2,
+    )
+
+
 def plot(report: Comparison, path: str | Path) -> None:
     """PNG (atomic): top, per category and model the hierarchical-bootstrap mean Δ with its 95% CI,
     labelled with the Wilcoxon p (raw and Holm); bottom, per task Δ with paired-bootstrap 95% CIs."""
@@ -436,15 +451,7 @@ def plot(report: Comparison, path: str | Path) -> None:
         hi = np.array(
             [100 * rows[c].hier_ci_high if rows[c].hier_ci_high is not None else d for c, d in zip(categories, delta)]
         )
-        ax_c.barh(
-            y,
-            delta,
-            height=height,
-            label=model,
-            color=colour,
-            xerr=np.vstack([delta - lo, hi - delta]).clip(min=0),
-            capsize=2,
-        )
+        _delta_bars(ax_c, y, delta, lo, hi, height=height, label=model, colour=colour)
         for yi, c, h in zip(y, categories, hi):
             r = rows[c]
             ax_c.annotate(
@@ -460,15 +467,7 @@ def plot(report: Comparison, path: str | Path) -> None:
         delta = np.array([100 * (rows_t[t].score - rows_t[t].baseline_score) for t in tasks])
         lo = np.array([100 * rows_t[t].bootstrap.ci_low if rows_t[t].bootstrap else d for t, d in zip(tasks, delta)])
         hi = np.array([100 * rows_t[t].bootstrap.ci_high if rows_t[t].bootstrap else d for t, d in zip(tasks, delta)])
-        ax_t.barh(
-            y,
-            delta,
-            height=height,
-            label=model,
-            color=colour,
-            xerr=np.vstack([delta - lo, hi - delta]).clip(min=0),
-            capsize=2,
-        )
+        _delta_bars(ax_t, y, delta, lo, hi, height=height, label=model, colour=colour)
     for ax, labels in (
         (ax_c, categories),
         (ax_t, [f"{t} ({next(r.category for r in report.tasks if r.task == t)})" for t in tasks]),
