@@ -328,6 +328,29 @@ def _eval_design(
         )
 
 
+def _timed_eval(
+    grid: GridConfig,
+    design: Design,
+    tasks: list[Any],
+    embedder: Any,
+    results: Path,
+    say: Any,
+    mode: str,
+    *,
+    cache: bool,
+    note: str | None = None,
+) -> float:
+    """Evaluate a trained design on every task, its results tagged with ``grid_mode``, ``grid_design`` (and
+    ``note``); the seconds it took, rounded to 0.1."""
+    extra: dict[str, Any] = {"grid_mode": mode, "grid_design": str(design)}
+    if note is not None:
+        extra["note"] = note
+    say(f"{design.label}: evaluating {len(tasks)} tasks")
+    t_eval = time.perf_counter()
+    _eval_design(grid, tasks, embedder, results, extra, cache=cache)
+    return round(time.perf_counter() - t_eval, 1)
+
+
 def run_grid(grid: GridConfig, *, show_progress: ShowProgress = False) -> dict[str, Any]:
     """Train and evaluate every design, then write the report. ``show_progress`` (:mod:`embedlab.progress`):
     a bar over the designs, whose ``write`` gets the status lines (logged at INFO without a bar), and the
@@ -438,13 +461,8 @@ def _run_frozen_design(
         "candidates_per_query": result.candidates_per_query,
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
-    say(f"{design.label}: evaluating {len(tasks)} tasks")
-    t_eval = time.perf_counter()
     emb.eval()
-    _eval_design(
-        grid, tasks, emb, results, {"grid_mode": "frozen", "grid_design": str(design), "note": FROZEN_NOTE}, cache=False
-    )
-    info["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
+    info["eval_seconds"] = _timed_eval(grid, design, tasks, emb, results, say, "frozen", cache=False, note=FROZEN_NOTE)
     return info
 
 
@@ -490,10 +508,7 @@ def _run_lora_design(
         "train_seconds": round(saved["seconds"], 1),
         "tokens_per_s": round(saved["tokens"] / max(saved["seconds"], 1e-9), 1),
     }
-    say(f"{design.label}: evaluating {len(tasks)} tasks")
-    t_eval = time.perf_counter()
-    _eval_design(grid, tasks, trained, results, {"grid_mode": "lora", "grid_design": str(design)}, cache=True)
-    info["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
+    info["eval_seconds"] = _timed_eval(grid, design, tasks, trained, results, say, "lora", cache=True)
     return info
 
 
