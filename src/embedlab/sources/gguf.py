@@ -2,7 +2,8 @@
 
 transformers dequantises GGUF tensors on load (~20 s for SmolLM2-135M) and refuses
 ``save_pretrained`` on such a model, so the state dict and a config without
-``quantization_config`` are written by hand, keyed by the file's SHA-256 and written atomically.
+``quantization_config`` are written by hand and atomically, into ``$EMBEDLAB_CACHE/gguf/<stem>-<key>``: the key
+is :func:`embedlab.io.cache_key` with the GGUF file's SHA-256 as the fingerprint (docs/architecture.md, "Caches").
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from pathlib import Path
 
 from embedlab.errors import ModelNotFoundError
-from embedlab.io import atomic_path, file_sha256, write_json
+from embedlab.io import atomic_path, cache_key, file_sha256, write_json
 from embedlab.settings import cache_dir
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def converted_dir(gguf_path: Path) -> Path:
     if not gguf_path.is_file():
         raise ModelNotFoundError(f"GGUF file not found: {gguf_path}")
     digest = _cached_digest(gguf_path)
-    target = cache_dir() / "gguf" / f"{gguf_path.stem}-{digest[:16]}"
+    target = cache_dir() / "gguf" / f"{gguf_path.stem}-{cache_key(digest, 'gguf-to-hf')}"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     log.warning("converting %s to a Hugging Face checkpoint (once; cached in %s)", gguf_path.name, target)
