@@ -61,7 +61,7 @@ def test_index_build_search_add_delete(tiny_bert, tmp_path, monkeypatch, capsys)
     code, out, _ = run(monkeypatch, capsys, "search", ix, "the cat sat on the mat", "-k", "9", "--json")
     assert "d0" not in [h["id"] for h in json.loads(out)["hits"]]
     code, _, err = run(monkeypatch, capsys, "search", ix, "cat", "-k", "50")
-    assert code == 1 and "larger than the index" in err
+    assert code == 1 and "larger than the number of documents in the index" in err
     code, _, err = run(
         monkeypatch,
         capsys,

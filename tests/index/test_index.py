@@ -157,8 +157,12 @@ def test_bad_input():
     idx = VectorIndex.build(X[:300], IDS[:300], "float32")
     with pytest.raises(IndexStoreError, match="dimensions"):
         idx.search(Q[:, :10])
-    with pytest.raises(IndexStoreError, match="larger than the index"):
+    with pytest.raises(IndexStoreError, match=r"^k 301 is larger than the number of documents in the index \(300\)$"):
         idx.search(Q, 301)
+    with pytest.raises(IndexStoreError, match=r"^k must be a positive integer; got 0$"):
+        idx.search(Q, 0)
+    with pytest.raises(IndexStoreError, match=r"^rescore must be an integer >= 0; got -1$"):
+        idx.search(Q, 5, rescore=-1)
     with pytest.raises(CodecError, match="NaN"):
         VectorIndex.build(np.full((3, D), np.nan, np.float32), ["a", "b", "c"], "float32")
     with pytest.raises(CodecError, match="divisible"):

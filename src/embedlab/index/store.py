@@ -17,17 +17,26 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from embedlab._version import __version__
-from embedlab.errors import IndexStoreError
+from embedlab.errors import ConfigError, IndexStoreError
 from embedlab.index.codecs import Codec, CodecError, parse_codec, prepare
 from embedlab.io import atomic_path, file_sha256, read_json
+from embedlab.validation import at_most, non_negative_int, positive_int
 
 RESCORE_DTYPES = ("float32", "int8")
 MANIFEST = "manifest.json"
+
+
+def _check(check: Callable[..., Any], name: str, value: Any, *args: Any) -> Any:
+    """An :mod:`embedlab.validation` check of a search argument, its message raised as an :class:`IndexStoreError`."""
+    try:
+        return check(name, value, *args)
+    except ConfigError as exc:
+        raise IndexStoreError(str(exc)) from None
 
 
 class VectorIndex:
@@ -186,12 +195,9 @@ class VectorIndex:
             q = q[None, :]
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise IndexStoreError(f"queries have {q.shape[-1] if q.ndim else 0} dimensions, the index {self.dim}")
-        if not isinstance(k, int) or k <= 0:
-            raise IndexStoreError(f"k must be a positive integer, got {k!r}")
-        if k > len(self):
-            raise IndexStoreError(f"k={k} is larger than the index ({len(self)} documents)")
-        if rescore < 0:
-            raise IndexStoreError("rescore (the oversampling factor) must be >= 0")
+        _check(positive_int, "k", k)
+        _check(at_most, "k", k, len(self), "the number of documents in the index")
+        _check(non_negative_int, "rescore", rescore)
         full = prepare(q)
         x = self.codec.prepare(full)
         kk = min(len(self), k * max(1, rescore))
