@@ -266,6 +266,22 @@ def test_resume_refuses_a_changed_model_or_corpus(tmp_path, tiny_bert, emb, corp
         embed_corpus(str(tiny_bert), [other], out, shard_rows=ROWS, embedder=emb, resume=True)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"backend": "spark"}, "backend must be one of local, ray; got 'spark'"),
+        ({"shard_rows": 0}, "--shard-rows must be a positive integer; got 0"),
+        ({"actors": -1}, "--actors must be a positive integer; got -1"),
+        ({"batch_rows": 0}, "batch_rows must be a positive integer; got 0"),
+    ],
+)
+def test_job_arguments_are_checked_before_anything_loads(tmp_path, corpus, kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        embed_corpus("no-such-model", [corpus], tmp_path / "s", **kwargs)
+    assert str(info.value) == message
+    assert not (tmp_path / "s").exists()
+
+
 def test_duplicate_ids_name_the_first(tmp_path):
     a = _write_corpus(tmp_path / "a.jsonl", n=10)
     b = _write_corpus(tmp_path / "b.jsonl", n=10, start=7)

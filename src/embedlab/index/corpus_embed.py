@@ -38,6 +38,7 @@ from embedlab.index.shards import (
 )
 from embedlab.io import file_sha256
 from embedlab.progress import ShowProgress, progress_bar
+from embedlab.validation import choice, positive_int
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
@@ -206,11 +207,10 @@ def embed_corpus(
     from embedlab.models import Embedder
     from embedlab.models.embedder import resolve_dtype
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    choice("backend", backend, BACKENDS)
     check_precision(precision)
-    if shard_rows <= 0 or actors <= 0 or batch_rows <= 0:
-        raise ConfigError("--shard-rows, --actors and the batch rows must be positive")
+    for name, value in (("--shard-rows", shard_rows), ("--actors", actors), ("batch_rows", batch_rows)):
+        positive_int(name, value)
     if ray_address and backend != "ray":
         raise ConfigError("--ray-address needs --backend ray")
     out = Path(out)
