@@ -321,6 +321,124 @@ def test_sentence_transformers_static_embedding_loads_it(saved, student):
     np.testing.assert_allclose(st.encode(TEXTS), student[0].encode(TEXTS), atol=1e-6)  # texts without unknown words
 
 
+# -- the prefix space of a byte-level BPE teacher -----------------------------------------------------
+# A tiny GPT-2-style tokenizer: byte-level pre-tokenizer (after SmolLM2's digit split), BPE merges that make
+# "cat"/"sat" and their word-start forms "Ġcat"/"Ġsat" ("Ġ" is the byte-level space); ids by hand below.
+BPE_VOCAB = {
+    tok: i for i, tok in enumerate(["<pad>", "</s>", "a", "c", "s", "t", "Ġ", "ca", "cat", "sa", "sat", "Ġcat", "Ġsat"])
+}
+BPE_MERGES = [("c", "a"), ("ca", "t"), ("s", "a"), ("sa", "t"), ("Ġ", "cat"), ("Ġ", "sat")]
+
+
+@pytest.fixture(scope="module")
+def byte_level_dir(tmp_path_factory):
+    import transformers
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers.models import BPE
+
+    bpe = Tokenizer(BPE(vocab=BPE_VOCAB, merges=BPE_MERGES))
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    path = tmp_path_factory.mktemp("bpe") / "llama"
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(BPE_VOCAB),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    transformers.AutoModel.from_config(config).save_pretrained(path)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="</s>").save_pretrained(
+        path
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def byte_level_teacher(byte_level_dir):
+    return embedlab.load(str(byte_level_dir), pooling="mean")
+
+
+def test_prefix_space_cuts_the_first_word_as_a_word_start(byte_level_teacher, tmp_path):
+    """By hand: "cat sat" is [cat, Ġsat] under the teacher's own setting (no prefix space) and [Ġcat, Ġsat]
+    with ``prefix_space=True``; the token vectors, and so the table, are the same either way."""
+    from model2vec import StaticModel
+    from sentence_transformers import SentenceTransformer
+
+    teacher = byte_level_teacher
+    v = BPE_VOCAB
+    assert teacher.tokenizer("cat sat", add_special_tokens=False)["input_ids"] == [v["cat"], v["Ġsat"]]
+    vectors = token_vectors(teacher)
+    kept, kept_prov = distill(teacher, dims=None, weighting="none", vectors=vectors)
+    spaced, spaced_prov = distill(teacher, dims=None, weighting="none", vectors=vectors, prefix_space=True)
+    assert kept.source.tokenize(["cat sat"]).ids == [[v["cat"], v["Ġsat"]]]
+    assert spaced.source.tokenize(["cat sat", " cat"]).ids == [[v["Ġcat"], v["Ġsat"]], [v["Ġcat"]]]
+    np.testing.assert_array_equal(kept.source.table, spaced.source.table)
+    mean = vectors[[v["Ġcat"], v["Ġsat"]]].mean(axis=0)
+    np.testing.assert_allclose(spaced.encode(["cat sat"])[0], mean / np.linalg.norm(mean), atol=1e-6)
+    assert (kept_prov["prefix_space"], kept_prov["teacher_prefix_space"]) == (False, False)
+    assert (spaced_prov["prefix_space"], spaced_prov["teacher_prefix_space"]) == (True, False)
+    # the teacher's own tokenizer is untouched, and False on it changes nothing
+    assert teacher.tokenizer("cat", add_special_tokens=False)["input_ids"] == [v["cat"]]
+    off, _ = distill(teacher, dims=None, weighting="none", vectors=vectors, prefix_space=False)
+    assert off.source.tokenize(["cat sat"]).ids == [[v["cat"], v["Ġsat"]]]
+    # saved: the tokenizer.json's byte-level pre-tokenizer (inside its Sequence) says so, and every loader follows it
+    spaced.save(tmp_path / "spaced", provenance=spaced_prov)
+    pre = json.loads((tmp_path / "spaced" / "tokenizer.json").read_text())["pre_tokenizer"]
+    assert pre["type"] == "Sequence" and pre["pretokenizers"][1] == {
+        "type": "ByteLevel",
+        "add_prefix_space": True,
+        "trim_offsets": True,
+        "use_regex": True,
+    }
+    assert json.loads((tmp_path / "spaced" / "embedlab_static.json").read_text())["prefix_space"] is True
+    assert load_static(tmp_path / "spaced").source.tokenize(["cat sat"]).ids == [[v["Ġcat"], v["Ġsat"]]]
+    m2v = StaticModel.from_pretrained(str(tmp_path / "spaced"))
+    assert m2v.tokenizer.encode("cat sat", add_special_tokens=False).ids == [v["Ġcat"], v["Ġsat"]]
+    st = SentenceTransformer(str(tmp_path / "spaced"), device="cpu")
+    assert st[0].tokenizer.encode("cat sat", add_special_tokens=False).ids == [v["Ġcat"], v["Ġsat"]]
+    ours = load_static(tmp_path / "spaced").encode(["cat sat", "sat cat"])
+    np.testing.assert_allclose(m2v.encode(["cat sat", "sat cat"]), ours, atol=1e-6)
+    np.testing.assert_allclose(st.encode(["cat sat", "sat cat"]), ours, atol=1e-6)
+
+
+def test_prefix_space_bad_settings(teacher, byte_level_teacher):
+    with pytest.raises(ConfigError, match=r"^prefix_space must be true, false or None .*; got 'yes'$"):
+        distill(byte_level_teacher, dims=None, prefix_space="yes")
+    with pytest.raises(ConfigError, match="prefix_space applies to a byte-level BPE tokenizer") as exc:
+        distill(teacher, dims=8, prefix_space=True)  # WordLevel + Whitespace: no byte-level pre-tokenizer
+    assert "Whitespace" in _one_line(exc)
+    _, provenance = distill(teacher, dims=8, vectors=token_vectors(teacher))
+    assert provenance["prefix_space"] is None and provenance["teacher_prefix_space"] is None
+
+
+def test_cli_distill_prefix_space(byte_level_dir, tiny_bert, tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "distill",
+        byte_level_dir,
+        "--out",
+        tmp_path / "s",
+        "--no-pca",
+        "--pooling",
+        "mean",
+        "--prefix-space",
+    )
+    assert code == 0, err
+    assert load_static(tmp_path / "s").source.tokenize(["cat sat"]).ids == [[BPE_VOCAB["Ġcat"], BPE_VOCAB["Ġsat"]]]
+    assert json.loads((tmp_path / "s" / "embedlab_static.json").read_text())["prefix_space"] is True
+    code, _, err = run_cli(monkeypatch, capsys, "distill", tiny_bert, "--out", tmp_path / "o", "--prefix-space")
+    assert code == 2 and "byte-level" in err and "Traceback" not in err and err.startswith("error:")
+    assert not (tmp_path / "o").exists()
+
+
 # -- bad input -------------------------------------------------------------------------------------
 def _one_line(exc: pytest.ExceptionInfo) -> str:
     msg = str(exc.value)

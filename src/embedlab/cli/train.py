@@ -200,6 +200,14 @@ def distill(
     attention: AttentionOpt = None,
     sif_coefficient: Annotated[float, typer.Option("--sif-a", help="a in a/(a + p(w))")] = 1e-4,
     no_pca: Annotated[bool, typer.Option("--no-pca", help="keep the teacher's width and axes")] = False,
+    prefix_space: Annotated[
+        bool | None,
+        typer.Option(
+            "--prefix-space/--no-prefix-space",
+            help="byte-level BPE teachers: the student's tokenizer adds (or not) a space before a text, so its "
+            "first word is cut into word-start pieces (model2vec always adds one); default: the teacher's setting",
+        ),
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Distil MODEL into a static embedder (Model2Vec-style): ~100x faster encoding, loadable by embedlab,
@@ -223,7 +231,13 @@ def distill(
     width = None if no_pca else dims if dims is not None else min(DEFAULT_DIMS, teacher.output_dim)
     with on_interrupt(f"nothing was written to {out_dir} (the model is written at the end)"):
         student, provenance = run_distill(
-            teacher, dims=width, corpus=corpus, sif_coefficient=sif_coefficient, prompt_name=prompt, show_progress=True
+            teacher,
+            dims=width,
+            corpus=corpus,
+            sif_coefficient=sif_coefficient,
+            prompt_name=prompt,
+            prefix_space=prefix_space,
+            show_progress=True,
         )
     provenance["teacher_name"] = model
     with allow_overwrite(overwrite):

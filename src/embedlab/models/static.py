@@ -23,7 +23,10 @@ with ``model_type: model2vec``, ``model.safetensors`` holding ``embeddings``, ``
 
 Tokenization matches ``model2vec.StaticModel.encode``: no special tokens; each text is first cut to
 ``max_length * median token length`` characters, then to ``max_length`` tokens; unknown tokens are
-dropped. A text left with no token (empty, or only unknown tokens) gets the zero vector, never NaN.
+dropped. A text left with no token (empty, or only unknown tokens) gets the zero vector, never NaN. The
+student's tokenizer is the teacher's, prefix-space setting included; for a byte-level BPE teacher
+``distill(prefix_space=True)`` makes it add a space before each text, as model2vec 0.10 always does, so a
+text's first word is cut into word-start pieces (docs/static.md measures both on SmolLM2).
 """
 
 from __future__ import annotations
@@ -139,6 +142,45 @@ def emittable_tokens(backend: Any) -> np.ndarray:
 def median_token_length(backend: Any) -> int:
     """Median character length of the vocabulary's token strings (model2vec's character pre-cut)."""
     return int(np.median([len(t) for t in backend.get_vocab(with_added_tokens=True)]))
+
+
+def _byte_level_nodes(node: Any) -> list[dict[str, Any]]:
+    """The ByteLevel entries of a tokenizer.json ``pre_tokenizer`` (itself, or inside a ``Sequence``)."""
+    if not isinstance(node, dict):
+        return []
+    if node.get("type") == "ByteLevel":
+        return [node]
+    if node.get("type") == "Sequence":
+        return [n for child in node.get("pretokenizers") or [] for n in _byte_level_nodes(child)]
+    return []
+
+
+def adds_prefix_space(backend: Any) -> bool | None:
+    """Whether the tokenizer's byte-level pre-tokenizer adds a space before a text (so its first word is
+    cut into word-start pieces, ``Ġword``); None when it has no byte-level pre-tokenizer."""
+    nodes = _byte_level_nodes(json.loads(backend.to_str()).get("pre_tokenizer"))
+    return bool(nodes[0].get("add_prefix_space", False)) if nodes else None
+
+
+def with_prefix_space(backend: Any, value: bool, what: str = "the teacher") -> Any:
+    """A copy of ``backend`` whose byte-level pre-tokenizer(s) have ``add_prefix_space = value`` (model2vec
+    0.10 sets it to true for every byte-level BPE teacher). The change is in the tokenizer's own JSON, so
+    the saved tokenizer.json carries it and model2vec, sentence-transformers and embedlab read it alike."""
+    from tokenizers import Tokenizer
+
+    spec = json.loads(backend.to_str())
+    nodes = _byte_level_nodes(spec.get("pre_tokenizer"))
+    if not nodes:
+        kind = (spec.get("pre_tokenizer") or {}).get("type", "none")
+        raise ConfigError(
+            f"prefix_space applies to a byte-level BPE tokenizer (GPT-2 style); {what}'s pre-tokenizer is {kind}"
+        )
+    for node in nodes:
+        node["add_prefix_space"] = bool(value)
+    copy = Tokenizer.from_str(json.dumps(spec))
+    copy.no_padding()
+    copy.no_truncation()
+    return copy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -661,6 +703,7 @@ def distill(
     sif_coefficient: float = DEFAULT_SIF,
     prompt_name: str | None = None,
     normalize: bool | None = None,
+    prefix_space: bool | None = None,
     vectors: np.ndarray | None = None,
     batch_size: int = 512,
     show_progress: ShowProgress = False,
@@ -669,8 +712,11 @@ def distill(
 
     ``dims``: PCA width (None: no PCA). ``weighting``: ``zipf`` (default without a corpus), ``sif`` (default
     with ``corpus``: texts, or a file of one text per line / JSONL with ``text``) or ``none``.
-    ``normalize`` defaults to the teacher's. ``vectors`` reuses token vectors from :func:`token_vectors`
-    (e.g. a cache). Returns the model and its provenance (saved as ``embedlab_static.json``)."""
+    ``normalize`` defaults to the teacher's. ``prefix_space`` (byte-level BPE teachers only): whether the
+    student's tokenizer adds a space before a text, so its first word is cut into word-start pieces (``Ġword``)
+    like every other word (model2vec 0.10 always sets it); None keeps the teacher tokenizer's own setting.
+    It changes only the student's tokenizer, never the token vectors. ``vectors`` reuses token vectors from
+    :func:`token_vectors` (e.g. a cache). Returns the model and its provenance (saved as ``embedlab_static.json``)."""
     from embedlab.corpus import read_texts
 
     start = time.perf_counter()
@@ -684,7 +730,12 @@ def distill(
         raise ConfigError("SIF weighting needs a corpus (--corpus FILE)")
     if weighting != "none":
         _check_sif(sif_coefficient)
+    if prefix_space is not None and not isinstance(prefix_space, bool):
+        raise ConfigError(f"prefix_space must be true, false or None (the teacher's setting); got {prefix_space!r}")
     backend = backend_tokenizer(teacher.tokenizer)
+    teacher_prefix_space = adds_prefix_space(backend)
+    if prefix_space is not None:
+        backend = with_prefix_space(backend, prefix_space)  # fails before the long pass for a non-byte-level teacher
     vocab = vocabulary_size(backend)
     width = teacher.output_dim
     if dims is not None:
@@ -734,6 +785,8 @@ def distill(
         "vocabulary": vocab,
         "emittable_tokens": int(emittable.sum()),
         "normalize": norm,
+        "prefix_space": prefix_space if prefix_space is not None else teacher_prefix_space,
+        "teacher_prefix_space": teacher_prefix_space,
         "seconds": round(time.perf_counter() - start, 2),
     }
     student.source.provenance = provenance  # saved with it (embedlab_static.json)
@@ -742,6 +795,7 @@ def distill(
 
 __all__ = [
     "StaticSource",
+    "adds_prefix_space",
     "build_static",
     "distill",
     "emittable_tokens",
@@ -754,5 +808,6 @@ __all__ = [
     "token_counts",
     "token_sequences",
     "token_vectors",
+    "with_prefix_space",
     "zipf_weights",
 ]
