@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 
 from _report import REPO, write_markdown
 from embedlab.index.corpus_embed import embed_corpus, read_corpora
-from embedlab.index.export import export, search_target
+from embedlab.index.export import export, lance_partitions, search_target
 from embedlab.index.shards import build_index_from_shards, write_shard
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
@@ -255,8 +256,9 @@ def report(args, th: dict, pa: dict | None) -> None:
             f"{pa['queries']} test queries; recall@10 of each target's top-10 against embedlab's exact float32 search "
             "(`index build --from-embeddings --codec float32`). The shards live in `--work` and are resumed "
             "(`--resume`: finished shards checked against their SHA-256 and kept) when an earlier run was cut off. "
-            "LanceDB's ANN figure is its IVF_PQ index as exported (sqrt(n) partitions, dims/8 sub-vectors), searched "
-            "with 20 probes and no refine step; `search_target(..., refine_factor=10)` trades speed for recall.",
+            "LanceDB's ANN figure is its IVF_PQ index as exported (sqrt(n) partitions capped at n/256, the most Lance "
+            f"trains, so {lance_partitions(pa['docs'])} here; dims/8 sub-vectors), searched with 20 probes and no refine "
+            "step; `search_target(..., refine_factor=10)` trades speed for recall.",
             "",
             "| target | recall@10 | export s | index |",
             "|---|---:|---:|---|",
@@ -267,7 +269,7 @@ def report(args, th: dict, pa: dict | None) -> None:
         body.append("")
     else:
         body += ["## Export parity on SciFact", "", "Not measured in this run (`--stage parity`).", ""]
-    body += [GUIDE]
+    body += [guide()]
     write_markdown(
         args.out,
         "Corpus embedding at scale: shards, Ray, vector databases",
@@ -321,6 +323,9 @@ GUIDE = """## Commands
 # shards on one machine (Parquet + manifest; --resume skips verified shards)
 embedlab embed-corpus minilm-l6 --corpus corpus.jsonl.gz --out shards/ --shard-rows 10000 [--precision float16]
 embedlab embed-corpus minilm-l6 --corpus corpus.jsonl.gz --out shards/ --resume
+# the backbone in ONNX Runtime (docs/encode_throughput.md): the driver exports or loads the cached graph
+# before the first shard; Ray actors on the same machine load it from $EMBEDLAB_CACHE/onnx
+embedlab embed-corpus minilm-l6 --corpus corpus.jsonl.gz --out shards/ --runtime onnx
 
 # the same job on a local Ray runtime (2 CPUs) or an existing cluster
 embedlab embed-corpus minilm-l6 --corpus corpus.jsonl.gz --out shards/ --backend ray --actors 2
@@ -333,7 +338,48 @@ embedlab export shards/ --to lancedb://vectors.lance          # embedded, no ser
 embedlab export shards/ --to qdrant://qdrant-data             # Qdrant local mode
 embedlab export shards/ --to http://qdrant-host:6333          # a Qdrant server
 embedlab export idx/    --to milvus://vectors.db              # Milvus Lite, one file
+embedlab export shards/ --to milvus://vectors.db --truncate-texts   # cut texts over 65,535 bytes (counted)
 ```
+
+Shard precisions (`--precision`, manifest format `embedlab-shards/2`) are `embedlab.vectors.PRECISIONS`, encoded by
+the one quantiser (docs/vectors.md), as the server's `precision=` output and the index codecs are:
+
+- `float32`, `float16` as is; `binary` the packed sign bits, read back as `±1/sqrt(dims)`.
+- `int8` is FAISS SQ8 (codes − 128) with ONE set of per-dimension ranges for the whole directory, stored in the
+  manifest as `int8_ranges` (`{{"lo": [...], "hi": [...]}}`, with `int8_calibration` saying where they came from).
+  They are calibrated once per directory, before any shard: the per-dimension min/max of the vectors of the first
+  1,024 corpus rows (corpus order, `shards.CALIBRATION_ROWS`), encoded by the driver with the run's model, runtime and
+  dtype. Every shard, from the local backend or from Ray actors (the actors return float32 vectors and the driver
+  encodes each shard with the manifest's ranges), and every shard a `--resume`d run writes (it reuses the manifest's
+  ranges) uses them; values outside a dimension's range clip to its end. Readers (`EmbeddingShards`, so
+  `index build --from-embeddings` and `export`) decode with the manifest's ranges.
+- Older directories (format `embedlab-shards/1`, whose int8 used one abs-max `scale` per shard) stay readable: a
+  manifest with precision `int8`, per-shard `scale` entries and no `int8_ranges` reads as the read-only precision
+  `int8-absmax` (`round(127 x / scale)`). Nothing writes it; `--resume` of such a directory as `int8` is refused
+  (use a new `--out`). `tests/vectors/test_int8_paths.py` checks that the server, the shards and the index codec give
+  the same SQ8 codes and decoded values as a hand-computed FAISS SQ8 reference for the same ranges.
+
+Export notes:
+
+- The model record stored with every export (LanceDB schema metadata `embedlab`, Qdrant collection metadata,
+  Milvus collection property `embedlab`) names the source's `precision` (shards: `float32`/`float16`/`int8`/`binary`,
+  or `int8-absmax` for a format /1 directory; an index: its `codec` and the rescoring copy's precision) and
+  `exported_as: float32`. For int8 shards it carries the manifest's quantisation record under `int8`: the directory's
+  per-dimension `int8_ranges` and their `int8_calibration` (format /2), or each shard's `scale` (`int8-absmax`).
+- Milvus: only Milvus Lite files (`milvus://FILE.db`) are targets; `milvus://HOST:PORT` (a server, gRPC) or a path
+  without `.db` is refused in one line (exit 2). Ids and texts are Milvus VARCHARs of at most 65,535 bytes, checked
+  in UTF-8 bytes, as a Milvus server counts them (Milvus Lite counts characters), before anything is written. An id
+  over it is refused naming the row (exit 1; ids are keys and are never cut; ids up to 65,535 bytes now work, where
+  1,024 characters was the old limit). A text over it is refused the same way unless `--truncate-texts`, which cuts
+  it at a character boundary and counts the cut texts in the summary. Texts are never cut silently.
+- Milvus Lite's in-process gRPC server does not implement `AllocTimestamp`, which pymilvus calls while it waits for
+  the index; grpc logged that as a `NotImplementedError` traceback although the export succeeded. export drops those
+  log records (only those).
+- LanceDB: Lance trains at most rows // 256 IVF partitions, so export asks for min(isqrt(rows), rows // 256), at
+  least 1 (`embedlab.index.export.lance_partitions`), and the number it prints is the number Lance builds (it asked
+  sqrt(rows) and printed that, e.g. {asked_700} where Lance trained {built_700} of 700 rows). Tables under 256 rows get no index. Lance's
+  own Rust log goes to stderr; export sets `LANCEDB_LOG=error` before importing lancedb unless you set `LANCEDB_LOG`
+  yourself.
 
 ## Running on an existing Ray cluster
 
@@ -367,10 +413,16 @@ not wired in.
 - The driver reads every corpus file once (to hash it, check ids and plan shards) and writes the shards; the actors
   only embed. At tens of millions of documents the id set and the driver's single writer are the limits (see the
   projection).
-- int8 shards use one scale per shard (max |x|); binary shards read back as unit sign vectors.
+- int8 shards are calibrated on the first 1,024 corpus rows, not a random sample: a corpus sorted by topic may clip
+  later rows more than a sample would. Binary shards read back as unit sign vectors.
 - Milvus Lite gets a FLAT (exact) index; Qdrant local mode is exact by construction; LanceDB gets IVF_PQ
-  (tables under 256 rows stay unindexed).
+  (tables under 256 rows stay unindexed). A Milvus server is not an export target.
 """
+
+
+def guide() -> str:
+    """The static part of the page; the LanceDB partition example from the library's own rule."""
+    return GUIDE.format(asked_700=math.isqrt(700), built_700=lance_partitions(700))
 
 
 if __name__ == "__main__":
