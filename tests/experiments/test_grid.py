@@ -111,56 +111,6 @@ def test_frozen_grid_reports_every_design(tiny_llama, setup, tmp_path):
     assert again["designs"] == designs
 
 
-def test_frozen_screen_runs_the_real_chain(tiny_llama):
-    """Cached features through the same modules give the live model's vectors, for every head, with and
-    without an excluded instruction; the backbone runs once per text."""
-    import numpy as np
-    import torch
-
-    from embedlab.experiments.frozen import CachedFeatureSource
-    from embedlab.models import Embedder
-    from embedlab.models.backbone import Backbone
-    from embedlab.models.pooling import build_head
-
-    texts = ["the cat sat on the mat", "a dog", "blue sky and a big red car"]
-    for attention in ("causal", "bidirectional"):
-        bb = Backbone.load(tiny_llama, attention=attention, max_length=32).with_options(append_eos=True)
-        cached = CachedFeatureSource(bb, dtype="fp32", storage_dtype=torch.float32)
-        for pooling in ("last_token", "mean", "last_layer", "multi_layer", "latent_attention"):
-            torch.manual_seed(0)
-            opts = (
-                {"num_latents": 3, "num_heads": 2}
-                if pooling in ("last_layer", "multi_layer", "latent_attention")
-                else {}
-            )
-            exclude = pooling in ("mean",)
-            head = build_head(pooling, 32, num_layers=2, attention=attention, exclude_instruction=exclude, **opts)
-            live = Embedder([bb, head]).encode(texts, prompt="instruct find :")
-            screen = Embedder([cached, head]).encode(texts, prompt="instruct find :")
-            np.testing.assert_allclose(screen, live, atol=1e-5, err_msg=f"{pooling}/{attention}")
-        assert cached.computed == len(cached) <= 2 * len(texts)  # with and without the prompt length key
-        from embedlab.errors import ConfigError
-
-        with pytest.raises(ConfigError, match="cannot be saved"):
-            Embedder([cached, head]).save("/tmp/never-written")
-
-
-def test_design_parse_and_paper_models():
-    for text in ("multi_layer/bidirectional", "last_token/causal", "last_layer/causal"):
-        assert str(Design.parse(text)) == text
-    assert [str(d) for d in PAPER_MODELS.values()] == [
-        "last_token/causal",
-        "last_layer/causal",
-        "multi_layer/causal",
-        "last_layer/bidirectional",
-        "multi_layer/bidirectional",
-    ]
-    with pytest.raises(EmbedlabError, match="pooling/attention"):
-        Design.parse("mean-causal")
-    with pytest.raises(EmbedlabError, match="unknown pooling"):
-        Design.parse("max/causal")
-
-
 def test_paper_dry_run_lists_exactly_models_1_to_5():
     """Offline, on the meta device, from the model's config: the paper's five designs and their counts
     (methods notes: LoRA r16 on all Mistral linears about 42 M, the multi-layer head about 1.28 B)."""
