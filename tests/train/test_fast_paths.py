@@ -147,3 +147,17 @@ def test_vectorised_false_negative_mask_equals_brute_force():
             for i in range(b)
         ]
         assert false_negative_mask(q, p, neg).tolist() == brute
+
+
+def test_the_chunk_plan_splits_by_length_on_a_cpu_and_is_one_pass_on_an_accelerator(
+    bert_no_dropout, triplets, tmp_path
+):
+    trainer = Trainer(_config(bert_no_dropout, triplets, tmp_path / "plan"), show_progress=False)
+    lengths = [5] * 20 + [120] * 4  # twenty short texts and four long ones
+    cpu = trainer._plan(lengths)
+    # by hand: one pass costs 64 + 24 x 120 = 2,944 padded tokens; two (the short, then the long) cost
+    # (64 + 20 x 5) + (64 + 4 x 120) = 708, and no split of equal lengths lowers that
+    assert sorted(map(sorted, cpu)) == [list(range(20)), list(range(20, 24))]
+    trainer.device = torch.device("cuda")  # the rule reads only the device's type (no GPU is touched)
+    assert trainer._plan(lengths) == [list(range(24))]
+    assert trainer._plan([]) == []
