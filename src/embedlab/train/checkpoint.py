@@ -3,6 +3,7 @@ written atomically, so that a resumed run continues exactly where the killed one
 
 from __future__ import annotations
 
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from embedlab.errors import EmbedlabError
@@ -58,18 +60,40 @@ def list_checkpoints(root: Path) -> list[Path]:
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module) -> dict[str, Any]:
-    """Load the trainable weights into ``model``; return the saved training state."""
+    """Load the trainable weights into ``model``; return the saved training state.
+
+    A damaged checkpoint (a missing, truncated or corrupt file) or one of another model (unknown weights,
+    or weights of another shape) is a one-line :class:`EmbedlabError` naming ``path``; nothing is copied then."""
     try:
         weights = load_file(str(path / "trainable.safetensors"))
         state = torch.load(path / "state.pt", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise EmbedlabError(f"checkpoint {path} is unreadable ({exc}); delete it to resume from an older one") from None
+    except (
+        OSError,
+        RuntimeError,
+        EOFError,
+        SafetensorError,
+        pickle.UnpicklingError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        ImportError,
+    ) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EmbedlabError(
+            f"checkpoint {path} is unreadable ({reason}); delete it to resume from an older one"
+        ) from None
     params = dict(model.named_parameters())
     missing = [n for n in weights if n not in params]
     if missing:
         raise EmbedlabError(
             f"checkpoint {path} does not match this model/config (unknown weights such as {missing[0]})"
         )
+    for name, tensor in weights.items():
+        if tuple(tensor.shape) != tuple(params[name].shape):
+            raise EmbedlabError(
+                f"checkpoint {path} does not match this model/config (weight {name} has shape "
+                f"{tuple(tensor.shape)}, the model's is {tuple(params[name].shape)})"
+            )
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
