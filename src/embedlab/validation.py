@@ -14,6 +14,18 @@ from typing import Any
 from embedlab.errors import ConfigError
 
 
+def format_validation_error(exc: Any, where: str = "") -> str:
+    """A pydantic ``ValidationError`` as one line: ``where: field 'a.b': message; field 'c': ...`` (pydantic's
+    ``Value error, `` prefix dropped; a model-level problem is field 'config')."""
+    problems = []
+    for e in exc.errors():
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in e["loc"])
+        problems.append(f"field '{loc or 'config'}': {msg}")
+    text = "; ".join(problems)
+    return f"{where}: {text}" if where else text
+
+
 def positive_int(name: str, value: Any) -> int:
     """An integer >= 1 (bools are refused)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

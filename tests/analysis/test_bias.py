@@ -164,8 +164,8 @@ def test_bad_test_files_give_one_line_errors(tmp_path, content, match):
     assert "\n" not in str(info.value)
 
 
-def test_unknown_builtin_test_is_an_input_error():
-    with pytest.raises(InputError, match="unknown bias test 'weat11'"):
+def test_unknown_builtin_test_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown bias test 'weat11'"):
         bias.select_tests("weat11")
 
 

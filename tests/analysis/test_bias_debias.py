@@ -203,7 +203,7 @@ def test_cli_direction_and_bad_input_are_one_line_errors(tiny_bert, tmp_path, mo
     code, _, err = run_cli(monkeypatch, capsys, "bias", "report", tiny_bert, "--tests", bad)
     assert code == 1 and "at least 2 words" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(monkeypatch, capsys, "bias", "report", tiny_bert, "--tests", "weat42")
-    assert code == 1 and "unknown bias test" in err
+    assert code == 2 and "unknown bias test" in err  # a usage error
     code, _, err = run_cli(monkeypatch, capsys, "bias", "direction", tiny_bert, "--lists", tmp_path / "nowhere")
     assert code == 1 and "debiaswe list missing" in err
 

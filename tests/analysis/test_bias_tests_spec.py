@@ -64,13 +64,16 @@ def test_an_unknown_test_name_fails_before_any_model():
         select("weat3,weat11")
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: an unknown --tests name is an InputError (exit 1), not exit 2")
 def test_an_unknown_test_name_is_a_usage_error():
     with pytest.raises(EmbedlabError) as info:
         select("weat11")
     assert exit_code_of(info.value) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: a mode named twice ('weat,weat') is returned twice (run twice)")
 def test_a_mode_named_twice_runs_once():
     assert parse_tests_spec("weat,WEAT") == (None, ["weat"])
+
+
+def test_a_test_named_twice_is_selected_once():
+    tests, _ = select("weat3,WEAT3,weat6")
+    assert [t.name for t in tests] == ["weat3", "weat6"]

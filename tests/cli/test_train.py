@@ -59,7 +59,7 @@ def test_train_resume_and_grid_commands(tiny_llama, tmp_path, monkeypatch, capsy
     assert code == 0, err
     (tmp_path / "bad.yaml").write_text(f"data: {data}\noutput: x\nbatch_sise: 4\n")
     code, _, err = run(monkeypatch, capsys, "train", tmp_path / "bad.yaml")
-    assert code == 1 and "field 'batch_sise'" in err
+    assert code == 2 and "field 'batch_sise'" in err  # an invalid config is a usage error
     code, _, err = run(monkeypatch, capsys, "grid")
     assert code == 2 and "--preset" in err  # a usage error
     code, _, err = run(

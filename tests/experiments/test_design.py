@@ -91,7 +91,6 @@ def test_an_unknown_pooling_lists_the_choices():
         Design.parse("max/causal")
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: Design.parse leaks pydantic's 'Value error, ' prefix into the message")
 def test_the_message_has_no_pydantic_prefix():
     with pytest.raises(ConfigError) as info:
         Design.parse("max/causal")

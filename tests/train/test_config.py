@@ -171,11 +171,6 @@ def test_an_invalid_config_file_is_one_line_naming_the_file_and_field(tmp_path):
     assert str(info.value) == f"{path}: field 'batch_size': batch_size must be an integer >= 2; got 1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: load_config raises a plain EmbedlabError (exit 1); errors.py makes an invalid saved config "
-    "a ConfigError (exit 2)",
-)
 def test_an_invalid_config_file_is_a_config_error_exit_2(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("data: x.tsv\noutput: out\nlr: 0\n")

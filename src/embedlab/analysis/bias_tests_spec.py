@@ -29,7 +29,7 @@ def parse_tests_spec(spec: str, mode: str | None = None) -> tuple[str | Path | N
     tokens = [t.strip() for t in str(spec).split(",") if t.strip()]
     if not tokens:
         raise ConfigError(f"--tests is empty: give {TESTS_HELP}")
-    modes = [t.lower() for t in tokens if t.lower() in MODES]
+    modes = list(dict.fromkeys(t.lower() for t in tokens if t.lower() in MODES))  # 'weat,WEAT' runs once
     rest = [t for t in tokens if t.lower() not in MODES]
     selection: str | Path | None
     if len(rest) == 1 and Path(rest[0]).suffix.lower() in (".json", ".yaml", ".yml"):

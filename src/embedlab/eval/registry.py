@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from embedlab.errors import EmbedlabError
+from embedlab.errors import ConfigError, EmbedlabError
 from embedlab.settings import data_dir
+from embedlab.validation import format_validation_error
 
 TaskType = Literal["sts", "retrieval", "classification", "clustering", "pair_classification", "reranking"]
 CATEGORY = {
@@ -307,12 +308,6 @@ def builtin_tasks(root: Path | None = None) -> dict[str, TaskSpec]:
     return tasks
 
 
-def _problem(error: Any) -> str:
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    loc = ".".join(str(x) for x in error["loc"])
-    return f"field '{loc}': {msg}" if loc else msg
-
-
 def load_task_dir(path: str | Path) -> TaskSpec:
     """A user task: a folder in the shared layout with a ``task.json`` or ``task.yaml`` manifest."""
     path = Path(path)
@@ -333,8 +328,7 @@ def load_task_dir(path: str | Path) -> TaskSpec:
     try:
         return TaskSpec(**{**raw, "root": path})
     except ValidationError as exc:
-        problems = "; ".join(_problem(e) for e in exc.errors())
-        raise EmbedlabError(f"{manifest}: {problems}") from None
+        raise ConfigError(format_validation_error(exc, str(manifest))) from None
 
 
 def find_task(name: str, available: dict[str, TaskSpec]) -> TaskSpec:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from embedlab.errors import ConfigError
+from embedlab.validation import format_validation_error
 
 Attention = Literal["causal", "bidirectional"]
 
@@ -38,8 +39,8 @@ class Design(BaseModel):
             raise ConfigError(f"design {text!r} is not 'pooling/attention' with attention causal or bidirectional")
         try:
             return cls(pooling=pooling, attention=attention)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise ConfigError(f"design {text!r}: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from None
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, f"design {text!r}")) from None
 
     def __str__(self) -> str:
         return f"{self.pooling}/{self.attention}"

@@ -23,7 +23,8 @@ from embedlab.errors import ConfigError, EmbedlabError
 from embedlab.experiments.design import PAPER_MODELS, Design
 from embedlab.io import atomic_path, write_json
 from embedlab.progress import ShowProgress, progress_bar
-from embedlab.train.config import TrainConfig, format_validation_error, read_yaml
+from embedlab.train.config import TrainConfig, read_yaml
+from embedlab.validation import format_validation_error
 
 log = logging.getLogger(__name__)
 POOLINGS = ("last_token", "mean", "latent_attention", "last_layer", "multi_layer")
@@ -205,7 +206,7 @@ class GridConfig(BaseModel):
                 **fields,
             )
         except ValidationError as exc:
-            raise EmbedlabError(format_validation_error(exc, "grid config, train")) from None
+            raise ConfigError(format_validation_error(exc, "grid config, train")) from None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -218,14 +219,14 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def grid_config(raw: dict[str, Any]) -> GridConfig:
     preset = raw.get("preset")
     if preset is not None and preset not in PRESETS:
-        raise EmbedlabError(f"unknown grid preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown grid preset {preset!r}; choose one of {', '.join(PRESETS)}")
     merged = _merge(PRESETS[preset], raw) if preset else raw
     if preset and ("poolings" in raw or "attentions" in raw) and "only" not in raw:
         merged.pop("only", None)  # the user asked for a product of poolings x attentions
     try:
         return GridConfig(**merged)
     except ValidationError as exc:
-        raise EmbedlabError(format_validation_error(exc, "grid config")) from None
+        raise ConfigError(format_validation_error(exc, "grid config")) from None
 
 
 def load_grid_config(path: str | Path | None = None, **overrides: Any) -> GridConfig:

@@ -8,6 +8,7 @@ otherwise).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -43,7 +44,10 @@ def resolve_source(name: str | os.PathLike) -> tuple[str, str]:
         if alias.is_gguf:
             return str(gguf.converted_dir(path)), f"alias {name} ({alias.package}, GGUF)"
         return str(path), f"alias {name} ({alias.package})"
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # '~nosuchuser/...': no such home directory
+        path = Path(name)
     if path.is_file() and path.suffix == ".gguf":
         return str(gguf.converted_dir(path)), f"GGUF file {path}"
     if path.is_dir():
@@ -53,8 +57,16 @@ def resolve_source(name: str | os.PathLike) -> tuple[str, str]:
             )
         return str(path.resolve()), f"directory {path}"
     if path.exists() or name.startswith((".", "/", "~")) or not _HUB_ID.match(name):
-        raise ModelNotFoundError(f"unknown model '{name}': not an alias ({alias_names()}), a directory, or a hub id")
+        raise ModelNotFoundError(
+            f"unknown model '{name}': not an alias ({alias_names()}), a directory, or a hub id{_did_you_mean(name)}"
+        )
     return name, f"hub id {name}"
+
+
+def _did_you_mean(name: str) -> str:
+    """``; did you mean 'minilm-l6'?`` when ``name`` is a near miss of an alias, else nothing."""
+    close = difflib.get_close_matches(name.lower(), list(ALIASES), n=1, cutoff=0.75)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def from_hub_or_cache(loader: Any, name: str, **kwargs: Any) -> Any:
@@ -67,7 +79,7 @@ def from_hub_or_cache(loader: Any, name: str, **kwargs: Any) -> Any:
     if not hub_reachable():
         raise ModelNotFoundError(
             f"unknown model '{name}': not an alias ({alias_names()}) or directory, and the Hugging Face hub "
-            "is not reachable (no network, or HF_HUB_OFFLINE=1) and it is not in the local cache"
+            f"is not reachable (no network, or HF_HUB_OFFLINE=1) and it is not in the local cache{_did_you_mean(name)}"
         )
     try:
         return loader.from_pretrained(name, **kwargs)

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from embedlab.errors import EmbedlabError
+from embedlab.errors import ConfigError, EmbedlabError
 from embedlab.train.data import DEFAULT_TEMPLATE, DataSpec, check_template
-from embedlab.validation import int_range, positive_int
+from embedlab.validation import format_validation_error, int_range, positive_int
 
 DataField = str | DataSpec | list[str | DataSpec]
 
@@ -198,14 +198,6 @@ def _checked(check: Callable[..., Any], name: str, value: Any, *args: Any) -> An
         raise ValueError(str(exc)) from None
 
 
-def format_validation_error(exc: ValidationError, where: str) -> str:
-    problems = "; ".join(
-        f"field '{'.'.join(str(x) for x in e['loc']) or 'config'}': {str(e['msg']).removeprefix('Value error, ')}"
-        for e in exc.errors()
-    )
-    return f"{where}: {problems}"
-
-
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -215,9 +207,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise EmbedlabError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
-        raise EmbedlabError(f"{path}: the config must be a mapping")
+        raise ConfigError(f"{path}: the config must be a mapping")
     return raw
 
 
@@ -227,4 +219,4 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
     try:
         return TrainConfig(**raw)
     except ValidationError as exc:
-        raise EmbedlabError(format_validation_error(exc, str(path))) from None
+        raise ConfigError(format_validation_error(exc, str(path))) from None

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from embedlab.errors import InputError
+from embedlab.errors import ConfigError, InputError
 
 MAX_EXACT = 100_000
 N_RANDOM = 100_000
@@ -142,10 +142,11 @@ def select_tests(spec: str | Path | None) -> list[BiasTest]:
     for name in str(spec).split(","):
         key = name.strip().lower()
         if key not in builtin:
-            raise InputError(
+            raise ConfigError(
                 f"unknown bias test {name.strip()!r}; built in: {', '.join(builtin)} (or give a YAML/JSON file)"
             )
-        chosen.append(builtin[key])
+        if all(t.name != builtin[key].name for t in chosen):  # "weat3,weat3" runs weat3 once
+            chosen.append(builtin[key])
     return chosen
 
 
