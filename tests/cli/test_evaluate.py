@@ -40,7 +40,7 @@ def test_tasks_and_eval_with_a_user_task(tiny_bert, tmp_path, monkeypatch, capsy
     assert (tmp_path / "res" / "mysts.json").is_file() and "mysts" in out
     (bad / "task.json").write_text(json.dumps({"name": "broken", "type": "sts", "file": {}}))
     code, _, err = run(monkeypatch, capsys, "tasks", "--task-dir", bad)
-    assert code == 1 and "field 'file'" in err
+    assert code == 2 and "field 'file'" in err  # an invalid manifest is a usage error
 
 
 def test_eval_then_compare_writes_markdown_and_png(tiny_bert, tmp_path, monkeypatch, capsys):

@@ -87,7 +87,7 @@ def test_malformed_names_are_config_errors(text):
 
 
 def test_an_unknown_pooling_lists_the_choices():
-    with pytest.raises(ConfigError, match=r"unknown pooling 'max'; choose from cls, mean, .*multi_layer$"):
+    with pytest.raises(ConfigError, match=r"unknown pooling 'max'; choose from cls, mean, .*multi_layer, splade$"):
         Design.parse("max/causal")
 
 

@@ -24,6 +24,7 @@ def _example(kind: str):
         return [
             build_head(n, D, num_layers=2, **({"num_latents": 3, "num_heads": 2} if POOLING_HEADS[n].trainable else {}))
             for n in POOLING_HEADS
+            if POOLING_HEADS[n].kind == "pooling"  # a sparse head is its own kind (below)
         ]
     if kind == "projection":
         p = Projection(D, 16)
@@ -43,6 +44,8 @@ def _example(kind: str):
     "kind", sorted(k for k in REGISTRY if not getattr(REGISTRY[k], "is_source", False))
 )  # sources load by from_source
 def test_every_registered_module_round_trips(kind, tmp_path):
+    if kind == "splade":
+        pytest.skip("bound to a backbone's MLM head: its save/load round trip is in tests/models/test_sparse.py")
     modules = _example(kind)
     assert modules, f"no example for registered module kind {kind!r}: add one here"
     torch.manual_seed(0)

@@ -129,7 +129,9 @@ def test_multi_layer_matches_reference(summary, side):
     torch.testing.assert_close(got, x.mean(1))
 
 
-@pytest.mark.parametrize("name", list(POOLING_HEADS))
+@pytest.mark.parametrize(
+    "name", [n for n, cls in POOLING_HEADS.items() if cls.kind == "pooling"]
+)  # splade: test_sparse
 def test_save_load_round_trip(tmp_path, name):
     f = make_batch("right")
     f["hidden_states"] = tuple(torch.randn(B, T, D) for _ in range(2))

@@ -34,6 +34,10 @@ def test_one_stage_takes_the_defaults():
         "mask_false_negatives": True,
         "matryoshka_dims": None,
         "matryoshka_weights": None,
+        "similarity": "cosine",
+        "flops_query_weight": 0.0,
+        "flops_document_weight": 0.0,
+        "flops_warmup_ratio": 1 / 3,
     }
 
 

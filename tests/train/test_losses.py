@@ -210,3 +210,29 @@ def test_symmetric_term_follows_the_in_batch_switch():
     assert float(contrastive_loss(q, p, temperature=0.1, in_batch=False, symmetric=True)) == pytest.approx(
         0.0, abs=1e-6
     )
+
+
+def test_flops_is_the_sum_of_squared_mean_absolute_weights_by_hand():
+    from embedlab.train.losses import flops, flops_penalty, flops_weight
+
+    x = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])  # column means of |x|: 2, 0, 1
+    assert float(flops(x)) == pytest.approx(2.0**2 + 0.0 + 1.0**2)
+    neg = torch.tensor([[0.0, 4.0, 0.0]])  # FLOPS 16
+    q = torch.tensor([[1.0, 1.0, 0.0], [1.0, -1.0, 0.0]])  # means of |q|: 1, 1, 0 -> 2
+    # λ_q·FLOPS(q) + λ_d·(FLOPS(p) + FLOPS(n))/2, naver/splade's document term
+    assert float(flops_penalty(q, x, neg, 0.5, 0.1)) == pytest.approx(0.5 * 2 + 0.1 * (5 + 16) / 2)
+    assert float(flops_penalty(q, x, None, 0.5, 0.1)) == pytest.approx(0.5 * 2 + 0.1 * 5)
+    # quadratic warm-up: λ (t/T)² up to T, then λ
+    assert flops_weight(0.4, 5, 10) == pytest.approx(0.1) and flops_weight(0.4, 0, 10) == 0.0
+    assert flops_weight(0.4, 10, 10) == 0.4 and flops_weight(0.4, 99, 10) == 0.4 and flops_weight(0.4, 3, 0) == 0.4
+
+
+def test_dot_similarity_scores_raw_dot_products():
+    q = torch.tensor([[1.0, 2.0], [0.0, 3.0]])
+    p = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    loss, _ = contrastive_loss_flat(q, p, temperature=1.0, similarity="dot", false_negative_mask=None)
+    logits = q @ p.T  # [[2, 3], [0, 3]] by hand
+    expected = (-(2 - math.log(math.exp(2) + math.exp(3))) - (3 - math.log(1 + math.exp(3)))) / 2
+    assert float(loss) == pytest.approx(expected) and logits[0, 1] == 3
+    with pytest.raises(EmbedlabError, match="cosine or dot"):
+        contrastive_loss_flat(q, p, similarity="l2")

@@ -469,3 +469,32 @@ def test_precision_auto_is_bf16_only_where_native(tiny_bert, triplets, tmp_path,
     monkeypatch.setattr(embedder_module, "native_bf16", lambda device="cpu": native)
     cfg = TrainConfig(model=str(tiny_bert), data=str(triplets), output=str(tmp_path / "o"), precision="auto")
     assert Trainer(cfg, show_progress=False).precision == expected
+
+
+def test_splade_trains_with_dot_scores_and_flops_and_saves_a_sparse_encoder(tiny_bert, triplets, tmp_path):
+    from sentence_transformers import SparseEncoder
+
+    cfg = TrainConfig(
+        model=str(tiny_bert),
+        pooling="splade",
+        data=str(triplets),
+        output=str(tmp_path / "out"),
+        steps=12,
+        batch_size=6,
+        lr=1e-3,
+        warmup_steps=1,
+        hard_negatives=1,
+        flops_query_weight=1e-2,
+        flops_document_weight=1e-2,
+        log_every=1,
+    )
+    stage = cfg.resolved_stages(sparse=True)[0]
+    assert (stage.similarity, stage.temperature) == ("dot", 1.0)  # a sparse head's defaults
+    assert cfg.resolved_stages()[0].similarity == "cosine"
+    emb = run(cfg)
+    losses = [r["loss"] for r in _log(tmp_path / "out") if "loss" in r]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    texts = ["the cat sat", "the river ran fast"]
+    ours = emb.encode(texts)
+    theirs = SparseEncoder(str(tmp_path / "out" / "model"), device="cpu").encode(texts, convert_to_tensor=True)
+    assert float((theirs.to_dense() - torch.from_numpy(ours)).abs().max()) <= 1e-5

@@ -1,5 +1,5 @@
 """Embedding models: the :class:`Embedder` chain (source -> pooling head -> [projection] -> [truncate] ->
-[normalize]), its sources (a transformer :class:`Backbone` with an attention mode, a static table
+[normalize]; a sparse head such as SPLADE ends the chain), its sources (a transformer :class:`Backbone` with an attention mode, a static table
 :class:`StaticSource`), the pooling heads, the chain modules and their registry, and the derived copies
 (int8, ONNX Runtime). Model names are resolved by :mod:`embedlab.sources`.
 
@@ -21,6 +21,7 @@ from embedlab.models.modules import (
     register,
 )
 from embedlab.models.pooling import POOLING_HEADS, PoolingHead, build_head
+from embedlab.models.sparse import SpladeHead
 from embedlab.models.static import StaticSource
 from embedlab.sources.aliases import ALIASES, DEFAULT_MODEL
 
@@ -38,6 +39,7 @@ __all__ = [
     "Normalize",
     "PoolingHead",
     "Projection",
+    "SpladeHead",
     "StaticSource",
     "Truncate",
     "build_head",

@@ -120,6 +120,11 @@ class Embedder(nn.Module):
                 f"an embedder chain has exactly one pooling head, right after the source; got modules "
                 f"{[m.kind for m in self.chain]}"
             )
+        if self.output_kind != "dense" and len(self.chain) > 2:
+            raise ConfigError(
+                f"pooling '{self.chain[1].name}' gives {self.output_kind} vectors and ends the chain; got modules "
+                f"{[m.kind for m in self.chain]} (no projection, truncation or normalisation after it)"
+            )
         source = self.chain[0]
         width = source.hidden_size
         for module in self.chain[1:]:
@@ -248,6 +253,12 @@ class Embedder(nn.Module):
             rest = [m for m in rest if not isinstance(m, Truncate)]
             at = next((i for i, m in enumerate(rest) if isinstance(m, Normalize)), len(rest))
             rest.insert(at, Truncate(truncate_dim))
+        if getattr(head, "output_kind", "dense") != "dense":  # a sparse head ends the chain (SPLADE: dot products)
+            if normalize or truncate_dim is not None:
+                raise ConfigError(
+                    f"pooling '{head.name}' gives sparse vectors: normalize and truncate_dim do not apply"
+                )
+            rest = [m for m in rest if not m.postprocess]
         embedder = cls(
             [source, head, *rest],
             prompts={**saved_prompts.get("prompts", {}), **(prompts or {})},
@@ -298,6 +309,11 @@ class Embedder(nn.Module):
     @property
     def output_dim(self) -> int:
         return self._output_dim
+
+    @property
+    def output_kind(self) -> str:
+        """What the head gives: ``dense`` vectors, or ``sparse`` weights over the vocabulary (a SPLADE head)."""
+        return getattr(self.chain[1], "output_kind", "dense")
 
     @property
     def max_length(self) -> int:
@@ -404,7 +420,22 @@ class Embedder(nn.Module):
             from embedlab import vectors
 
             key = vectors.FEATURE_KEYS[output]
-            if key != "sentence_embedding":  # sparse / multi-vector heads come with their own issues
+            if output == "sparse" and self.output_kind == "sparse":
+                return self._encode_sparse(
+                    texts,
+                    prompt_name=prompt_name,
+                    prompt=prompt,
+                    dtype=dtype,
+                    token_budget=token_budget,
+                    max_batch_size=max_batch_size,
+                    show_progress=show_progress,
+                )
+            if self.output_kind != "dense" and key == "sentence_embedding":
+                raise ConfigError(
+                    f"output={output!r} needs dense vectors; this model's head "
+                    f"({self.head.name}) gives {self.output_kind} ones: use output={self.output_kind!r}"
+                )
+            if key != "sentence_embedding":  # multi-vector heads: their own issue
                 raise ConfigError(
                     f"output={output!r} needs a head that writes {key!r}; this model's chain "
                     f"({', '.join(m.kind for m in self.chain)}) has none"
@@ -434,33 +465,8 @@ class Embedder(nn.Module):
         if n and encode_rows is not None:
             result = torch.from_numpy(encode_rows(self, texts, pre, stats, show_progress))
         elif n:
-            tokenized = self.tokenize(list(texts), pre)
-            stats.truncated = tokenized.truncated
-            lengths = tokenized.lengths
-            stats.tokens = sum(lengths)
-            device = self.device
-            on_cpu = device.type == "cpu"
-            token_budget = token_budget or (2048 if on_cpu else 32768)
-            max_batch_size = max_batch_size or (64 if on_cpu else 512)
-            was_training = self.training
-            self.eval()
-            try:
-                with (
-                    torch.inference_mode(),
-                    autocast(device, DTYPES[dtype]),
-                    low_precision_cpu_attention(self.source, device, dtype != "fp32"),
-                    progress_bar(show_progress, total=n, desc="encode", unit="text", auto=n >= 512) as bar,
-                ):
-                    for batch in token_budget_batches(lengths, token_budget, max_batch_size):
-                        features = self.batch_features(
-                            [tokenized.ids[i] for i in batch], [tokenized.prompt_lengths[i] for i in batch], device
-                        )
-                        out = self.forward(features)["sentence_embedding"]
-                        result[torch.as_tensor(batch)] = out.float().cpu()
-                        stats.batches += 1
-                        bar.update(len(batch))
-            finally:
-                self.train(was_training)
+            for batch, features in self._batches(texts, pre, dtype, token_budget, max_batch_size, show_progress, stats):
+                result[torch.as_tensor(batch)] = features["sentence_embedding"].float().cpu()
             if not torch.isfinite(result).all():
                 bad = int((~torch.isfinite(result).all(dim=1)).nonzero()[0])
                 raise EmbedlabError(f"the model produced NaN/inf for text {bad}: check the model weights and dtype")
@@ -471,6 +477,88 @@ class Embedder(nn.Module):
         if single:
             result = result[0]
         return result.numpy() if output == "numpy" else result
+
+    def _batches(
+        self,
+        texts: Sequence[str],
+        pre: str,
+        dtype: str,
+        token_budget: int | None,
+        max_batch_size: int | None,
+        show_progress: ShowProgress,
+        stats: EncodeStats,
+    ) -> Iterator[tuple[list[int], dict[str, Any]]]:
+        """(row indices, output features) of each token-budget batch, in inference mode at ``dtype``."""
+        n = len(texts)
+        tokenized = self.tokenize(list(texts), pre)
+        stats.truncated = tokenized.truncated
+        lengths = tokenized.lengths
+        stats.tokens = sum(lengths)
+        device = self.device
+        on_cpu = device.type == "cpu"
+        token_budget = token_budget or (2048 if on_cpu else 32768)
+        max_batch_size = max_batch_size or (64 if on_cpu else 512)
+        was_training = self.training
+        self.eval()
+        try:
+            with (
+                torch.inference_mode(),
+                autocast(device, DTYPES[dtype]),
+                low_precision_cpu_attention(self.source, device, dtype != "fp32"),
+                progress_bar(show_progress, total=n, desc="encode", unit="text", auto=n >= 512) as bar,
+            ):
+                for batch in token_budget_batches(lengths, token_budget, max_batch_size):
+                    features = self.batch_features(
+                        [tokenized.ids[i] for i in batch], [tokenized.prompt_lengths[i] for i in batch], device
+                    )
+                    yield batch, self.forward(features)
+                    stats.batches += 1
+                    bar.update(len(batch))
+        finally:
+            self.train(was_training)
+
+    def _encode_sparse(
+        self,
+        texts: str | Sequence[str],
+        *,
+        prompt_name: str | None,
+        prompt: str | None,
+        dtype: str,
+        token_budget: int | None,
+        max_batch_size: int | None,
+        show_progress: ShowProgress,
+    ) -> Any:
+        """``encode(output="sparse")``: each batch's ``sparse_embedding`` as :class:`~embedlab.vectors.SparseEmbeddings`,
+        joined in input order (the (n, V) dense matrix is never built)."""
+        from embedlab import vectors
+
+        start = time.perf_counter()
+        texts, _ = check_texts(texts)
+        dtype = resolve_dtype(dtype, self.device)
+        if dtype == INT8:
+            raise ConfigError("output='sparse' runs fp32, bf16 or fp16; int8 is for dense backbones")
+        pre = self.resolve_prompt(prompt_name, prompt)
+        stats = EncodeStats(texts=len(texts), max_length=self.max_length)
+        parts, order = [], []
+        for batch, features in self._batches(texts, pre, dtype, token_budget, max_batch_size, show_progress, stats):
+            slots = features["sparse_embedding"]
+            if not torch.isfinite(slots["values"]).all():
+                raise EmbedlabError("the model produced NaN/inf sparse weights: check the model weights and dtype")
+            parts.append(
+                vectors.from_features(
+                    {"sparse_embedding": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in slots.items()}},
+                    "sparse",
+                )
+            )
+            order.extend(batch)
+        stats.seconds = time.perf_counter() - start
+        self.last_stats = stats
+        if not parts:
+            return vectors.SparseEmbeddings.from_rows([], self.output_dim)
+        joined = vectors.concat(parts)
+        inverse = np.empty(len(order), dtype=np.int64)
+        inverse[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
+        return joined.take(inverse)
 
     def _derived_copy(self, kind: str, build: Callable[[], "Embedder"]) -> "Embedder":
         """The copy ``build`` makes (int8, ONNX Runtime), built on first use and kept while the weights are
@@ -584,6 +672,10 @@ class Embedder(nn.Module):
         with atomic_path(path) as tmp:
             tmp.mkdir(parents=True)
             self.source.save(tmp)
+            for module in self.chain[1:]:
+                save_root = getattr(module, "save_root", None)  # a head whose weights live in the root checkpoint
+                if save_root is not None:
+                    save_root(tmp, self.source)
             modules = [{"idx": 0, "name": "0", "path": "", "type": self.source.st_type()}]
             for idx, module in enumerate(self.chain[1:], start=1):
                 folder = f"{idx}_{module.folder_name}"
@@ -592,10 +684,10 @@ class Embedder(nn.Module):
             (tmp / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
             st_config = {
                 "__version__": _versions(),
-                "model_type": "SentenceTransformer",
+                "model_type": getattr(self.head, "st_model_type", "SentenceTransformer"),
                 "prompts": self.prompts,
                 "default_prompt_name": self.default_prompt_name,
-                "similarity_fn_name": "cosine",
+                "similarity_fn_name": getattr(self.head, "similarity", "cosine"),
             }
             (tmp / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2) + "\n")
             summary = self.config_dict() if provenance is None else {**self.config_dict(), "provenance": provenance}

@@ -11,6 +11,7 @@ ST_POOLING = "sentence_transformers.sentence_transformer.modules.pooling.Pooling
 ST_DENSE = "sentence_transformers.base.modules.dense.Dense"
 ST_NORMALIZE = "sentence_transformers.base.modules.normalize.Normalize"
 ST_IDENTITY = "torch.nn.modules.linear.Identity"
+ST_SPLADE_POOLING = "sentence_transformers.sparse_encoder.modules.splade_pooling.SpladePooling"
 # a static model's modules.json: the names model2vec writes (and sentence-transformers 2.x-6.x loads)
 ST_STATIC_EMBEDDING = "sentence_transformers.models.StaticEmbedding"
 ST_NORMALIZE_LEGACY = "sentence_transformers.models.Normalize"
@@ -29,6 +30,8 @@ ST_TYPES: dict[str, str] = {
     ST_NORMALIZE: "normalize",
     "sentence_transformers.models.Normalize": "normalize",
     "sentence_transformers.models.Normalize.Normalize": "normalize",
+    ST_SPLADE_POOLING: "splade",
+    "sentence_transformers.sparse_encoder.models.SpladePooling": "splade",
     ST_STATIC_EMBEDDING: "static",
     "sentence_transformers.models.StaticEmbedding.StaticEmbedding": "static",
     "sentence_transformers.sentence_transformer.modules.static_embedding.StaticEmbedding": "static",

@@ -45,6 +45,10 @@ class _StageFields(BaseModel):
     mask_false_negatives: bool | None = None  # ignore candidates equal to the query's positive
     matryoshka_dims: list[int] | None = None
     matryoshka_weights: list[float] | None = None
+    similarity: Literal["cosine", "dot"] | None = None  # dot: SPLADE's score (no normalisation)
+    flops_query_weight: float | None = Field(default=None, ge=0)  # λ_q of the FLOPS regulariser (sparse heads)
+    flops_document_weight: float | None = Field(default=None, ge=0)  # λ_d
+    flops_warmup_ratio: float | None = Field(default=None, ge=0, le=1)  # quadratic warm-up of λ over this share
 
     @field_validator("matryoshka_dims")
     @classmethod
@@ -80,6 +84,10 @@ class Stage:
     mask_false_negatives: bool
     matryoshka_dims: list[int] | None
     matryoshka_weights: list[float] | None
+    similarity: str
+    flops_query_weight: float
+    flops_document_weight: float
+    flops_warmup_ratio: float
 
 
 STAGE_DEFAULTS: dict[str, Any] = {
@@ -94,6 +102,19 @@ STAGE_DEFAULTS: dict[str, Any] = {
     "mask_false_negatives": True,
     "matryoshka_dims": None,
     "matryoshka_weights": None,
+    "similarity": "cosine",
+    "flops_query_weight": 0.0,
+    "flops_document_weight": 0.0,
+    "flops_warmup_ratio": 1 / 3,
+}
+# A sparse head's defaults (SPLADE): the dot product at scale 1 (sentence-transformers'
+# SparseMultipleNegativesRankingLoss) and the FLOPS weights of sentence-transformers' SpladeLoss example
+# (λ_q 5e-5, λ_d 3e-5), warmed up quadratically over the first third of the steps (its callback's default).
+SPARSE_STAGE_DEFAULTS: dict[str, Any] = {
+    "similarity": "dot",
+    "temperature": 1.0,
+    "flops_query_weight": 5e-5,
+    "flops_document_weight": 3e-5,
 }
 
 
@@ -166,13 +187,16 @@ class TrainConfig(_StageFields):
                 )
         return self
 
-    def resolved_stages(self) -> list[Stage]:
+    def resolved_stages(self, sparse: bool = False) -> list[Stage]:
+        """Every stage with its settings resolved: the stage's, else the config's, else the defaults
+        (a sparse head's, :data:`SPARSE_STAGE_DEFAULTS`, over :data:`STAGE_DEFAULTS` when ``sparse``)."""
+        defaults = {**STAGE_DEFAULTS, **(SPARSE_STAGE_DEFAULTS if sparse else {})}
         base = {k: getattr(self, k) for k in STAGE_DEFAULTS}
         entries = self.stages if self.stages is not None else [StageConfig(data=self.data)]  # type: ignore[arg-type]
         out = []
         for i, st in enumerate(entries):
             values = {k: (getattr(st, k) if getattr(st, k) is not None else base[k]) for k in STAGE_DEFAULTS}
-            values = {k: (STAGE_DEFAULTS[k] if v is None else v) for k, v in values.items()}
+            values = {k: (defaults[k] if v is None else v) for k, v in values.items()}
             out.append(Stage(name=st.name or f"stage{i + 1}", data=_data_list(st.data), **values))
         return out
 

@@ -53,8 +53,10 @@ def contrastive_loss_flat(
     in_batch: bool | torch.Tensor = True,
     symmetric: bool = False,
     false_negative_mask: torch.Tensor | None = None,
+    similarity: str = "cosine",
 ) -> tuple[torch.Tensor, float]:
     """InfoNCE of q (B, d) against positives p (B, d) and negatives (N, d) owned by ``owner`` (N,).
+    ``similarity="dot"`` scores raw dot products (SPLADE; use temperature 1), ``"cosine"`` normalises first.
     Returns the loss and the mean number of candidates each query competed against."""
     b, d = q.shape
     if p.shape != q.shape:
@@ -63,8 +65,11 @@ def contrastive_loss_flat(
         negatives, owner = q.new_zeros(0, d), torch.zeros(0, dtype=torch.long, device=q.device)
     if owner is None or len(owner) != len(negatives):
         raise EmbedlabError("every negative needs an owner (the index of its query)")
-    qn, pn = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
-    cands = torch.cat([pn, F.normalize(negatives, dim=-1)])
+    if similarity not in ("cosine", "dot"):
+        raise EmbedlabError(f"similarity must be cosine or dot; got {similarity!r}")
+    unit = (lambda x: F.normalize(x, dim=-1)) if similarity == "cosine" else (lambda x: x)  # noqa: E731
+    qn, pn = unit(q), unit(p)
+    cands = torch.cat([pn, unit(negatives)])
     logits = qn @ cands.T / temperature
     visible = candidate_mask(b, owner.to(q.device), in_batch)
     if false_negative_mask is not None:
@@ -84,6 +89,27 @@ def contrastive_loss_flat(
         back = (pn @ qn.T / temperature).masked_fill(~visible[:, :b].T, float("-inf"))
         loss = (loss + F.cross_entropy(back, labels)) / 2
     return loss, float(visible.sum(dim=1).float().mean())
+
+
+def flops(x: torch.Tensor) -> torch.Tensor:
+    """The FLOPS regulariser of a batch of sparse vectors (Paria et al. 2020; SPLADE): Σ_j (mean_i |x_ij|)²."""
+    return x.abs().mean(dim=0).pow(2).sum()
+
+
+def flops_weight(weight: float, step: int, warmup_steps: int) -> float:
+    """SPLADE's quadratic warm-up of a FLOPS weight: ``weight · (step / T)²`` until step T, then ``weight``."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return weight
+    return weight * (step / warmup_steps) ** 2
+
+
+def flops_penalty(
+    q: torch.Tensor, p: torch.Tensor, negatives: torch.Tensor | None, query_weight: float, document_weight: float
+) -> torch.Tensor:
+    """``λ_q·FLOPS(queries) + λ_d·FLOPS(documents)``, the document term the mean of the positives' and the
+    negatives' FLOPS as naver/splade's trainer takes it (two batch means; the positives' alone without negatives)."""
+    docs = flops(p) if negatives is None or not len(negatives) else (flops(p) + flops(negatives)) / 2
+    return query_weight * flops(q) + document_weight * docs
 
 
 def _flatten(n: torch.Tensor | None, q: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:

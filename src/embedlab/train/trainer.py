@@ -35,7 +35,13 @@ from embedlab.train.checkpoint import list_checkpoints, load_checkpoint, rng_sta
 from embedlab.train.config import Stage, TrainConfig
 from embedlab.train.data import DataStats, Example, Prompted, format_document, format_query, load_datasets
 from embedlab.train.gradcache import cached_backward, embed_planned, length_sorted_chunks
-from embedlab.train.losses import contrastive_loss_flat, false_negative_mask, matryoshka_flat
+from embedlab.train.losses import (
+    contrastive_loss_flat,
+    false_negative_mask,
+    flops_penalty,
+    flops_weight,
+    matryoshka_flat,
+)
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +317,9 @@ class Trainer:
                 owner.append(i)
         return queries, positives, negatives, owner, [e.in_batch for e in batch]
 
-    def _contrastive_step(self, batch: list[Example], stage: Stage, scale: float) -> tuple[float, float]:
-        """Forward + backward of one contrastive batch (this process's share); returns (loss, candidates/query)."""
+    def _contrastive_step(self, batch: list[Example], stage: Stage, scale: float, step: int = 0) -> tuple[float, float]:
+        """Forward + backward of one contrastive batch (this process's share); returns (loss, candidates/query).
+        ``step`` (within the stage) sets the FLOPS weights' quadratic warm-up."""
         local = batch[self.rank * len(batch) // self.world_size : (self.rank + 1) * len(batch) // self.world_size]
         queries, positives, negatives, owner, in_batch = self._batch_texts(local, stage.hard_negatives)
         # every rank needs the global texts for the false-negative mask and the owners / flags
@@ -341,6 +348,7 @@ class Trainer:
                 in_batch=flags_t,
                 symmetric=stage.symmetric,
                 false_negative_mask=None if fn_mask is None else fn_mask.to(self.device),
+                similarity=stage.similarity,
             )
             if stage.matryoshka_dims:
                 loss, cands[0] = matryoshka_flat(
@@ -348,6 +356,15 @@ class Trainer:
                 )
             else:
                 loss, cands[0] = contrastive_loss_flat(q, p, n, owner_t, **kwargs)
+            if stage.flops_query_weight or stage.flops_document_weight:
+                warmup = int(stage.steps * stage.flops_warmup_ratio)
+                loss = loss + flops_penalty(
+                    q,
+                    p,
+                    n,
+                    flops_weight(stage.flops_query_weight, step, warmup),
+                    flops_weight(stage.flops_document_weight, step, warmup),
+                )
             return loss
 
         groups = [queries, positives, negatives]
@@ -473,7 +490,7 @@ class Trainer:
         it is: the result has ``already_finished``); ``overwrite``: discard the run in the output first.
         Without either, an output holding a model or checkpoints is refused."""
         cfg = self.config
-        stages = cfg.resolved_stages()
+        stages = cfg.resolved_stages(sparse=self.embedder.output_kind == "sparse")
         if resume and overwrite:
             raise EmbedlabError(
                 "--resume continues the run in the output and --overwrite discards it: pass one of them"
@@ -551,7 +568,7 @@ class Trainer:
                     loss_sum, cands = 0.0, 0.0
                     for _ in range(cfg.grad_accumulation):
                         batch = [examples[i] for i in sampler.next()]
-                        loss, cands = self._contrastive_step(batch, stage, 1.0 / cfg.grad_accumulation)
+                        loss, cands = self._contrastive_step(batch, stage, 1.0 / cfg.grad_accumulation, step)
                         loss_sum += loss / cfg.grad_accumulation
                     dist_utils.sum_gradients(self.params)
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, 1.0))
