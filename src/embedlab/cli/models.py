@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import enum
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +26,12 @@ from embedlab.cli._common import (
     show_mapping,
     show_table,
 )
+
+
+class OutputKind(str, enum.Enum):
+    auto = "auto"
+    dense = "dense"
+    sparse = "sparse"
 
 
 def models() -> None:
@@ -57,7 +63,7 @@ def encode(
     input: Annotated[
         str, typer.Option("--input", "-i", help="a text file (one text per line), JSONL with 'text', or - for stdin")
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="OUT.npy or OUT.jsonl")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="OUT.npy, OUT.npz or OUT.jsonl")],
     model: ModelOpt = DEFAULT_MODEL,
     pooling: PoolingOpt = None,
     attention: AttentionOpt = None,
@@ -67,35 +73,41 @@ def encode(
     dim: Annotated[int | None, typer.Option(min=1, help="Matryoshka truncation to the first DIM dimensions")] = None,
     max_length: Annotated[int | None, typer.Option(min=1, help="truncate texts to this many tokens")] = None,
     runtime: RuntimeOpt = Runtime.torch,
+    kind: Annotated[
+        OutputKind,
+        typer.Option(
+            help="auto: what the model gives; sparse: token weights (a SPLADE model; JSONL rows hold the token strings)"
+        ),
+    ] = OutputKind.auto,
 ) -> None:
-    """Embed texts into a .npy matrix or JSONL file."""
-    import numpy as np
-
+    """Embed texts into a .npy matrix, an .npz of any kind, or a JSONL file."""
+    from embedlab import vectors
     from embedlab.errors import UsageError
-    from embedlab.io import atomic_path
 
     suffix = output.suffix.lower()
-    if suffix not in (".npy", ".jsonl"):
-        raise UsageError(f"--output must end in .npy or .jsonl, got {output}")
+    if suffix not in vectors.SAVE_SUFFIXES:
+        raise UsageError(f"--output must end in {', '.join(vectors.SAVE_SUFFIXES)}, got {output}")
     output_file(output, "--output")
     texts = read_texts(input, stdin_text=sys.stdin.read() if input == "-" else None)
     emb = load_embedder(model, pooling, attention, dim=dim, max_length=max_length)
-    vectors = emb.encode(
-        texts, prompt_name=prompt, prompt=instruction, dtype=dtype.value, show_progress=True, runtime=runtime.value
+    want = emb.output_kind if kind is OutputKind.auto else kind.value
+    if want == "sparse" and suffix == ".npy":
+        raise UsageError(f"sparse vectors are written as .jsonl or .npz, not .npy ({output})")
+    result = emb.encode(
+        texts,
+        prompt_name=prompt,
+        prompt=instruction,
+        dtype=dtype.value,
+        show_progress=True,
+        runtime=runtime.value,
+        output="numpy" if want == "dense" else want,
     )
-    with atomic_path(output) as tmp:
-        if suffix == ".npy":
-            with open(tmp, "wb") as f:
-                np.save(f, vectors)
-        else:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.writelines(
-                    json.dumps({"index": i, "embedding": [round(float(x), 7) for x in vec]}) + "\n"
-                    for i, vec in enumerate(vectors)
-                )
+    vocabulary = emb.tokenizer.convert_ids_to_tokens(list(range(emb.output_dim))) if want == "sparse" else None
+    vectors.save_embeddings(output, result, vocabulary)
     stats = emb.last_stats
+    width = f"{emb.output_dim}-d" if want == "dense" else f"sparse over {emb.output_dim:,} tokens"
     err.print(
-        f"encoded {stats.texts} texts -> {output} ({vectors.shape[1]}-d, {stats.tokens} tokens, "
+        f"encoded {stats.texts} texts -> {output} ({width}, {stats.tokens} tokens, "
         f"{stats.texts / max(stats.seconds, 1e-9):.1f} texts/s); {stats.truncated} truncated to {stats.max_length} tokens",
         highlight=False,
     )

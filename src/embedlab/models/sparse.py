@@ -12,7 +12,8 @@ Where the vocabulary logits come from:
   backbone's config, so its arithmetic is transformers' own. When the checkpoint holds the head's weights
   (``cls.*`` in its safetensors: a ``BertForMaskedLM``, or a model saved by this head) they are loaded;
   the packaged all-MiniLM-L6-v2 ships only ``BertModel`` weights, so there the transform and the bias
-  start from transformers' initialisation (normal(0, 0.02), LayerNorm 1/0, bias 0) and the decoder is the
+  start from transformers' initialisation (normal(0, 0.02) drawn with seed 0, so every load gives the same head; LayerNorm 1/0,
+  bias 0) and the decoder is the
   tied word-embedding matrix: the head must be trained before its vectors mean anything (a warning says so).
 * **A decoder (SmolLM2, Llama, ...)**: the tied LM head, ``logits = h · Eᵀ`` over the final-normed states,
   with the tokenizer's special and added tokens masked out. These logits predict the *next* token, not
@@ -130,7 +131,9 @@ class SpladeHead(PoolingHead):
         from transformers import AutoModelForMaskedLM
 
         try:
-            full = AutoModelForMaskedLM.from_config(model.config)
+            with torch.random.fork_rng(devices=[]):  # a fresh head is the same on every load (seed 0)
+                torch.manual_seed(0)
+                full = AutoModelForMaskedLM.from_config(model.config)
         except ValueError as exc:
             raise PoolingError(
                 f"pooling 'splade': {model.config.model_type} has no masked-LM head in transformers ({exc})"

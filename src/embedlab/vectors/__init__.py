@@ -18,6 +18,7 @@ from embedlab.vectors.quantization import (
 from embedlab.vectors.representations import (
     FEATURE_KEYS,
     KINDS,
+    SAVE_SUFFIXES,
     TYPES,
     BinaryEmbeddings,
     DenseEmbeddings,
@@ -31,12 +32,14 @@ from embedlab.vectors.representations import (
     from_json,
     from_json_text,
     load_npz,
+    save_embeddings,
 )
 
 __all__ = [
     "FEATURE_KEYS",
     "KINDS",
     "PRECISIONS",
+    "SAVE_SUFFIXES",
     "TYPES",
     "BinaryEmbeddings",
     "DenseEmbeddings",
@@ -56,6 +59,7 @@ __all__ = [
     "from_json",
     "from_json_text",
     "load_npz",
+    "save_embeddings",
     "normalize",
     "prepare",
     "quantize",

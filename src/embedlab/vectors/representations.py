@@ -330,8 +330,18 @@ class SparseEmbeddings(Embeddings):
     def from_arrays(cls, arrays: dict[str, Any]) -> SparseEmbeddings:
         return cls(arrays["indptr"], arrays["indices"], arrays["values"], int(arrays["vocab_size"]))
 
-    def to_json(self) -> list[dict[str, Any]]:
-        return [{"indices": i.tolist(), "values": v.tolist()} for i, v in (self.row(k) for k in range(len(self)))]
+    def to_json(self, vocabulary: Any = None) -> list[dict[str, Any]]:
+        """One ``{"indices", "values"}`` object per text; with ``vocabulary`` (a sequence of ``vocab_size``
+        token strings) also ``"tokens"``, the strings of the indices (extra keys are ignored on reading)."""
+        if vocabulary is not None and len(vocabulary) < self.vocab_size:
+            raise ConfigError(f"the vocabulary has {len(vocabulary)} tokens, fewer than vocab_size {self.vocab_size}")
+        rows = []
+        for i, v in (self.row(k) for k in range(len(self))):
+            row: dict[str, Any] = {"indices": i.tolist(), "values": v.tolist()}
+            if vocabulary is not None:
+                row["tokens"] = [vocabulary[j] for j in row["indices"]]
+            rows.append(row)
+        return rows
 
     @classmethod
     def from_json(cls, rows: Any, *, vocab_size: int | None = None, **kwargs: Any) -> SparseEmbeddings:
@@ -458,6 +468,39 @@ TYPES: dict[str, type[Embeddings]] = {
     "sparse": SparseEmbeddings,
     "multi_vector": MultiVectorEmbeddings,
 }
+
+
+SAVE_SUFFIXES = (".npy", ".npz", ".jsonl")
+
+
+def save_embeddings(path: str | Path, result: Any, vocabulary: Any = None) -> None:
+    """Write an encode result atomically by the file's suffix: ``.npy`` (a dense (n, d) matrix), ``.npz``
+    (any kind, :meth:`Embeddings.save_npz`) or ``.jsonl`` (one object per text with its ``index``: dense
+    ``embedding``; sparse ``indices``, ``values`` and, given the ``vocabulary``, ``tokens``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SAVE_SUFFIXES:
+        raise ConfigError(f"an embeddings file must end in {', '.join(SAVE_SUFFIXES)}; got {path}")
+    if not isinstance(result, Embeddings):
+        result = DenseEmbeddings(result)
+    if suffix == ".npz":
+        result.save_npz(path)
+        return
+    if suffix == ".npy" and result.kind != "dense":
+        raise ConfigError(f"{result.kind} embeddings are saved as .npz or .jsonl, not .npy ({path})")
+    with atomic_path(path) as tmp:
+        if suffix == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, result.to_arrays()["vectors"])
+            return
+        if result.kind == "dense":
+            rows = [{"embedding": [round(float(x), 7) for x in vec]} for vec in result.to_arrays()["vectors"]]
+        elif result.kind == "sparse":
+            rows = result.to_json(vocabulary)  # type: ignore[call-arg]
+        else:
+            rows = result.to_json()
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"index": i, **row}) + "\n" for i, row in enumerate(rows))
 
 
 def _check_json_rows(rows: Any, keys: tuple[str, ...]) -> None:
