@@ -642,3 +642,11 @@ def test_minilm_distilled_keeps_sts_quality_and_pca_and_zipf_help(tmp_path):
     s_bare = run_task(task, bare, tmp_path / "bare")["main_score"]
     assert s_full >= 0.60  # model2vec's own distillation: 66.1 here (docs/static.md)
     assert s_full > s_bare
+
+
+def test_a_sparse_teacher_is_refused_in_one_line(tiny_bert):
+    from embedlab.models.static import distill
+
+    splade = Embedder.from_pretrained(tiny_bert, pooling="splade")
+    with pytest.raises(ConfigError, match=r"teacher gives sparse vectors \(pooling 'splade'\).*needs a dense teacher$"):
+        distill(splade, dims=None)

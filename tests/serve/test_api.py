@@ -316,3 +316,25 @@ def test_search_without_an_index_says_how_to_load_one(server):
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
         message = r.json()["error"]["message"]
         assert "no index loaded" in message and "--index DIR" in message and "none" not in message
+
+
+def test_embed_sparse_answers_tei_json_equal_to_encode_and_dense_routes_refuse(tiny_bert, server):
+    from embedlab.models import Embedder
+
+    splade = Embedder.from_pretrained(tiny_bert, pooling="splade")
+    ref = splade.encode(TEXTS[:3])
+    with running(splade, model_name="tiny-splade") as srv:
+        r = httpx.post(srv.url + "/embed_sparse", json={"inputs": TEXTS[:3]}, timeout=30)
+        assert r.status_code == 200, r.text
+        for row, want in zip(r.json(), ref):
+            assert [v["index"] for v in row] == np.flatnonzero(want).tolist()
+            assert np.allclose([v["value"] for v in row], want[np.flatnonzero(want)], atol=1e-5)
+        one = httpx.post(srv.url + "/embed_sparse", json={"inputs": TEXTS[0]}, timeout=30).json()
+        assert len(one) == 1 and [v["index"] for v in one[0]] == np.flatnonzero(ref[0]).tolist()
+        for route, body in (("/embed", {"inputs": "x"}), ("/v1/embeddings", {"input": "x", "model": "tiny-splade"})):
+            r = httpx.post(srv.url + route, json=body, timeout=30)
+            assert r.status_code == 400 and "/embed_sparse" in r.json()["error"]["message"]
+        r = httpx.post(srv.url + "/embed_sparse", json={"inputs": []}, timeout=30)
+        assert r.status_code == 400
+    r = httpx.post(server.url + "/embed_sparse", json={"inputs": "x"}, timeout=30)  # a dense model
+    assert r.status_code == 400 and "needs a sparse model" in r.json()["error"]["message"]

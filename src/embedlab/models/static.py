@@ -724,6 +724,11 @@ def distill(
         teacher = Embedder.from_pretrained(teacher)
     if is_static(teacher):
         raise ConfigError("the teacher is already a static model: distil the model it came from")
+    if teacher.output_kind != "dense":
+        raise ConfigError(
+            f"the teacher gives {teacher.output_kind} vectors (pooling '{teacher.head.name}'): static distillation "
+            "averages dense token vectors, so it needs a dense teacher"
+        )
     weighting = weighting or ("sif" if corpus is not None else "zipf")
     choice("weighting", weighting, ("zipf", "sif", "none"))
     if weighting == "sif" and corpus is None:

@@ -2,7 +2,7 @@
 
 Handlers never catch errors: every exception goes to one handler that reads its class's
 ``http_status`` (:mod:`embedlab.serve.errors`). Routes: OpenAI's ``POST /v1/embeddings`` (plus
-``input_type`` and ``precision``), TEI's ``/embed``, ``/similarity``, ``/rerank`` and ``/tokenize``,
+``input_type`` and ``precision``), TEI's ``/embed``, ``/embed_sparse`` (a sparse model), ``/similarity``, ``/rerank`` and ``/tokenize``,
 ``POST /v1/search`` over loaded indexes, ``GET /v1/models``, ``/health``, ``/ready``, ``/metrics`` and
 the search page at ``/``.
 """
@@ -163,6 +163,14 @@ def _texts(inputs: str | Sequence[str]) -> list[str]:
     return texts
 
 
+def _dense_only(engine: Engine, route: str) -> None:
+    """Refuse a dense route on a sparse model (as TEI does for SPLADE pooling)."""
+    if engine.embedder.output_kind != "dense":
+        raise BadRequest(
+            f"{route} serves dense vectors; this model gives {engine.embedder.output_kind} ones: use /embed_sparse"
+        )
+
+
 def _role_prompt(engine: Engine, role: str) -> str | None:
     """The model's prompt named ``role`` (query/document) when it has one, else its default prompt."""
     return role if role in engine.embedder.prompts else None
@@ -184,6 +192,7 @@ def _add_embedding_routes(api: APIRouter, engine: Engine, model_name: str, timeo
         summary="OpenAI-compatible embeddings (+ input_type and precision)",
     )
     async def embeddings(body: s.EmbeddingRequest, request: Request) -> Response:
+        _dense_only(engine, "/v1/embeddings")
         inp = body.input
         dims = engine.check_dimensions(body.dimensions)
         if isinstance(inp, str):
@@ -218,12 +227,34 @@ def _add_embedding_routes(api: APIRouter, engine: Engine, model_name: str, timeo
 
     @api.post("/embed", response_model=list[list[float]], tags=["tei"], summary="TEI-compatible embeddings")
     async def embed(body: s.EmbedRequest, request: Request) -> Response:
+        _dense_only(engine, "/embed")
         texts = _texts(body.inputs)
         dims = engine.check_dimensions(body.dimensions)
         prepared, tok_s = await _prepare(request, engine.prepare_texts, texts, body.prompt_name, truncate=body.truncate)
         result = await _embed(request, engine, prepared, timeout)
         vectors = engine.finish(result.vectors, dims, normalize=body.normalize)
         return JSONResponse(vectors.tolist(), headers=_timing_headers(tok_s, result))
+
+    @api.post(
+        "/embed_sparse",
+        response_model=list[list[s.SparseValue]],
+        tags=["tei"],
+        summary="TEI-compatible sparse embeddings (a SPLADE model): the non-zero weights of each input",
+    )
+    async def embed_sparse(body: s.EmbedSparseRequest, request: Request) -> Response:
+        if engine.embedder.output_kind != "sparse":
+            raise BadRequest(
+                f"/embed_sparse needs a sparse model (a SPLADE head); {model_name} gives "
+                f"{engine.embedder.output_kind} vectors: use /embed or /v1/embeddings"
+            )
+        texts = _texts(body.inputs)
+        prepared, tok_s = await _prepare(request, engine.prepare_texts, texts, body.prompt_name, truncate=body.truncate)
+        result = await _embed(request, engine, prepared, timeout)
+        rows = []
+        for row in np.asarray(result.vectors):
+            nz = np.flatnonzero(row)
+            rows.append([{"index": int(j), "value": float(row[j])} for j in nz])
+        return JSONResponse(rows, headers=_timing_headers(tok_s, result))
 
     @api.post(
         "/similarity",
@@ -463,7 +494,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 #: The routes that run the model: admitted by the engine's RequestGate (expected wait) before their body is read.
-_MODEL_ROUTES = frozenset({"/v1/embeddings", "/embed", "/similarity", "/rerank", "/v1/search"})
+_MODEL_ROUTES = frozenset({"/v1/embeddings", "/embed", "/embed_sparse", "/similarity", "/rerank", "/v1/search"})
 
 
 class _Gate:

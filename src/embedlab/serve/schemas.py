@@ -73,6 +73,21 @@ class EmbedRequest(_Body):
     prompt_name: Optional[StrictStr] = None
 
 
+class EmbedSparseRequest(_Body):
+    """TEI's /embed_sparse (a sparse model, e.g. SPLADE)."""
+
+    inputs: Union[StrictStr, list[StrictStr]]
+    truncate: Optional[StrictBool] = Field(None, description="default: the server's --truncate/--no-truncate")
+    prompt_name: Optional[StrictStr] = None
+
+
+class SparseValue(BaseModel):
+    """One non-zero weight: the vocabulary index and its value (TEI's ``SparseValue``)."""
+
+    index: int
+    value: float
+
+
 class SimilarityInputs(BaseModel):
     source_sentence: StrictStr
     sentences: list[StrictStr]
