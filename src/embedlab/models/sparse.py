@@ -95,6 +95,7 @@ class SpladeHead(PoolingHead):
     st_model_type: ClassVar[str] = "SparseEncoder"
     similarity: ClassVar[str] = "dot"
     description = "SPLADE v2: max over tokens of log(1+ReLU(MLM logits)), a weight per vocabulary entry"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"small": {}, "paper": {}}  # no widths: the MLM head's are the model's
 
     def __init__(self, input_dim: int, pooling_strategy: str = "max") -> None:
         super().__init__(input_dim)
