@@ -137,3 +137,15 @@ def test_what_a_sparse_head_refuses(tiny_bert, splade):
         SpladeHead(8, pooling_strategy="mean")
     with pytest.raises(PoolingError, match="not bound"):
         SpladeHead(8).embedding_dim  # noqa: B018
+
+
+def test_a_fresh_head_starts_from_the_identity_transform_and_the_tied_surrogate(splade):
+    mlm = splade.head.mlm.predictions
+    assert torch.equal(mlm.transform.dense.weight, torch.eye(mlm.transform.dense.weight.shape[0]))
+    assert not mlm.transform.dense.bias.any() and not mlm.bias.any()
+    h = torch.randn(2, 3, mlm.transform.dense.weight.shape[0])
+    by_hand = (
+        mlm.transform.LayerNorm(torch.nn.functional.gelu(h)) @ splade.backbone.model.get_input_embeddings().weight.T
+    )
+    with torch.no_grad():
+        assert torch.allclose(splade.head.mlm(h), by_hand, atol=1e-5)

@@ -11,10 +11,12 @@ Where the vocabulary logits come from:
   then a decoder tied to the word embeddings, plus a bias), built by ``AutoModelForMaskedLM`` from the
   backbone's config, so its arithmetic is transformers' own. When the checkpoint holds the head's weights
   (``cls.*`` in its safetensors: a ``BertForMaskedLM``, or a model saved by this head) they are loaded;
-  the packaged all-MiniLM-L6-v2 ships only ``BertModel`` weights, so there the transform and the bias
-  start from transformers' initialisation (normal(0, 0.02) drawn with seed 0, so every load gives the same head; LayerNorm 1/0,
-  bias 0) and the decoder is the
-  tied word-embedding matrix: the head must be trained before its vectors mean anything (a warning says so).
+  the packaged all-MiniLM-L6-v2 ships only ``BertModel`` weights, so there the head is initialised:
+  **a named deviation**, the transform's dense layer starts as the identity (transformers' own N(0, 0.02)
+  init would make every logit noise), so ``logits = LayerNorm(GELU(h)) · Eᵀ`` with the LayerNorm at 1/0, the
+  bias at 0 and the decoder tied to the word-embedding matrix, close to the training-free "tied surrogate"
+  ``h · Eᵀ`` (methods-3 §1). Every load gives the same head (the rest of transformers' init is drawn with
+  seed 0). It must still be trained before its vectors mean much (a warning says so).
 * **A decoder (SmolLM2, Llama, ...)**: the tied LM head, ``logits = h · Eᵀ`` over the final-normed states,
   with the tokenizer's special and added tokens masked out. These logits predict the *next* token, not
   the token at i (methods-3 §1): the deviation is named ``splade`` on a causal backbone and is the
@@ -95,7 +97,10 @@ class SpladeHead(PoolingHead):
     st_model_type: ClassVar[str] = "SparseEncoder"
     similarity: ClassVar[str] = "dot"
     description = "SPLADE v2: max over tokens of log(1+ReLU(MLM logits)), a weight per vocabulary entry"
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"small": {}, "paper": {}}  # no widths: the MLM head's are the model's
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "small": {},
+        "paper": {},
+    }  # no widths: the MLM head's are the model's
 
     def __init__(self, input_dim: int, pooling_strategy: str = "max") -> None:
         super().__init__(input_dim)
@@ -153,9 +158,15 @@ class SpladeHead(PoolingHead):
             if missing or unexpected:
                 raise PoolingError(f"splade: the checkpoint's MLM head does not fit ({missing or unexpected})")
         else:
+            # transformers' N(0, 0.02) transform would turn every state into noise; the identity keeps
+            # logits = LayerNorm(GELU(h)) · Eᵀ, close to the training-free tied surrogate h · Eᵀ (methods-3 §1)
+            dense = head.predictions.transform.dense
+            with torch.no_grad():
+                dense.weight.copy_(torch.eye(dense.weight.shape[0], dtype=dense.weight.dtype))
+                dense.bias.zero_()
             log.warning(
-                "splade on %s: the checkpoint has no MLM head, so its transform and bias start from transformers' "
-                "initialisation (decoder tied to the word embeddings); train the head before using its vectors",
+                "splade on %s: the checkpoint has no MLM head, so its transform starts as the identity (then GELU and "
+                "LayerNorm), bias 0, decoder tied to the word embeddings; train the head before using its vectors",
                 source.source,
             )
         return head.to(model.get_input_embeddings().weight.device)
