@@ -87,7 +87,9 @@ def test_malformed_names_are_config_errors(text):
 
 
 def test_an_unknown_pooling_lists_the_choices():
-    with pytest.raises(ConfigError, match=r"unknown pooling 'max'; choose from cls, mean, .*multi_layer, splade$"):
+    with pytest.raises(
+        ConfigError, match=r"unknown pooling 'max'; choose from cls, mean, .*multi_layer, splade, dupmae$"
+    ):
         Design.parse("max/causal")
 
 

@@ -44,7 +44,7 @@ def _example(kind: str):
     "kind", sorted(k for k in REGISTRY if not getattr(REGISTRY[k], "is_source", False))
 )  # sources load by from_source
 def test_every_registered_module_round_trips(kind, tmp_path):
-    if kind == "splade":
+    if kind in ("splade", "dupmae"):
         pytest.skip("bound to a backbone's MLM head: its save/load round trip is in tests/models/test_sparse.py")
     modules = _example(kind)
     assert modules, f"no example for registered module kind {kind!r}: add one here"

@@ -149,3 +149,40 @@ def test_a_fresh_head_starts_from_the_identity_transform_and_the_tied_surrogate(
     )
     with torch.no_grad():
         assert torch.allclose(splade.head.mlm(h), by_hand, atol=1e-5)
+
+
+def test_dupmae_is_the_reduced_cls_plus_the_top_k_of_the_raw_ordinary_token_logits_by_hand():
+    from embedlab.models.sparse import DupMAEHead
+
+    head = DupMAEHead(4, dense_dim=4, top_k=2)
+    head.mode, head.mlm, head.vocab_size = "mlm", nn.Identity(), 8  # logits = the states; V = 4
+    h = torch.tensor(
+        [
+            [[9.0, 9.0, 9.0, 9.0], [1.0, -2.0, 0.5, -3.0], [-1.0, -5.0, 2.0, -4.0], [50.0, 50.0, 50.0, 50.0]],
+        ]
+    )  # position 0 is [CLS], position 3 padding
+    mask = torch.tensor([[1, 1, 1, 0]])
+    out = head.pool({"token_embeddings": h, "attention_mask": mask})
+    # dense: W·h_cls with W = I; sparse: max over positions 1..2 = [1, -2, 2, -3] (raw, negative kept); top-2: 2, 1
+    assert out.tolist() == [[9.0, 9.0, 9.0, 9.0, 1.0, 0.0, 2.0, 0.0]]
+    head.eval()
+    slots = head({"token_embeddings": h, "attention_mask": mask})["sparse_embedding"]
+    pairs = sorted(zip(slots["indices"][0].tolist(), slots["values"][0].tolist()))
+    assert pairs == [(0, 9.0), (1, 9.0), (2, 9.0), (3, 9.0), (4, 1.0), (6, 2.0)] and slots["vocab_size"] == 8
+
+
+def test_dupmae_on_a_tiny_bert_saves_loads_and_refuses_a_decoder(tiny_bert, tiny_llama, tmp_path):
+    emb = Embedder.from_pretrained(tiny_bert, pooling="dupmae", pooling_options={"dense_dim": 16, "top_k": 5})
+    v = emb.tokenizer.vocab_size
+    assert emb.output_dim == 16 + v and emb.output_kind == "sparse"
+    sparse = emb.encode(TEXTS, output="sparse")
+    assert all(len(sparse.row(i)[0]) <= 16 + 5 for i in range(len(TEXTS)))
+    assert np.allclose(sparse.to_dense(), emb.encode(TEXTS), atol=1e-5)
+    vocab = emb.head.vocabulary(emb.tokenizer)
+    assert vocab[0] == "[dense:0]" and vocab[16:] == emb.tokenizer.convert_ids_to_tokens(list(range(v)))
+    emb.save(tmp_path / "d")
+    again = Embedder.from_pretrained(tmp_path / "d")
+    assert [m.kind for m in again.chain] == ["transformer", "dupmae"]
+    assert np.abs(again.encode(TEXTS) - emb.encode(TEXTS)).max() <= 1e-5
+    with pytest.raises(PoolingError, match="needs an encoder's"):
+        Embedder.from_pretrained(tiny_llama, pooling="dupmae")

@@ -102,7 +102,7 @@ def encode(
         runtime=runtime.value,
         output="numpy" if want == "dense" else want,
     )
-    vocabulary = emb.tokenizer.convert_ids_to_tokens(list(range(emb.output_dim))) if want == "sparse" else None
+    vocabulary = emb.head.vocabulary(emb.tokenizer) if want == "sparse" else None
     vectors.save_embeddings(output, result, vocabulary)
     stats = emb.last_stats
     width = f"{emb.output_dim}-d" if want == "dense" else f"sparse over {emb.output_dim:,} tokens"

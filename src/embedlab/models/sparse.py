@@ -41,9 +41,9 @@ from torch import nn
 from embedlab.errors import PoolingError
 from embedlab.io import atomic_path, read_json
 from embedlab.models import st_compat
-from embedlab.models.modules import CONFIG_NAME, register
+from embedlab.models.modules import CONFIG_NAME, WEIGHTS_NAME, load_weights, register
 from embedlab.models.pooling import POOLING_HEADS, PoolingHead
-from embedlab.validation import choice
+from embedlab.validation import choice, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,10 @@ class SpladeHead(PoolingHead):
             features["sparse_embedding"] = sparse_slots(dense)
         return features
 
+    def vocabulary(self, tokenizer: Any) -> list[str]:
+        """The names of the vector's entries: the token strings."""
+        return list(tokenizer.convert_ids_to_tokens(list(range(self.embedding_dim))))
+
     # -- save / load ---------------------------------------------------------------------------
     def st_type(self) -> str:
         return st_compat.ST_SPLADE_POOLING if self.mode == "mlm" else "embedlab.splade"
@@ -260,6 +264,116 @@ class SpladeHead(PoolingHead):
         return cls(width, pooling_strategy=config.get("pooling_strategy", "max"))
 
 
-POOLING_HEADS[SpladeHead.name] = SpladeHead
+DENSE_TOKEN = "[dense:{}]"  # the name of the dense part's i-th entry in a DupMAE vector's vocabulary
 
-__all__ = ["POOLING_STRATEGIES", "SpladeHead", "sparse_slots"]
+
+@register
+class DupMAEHead(SpladeHead):
+    """DupMAE's fine-tuning representation (RetroMAE v2, Xiao & Liu 2022, Eq. 10-12), as one sparse vector.
+
+    * dense part ``ĥ = W·h_[CLS]`` (``dense_dim``, 384 in the paper; ``W`` starts as the identity when square);
+    * sparse part: the raw MLM logits (no ReLU, no log: the paper's) of the ordinary tokens (every real token
+      but [CLS]), max-pooled over the tokens into ``μ``, of which the ``top_k`` largest entries are kept (384
+      in the paper, so the two parts are about the same size);
+    * the vector is ``[ĥ ; top_k(μ)]`` over ``dense_dim + V`` entries, written as ``sentence_embedding`` (dense,
+      zeros outside the kept entries; what training reads) and ``sparse_embedding`` (its non-zeros); scored by
+      the dot product, ``ĥ_qᵀĥ_d + Σ μ_q[i] μ_d[i]``.
+
+    **A named deviation**: the paper's sum runs over the document's top-k indices with the query's *full* μ;
+    here both sides keep their top-k, so it runs over the indices in both sets. Queries and documents are then
+    encoded alike, as every other embedlab model, and training sees the score it is served with. The MLM head
+    is the encoder's own (as for :class:`SpladeHead`); ``W`` is this module's weight. Encoders only (it reads
+    [CLS]). Saved as ``embedlab.dupmae``: sentence-transformers has no such module."""
+
+    kind = "dupmae"
+    folder_name = "DupMAE"
+    name = "dupmae"
+    needs_cls_token = True
+    st_model_type: ClassVar[str] = "SentenceTransformer"
+    description = "DupMAE: [CLS] reduced to dense_dim, plus the top-k of the max-pooled raw MLM logits (RetroMAE v2)"
+
+    def __init__(self, input_dim: int, dense_dim: int = 384, top_k: int = 384) -> None:
+        super().__init__(input_dim)
+        self.dense_dim = positive_int("dupmae: 'dense_dim'", dense_dim)
+        self.top_k = positive_int("dupmae: 'top_k'", top_k)
+        self.reduce = nn.Linear(input_dim, dense_dim, bias=False)
+        if dense_dim == input_dim:
+            with torch.no_grad():
+                self.reduce.weight.copy_(torch.eye(input_dim))
+
+    def check(self, source: Any, input_dim: int) -> None:
+        super().check(source, input_dim)  # PoolingHead.check refuses a decoder: there is no [CLS]
+        assert self.vocab_size is not None
+        self.vocab_size = self.dense_dim + self.vocab_size  # [ĥ ; μ]
+
+    @property
+    def vocabulary_size(self) -> int:
+        assert self.vocab_size is not None
+        return self.vocab_size - self.dense_dim
+
+    def get_config(self) -> dict[str, Any]:
+        return {"input_dim": self.input_dim, "dense_dim": self.dense_dim, "top_k": self.top_k}
+
+    def pool(self, features: dict[str, Any]) -> torch.Tensor:
+        h = features["token_embeddings"]
+        dense = self.reduce(h[:, 0])
+        ordinary = features["attention_mask"].bool().clone()
+        ordinary[:, 0] = False  # the [CLS] position is not an ordinary token
+        logits = self.logits(features).masked_fill(~ordinary.unsqueeze(-1), -1000.0)  # as RetroMAE's code masks
+        mu = logits.amax(dim=1)
+        values, indices = mu.topk(min(self.top_k, mu.shape[1]), dim=1)
+        kept = torch.zeros_like(mu).scatter(1, indices, values)
+        return torch.cat([dense.to(kept.dtype), kept], dim=1)
+
+    def forward(self, features: dict[str, Any]) -> dict[str, Any]:
+        full = self.pool(features)
+        features["sentence_embedding"] = full
+        if not self.training:
+            k = min(self.top_k, full.shape[1] - self.dense_dim)
+            values, indices = full[:, self.dense_dim :].float().abs().topk(k, dim=1)
+            values = full[:, self.dense_dim :].float().gather(1, indices)
+            dense_idx = torch.arange(self.dense_dim, device=full.device).expand(len(full), -1)
+            features["sparse_embedding"] = {
+                "indices": torch.cat([dense_idx, indices + self.dense_dim], dim=1),
+                "values": torch.cat([full[:, : self.dense_dim].float(), values], dim=1),
+                "vocab_size": int(full.shape[1]),
+            }
+        return features
+
+    def vocabulary(self, tokenizer: Any) -> list[str]:
+        """The names of the vector's entries: ``[dense:i]`` for the dense part, then the token strings."""
+        tokens = tokenizer.convert_ids_to_tokens(list(range(self.vocabulary_size)))
+        return [DENSE_TOKEN.format(i) for i in range(self.dense_dim)] + list(tokens)
+
+    def st_type(self) -> str:
+        return "embedlab.dupmae"
+
+    def saved_config(self) -> dict[str, Any]:
+        return self.get_config()
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_path(path) as tmp:
+            tmp.mkdir(parents=True)
+            (tmp / CONFIG_NAME).write_text(json.dumps(self.saved_config(), indent=2) + "\n")
+            save_file({"reduce.weight": self.reduce.weight.detach().contiguous().cpu()}, str(tmp / WEIGHTS_NAME))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DupMAEHead":
+        path = Path(path)
+        config = read_json(path / CONFIG_NAME, PoolingError, "dupmae config")
+        if not isinstance(config, dict) or set(config) - {"input_dim", "dense_dim", "top_k"}:
+            raise PoolingError(f"{path}: a dupmae config has input_dim, dense_dim and top_k; got {config!r}")
+        head = cls(**config)
+        state = load_weights(path / WEIGHTS_NAME, "dupmae", PoolingError)
+        if tuple(state.get("reduce.weight", torch.empty(0)).shape) != tuple(head.reduce.weight.shape):
+            raise PoolingError(f"{path}: the dupmae weights do not fit dense_dim {head.dense_dim}")
+        head.reduce.load_state_dict({"weight": state["reduce.weight"]})
+        return head
+
+
+POOLING_HEADS[SpladeHead.name] = SpladeHead
+POOLING_HEADS[DupMAEHead.name] = DupMAEHead
+
+__all__ = ["DENSE_TOKEN", "POOLING_STRATEGIES", "DupMAEHead", "SpladeHead", "sparse_slots"]
