@@ -74,15 +74,45 @@ def eval_(
     instruction_template: Annotated[str, typer.Option(help="with --instructions")] = "Instruct: {task}\nQuery: {text}",
     dtype: DTypeOpt = DType.fp32,
     runtime: RuntimeOpt = Runtime.torch,
+    bm25: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bm25",
+            help="with -m bm25: KEY=VALUE, repeatable (k1, b, method, stemmer, stopwords, delta; docs/sparse.md)",
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate a model on tasks; a task that fails is reported and the others still run."""
-    from embedlab.errors import EmbedlabError
+    """Evaluate a model on tasks; a task that fails is reported and the others still run. ``-m bm25``
+    scores retrieval tasks with BM25 instead of a model (no vectors: other task types are refused)."""
+    from embedlab.errors import EmbedlabError, UsageError
     from embedlab.eval.registry import select_tasks
-    from embedlab.eval.runner import EmbeddingCache, run_task
+    from embedlab.eval.runner import EmbeddingCache, check_retrieval_tasks, run_retriever_task, run_task
 
+    lexical = model.lower() == "bm25"
+    if bm25 and not lexical:
+        raise UsageError("--bm25 sets BM25's parameters: use it with -m bm25")
     chosen = select_tasks(task_names, task_dir)
+    if lexical:
+        from embedlab.index.lexical import BM25Index
+        from embedlab.validation import key_values
+
+        model_flags = {
+            "--pooling": pooling,
+            "--attention": attention,
+            "--query-prompt": query_prompt,
+            "--document-prompt": document_prompt,
+            "--instructions": instructions,
+        }
+        given = [flag for flag, value in model_flags.items() if value]
+        if given:
+            raise UsageError(f"{given[0]} applies to embedding models, not to -m bm25 (a model-free retriever)")
+        options = key_values("--bm25", bm25 or [])
+        title = BM25Index.from_options(options).describe()  # bad parameters are refused before any work
+        check_retrieval_tasks(chosen, "BM25")
     output_folder(out_dir, overwrite=True)  # one result file per task, replaced as it is rerun
-    emb = load_embedder(model, pooling, attention)
+    if not lexical:
+        emb = load_embedder(model, pooling, attention)
+        title = f"{model}: {emb.head.name} pooling, {emb.attention} attention"
     prompts = {"query": query_prompt, "document": document_prompt}
     rows = []
     failed = 0
@@ -90,16 +120,27 @@ def eval_(
         for task in chosen:
             with err.status(f"{task.name}…"):
                 try:
-                    r = run_task(
-                        task,
-                        emb,
-                        out_dir,
-                        prompts=prompts,
-                        dtype=dtype.value,
-                        cache=EmbeddingCache(),
-                        runtime=runtime.value,
-                        instruction_template=instruction_template if instructions else None,
-                    )
+                    if lexical:
+                        index = BM25Index.from_options(options)
+                        r = run_retriever_task(
+                            task,
+                            index.retrieve,
+                            out_dir,
+                            retriever="bm25",
+                            description=index.describe(),
+                            extra_metadata={"bm25": index.params()},
+                        )
+                    else:
+                        r = run_task(
+                            task,
+                            emb,
+                            out_dir,
+                            prompts=prompts,
+                            dtype=dtype.value,
+                            cache=EmbeddingCache(),
+                            runtime=runtime.value,
+                            instruction_template=instruction_template if instructions else None,
+                        )
                 except EmbedlabError as exc:
                     failed += 1
                     err.print(f"[red]task {task.name} failed:[/red] {exc}", highlight=False)
@@ -114,11 +155,7 @@ def eval_(
                     f"{r['metadata']['evaluation_time_s']:.1f}",
                 )
             )
-    show_table(
-        rows,
-        ("task", "type", "metric", "score", "time s"),
-        title=f"{model}: {emb.head.name} pooling, {emb.attention} attention",
-    )
+    show_table(rows, ("task", "type", "metric", "score", "time s"), title=title)
     if failed:
         raise EmbedlabError(f"{failed} of {len(chosen)} tasks failed (results of the others are in {out_dir})")
 

@@ -121,34 +121,71 @@ def retrieval_metrics(ranking: list[str], relevant: dict[str, int]) -> dict[str,
     return out
 
 
-def evaluate_retrieval(
-    task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None
-) -> tuple[dict[str, float], dict[str, Any]]:
+#: ``retrieve(doc_ids, doc_texts, query_texts, depth)`` -> one ranked list of doc ids per query (best first,
+#: at most ``depth``): what any retriever (dense, BM25, sparse, hybrid) gives :func:`evaluate_retriever`
+Retrieve = Callable[[list[str], list[str], list[str], int], list[list[str]]]
+
+
+def _retrieval_data(
+    task: TaskSpec,
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]], list[str]]:
+    """:func:`load_beir` plus the evaluated query ids (those with qrels and a text, in qrels order)."""
     corpus, queries, qrels = load_beir(task)
     qids = [q for q in qrels if q in queries]
     if not qids:
         raise DatasetError(f"dataset file corrupt: {task.path('qrels')} names no query of {task.path('queries')}")
+    return corpus, queries, qrels, qids
+
+
+def ranking_scores(
+    task: TaskSpec, qids: list[str], rankings: dict[str, list[str]], qrels: dict[str, dict[str, int]]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """THE metric loop of retrieval, for a ranking made by any retriever: per query, its ranking (a document
+    whose id equals the query's dropped when ``task.ignore_identical_ids``, MTEB v1) cut to
+    ``max(K_VALUES)`` and scored by :func:`retrieval_metrics`; the scores are the means over ``qids``, and
+    the per-example record is nDCG@10 per query (what the significance tests resample)."""
+    per_query: dict[str, dict[str, float]] = {}
+    for qid in qids:
+        ranking = [x for x in rankings[qid] if not (task.ignore_identical_ids and x == qid)]
+        per_query[qid] = retrieval_metrics(ranking[: max(K_VALUES)], qrels[qid])
+    keys = next(iter(per_query.values())).keys()
+    scores = {k: float(np.mean([m[k] for m in per_query.values()])) for k in keys}
+    per = {"kind": "mean", "metric": "ndcg_at_10", "ids": qids, "values": [per_query[i]["ndcg_at_10"] for i in qids]}
+    return scores, per
+
+
+def evaluate_retrieval(
+    task: TaskSpec, encode: Encode, rng: np.random.RandomState | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Dense retrieval: exact cosine search over the encoded corpus, scored by :func:`ranking_scores`."""
+    corpus, queries, qrels, qids = _retrieval_data(task)
     doc_ids = list(corpus)
     d = encode([corpus[i] for i in doc_ids], "document")
     q = encode([queries[i] for i in qids], "query")
     d = d / np.linalg.norm(d, axis=1, keepdims=True).clip(1e-12)
     q = q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12)
     position = {doc: i for i, doc in enumerate(doc_ids)}
-    per_query: dict[str, dict[str, float]] = {}
+    rankings: dict[str, list[str]] = {}
     for start in range(0, len(qids), 256):
         sims = q[start : start + 256] @ d.T
         for row, qid in enumerate(qids[start : start + 256]):
             s = sims[row].astype(np.float64)
             if task.ignore_identical_ids and qid in position:
                 s[position[qid]] = -np.inf  # MTEB v1: a document whose id equals the query's is dropped
-            ranking = [
-                x for x in rank_documents(s, doc_ids, max(K_VALUES) + 1) if not (task.ignore_identical_ids and x == qid)
-            ]
-            per_query[qid] = retrieval_metrics(ranking[: max(K_VALUES)], qrels[qid])
-    keys = next(iter(per_query.values())).keys()
-    scores = {k: float(np.mean([m[k] for m in per_query.values()])) for k in keys}
-    per = {"kind": "mean", "metric": "ndcg_at_10", "ids": qids, "values": [per_query[i]["ndcg_at_10"] for i in qids]}
-    return scores, per
+            rankings[qid] = rank_documents(s, doc_ids, max(K_VALUES) + 1)
+    return ranking_scores(task, qids, rankings, qrels)
+
+
+def evaluate_retriever(task: TaskSpec, retrieve: Retrieve) -> tuple[dict[str, float], dict[str, Any]]:
+    """A retrieval task scored with any retriever (BM25 today): ``retrieve`` gets the corpus, the evaluated
+    queries' texts and the depth (``max(K_VALUES) + 1``, one spare for a dropped identical id) and returns the
+    rankings; :func:`ranking_scores` does the rest, as for the dense path."""
+    corpus, queries, qrels, qids = _retrieval_data(task)
+    doc_ids = list(corpus)
+    rankings = retrieve(doc_ids, [corpus[i] for i in doc_ids], [queries[i] for i in qids], max(K_VALUES) + 1)
+    if len(rankings) != len(qids):
+        raise InputError(f"the retriever returned {len(rankings)} rankings for {len(qids)} queries")
+    return ranking_scores(task, qids, dict(zip(qids, rankings)), qrels)
 
 
 # ---------------------------------------------------------------------------------------------

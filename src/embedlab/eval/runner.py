@@ -9,8 +9,8 @@ from typing import Any, Callable
 import numpy as np
 
 from embedlab._version import __version__
-from embedlab.errors import EmbedlabError
-from embedlab.eval.evaluators import SEED, evaluate_task
+from embedlab.errors import ConfigError, EmbedlabError
+from embedlab.eval.evaluators import SEED, Retrieve, evaluate_retriever, evaluate_task
 from embedlab.eval.registry import TaskSpec
 from embedlab.io import atomic_path, cache_key, read_json, write_json
 from embedlab.readers import files_digest
@@ -144,6 +144,22 @@ def run_task(
         on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n),
     )
     scores, per_example = evaluate_task(task, encode)
+    metadata = {
+        **model_metadata(embedder, prompts, dtype),
+        "dataset_hash": files_digest(task.all_paths()),
+        "evaluation_time_s": round(time.perf_counter() - start, 3),
+        "texts_encoded": encoded["texts"],
+        **({"runtime": runtime} if runtime not in (None, "torch") else {}),
+        **({"instruction": raw["query"]} if raw and raw["query"] else {}),
+        **(extra_metadata or {}),
+    }
+    return _write_result(task, scores, per_example, metadata, out_dir)
+
+
+def _write_result(
+    task: TaskSpec, scores: dict[str, float], per_example: dict[str, Any], metadata: dict[str, Any], out_dir: Path
+) -> dict[str, Any]:
+    """The one result layout (MTEB-like), written atomically to :func:`result_path`."""
     result = {
         "task_name": task.name,
         "mteb_name": task.mteb_name,
@@ -155,18 +171,51 @@ def run_task(
         "main_score": scores[task.main_metric],
         "scores": scores,
         "per_example": per_example,
-        "metadata": {
-            **model_metadata(embedder, prompts, dtype),
-            "dataset_hash": files_digest(task.all_paths()),
-            "evaluation_time_s": round(time.perf_counter() - start, 3),
-            "texts_encoded": encoded["texts"],
-            **({"runtime": runtime} if runtime not in (None, "torch") else {}),
-            **({"instruction": raw["query"]} if raw and raw["query"] else {}),
-            **(extra_metadata or {}),
-        },
+        "metadata": metadata,
     }
     write_json(result_path(out_dir, task), result)
     return result
+
+
+def check_retrieval_tasks(tasks: list[TaskSpec], retriever: str = "BM25") -> None:
+    """A retriever without vectors (BM25) scores retrieval tasks only: any other task is refused
+    (ConfigError, exit 2) in one line naming them."""
+    other = [t for t in tasks if t.type != "retrieval"]
+    if other:
+        names = ", ".join(f"{t.name} ({t.type})" for t in other[:4]) + (" …" if len(other) > 4 else "")
+        raise ConfigError(
+            f"{retriever} has no vectors, so it can only score retrieval tasks, not {names}: "
+            f"choose retrieval tasks, e.g. --tasks SciFact"
+        )
+
+
+def run_retriever_task(
+    task: TaskSpec,
+    retrieve: Retrieve,
+    out_dir: Path,
+    *,
+    retriever: str,
+    description: str,
+    extra_metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate one retrieval task with a retriever that has no vectors (``retrieve``, e.g.
+    :meth:`embedlab.index.lexical.BM25Index.retrieve`; ``retriever`` names it, ``description`` is what
+    reports show as its source) and write its JSON atomically, as :func:`run_task` does."""
+    check_retrieval_tasks([task], retriever)
+    start = time.perf_counter()
+    scores, per_example = evaluate_retriever(task, retrieve)
+    metadata = {
+        "embedlab_version": __version__,
+        "model_source": description,
+        "retriever": retriever,
+        "pooling": "no",  # no model: no pooling, no attention, no vectors
+        "attention": None,
+        "seed": SEED,
+        "dataset_hash": files_digest(task.all_paths()),
+        "evaluation_time_s": round(time.perf_counter() - start, 3),
+        **(extra_metadata or {}),
+    }
+    return _write_result(task, scores, per_example, metadata, out_dir)
 
 
 def load_results(directory: str | Path) -> dict[str, dict[str, Any]]:
