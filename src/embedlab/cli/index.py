@@ -79,8 +79,22 @@ def index_build(
         str | None, typer.Option("--model", "-m", help=f"default {DEFAULT_MODEL}, or the shards' model")
     ] = None,
     codec: Annotated[
-        str, typer.Option(help="float32|float16|int8|binary|pq<M>|ivf<N>,pq<M>|hnsw[,int8], optional mrl<D>: prefix")
-    ] = "int8",
+        str | None,
+        typer.Option(
+            help="dense: float32|float16|int8|binary|pq<M>|ivf<N>,pq<M>|hnsw[,int8], optional mrl<D>: prefix "
+            "(default int8); bm25: a BM25 index of the texts, no model; a sparse model's index is exact (sparse)"
+        ),
+    ] = None,
+    hybrid: Annotated[
+        str | None,
+        typer.Option(help="also a lexical part: bm25, or a sparse model (e.g. a SPLADE folder); searched fused"),
+    ] = None,
+    fusion_method: Annotated[
+        str | None, typer.Option("--fusion", help="a hybrid's default fusion: rrf (k 60, default) or convex")
+    ] = None,
+    fusion_weight: Annotated[
+        float | None, typer.Option("--fusion-weight", help="convex: the dense part's weight, 0 < W < 1")
+    ] = None,
     from_embeddings: Annotated[
         Path | None, typer.Option("--from-embeddings", help="a shard directory from embed-corpus (no re-encoding)")
     ] = None,
@@ -101,7 +115,12 @@ def index_build(
     from embedlab.index import VectorIndex, parse_codec
     from embedlab.io import allow_overwrite
 
-    parse_codec(codec)  # fail on a bad codec before encoding anything
+    if codec == "bm25" and (hybrid or model or pooling or from_embeddings):
+        raise UsageError("--codec bm25 indexes the texts alone: give --corpus, without --model, --pooling or --hybrid")
+    if codec not in (None, "bm25", "sparse"):
+        parse_codec(codec)  # fail on a bad codec before encoding anything
+    if (fusion_method or fusion_weight is not None) and not hybrid:
+        raise UsageError("--fusion and --fusion-weight set a hybrid index's default: give --hybrid bm25|SPARSE_MODEL")
     if (corpus is None) == (from_embeddings is None):
         raise UsageError("give --corpus FILE or --from-embeddings DIR" + (", not both" if corpus is not None else ""))
     input_file(corpus, "--corpus")
@@ -113,9 +132,11 @@ def index_build(
     if from_embeddings is not None:
         from embedlab.index.shards import build_index_from_shards
 
+        if hybrid or codec in ("bm25", "sparse"):
+            raise UsageError("--from-embeddings builds a dense index: --hybrid and --codec bm25|sparse need --corpus")
         index = build_index_from_shards(
             from_embeddings,
-            codec,
+            codec or "int8",
             rescore=rescore_copy,
             model=model,
             query_prompt=query_prompt,
@@ -125,12 +146,44 @@ def index_build(
             index.save(out_dir)
         err.print(f"indexed {len(index)} documents from {from_embeddings} with {codec} -> {out_dir}", highlight=False)
         return
-    model = model or DEFAULT_MODEL
+    from embedlab.index import hybrid as hybrid_index
+
     ids, texts = read_corpus(corpus)
+    if codec == "bm25":
+        from embedlab.index.lexical import BM25Index
+
+        with err.status("building the BM25 index…"):
+            bm25 = BM25Index().build(ids, texts)
+            with allow_overwrite(overwrite):
+                bm25.save(out_dir)
+        err.print(f"indexed {len(bm25)} documents with BM25 ({bm25.describe()}) -> {out_dir}", highlight=False)
+        return
+    model = model or DEFAULT_MODEL
     emb = load_embedder(model, pooling, attention)
-    vectors = emb.encode(
-        texts, prompt_name=document_prompt, dtype=dtype.value, show_progress=True, runtime=runtime.value
-    )
+    encode = {"prompt_name": document_prompt, "dtype": dtype.value, "show_progress": True, "runtime": runtime.value}
+    if emb.output_kind == "sparse":
+        if codec not in (None, "sparse") or hybrid:
+            raise UsageError(
+                f"{model} gives sparse vectors: its index is exact (--codec sparse); for a hybrid, give the dense "
+                f"model as --model and this one as --hybrid"
+            )
+        index = hybrid_index.build_sparse(emb, model, ids, texts, query_prompt, document_prompt, **encode)
+        with allow_overwrite(overwrite):
+            index.save(out_dir)
+        info = index.info()
+        err.print(
+            f"indexed {info['documents']} documents, sparse, {info['mean_active_dims']:.0f} active dims per document "
+            f"-> {out_dir}",
+            highlight=False,
+        )
+        return
+    if codec == "sparse":
+        raise UsageError(f"--codec sparse needs a sparse model (e.g. --pooling splade); {model} gives dense vectors")
+    codec = codec or "int8"
+    lexical = None
+    if hybrid is not None:  # the lexical part first: a bad --hybrid fails before the long dense pass
+        lexical = hybrid_index.build_lexical(hybrid, ids, texts, load_embedder, **encode)
+    vectors = emb.encode(texts, **encode)
     with err.status("building the index…"):
         index = VectorIndex.build(
             vectors,
@@ -141,11 +194,48 @@ def index_build(
             model=_index_model(emb, model, query_prompt, document_prompt),
         )
         with allow_overwrite(overwrite):
-            index.save(out_dir)
+            if lexical is None:
+                index.save(out_dir)
+            else:
+                defaults = {"method": fusion_method or "rrf"}
+                if fusion_weight is not None:
+                    defaults["weight"] = fusion_weight
+                hybrid_index.save_hybrid(out_dir, index, lexical, defaults)
+    part = f" + {hybrid} (hybrid, {fusion_method or 'rrf'})" if lexical is not None else ""
     err.print(
-        f"indexed {len(index)} documents with {codec} ({index.codec.bytes_per_vector(index.dim):g} bytes/vector) -> {out_dir}",
+        f"indexed {len(index)} documents with {codec} ({index.codec.bytes_per_vector(index.dim):g} bytes/vector){part} "
+        f"-> {out_dir}",
         highlight=False,
     )
+
+
+def _load_model(record: dict[str, Any]) -> Any:
+    """The query encoder an index's model record names (the hybrid and sparse indexes' loader)."""
+    return load_embedder(
+        record["name"], record.get("pooling"), Attention(record["attention"]) if record.get("attention") else None
+    )
+
+
+def _retriever(directory: Path) -> Any:
+    from embedlab.index.hybrid import index_kind, open_retriever
+
+    if index_kind(directory) == "dense":
+        _load_index(directory)  # a shard folder says what to run instead
+    return open_retriever(directory, _load_model)
+
+
+def _not_dense(directory: Path, verb: str) -> bool:
+    """Add/delete on a sparse index; a BM25 index or a hybrid cannot be changed in place (one line)."""
+    from embedlab.errors import UsageError
+    from embedlab.index.hybrid import index_kind
+
+    kind = index_kind(directory)
+    if kind in ("bm25", "hybrid"):
+        raise UsageError(
+            f"a {kind} index cannot {verb} documents in place (BM25's statistics are corpus-wide): "
+            "rebuild it with `embedlab index build` over the whole corpus"
+        )
+    return kind == "sparse"
 
 
 @index_app.command("add")
@@ -159,6 +249,16 @@ def index_add(
     from embedlab.corpus import read_documents as read_corpus
 
     input_file(corpus, "--corpus")
+    if _not_dense(directory, "add"):
+        retriever = _retriever(directory)
+        ids, texts = read_corpus(corpus)
+        docs = retriever.model.encode(
+            texts, prompt_name=retriever.index.model.get("document_prompt"), dtype=dtype.value, output="sparse"
+        )
+        retriever.index.add(ids, docs)
+        retriever.index.save(directory)
+        err.print(f"added {len(ids)} documents; the index holds {len(retriever.index)}")
+        return
     index = _load_index(directory)
     ids, texts = read_corpus(corpus)
     emb = _model_for_index(index)
@@ -180,7 +280,12 @@ def index_delete(
 ) -> None:
     """Delete documents by id."""
     input_file(ids, "--ids")
-    index = _load_index(directory)
+    if _not_dense(directory, "delete"):
+        from embedlab.index.sparse import SparseIndex
+
+        index: Any = SparseIndex.load(directory)
+    else:
+        index = _load_index(directory)
     removed = index.delete([line.strip() for line in read_texts(ids) if line.strip()])
     index.save(directory)
     err.print(f"deleted {removed} documents; the index holds {len(index)}")
@@ -188,8 +293,14 @@ def index_delete(
 
 @index_app.command("info")
 def index_info(directory: Annotated[Path, typer.Argument()]) -> None:
-    """The manifest of an index: codec, count, sizes, model."""
-    show_mapping(_load_index(directory).manifest(), title=str(directory))
+    """The manifest of an index: kind, codec, count, sizes, model (a sparse index: its query latency too)."""
+    from embedlab.index.hybrid import index_kind, open_retriever
+
+    kind = index_kind(directory)
+    if kind == "dense":
+        show_mapping(_load_index(directory).manifest(), title=str(directory))
+        return
+    show_mapping(open_retriever(directory, _load_model).info(), title=f"{directory} ({kind})")
 
 
 def search(
@@ -201,20 +312,34 @@ def search(
         int, typer.Option("--rescore", min=0, help="oversampling factor r: rescore k*r candidates (0: off)")
     ] = 4,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    fusion_method: Annotated[
+        str | None, typer.Option("--fusion", help="a hybrid index: rrf (k 60) or convex (default: the index's)")
+    ] = None,
+    fusion_weight: Annotated[
+        float | None, typer.Option("--fusion-weight", help="convex: the dense part's weight, 0 < W < 1")
+    ] = None,
 ) -> None:
-    """Search an index with one query or a file of queries."""
+    """Search an index (dense, sparse, BM25 or hybrid) with one query or a file of queries."""
     from embedlab.errors import UsageError
+    from embedlab.index.fusion import METHODS
+    from embedlab.validation import choice
 
     if (query is None) == (queries is None):
         raise UsageError("give one query, or --queries FILE")
+    if fusion_method is not None:
+        choice("--fusion", fusion_method, METHODS)
     texts = (
         [query] if query is not None else read_texts(queries, stdin_text=sys.stdin.read() if queries == "-" else None)
     )
-    index = _load_index(directory)
-    emb = _model_for_index(index)
-    qv = emb.encode(texts, prompt_name=index.model.get("query_prompt"))
-    ids, scores = index.search(qv, k=k, rescore=rescore)
-    docs = {i: t for i, t in zip(index.ids, index.texts)} if index.texts is not None else {}
+    if any(not t.strip() for t in texts):
+        raise UsageError("a query is empty: give some text to search for")
+    retriever = _retriever(directory)
+    retriever.rescore = rescore
+    hits = retriever.search(texts, k, fusion_method=fusion_method, weight=fusion_weight)
+    ids, scores = [h[0] for h in hits], [h[1] for h in hits]
+    dense = retriever.parts.get("dense", retriever) if retriever.kind in ("dense", "hybrid") else None
+    texts_of = getattr(dense.index, "texts", None) if dense is not None else None
+    docs = {i: t for i, t in zip(dense.index.ids, texts_of)} if dense is not None and texts_of is not None else {}
     if as_json:
         for q, row, sc in zip(texts, ids, scores):
             hits = [

@@ -59,14 +59,25 @@ class SparseIndex:
     """Documents as sparse weight vectors over one vocabulary; see the module docstring."""
 
     def __init__(
-        self, vocab_size: int, *, model_fingerprint: str | None = None, vocab: Sequence[str] | None = None
+        self,
+        vocab_size: int,
+        *,
+        model_fingerprint: str | None = None,
+        vocab: Sequence[str] | None = None,
+        model: dict[str, Any] | None = None,
     ) -> None:
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size <= 0:
             raise IndexStoreError(f"vocab_size must be a positive integer; got {vocab_size!r}")
         if model_fingerprint is not None and (not isinstance(model_fingerprint, str) or not model_fingerprint):
             raise IndexStoreError(f"model_fingerprint must be a non-empty string; got {model_fingerprint!r}")
         self.vocab_size = int(vocab_size)
+        if model is not None and not isinstance(model, dict):
+            raise IndexStoreError(f"model must be a mapping (a model record); got {type(model).__name__}")
+        if model_fingerprint is None and model is not None:
+            model_fingerprint = model.get("fingerprint")
         self.model_fingerprint = model_fingerprint
+        # what built the documents (embedlab.index.shards.model_record: name, pooling, prompts, ...): the query encoder
+        self.model: dict[str, Any] = {**(model or {}), "fingerprint": model_fingerprint}
         self.vocab: list[str] | None = None
         if vocab is not None:
             vocab = list(vocab)
@@ -91,12 +102,14 @@ class SparseIndex:
         *,
         model_fingerprint: str | None = None,
         vocab: Sequence[str] | None = None,
+        model: dict[str, Any] | None = None,
     ) -> SparseIndex:
-        """An index of ``embeddings`` (one row per id, in order)."""
+        """An index of ``embeddings`` (one row per id, in order); ``model``: the record of the model that made
+        them (kept in the manifest, so a query encoder can be loaded)."""
         emb = cls._check_embeddings(embeddings, "documents")
         if len(emb) == 0:
             raise IndexStoreError("cannot build an index from an empty corpus")
-        index = cls(emb.vocab_size, model_fingerprint=model_fingerprint, vocab=vocab)
+        index = cls(emb.vocab_size, model_fingerprint=model_fingerprint, vocab=vocab, model=model)
         index.add(ids, emb)
         return index
 
@@ -251,7 +264,7 @@ class SparseIndex:
             "vocab_size": self.vocab_size,
             "documents": len(self.ids),
             "nnz": int(self.matrix.nnz),
-            "model": {"fingerprint": self.model_fingerprint},
+            "model": {**self.model, "fingerprint": self.model_fingerprint},
             "has_vocab": self.vocab is not None,
         }
 
@@ -321,7 +334,9 @@ class SparseIndex:
         ):
             raise IndexStoreError(f"index {path} is inconsistent: counts differ between files")
         model = manifest.get("model") or {}
-        index = cls(emb.vocab_size, model_fingerprint=model.get("fingerprint"), vocab=vocab)
+        if not isinstance(model, dict):
+            raise IndexStoreError(f"index {path} is corrupt: its model record is not a mapping")
+        index = cls(emb.vocab_size, model_fingerprint=model.get("fingerprint"), vocab=vocab, model=model)
         index.add(ids, emb)
         index.check_model(expect_fingerprint, "the expected model")
         index._disk = (path, sum((path / n).stat().st_size for n in [*files, MANIFEST]))
