@@ -162,4 +162,4 @@ def test_cli_eval_runs_the_task_dir_tasks_by_default_and_matches_names_in_any_ca
     assert code == 0 and "MySTS" in out
     bad = sts_dir(tmp_path / "bad", "bad", files={"tests": "test.tsv"})
     code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", tiny_bert, "--task-dir", bad, "--out", tmp_path / "r3")
-    assert code == 1 and "unknown file role 'tests'" in err
+    assert code == 2 and "unknown file role 'tests'" in err  # an invalid manifest is a usage error
