@@ -106,6 +106,20 @@ def tiny_llama(tiny_models) -> Path:
     return tiny_models["llama"]
 
 
+@pytest.fixture(scope="session")
+def tiny_splade(tiny_bert, tmp_path_factory) -> Path:
+    """A saved SPLADE model on the tiny random BERT, its MLM bias zeroed: a fresh head's -4‖e‖ bias (right for a
+    real model, whose states match their tokens' embeddings) leaves a random model's vectors empty."""
+    from embedlab.models import Embedder
+
+    emb = Embedder.from_pretrained(tiny_bert, pooling="splade")
+    with torch.no_grad():
+        emb.head.mlm.predictions.bias.zero_()
+    path = tmp_path_factory.mktemp("tiny-splade") / "model"
+    emb.save(path)
+    return path
+
+
 def run_cli(monkeypatch, capsys, *args, stdin: str = ""):
     """Run ``embedlab ARGS`` in-process; returns (exit code, stdout, stderr)."""
     import io

@@ -32,12 +32,8 @@ def corpus(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def splade_dir(tiny_bert, tmp_path_factory):
-    from embedlab.models import Embedder
-
-    path = tmp_path_factory.mktemp("splade") / "model"
-    Embedder.from_pretrained(tiny_bert, pooling="splade").save(path)
-    return path
+def splade_dir(tiny_splade):
+    return tiny_splade
 
 
 def _search(monkeypatch, capsys, *args):

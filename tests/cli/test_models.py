@@ -95,27 +95,24 @@ def test_demo_runs_on_the_default_model(monkeypatch, capsys):
     assert "central bank" in out and "Knead the dough" in out
 
 
-def test_encode_sparse_writes_token_strings_and_weights(tiny_bert, tmp_path, monkeypatch, capsys):
+def test_encode_sparse_writes_token_strings_and_weights(tiny_bert, tiny_splade, tmp_path, monkeypatch, capsys):
     from embedlab.models import Embedder
 
     src = tmp_path / "in.txt"
     src.write_text("the cat sat\na dog ran\n")
-    code, _, err = run(
-        monkeypatch, capsys, "encode", "-m", tiny_bert, "--pooling", "splade", "-i", src, "-o", tmp_path / "s.jsonl"
-    )
+    code, _, err = run(monkeypatch, capsys, "encode", "-m", tiny_splade, "-i", src, "-o", tmp_path / "s.jsonl")
     assert code == 0, err
     assert "sparse over" in err
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
-    emb = Embedder.from_pretrained(tiny_bert, pooling="splade")
+    emb = Embedder.from_pretrained(tiny_splade)
     dense = emb.encode(["the cat sat", "a dog ran"])
+    assert (dense > 0).sum(axis=1).min() > 0
     for i, row in enumerate(rows):
         assert row["index"] == i and row["indices"] == sorted(row["indices"])
         assert row["tokens"] == emb.tokenizer.convert_ids_to_tokens(row["indices"])
         assert np.allclose(row["values"], dense[i, row["indices"]], atol=1e-6)
         assert np.count_nonzero(dense[i]) == len(row["indices"])
-    code, _, err = run(
-        monkeypatch, capsys, "encode", "-m", tiny_bert, "--pooling", "splade", "-i", src, "-o", tmp_path / "s.npy"
-    )
+    code, _, err = run(monkeypatch, capsys, "encode", "-m", tiny_splade, "-i", src, "-o", tmp_path / "s.npy")
     assert code == 2 and ".jsonl or .npz" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(
         monkeypatch, capsys, "encode", "-m", tiny_bert, "--kind", "sparse", "-i", src, "-o", tmp_path / "d.jsonl"

@@ -47,7 +47,13 @@ def test_sparse_slots_keep_every_nonzero_and_mark_the_rest():
 
 @pytest.fixture(scope="module")
 def splade(tiny_bert):
-    return Embedder.from_pretrained(tiny_bert, pooling="splade")
+    """The tiny random BERT with a SPLADE head whose bias is zeroed: its fresh -4‖e‖ bias leaves a random
+    model's vectors empty, which would make the comparisons below vacuous."""
+    emb = Embedder.from_pretrained(tiny_bert, pooling="splade")
+    with torch.no_grad():
+        emb.head.mlm.predictions.bias.zero_()
+    assert (emb.encode(TEXTS) > 0).sum(axis=1).min() > 3
+    return emb
 
 
 def test_the_chain_is_backbone_then_splade_without_normalisation(splade):
@@ -139,14 +145,14 @@ def test_what_a_sparse_head_refuses(tiny_bert, splade):
         SpladeHead(8).embedding_dim  # noqa: B018
 
 
-def test_a_fresh_head_starts_from_the_identity_transform_and_the_tied_surrogate(splade):
+def test_a_fresh_head_starts_from_the_identity_transform_and_the_tied_surrogate(tiny_bert):
+    splade = Embedder.from_pretrained(tiny_bert, pooling="splade")
     mlm = splade.head.mlm.predictions
     assert torch.equal(mlm.transform.dense.weight, torch.eye(mlm.transform.dense.weight.shape[0]))
-    assert not mlm.transform.dense.bias.any() and not mlm.bias.any()
+    rows = splade.backbone.model.get_input_embeddings().weight
+    assert not mlm.transform.dense.bias.any() and torch.allclose(mlm.bias, -4.0 * rows.norm(dim=1))
     h = torch.randn(2, 3, mlm.transform.dense.weight.shape[0])
-    by_hand = (
-        mlm.transform.LayerNorm(torch.nn.functional.gelu(h)) @ splade.backbone.model.get_input_embeddings().weight.T
-    )
+    by_hand = mlm.transform.LayerNorm(torch.nn.functional.gelu(h)) @ rows.T - 4.0 * rows.norm(dim=1)  # b_j = -4‖e_j‖
     with torch.no_grad():
         assert torch.allclose(splade.head.mlm(h), by_hand, atol=1e-5)
 

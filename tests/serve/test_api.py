@@ -318,11 +318,12 @@ def test_search_without_an_index_says_how_to_load_one(server):
         assert "no index loaded" in message and "--index DIR" in message and "none" not in message
 
 
-def test_embed_sparse_answers_tei_json_equal_to_encode_and_dense_routes_refuse(tiny_bert, server):
+def test_embed_sparse_answers_tei_json_equal_to_encode_and_dense_routes_refuse(tiny_splade, server):
     from embedlab.models import Embedder
 
-    splade = Embedder.from_pretrained(tiny_bert, pooling="splade")
+    splade = Embedder.from_pretrained(tiny_splade)
     ref = splade.encode(TEXTS[:3])
+    assert (ref > 0).sum(axis=1).min() > 0
     with running(splade, model_name="tiny-splade") as srv:
         r = httpx.post(srv.url + "/embed_sparse", json={"inputs": TEXTS[:3]}, timeout=30)
         assert r.status_code == 200, r.text

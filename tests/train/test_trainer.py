@@ -471,11 +471,11 @@ def test_precision_auto_is_bf16_only_where_native(tiny_bert, triplets, tmp_path,
     assert Trainer(cfg, show_progress=False).precision == expected
 
 
-def test_splade_trains_with_dot_scores_and_flops_and_saves_a_sparse_encoder(tiny_bert, triplets, tmp_path):
+def test_splade_trains_with_dot_scores_and_flops_and_saves_a_sparse_encoder(tiny_splade, triplets, tmp_path):
     from sentence_transformers import SparseEncoder
 
     cfg = TrainConfig(
-        model=str(tiny_bert),
+        model=str(tiny_splade),
         pooling="splade",
         data=str(triplets),
         output=str(tmp_path / "out"),
