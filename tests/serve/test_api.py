@@ -339,3 +339,36 @@ def test_embed_sparse_answers_tei_json_equal_to_encode_and_dense_routes_refuse(t
         assert r.status_code == 400
     r = httpx.post(server.url + "/embed_sparse", json={"inputs": "x"}, timeout=30)  # a dense model
     assert r.status_code == 400 and "needs a sparse model" in r.json()["error"]["message"]
+
+
+def test_search_over_a_hybrid_index_is_the_rrf_of_its_parts_by_hand(tiny_bert, tmp_path):
+    import embedlab
+    from embedlab.index import VectorIndex
+    from embedlab.index.hybrid import save_hybrid
+    from embedlab.index.lexical import BM25Index
+    from embedlab.serve.app import load_indexes
+
+    emb = embedlab.load(str(tiny_bert))
+    ids = [f"d{i}" for i in range(len(TEXTS))]
+    record = {"name": str(tiny_bert), "fingerprint": emb.fingerprint(), "pooling": emb.head.name}
+    dense = VectorIndex.build(emb.encode(TEXTS), ids, "float32", texts=TEXTS, model=record)
+    save_hybrid(tmp_path / "hyb", dense, BM25Index().build(ids, TEXTS))
+    query = "the cat sat by the river"
+    sims = dict(zip(ids, emb.encode(TEXTS) @ emb.encode([query])[0]))
+    lexical = dict(zip(*BM25Index().build(ids, TEXTS).search([query], 100)[0]))
+    fused: dict[str, float] = {}
+    for run in (sims, lexical):
+        for rank, doc in enumerate(sorted(sorted(run, reverse=True), key=lambda d: -run[d]), start=1):
+            fused[doc] = fused.get(doc, 0.0) + 1 / (60 + rank)
+    want = sorted(sorted(fused, reverse=True), key=lambda d: -fused[d])[:4]
+    with running(emb, indexes=load_indexes([str(tmp_path / "hyb")])) as srv:
+        r = httpx.post(srv.url + "/v1/search", json={"query": query, "k": 4, "fusion": "rrf"}, timeout=30)
+        assert r.status_code == 200, r.text
+        hits = r.json()["data"][0]["hits"]
+        assert [h["id"] for h in hits] == want
+        assert np.allclose([h["score"] for h in hits], [fused[d] for d in want], atol=1e-6)
+        assert hits[0]["text"] == TEXTS[ids.index(want[0])]
+        r = httpx.post(srv.url + "/v1/search", json={"query": query, "fusion": "nope"}, timeout=30)
+        assert r.status_code == 400 and "rrf, convex" in r.json()["error"]["message"]
+        r = httpx.post(srv.url + "/v1/search", json={"query": query, "fusion": "convex"}, timeout=30)
+        assert r.status_code == 400 and "weight" in r.json()["error"]["message"]

@@ -109,29 +109,9 @@ class Retriever:
     def _fused(
         self, texts: list[str], k: int, method: str | None, weight: float | None, depth: int | None
     ) -> list[Hits]:
-        method = method or self.fusion.get("method", "rrf")
         depth = max(k, positive_int("depth", depth if depth is not None else self.fusion.get("depth", DEFAULT_DEPTH)))
-        params: dict[str, Any] = {}
-        if method == "convex":
-            w = weight if weight is not None else self.fusion.get("weight")
-            if w is None:
-                raise ConfigError("convex fusion needs --fusion-weight W (0 < W < 1, the dense part's weight)")
-            params["weights"] = [_weight(w), 1 - _weight(w)]
-        elif weight is not None:
-            raise ConfigError(f"--fusion-weight applies to convex fusion, not {method}")
-        if method == "rrf":
-            params["k"] = self.fusion.get("rrf_k", 60)
-        qids = [str(i) for i in range(len(texts))]
-        runs = []
-        for part in ("dense", "lexical"):
-            hits = self.parts[part].search(texts, min(depth, len(self.parts[part])))  # a dense index refuses k > n
-            runs.append({q: dict(zip(ids, map(float, scores))) for q, (ids, scores) in zip(qids, hits)})
-        fused = fusion.fuse(method, runs, **params)
-        out: list[Hits] = []
-        for q in qids:
-            docs = list(fused.get(q, {}).items())[:k]
-            out.append(([d for d, _ in docs], np.asarray([s for _, s in docs], dtype=np.float64)))
-        return out
+        runs = [self.parts[p].search(texts, min(depth, len(self.parts[p]))) for p in ("dense", "lexical")]
+        return fuse_hits(runs[0], runs[1], k, self.fusion, method, weight)  # a dense index refuses k > n: capped
 
     def info(self) -> dict[str, Any]:
         """What ``embedlab index info`` shows: kind, size, the parts (a hybrid), and the manifest's facts."""
@@ -153,6 +133,53 @@ class Retriever:
             }
         manifest = dict(self.index.manifest())
         return {"kind": self.kind, **manifest}
+
+
+def fuse_hits(
+    dense: Sequence[Hits],
+    lexical: Sequence[Hits],
+    k: int,
+    defaults: dict[str, Any] | None = None,
+    method: str | None = None,
+    weight: float | None = None,
+) -> list[Hits]:
+    """Per query, the top ``k`` of the fused dense and lexical hits: ``method`` (else the index's default, else
+    rrf) with RRF's k (``defaults["rrf_k"]``, 60) or convex's ``weight`` on the dense part."""
+    defaults = defaults or {}
+    method = method or defaults.get("method", "rrf")
+    choice("fusion method", method, fusion.METHODS)
+    params: dict[str, Any] = {}
+    if method == "convex":
+        w = weight if weight is not None else defaults.get("weight")
+        if w is None:
+            raise ConfigError("convex fusion needs a weight (--fusion-weight W, 0 < W < 1: the dense part's)")
+        params["weights"] = [_weight(w), 1 - _weight(w)]
+    elif weight is not None:
+        raise ConfigError(f"a fusion weight applies to convex fusion, not {method}")
+    else:
+        params["k"] = defaults.get("rrf_k", 60)
+    qids = [str(i) for i in range(len(dense))]
+    runs = [
+        {q: dict(zip(ids, map(float, scores))) for q, (ids, scores) in zip(qids, part)} for part in (dense, lexical)
+    ]
+    fused = fusion.fuse(method, runs, **params)
+    out: list[Hits] = []
+    for q in qids:
+        docs = list(fused.get(q, {}).items())[:k]
+        out.append(([d for d, _ in docs], np.asarray([s for _, s in docs], dtype=np.float64)))
+    return out
+
+
+def open_hybrid_parts(path: str | Path, load_model: LoadModel | None = None) -> tuple[Any, Retriever, dict[str, Any]]:
+    """A hybrid's dense VectorIndex (its queries encoded by the caller, e.g. the server's engine), its lexical
+    part as a Retriever (a sparse part's model loaded by ``load_model``) and its fusion defaults."""
+    from embedlab.index.store import VectorIndex
+
+    path = Path(path)
+    config = read_hybrid(path)
+    dense = VectorIndex.load(path / config["parts"]["dense"])
+    lexical = open_retriever(path / config["parts"]["lexical"], load_model)
+    return dense, lexical, dict(config.get("fusion") or {})
 
 
 def _weight(w: Any) -> float:
@@ -294,6 +321,8 @@ __all__ = [
     "Retriever",
     "build_lexical",
     "build_sparse",
+    "fuse_hits",
+    "open_hybrid_parts",
     "index_kind",
     "open_retriever",
     "save_hybrid",

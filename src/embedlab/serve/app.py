@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence
@@ -94,7 +95,34 @@ def create_app(
 
 
 # -- shared helpers --------------------------------------------------------------------------------
+@dataclass
+class HybridServing:
+    """A hybrid index as served: the dense part searched with the engine's query vectors, the lexical part
+    (BM25, or a sparse model's index) with its own :class:`~embedlab.index.hybrid.Retriever`, then fused."""
+
+    dense: Any
+    lexical: Any
+    fusion: dict[str, Any]
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.dense.model
+
+    @property
+    def ids(self) -> list[str]:
+        return self.dense.ids
+
+    @property
+    def texts(self) -> Any:
+        return self.dense.texts
+
+    def __len__(self) -> int:
+        return len(self.dense)
+
+
 def _check_index(name: str, index: Any, engine: Engine) -> None:
+    if isinstance(index, HybridServing):
+        index = index.dense
     if index.dim != engine.default_dim:
         raise ConfigError(f"index {name!r} holds {index.dim}-d vectors but the model gives {engine.default_dim}")
     index.check_model({"fingerprint": engine.embedder.fingerprint()})
@@ -357,10 +385,16 @@ def _add_search_routes(
         prepared, tok_s = await _prepare(request, engine.prepare_texts, queries, prompt)
         result = await _embed(request, engine, prepared, timeout)
         vectors = engine.finish(result.vectors)
-        k = min(body.k, len(index))
-        ids, scores = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: index.search(vectors, k=k, rescore=body.rescore)
-        )
+        loop = asyncio.get_running_loop()
+        if isinstance(index, HybridServing):
+            ids, scores = await loop.run_in_executor(None, lambda: _hybrid_search(index, queries, vectors, body))
+        else:
+            if body.fusion is not None or body.fusion_weight is not None:
+                raise BadRequest(
+                    f"fusion needs a hybrid index (dense + lexical parts); {name!r} is dense", param="fusion"
+                )
+            k = min(body.k, len(index))
+            ids, scores = await loop.run_in_executor(None, lambda: index.search(vectors, k=k, rescore=body.rescore))
         texts = dict(zip(index.ids, index.texts)) if index.texts is not None else {}
         data = [
             {"query": q, "hits": [{"id": d, "score": float(sc), "text": texts.get(d)} for d, sc in zip(row, srow)]}
@@ -584,9 +618,25 @@ async def _read_body(receive: Callable) -> None:
             return
 
 
+def _hybrid_search(index: HybridServing, queries: list[str], vectors: np.ndarray, body: Any) -> tuple[list, list]:
+    from embedlab.index.hybrid import DEFAULT_DEPTH, fuse_hits
+
+    depth = max(body.k, int(index.fusion.get("depth", DEFAULT_DEPTH)))
+    d_ids, d_scores = index.dense.search(vectors, k=min(depth, len(index.dense)), rescore=body.rescore)
+    dense = [(list(row), np.asarray(sc, dtype=np.float64)) for row, sc in zip(d_ids, d_scores)]
+    lexical = index.lexical.search(queries, min(depth, len(index.lexical)))
+    try:
+        hits = fuse_hits(dense, lexical, body.k, index.fusion, body.fusion, body.fusion_weight)
+    except ConfigError as exc:
+        raise BadRequest(str(exc), param="fusion") from None
+    return [h[0] for h in hits], [h[1] for h in hits]
+
+
 def load_indexes(specs: Sequence[str]) -> dict[str, Any]:
-    """``NAME=DIR`` or ``DIR`` (name = the directory's name) -> loaded indexes; names must be unique."""
+    """``NAME=DIR`` or ``DIR`` (name = the directory's name) -> loaded indexes (dense, or hybrid: a dense part
+    searched with the served model plus a BM25 or sparse part); names must be unique."""
     from embedlab.index import VectorIndex
+    from embedlab.index.hybrid import index_kind, open_hybrid_parts
 
     out: dict[str, Any] = {}
     for spec in specs:
@@ -597,8 +647,23 @@ def load_indexes(specs: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"--index {spec!r}: give DIR or NAME=DIR")
         if name in out:
             raise ConfigError(f"two indexes are named {name!r}: use NAME=DIR to tell them apart")
-        out[name] = VectorIndex.load(where)
+        kind = index_kind(where)
+        if kind == "hybrid":
+            out[name] = HybridServing(*open_hybrid_parts(where, _load_sparse_model))
+        elif kind == "dense":
+            out[name] = VectorIndex.load(where)
+        else:
+            raise ConfigError(
+                f"--index {spec}: a {kind} index; the server searches dense and hybrid indexes "
+                "(a sparse model is served with /embed_sparse; search a sparse or BM25 index with `embedlab search`)"
+            )
     return out
+
+
+def _load_sparse_model(record: dict[str, Any]) -> Any:
+    from embedlab.models import Embedder
+
+    return Embedder.from_pretrained(record["name"], pooling=record.get("pooling"))
 
 
 __all__ = ["ClientGone", "create_app", "load_indexes"]

@@ -125,6 +125,8 @@ class SearchRequest(_Body):
     rescore: StrictInt = Field(
         4, description="oversampling factor r: rescore k*r candidates with the stored copy (0: off)"
     )
+    fusion: Optional[StrictStr] = Field(None, description="a hybrid index: rrf or convex (default: the index's)")
+    fusion_weight: Optional[float] = Field(None, description="convex fusion: the dense part's weight, 0 < W < 1")
 
 
 class SearchHit(BaseModel):
