@@ -233,3 +233,82 @@ def test_lora_grid_and_config_errors(tiny_llama, setup, tmp_path):
         1,
     )
     assert cfg.head_preset == "paper" and cfg.padding_side == "left"
+
+
+def _retrieval_dir(root, rng):
+    """A retrieval task: 12 queries, each with one relevant document (the query and more words) among 30."""
+    root.mkdir()
+    docs, queries, qrels = [], [], []
+    for i in range(12):
+        q = _sentence(rng)
+        queries.append({"_id": f"q{i}", "text": q})
+        docs.append({"_id": f"d{i}", "title": "", "text": q + " and more"})
+        qrels.append(f"q{i}\td{i}\t1")
+    docs += [{"_id": f"n{i}", "title": "", "text": _sentence(rng)} for i in range(18)]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (root / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
+    files = {"corpus": "corpus.jsonl", "queries": "queries.jsonl", "qrels": "qrels.tsv"}
+    (root / "task.json").write_text(json.dumps({"name": "toyret", "type": "retrieval", "files": files}))
+    return str(root)
+
+
+def test_lora_grid_compares_sparse_designs_with_a_dense_one(tiny_bert, setup, tmp_path):
+    """splade/bidirectional and dupmae/bidirectional train and evaluate like any design (same data, steps and
+    seed), their retrieval through the exact sparse index, and the report compares them with mean/bidirectional."""
+    task_dirs, data = setup
+    retrieval = _retrieval_dir(tmp_path / "toyret", random.Random(1))
+    raw = {
+        "model": str(tiny_bert),
+        "mode": "lora",
+        "only": ["mean/bidirectional", "splade/bidirectional", "dupmae/bidirectional"],
+        "baseline": "mean/bidirectional",
+        "tasks": "stsA,toyret",
+        "task_dirs": [*task_dirs, retrieval],
+        "output": str(tmp_path / "sparse"),
+        "resamples": 100,
+        "train": {
+            "data": str(data),
+            "steps": 2,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "max_length": 32,
+            "temperature": 0.05,
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        },
+    }
+    grid = grid_config(raw)
+    # the sparse designs keep the shared data/steps/seed but score by dot product at their own temperature
+    dense_cfg = grid.train_config(Design.parse("mean/bidirectional"), tmp_path / "x")
+    sparse_cfg = grid.train_config(Design.parse("splade/bidirectional"), tmp_path / "y")
+    d_stage, s_stage = dense_cfg.resolved_stages()[0], sparse_cfg.resolved_stages(sparse=True)[0]
+    assert (d_stage.similarity, d_stage.temperature) == ("cosine", 0.05)
+    assert (s_stage.similarity, s_stage.temperature) == ("dot", 1.0)
+    assert (s_stage.steps, s_stage.data, sparse_cfg.seed) == (d_stage.steps, d_stage.data, dense_cfg.seed)
+    report = run_grid(grid)
+    designs = report["designs"]
+    assert list(designs) == ["mean/bidirectional", "splade/bidirectional", "dupmae/bidirectional"]
+    assert all(d["steps"] == 2 and d["mode"] == "lora" for d in designs.values())
+    for name in ("splade-bidirectional", "dupmae-bidirectional"):
+        result = json.loads((tmp_path / "sparse" / "results" / name / "toyret.json").read_text())
+        assert result["metadata"]["retrieval"] == "sparse" and result["metadata"]["similarity"] == "dot"
+        assert 0 <= result["main_score"] <= 1 and len(result["per_example"]["values"]) == 12
+    base = json.loads((tmp_path / "sparse" / "results" / "mean-bidirectional" / "toyret.json").read_text())
+    assert "retrieval" not in base["metadata"]
+    cats = {(r["model"], r["category"]) for r in report["comparison"]["categories"] if not r["baseline"]}
+    assert {("splade-bidirectional", "Retrieval"), ("dupmae-bidirectional", "STS")} <= cats
+    text = (tmp_path / "sparse" / "report.md").read_text()
+    assert "| splade/bidirectional |" in text and "| dupmae/bidirectional |" in text and "Wilcoxon" in text
+
+
+def test_frozen_mode_refuses_sparse_designs_in_one_line(tiny_bert):
+    with pytest.raises(EmbedlabError, match="mode frozen cannot screen the sparse designs splade/bidirectional") as e:
+        grid_config(
+            {
+                "model": str(tiny_bert),
+                "mode": "frozen",
+                "only": ["mean/bidirectional", "splade/bidirectional"],
+                "baseline": "mean/bidirectional",
+            }
+        )
+    assert "use mode: lora" in str(e.value) and "dupmae" not in str(e.value)

@@ -81,21 +81,54 @@ def eval_(
             help="with -m bm25: KEY=VALUE, repeatable (k1, b, method, stemmer, stopwords, delta; docs/sparse.md)",
         ),
     ] = None,
+    hybrid: Annotated[
+        str | None,
+        typer.Option(
+            "--hybrid",
+            help="bm25 or a second model: retrieval tasks are scored by fusing its ranking with -m's (depth 100)",
+        ),
+    ] = None,
+    hybrid_pooling: Annotated[
+        str | None, typer.Option("--hybrid-pooling", help="with --hybrid MODEL: that model's pooling (e.g. splade)")
+    ] = None,
+    fusion: Annotated[
+        str | None, typer.Option("--fusion", help="with --hybrid: rrf (k 60; the default) | convex (min-max)")
+    ] = None,
+    fusion_weight: Annotated[
+        float | None,
+        typer.Option("--fusion-weight", help="with --fusion convex: -m's weight A in (0, 1); --hybrid's is 1 - A"),
+    ] = None,
 ) -> None:
     """Evaluate a model on tasks; a task that fails is reported and the others still run. ``-m bm25``
-    scores retrieval tasks with BM25 instead of a model (no vectors: other task types are refused)."""
+    scores retrieval tasks with BM25 instead of a model (no vectors: other task types are refused).
+    ``--hybrid bm25|MODEL`` scores retrieval tasks by fusing -m's ranking with that retriever's
+    (``--fusion rrf|convex``; docs/evaluation.md); other task types are refused."""
     from embedlab.errors import EmbedlabError, UsageError
     from embedlab.eval.registry import select_tasks
     from embedlab.eval.runner import EmbeddingCache, check_retrieval_tasks, run_retriever_task, run_task
 
     lexical = model.lower() == "bm25"
-    if bm25 and not lexical:
-        raise UsageError("--bm25 sets BM25's parameters: use it with -m bm25")
-    chosen = select_tasks(task_names, task_dir)
-    if lexical:
-        from embedlab.index.lexical import BM25Index
-        from embedlab.validation import key_values
+    hybrid_lexical = hybrid is not None and hybrid.lower() == "bm25"
+    if bm25 and not (lexical or hybrid_lexical):
+        raise UsageError("--bm25 sets BM25's parameters: use it with -m bm25 (or --hybrid bm25)")
+    if hybrid is None:
+        flags = {"--fusion": fusion, "--fusion-weight": fusion_weight, "--hybrid-pooling": hybrid_pooling}
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise UsageError(f"{given[0]} applies to a hybrid: use it with --hybrid bm25|MODEL")
+    else:
+        from embedlab.eval.hybrid import fusion_params, run_hybrid
 
+        if lexical and hybrid_lexical:
+            raise UsageError("-m bm25 --hybrid bm25 fuses BM25 with itself: make one of them a model")
+        if hybrid_pooling and hybrid_lexical:
+            raise UsageError("--hybrid-pooling applies to a --hybrid model, not to bm25")
+        fusion = fusion or "rrf"
+        params = fusion_params(fusion, fusion_weight)  # an unknown fusion or a bad weight: one line, exit 2
+    chosen = select_tasks(task_names, task_dir)
+    if hybrid is not None:
+        check_retrieval_tasks(chosen, "a hybrid", "fuses rankings, so it")
+    if lexical:
         model_flags = {
             "--pooling": pooling,
             "--attention": attention,
@@ -106,13 +139,20 @@ def eval_(
         given = [flag for flag, value in model_flags.items() if value]
         if given:
             raise UsageError(f"{given[0]} applies to embedding models, not to -m bm25 (a model-free retriever)")
+        check_retrieval_tasks(chosen, "BM25")
+    if lexical or hybrid_lexical:
+        from embedlab.index.lexical import BM25Index
+        from embedlab.validation import key_values
+
         options = key_values("--bm25", bm25 or [])
         title = BM25Index.from_options(options).describe()  # bad parameters are refused before any work
-        check_retrieval_tasks(chosen, "BM25")
     output_folder(out_dir, overwrite=True)  # one result file per task, replaced as it is rerun
     if not lexical:
         emb = load_embedder(model, pooling, attention)
         title = f"{model}: {emb.head.name} pooling, {emb.attention} attention"
+    if hybrid is not None:
+        partner = None if hybrid_lexical else load_embedder(hybrid, hybrid_pooling)
+        title = f"hybrid {model} + {hybrid} ({fusion})"
     prompts = {"query": query_prompt, "document": document_prompt}
     rows = []
     failed = 0
@@ -120,7 +160,23 @@ def eval_(
         for task in chosen:
             with err.status(f"{task.name}…"):
                 try:
-                    if lexical:
+                    if hybrid is not None:
+                        from embedlab.index.fusion import fuse
+
+                        first = BM25Index.from_options(options) if lexical else emb
+                        second = BM25Index.from_options(options) if hybrid_lexical else partner
+                        r = run_hybrid(
+                            task,
+                            out_dir,
+                            [(model, first, prompts), (hybrid, second, {})],
+                            fusion,
+                            params,
+                            fuse,
+                            dtype=dtype.value,
+                            runtime=runtime.value,
+                            instruction_template=instruction_template if instructions else None,
+                        )
+                    elif lexical:
                         index = BM25Index.from_options(options)
                         r = run_retriever_task(
                             task,

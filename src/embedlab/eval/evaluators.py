@@ -89,12 +89,20 @@ def load_beir(task: TaskSpec) -> tuple[dict[str, str], dict[str, str], dict[str,
 
 
 def rank_documents(scores: np.ndarray, doc_ids: list[str], k: int) -> list[str]:
-    """Top-k doc ids by score, ties broken by doc id descending (pytrec_eval's order)."""
+    """Top-k doc ids by score, ties broken by doc id descending (pytrec_eval's order), also at the cut:
+    every document tied with the k-th score is kept before sorting, so which of them make the top k is
+    decided by id, never by ``np.partition``'s arbitrary choice."""
     k = min(k, len(doc_ids))
-    top = np.argpartition(-scores, k - 1)[:k] if k < len(doc_ids) else np.arange(len(doc_ids))
+    if k <= 0:
+        return []
+    if k < len(doc_ids):
+        cut = np.partition(-scores, k - 1)[k - 1]  # minus the k-th largest score
+        top = np.flatnonzero(-scores <= cut)  # every document at or above it, ties at the cut included
+    else:
+        top = np.arange(len(doc_ids))
     ordered = sorted(top.tolist(), key=lambda i: doc_ids[i], reverse=True)
     ordered.sort(key=lambda i: -scores[i])
-    return [doc_ids[i] for i in ordered]
+    return [doc_ids[i] for i in ordered[:k]]
 
 
 def retrieval_metrics(ranking: list[str], relevant: dict[str, int]) -> dict[str, float]:
@@ -174,6 +182,99 @@ def evaluate_retrieval(
                 s[position[qid]] = -np.inf  # MTEB v1: a document whose id equals the query's is dropped
             rankings[qid] = rank_documents(s, doc_ids, max(K_VALUES) + 1)
     return ranking_scores(task, qids, rankings, qrels)
+
+
+#: ``search(doc_ids, doc_texts, query_texts, depth)`` -> per query, its hits best first as ``(doc ids,
+#: scores)`` (at most ``depth``): a :data:`Retrieve` that also gives the scores, which fusion needs
+Search = Callable[[list[str], list[str], list[str], int], list[tuple[list[str], list[float]]]]
+
+
+def ranked_ids(search: Search) -> Retrieve:
+    """The :data:`Retrieve` of a :data:`Search` (its hits' ids, scores dropped)."""
+
+    def retrieve(doc_ids: list[str], doc_texts: list[str], query_texts: list[str], depth: int) -> list[list[str]]:
+        return [ids for ids, _ in search(doc_ids, doc_texts, query_texts, depth)]
+
+    return retrieve
+
+
+def dense_search(encode: Encode) -> Search:
+    """Exact cosine search over the encoded corpus (``encode(texts, role)`` -> (n, d)), ranked by
+    :func:`rank_documents` as :func:`evaluate_retrieval` ranks (the hybrid's dense part)."""
+
+    def search(doc_ids: list[str], doc_texts: list[str], query_texts: list[str], depth: int):
+        d = encode(doc_texts, "document")
+        q = encode(query_texts, "query")
+        d = d / np.linalg.norm(d, axis=1, keepdims=True).clip(1e-12)
+        q = q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12)
+        position = {doc: i for i, doc in enumerate(doc_ids)}
+        out: list[tuple[list[str], list[float]]] = []
+        for start in range(0, len(query_texts), 256):
+            sims = q[start : start + 256] @ d.T
+            for row in range(sims.shape[0]):
+                s = sims[row].astype(np.float64)
+                ids = rank_documents(s, doc_ids, depth)
+                out.append((ids, [float(s[position[i]]) for i in ids]))
+        return out
+
+    return search
+
+
+#: ``encode_sparse(texts, role)`` -> :class:`~embedlab.vectors.SparseEmbeddings` (one row per text)
+SparseEncode = Callable[[list[str], str], Any]
+
+
+def exact_sparse_hits(docs: Any, queries: Any, doc_ids: list[str], k: int) -> list[tuple[list[str], list[float]]]:
+    """Exact dot-product search of sparse weights (two :class:`~embedlab.vectors.SparseEmbeddings` over one
+    vocabulary): per query, its top-``k`` documents among those sharing at least one active dimension with
+    it (a document sharing none is never a hit; an empty query has none), by score descending, ties by doc
+    id descending (:func:`rank_documents`). The semantics of :meth:`embedlab.index.sparse.SparseIndex.search`,
+    which the evaluation layer may not import (docs/architecture.md), with the same float64 sums in the same
+    order (tested equal to it); queries are scored in blocks of about 4 M document scores."""
+    import scipy.sparse as sp
+
+    if docs.vocab_size != queries.vocab_size:
+        raise InputError(
+            f"the queries' vocabulary has {queries.vocab_size} entries, the documents' {docs.vocab_size}: "
+            "they come from another model or tokenizer"
+        )
+
+    def csr(e: Any, ones: bool = False) -> Any:
+        values = np.ones(len(e.values)) if ones else e.values.astype(np.float64)
+        return sp.csr_matrix((values, e.indices, e.indptr), shape=(len(e), e.vocab_size))
+
+    d_t, d_hit = csr(docs).T.tocsr(), csr(docs, ones=True).T.tocsr()  # a row per vocabulary entry: its postings
+    q, q_hit = csr(queries), csr(queries, ones=True)
+    block = max(1, (1 << 22) // max(1, len(doc_ids)))
+    out: list[tuple[list[str], list[float]]] = []
+    for start in range(0, len(queries), block):
+        scores = (q[start : start + block] @ d_t).toarray()
+        shared = (q_hit[start : start + block] @ d_hit).tocsr()  # counts of shared dimensions: never cancel
+        for row in range(scores.shape[0]):
+            hits = shared.indices[shared.indptr[row] : shared.indptr[row + 1]]
+            s = scores[row, hits]
+            ids = rank_documents(s, [doc_ids[h] for h in hits], k)
+            score_of = dict(zip((doc_ids[h] for h in hits), s.tolist()))
+            out.append((ids, [score_of[i] for i in ids]))
+    return out
+
+
+def sparse_search(encode_sparse: SparseEncode) -> Search:
+    """Exact dot-product search of a sparse model (SPLADE, DupMAE): documents and queries encoded to sparse
+    weights, searched by :func:`exact_sparse_hits` to ``depth`` (a document sharing no active dimension with a
+    query is not a hit of it, as in an inverted index)."""
+
+    def search(doc_ids: list[str], doc_texts: list[str], query_texts: list[str], depth: int):
+        docs = encode_sparse(doc_texts, "document")
+        return exact_sparse_hits(docs, encode_sparse(query_texts, "query"), doc_ids, depth)
+
+    return search
+
+
+def evaluate_sparse_retrieval(task: TaskSpec, encode_sparse: SparseEncode) -> tuple[dict[str, float], dict[str, Any]]:
+    """Sparse retrieval: :func:`sparse_search` (dot products, never cosine) to the dense path's depth,
+    scored by :func:`ranking_scores` through :func:`evaluate_retriever`."""
+    return evaluate_retriever(task, ranked_ids(sparse_search(encode_sparse)))
 
 
 def evaluate_retriever(task: TaskSpec, retrieve: Retrieve) -> tuple[dict[str, float], dict[str, Any]]:
@@ -478,16 +579,20 @@ EVALUATORS: dict[str, Evaluator] = {
 }
 
 
-def evaluate_task(task: TaskSpec, encode: Encode) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_task(
+    task: TaskSpec, encode: Encode, evaluator: Evaluator | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Every split of ``task.evaluation_splits`` in order (validation before test, as ``MTEB.run``
     does with a task's ``eval_splits``), one numpy RNG seeded 42 carried across them (MTEB seeds the
     global RNG once, when the task is created). The scores and per-example record are those of
-    ``task.split``, the reported split; the other splits' scores are kept as ``"<split>/<metric>"``."""
+    ``task.split``, the reported split; the other splits' scores are kept as ``"<split>/<metric>"``.
+    ``evaluator`` replaces the task type's own (a sparse model's or a hybrid's retrieval)."""
+    evaluator = evaluator or EVALUATORS[task.type]
     rng = np.random.RandomState(SEED)
     scores: dict[str, float] = {}
     per: dict[str, Any] = {}
     for split in task.evaluation_splits:
-        s, p = EVALUATORS[task.type](task.model_copy(update={"split": split}), encode, rng)
+        s, p = evaluator(task.model_copy(update={"split": split}), encode, rng)
         if split == task.split:
             scores.update(s)
             per = p

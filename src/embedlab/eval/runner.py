@@ -10,7 +10,7 @@ import numpy as np
 
 from embedlab._version import __version__
 from embedlab.errors import ConfigError, EmbedlabError
-from embedlab.eval.evaluators import SEED, Retrieve, evaluate_retriever, evaluate_task
+from embedlab.eval.evaluators import SEED, Retrieve, evaluate_retriever, evaluate_sparse_retrieval, evaluate_task
 from embedlab.eval.registry import TaskSpec
 from embedlab.io import atomic_path, cache_key, read_json, write_json
 from embedlab.readers import files_digest
@@ -20,24 +20,44 @@ from embedlab.settings import cache_dir
 class EmbeddingCache:
     """On-disk cache of embeddings: ``<root>/<model fingerprint>/<key>.npy``, the key
     :func:`embedlab.io.cache_key` over the model's weight fingerprint (which covers its pooling and chain),
-    the prompt, the precision/runtime and the texts in order (docs/architecture.md, "Caches")."""
+    the prompt, the precision/runtime and the texts in order (docs/architecture.md, "Caches").
+
+    A sparse model's sparse weights (``output="sparse"``, what its retrieval searches) are their own kind:
+    keyed with ``"sparse-embeddings"`` instead of ``"embeddings"`` and stored as
+    ``<key>.sparse.npz`` (:meth:`SparseEmbeddings.save_npz`), so they never mix with the same model's dense
+    (n, V) vectors of the same texts (``<key>.npy``), which the other task types read."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir() / "embeddings"
 
-    def path(self, fingerprint: str, prompt: str, dtype: str, texts: list[str]) -> Path:
+    def path(self, fingerprint: str, prompt: str, dtype: str, texts: list[str], kind: str = "dense") -> Path:
+        if kind == "sparse":
+            key = cache_key(fingerprint, "sparse-embeddings", prompt, dtype, texts)
+            return self.root / fingerprint / f"{key}.sparse.npz"
         return self.root / fingerprint / f"{cache_key(fingerprint, 'embeddings', prompt, dtype, texts)}.npy"
 
-    def get(self, path: Path, n: int) -> np.ndarray | None:
+    def get(self, path: Path, n: int) -> Any:
         if not path.is_file():
             return None
+        if path.name.endswith(".sparse.npz"):
+            from embedlab.errors import InputError
+            from embedlab.vectors import SparseEmbeddings, load_npz
+
+            try:
+                emb = load_npz(path)
+            except (InputError, OSError, ValueError, KeyError):
+                return None  # corrupt entry: re-encode
+            return emb if isinstance(emb, SparseEmbeddings) and len(emb) == n else None
         try:
             arr = np.load(path)
         except (OSError, ValueError):
             return None  # corrupt entry: re-encode
         return arr if arr.shape[0] == n else None
 
-    def put(self, path: Path, arr: np.ndarray) -> None:
+    def put(self, path: Path, arr: Any) -> None:
+        if path.name.endswith(".sparse.npz"):
+            arr.save_npz(path)
+            return
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, arr)
@@ -59,33 +79,39 @@ def make_encoder(
     on_encode: Callable[[int], None] | None = None,
     raw_prompts: dict[str, str] | None = None,
     runtime: str | None = None,
-) -> Callable[[list[str], str], np.ndarray]:
+    output: str = "numpy",
+) -> Callable[[list[str], str], Any]:
     """``encode(texts, role)`` with de-duplication and the embedding cache; role picks the prompt
-    (a named prompt of the model, or a literal one from ``raw_prompts``)."""
+    (a named prompt of the model, or a literal one from ``raw_prompts``). ``output="sparse"`` (a sparse
+    model): :class:`~embedlab.vectors.SparseEmbeddings`, one row per text, cached as their own kind."""
     fingerprint = embedder.fingerprint()
+    sparse = output == "sparse"
+    if sparse and getattr(embedder, "output_kind", "dense") != "sparse":
+        raise EmbedlabError(f"output='sparse' needs a sparse model; {embedder.head.name} pooling gives dense vectors")
 
-    def encode(texts: list[str], role: str) -> np.ndarray:
+    def encode(texts: list[str], role: str) -> Any:
         prompt_name = prompts.get(role)
         prompt = embedder.resolve_prompt(prompt_name) if prompt_name else ""
         if raw_prompts and raw_prompts.get(role):
             prompt = raw_prompts[role]
         unique = list(dict.fromkeys(texts))
-        key = (
-            cache.path(fingerprint, prompt, dtype if runtime in (None, "torch") else f"{dtype}/{runtime}", unique)
-            if cache
-            else None
-        )
+        precision = dtype if runtime in (None, "torch") else f"{dtype}/{runtime}"
+        key = cache.path(fingerprint, prompt, precision, unique, "sparse" if sparse else "dense") if cache else None
         vecs = cache.get(key, len(unique)) if cache and key else None
         if vecs is None:
-            vecs = embedder.encode(unique, prompt=prompt or None, dtype=dtype, runtime=runtime)
+            kwargs = {"output": "sparse"} if sparse else {}
+            vecs = embedder.encode(unique, prompt=prompt or None, dtype=dtype, runtime=runtime, **kwargs)
             if on_encode:
                 on_encode(len(unique))
             if cache and key:
                 cache.put(key, vecs)
+        pos = {t: i for i, t in enumerate(unique)}
+        rows = [pos[t] for t in texts]
+        if sparse:  # SparseEmbeddings validate finiteness themselves
+            return vecs if rows == list(range(len(unique))) else vecs.take(rows)
         if not np.isfinite(vecs).all():
             raise EmbedlabError("the model returned NaN or inf embeddings")
-        pos = {t: i for i, t in enumerate(unique)}
-        return vecs[[pos[t] for t in texts]]
+        return vecs[rows]
 
     return encode
 
@@ -103,6 +129,16 @@ def model_metadata(embedder: Any, prompts: dict[str, str | None], dtype: str) ->
         "dtype": dtype,
         "seed": SEED,
     }
+
+
+def resolved_dtype(embedder: Any, dtype: str, runtime: str | None = None) -> str:
+    """The precision an evaluation really runs at: ``auto`` resolved (bf16 where native, else fp32), or the
+    ONNX Runtime copy's (results and cache keys name this one)."""
+    from embedlab.models.embedder import resolve_dtype
+
+    if runtime in (None, "torch"):
+        return resolve_dtype(dtype, embedder.device)
+    return embedder.for_runtime(runtime, dtype)[1]
 
 
 def result_path(out_dir: Path, task: TaskSpec) -> Path:
@@ -125,11 +161,7 @@ def run_task(
     ``instruction_template`` the task's instruction prefixes every query-side text. ``dtype="auto"``
     is resolved here (bf16 where native, else fp32), so results and cache keys name the real one. ``runtime``
     ``onnx`` encodes with ONNX Runtime (``Embedder.for_runtime``; recorded in the metadata and the cache key)."""
-    from embedlab.models.embedder import resolve_dtype
-
-    dtype = (
-        resolve_dtype(dtype, embedder.device) if runtime in (None, "torch") else embedder.for_runtime(runtime, dtype)[1]
-    )
+    dtype = resolved_dtype(embedder, dtype, runtime)
     prompts = prompts or {}
     start = time.perf_counter()
     encoded = {"texts": 0}
@@ -143,9 +175,27 @@ def run_task(
         runtime=runtime,
         on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n),
     )
-    scores, per_example = evaluate_task(task, encode)
+    evaluator = None
+    sparse = task.type == "retrieval" and getattr(embedder, "output_kind", "dense") == "sparse"
+    if sparse:  # a sparse model retrieves with its sparse weights: exact dot-product index, never cosine
+        encode_sparse = make_encoder(
+            embedder,
+            prompts=prompts,
+            dtype=dtype,
+            cache=cache,
+            raw_prompts=raw,
+            runtime=runtime,
+            output="sparse",
+            on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n),
+        )
+
+        def evaluator(t: TaskSpec, _encode: Any, _rng: Any) -> tuple[dict[str, float], dict[str, Any]]:
+            return evaluate_sparse_retrieval(t, encode_sparse)
+
+    scores, per_example = evaluate_task(task, encode, evaluator)
     metadata = {
         **model_metadata(embedder, prompts, dtype),
+        **({"retrieval": "sparse", "similarity": "dot"} if sparse else {}),
         "dataset_hash": files_digest(task.all_paths()),
         "evaluation_time_s": round(time.perf_counter() - start, 3),
         "texts_encoded": encoded["texts"],
@@ -177,14 +227,14 @@ def _write_result(
     return result
 
 
-def check_retrieval_tasks(tasks: list[TaskSpec], retriever: str = "BM25") -> None:
-    """A retriever without vectors (BM25) scores retrieval tasks only: any other task is refused
-    (ConfigError, exit 2) in one line naming them."""
+def check_retrieval_tasks(tasks: list[TaskSpec], retriever: str = "BM25", why: str = "has no vectors, so it") -> None:
+    """A retriever without vectors (BM25), or a hybrid (fused rankings), scores retrieval tasks only: any
+    other task is refused (ConfigError, exit 2) in one line naming them."""
     other = [t for t in tasks if t.type != "retrieval"]
     if other:
         names = ", ".join(f"{t.name} ({t.type})" for t in other[:4]) + (" …" if len(other) > 4 else "")
         raise ConfigError(
-            f"{retriever} has no vectors, so it can only score retrieval tasks, not {names}: "
+            f"{retriever} {why} can only score retrieval tasks, not {names}: "
             f"choose retrieval tasks, e.g. --tasks SciFact"
         )
 

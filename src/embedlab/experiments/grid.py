@@ -128,6 +128,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 CONTAMINATION = {"twitter-url-train": "TwitterURLCorpus"}
 
 
+# the loss settings a sparse design takes from its own defaults (SPARSE_STAGE_DEFAULTS: dot, temperature 1) or
+# from sparse_train, never from the shared train: a cosine temperature such as 0.05 on raw dot products is
+# another loss altogether (the FLOPS weights, which only sparse heads read, do come from train)
+SPARSE_LOSS_FIELDS = ("similarity", "temperature")
+
+
+def is_sparse(design: Design) -> bool:
+    """Whether a design's head gives sparse vectors over the vocabulary (``splade``, ``dupmae``): scored by
+    dot products, retrieval through the exact sparse index."""
+    from embedlab.models.pooling import POOLING_HEADS
+
+    return getattr(POOLING_HEADS[design.pooling], "output_kind", "dense") == "sparse"
+
+
 class GridConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -146,6 +160,7 @@ class GridConfig(BaseModel):
     instructions: bool = True  # evaluate with each task's instruction on the query side
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields (not model/pooling/attention/output)
     lora_train: dict[str, Any] = Field(default_factory=dict)  # overrides of train in lora mode (presets)
+    sparse_train: dict[str, Any] = Field(default_factory=dict)  # overrides of train for sparse designs (splade/…)
     output: str = "runs/grid"
     resamples: int = Field(default=1000, gt=0)
 
@@ -169,9 +184,15 @@ class GridConfig(BaseModel):
             raise ValueError(str(exc)) from None
         if Design.parse(self.baseline) not in self.designs:
             raise ValueError(f"baseline {self.baseline!r} is not among the designs {[str(d) for d in self.designs]}")
-        forbidden = {"model", "pooling", "attention", "output"} & set(self.train)
+        forbidden = {"model", "pooling", "attention", "output"} & (set(self.train) | set(self.sparse_train))
         if forbidden:
             raise ValueError(f"train must not set {sorted(forbidden)}: the grid sets them per design")
+        sparse = [str(d) for d in self.designs if is_sparse(d)]
+        if sparse and self.mode == "frozen":
+            raise ValueError(
+                f"mode frozen cannot screen the sparse designs {', '.join(sparse)}: its cached layer summaries "
+                "drop the per-token states a sparse head reads through the MLM logits; use mode: lora"
+            )
         return self
 
     @property
@@ -194,6 +215,10 @@ class GridConfig(BaseModel):
         fields.setdefault("seed", 42)
         if self.mode == "frozen":
             fields.pop("lora", None)
+        if is_sparse(design):  # dot-product scores: the sparse loss defaults (dot, temperature 1), not cosine's
+            for key in SPARSE_LOSS_FIELDS:
+                fields.pop(key, None)
+            fields.update(self.sparse_train)
         try:
             return TrainConfig(
                 model=self.model,
