@@ -202,7 +202,7 @@ def open_retriever(path: str | Path, load_model: LoadModel | None = None, *, res
         return Retriever("hybrid", None, parts=parts, fusion=dict(config.get("fusion") or {}))
     if kind == "bm25":
         return Retriever("bm25", BM25Index.load(path))
-    index = SparseIndex.load(path) if kind == "sparse" else VectorIndex.load(path)
+    index: Any = SparseIndex.load(path) if kind == "sparse" else VectorIndex.load(path)
     record = index.model
     if load_model is None or not record.get("name"):
         raise IndexStoreError(

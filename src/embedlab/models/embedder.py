@@ -420,16 +420,16 @@ class Embedder(nn.Module):
             from embedlab import vectors
 
             key = vectors.FEATURE_KEYS[output]
+            same = dict(
+                prompt_name=prompt_name,
+                prompt=prompt,
+                dtype=dtype,
+                token_budget=token_budget,
+                max_batch_size=max_batch_size,
+                show_progress=show_progress,
+            )
             if output == "sparse" and self.output_kind == "sparse":
-                return self._encode_sparse(
-                    texts,
-                    prompt_name=prompt_name,
-                    prompt=prompt,
-                    dtype=dtype,
-                    token_budget=token_budget,
-                    max_batch_size=max_batch_size,
-                    show_progress=show_progress,
-                )
+                return self._encode_sparse(texts, **same)
             if self.output_kind != "dense" and key == "sentence_embedding":
                 raise ConfigError(
                     f"output={output!r} needs dense vectors; this model's head "
@@ -440,16 +440,7 @@ class Embedder(nn.Module):
                     f"output={output!r} needs a head that writes {key!r}; this model's chain "
                     f"({', '.join(m.kind for m in self.chain)}) has none"
                 )
-            dense = self.encode(
-                texts,
-                prompt_name=prompt_name,
-                prompt=prompt,
-                dtype=dtype,
-                token_budget=token_budget,
-                max_batch_size=max_batch_size,
-                show_progress=show_progress,
-                runtime=runtime,
-            )
+            dense = self.encode(texts, **same, runtime=runtime)  # type: ignore[arg-type]
             return vectors.from_features({key: dense.reshape(-1, self.output_dim)}, output)
         texts, single = check_texts(texts)
         if output not in ("numpy", "torch"):

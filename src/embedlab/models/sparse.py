@@ -136,7 +136,8 @@ class SpladeHead(PoolingHead):
         self.mode = "mlm"
         if self.mlm is None:
             self.mlm = self._build_mlm_head(source, model)
-        self.mlm.predictions.decoder.weight = embeddings  # tied, as in BERT pre-training
+        mlm: Any = self.mlm
+        mlm.predictions.decoder.weight = embeddings  # tied, as in BERT pre-training
 
     def _build_mlm_head(self, source: Any, model: Any) -> nn.Module:
         from transformers import AutoModelForMaskedLM

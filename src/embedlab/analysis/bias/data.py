@@ -138,7 +138,7 @@ def select_tests(spec: str | Path | None) -> list[BiasTest]:
         return list(builtin.values())
     if Path(spec).suffix.lower() in (".json", ".yaml", ".yml") or Path(spec).is_file():
         return load_tests(spec)
-    chosen = []
+    chosen: list[BiasTest] = []
     for name in str(spec).split(","):
         key = name.strip().lower()
         if key not in builtin:
