@@ -224,3 +224,44 @@ def test_int8_on_ray_uses_the_directory_ranges(tmp_path, tiny_bert, emb, files):
     np.testing.assert_allclose(Int8Ranges.from_dict(fresh["int8_ranges"]).lo, ranges.lo, atol=1e-5)
     on_ray = EmbeddingShards(tmp_path / "ray").read_all()
     assert on_ray[0] == ref[0] and np.abs(on_ray[1] - ref[1]).max() <= step + 1e-5
+
+
+# -- sparse shards (issue 24) ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def semb(tiny_splade):
+    from embedlab.models import Embedder
+
+    return Embedder.from_pretrained(tiny_splade)
+
+
+def _close_sparse(got, ref):
+    """Same rows, up to the float rounding of other batches: the (n, V) matrices agree to 1e-6."""
+    assert got.vocab_size == ref.vocab_size and len(got) == len(ref)
+    np.testing.assert_allclose(got.to_dense(), ref.to_dense(), rtol=1e-5, atol=1e-6)
+
+
+def test_ray_sparse_shards_hold_encode_rows(tmp_path, tiny_splade, semb, files):
+    out = tmp_path / "s"
+    manifest = embed_corpus(str(tiny_splade), files, out, shard_rows=50, backend="ray", actors=2, batch_rows=32)
+    assert manifest["complete"] and manifest["kind"] == "sparse" and manifest["vocab_size"] == semb.output_dim
+    corpus = read_corpora(files)
+    ids, rows, texts = EmbeddingShards(out).read_sparse()
+    assert ids == corpus.ids and texts == corpus.texts
+    _close_sparse(rows, semb.encode(corpus.texts, output="sparse"))
+    local = tmp_path / "local"
+    embed_corpus(str(tiny_splade), files, local, shard_rows=50, embedder=semb)
+    _close_sparse(rows, EmbeddingShards(local).read_sparse()[1])
+
+
+def test_ray_resumes_a_local_sparse_job(tmp_path, tiny_splade, semb, files):
+    out = tmp_path / "s"
+    embed_corpus(str(tiny_splade), files, out, shard_rows=50, embedder=semb)
+    before = EmbeddingShards(out).read_sparse()
+    (out / "shard-00003.parquet").unlink()
+    manifest = embed_corpus(str(tiny_splade), files, out, shard_rows=50, backend="ray", batch_rows=16, resume=True)
+    assert manifest["run"]["shards"] == 1 and manifest["run"]["reused_shards"] == 4
+    after = EmbeddingShards(out).read_sparse()
+    assert after[0] == before[0] and after[2] == before[2]
+    _close_sparse(after[1], before[1])
+    with pytest.raises(ConfigError, match="--precision int8 applies to dense vectors"):
+        embed_corpus(str(tiny_splade), files, tmp_path / "q", backend="ray", precision="int8")

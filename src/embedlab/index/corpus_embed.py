@@ -7,6 +7,11 @@ rows into shards of ``shard_rows``. The ``local`` backend encodes shard after sh
 sends the unfinished rows through a Ray Data actor pool. Both write the same shards through
 :func:`embedlab.index.shards.write_shard`, and the manifest is rewritten after every shard, so a
 killed job resumes with ``resume=True`` and loses at most the shards in flight.
+
+A sparse model (``emb.output_kind == "sparse"``, e.g. pooling ``splade``) makes sparse shards: each holds
+its rows' ``encode(output="sparse")`` (:func:`~embedlab.index.shards.write_sparse_shard`), the manifest
+records ``kind`` and ``vocab_size``, and only ``precision="float32"``, the torch runtime and a non-int8
+dtype are accepted (:func:`check_sparse_job`, one line, before anything is written).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from embedlab.index.shards import (
     CALIBRATION_ROWS,
     FORMAT,
     MANIFEST,
+    SPARSE,
     ShardError,
     calibrate,
     check_precision,
@@ -35,6 +41,7 @@ from embedlab.index.shards import (
     shard_ok,
     write_manifest,
     write_shard,
+    write_sparse_shard,
 )
 from embedlab.io import file_sha256
 from embedlab.progress import ShowProgress, progress_bar
@@ -93,9 +100,12 @@ def _new_manifest(
     backend: str,
     shard_rows: int,
     store_texts: bool,
+    vocab_size: int | None = None,
 ) -> dict[str, Any]:
+    sparse = {"kind": SPARSE, "vocab_size": vocab_size} if vocab_size is not None else {}
     return {
         "format": FORMAT,
+        **sparse,
         "embedlab_version": __version__,
         "model": model,
         "precision": precision,
@@ -114,6 +124,12 @@ def _new_manifest(
 
 def check_resumable(old: dict[str, Any], new: dict[str, Any], where: Path) -> None:
     """Refuse to resume when anything that defines the vectors changed; the message names the mismatch."""
+    for key in ("kind", "vocab_size"):  # sparse shards (dense manifests carry neither)
+        if old.get(key) != new.get(key):
+            raise ConfigError(
+                f"cannot resume {where}: {key} was {old.get(key) or 'dense'!r}, now {new.get(key) or 'dense'!r}; "
+                f"use a new --out directory"
+            )
     om, nm = old["model"], new["model"]
     for key in ("fingerprint", "pooling", "attention", "document_prompt", "dim", "normalize"):
         if om.get(key) != nm.get(key):
@@ -219,6 +235,9 @@ def embed_corpus(
 
     check_runtime(runtime)
     emb = embedder if embedder is not None else Embedder.from_pretrained(model, pooling=pooling, attention=attention)
+    sparse = getattr(emb, "output_kind", "dense") == SPARSE  # a sparse head (splade): sparse shards
+    if sparse:
+        check_sparse_job(model, precision, runtime, dtype)
     if runtime == "torch":
         dtype = resolve_dtype(dtype, emb.device)
     elif not hasattr(emb, "for_runtime"):
@@ -236,6 +255,7 @@ def embed_corpus(
         backend=backend,
         shard_rows=shard_rows,
         store_texts=store_texts,
+        vocab_size=emb.output_dim if sparse else None,
     )
     done: dict[int, dict[str, Any]] = {}
     ranges = None
@@ -270,12 +290,19 @@ def embed_corpus(
     manifest["shards"] = sorted(done.values(), key=lambda e: e["index"])
     write_manifest(out, manifest)
 
-    def finish_shard(k: int, vectors: np.ndarray) -> None:
+    def finish_shard(k: int, vectors: Any) -> None:
         lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)
+        shard_texts = corpus.texts[lo:hi] if store_texts else None
         try:
-            entry = write_shard(
-                out, k, corpus.ids[lo:hi], vectors, corpus.texts[lo:hi] if store_texts else None, precision, ranges
-            )
+            if sparse:
+                if vectors.vocab_size != manifest["vocab_size"]:
+                    raise ShardError(
+                        f"shard {k}: the model gave sparse rows over {vectors.vocab_size} entries, "
+                        f"the manifest says vocab_size {manifest['vocab_size']}"
+                    )
+                entry = write_sparse_shard(out, k, corpus.ids[lo:hi], vectors, shard_texts)
+            else:
+                entry = write_shard(out, k, corpus.ids[lo:hi], vectors, shard_texts, precision, ranges)
             entry.update(runtime=runtime, dtype=dtype, backend=backend)
             done[k] = entry
             manifest["shards"] = sorted(done.values(), key=lambda e: e["index"])
@@ -292,9 +319,14 @@ def embed_corpus(
         if backend == "local":
             for k in pending:
                 lo, hi = k * shard_rows, min(len(corpus), (k + 1) * shard_rows)
-                vecs = emb.encode(
-                    corpus.texts[lo:hi], prompt_name=prompt, dtype=dtype, token_budget=token_budget, runtime=runtime
-                )
+                if sparse:  # a SparseEmbeddings (CSR) of the shard's rows
+                    vecs = emb.encode(
+                        corpus.texts[lo:hi], prompt_name=prompt, dtype=dtype, token_budget=token_budget, output=SPARSE
+                    )
+                else:
+                    vecs = emb.encode(
+                        corpus.texts[lo:hi], prompt_name=prompt, dtype=dtype, token_budget=token_budget, runtime=runtime
+                    )
                 finish_shard(k, vecs)
                 bar.update(hi - lo)
         elif pending:
@@ -306,6 +338,7 @@ def embed_corpus(
                 pending,
                 shard_rows=shard_rows,
                 dim=emb.output_dim,
+                sparse=sparse,
                 on_shard=finish_shard,
                 on_rows=bar.update,
                 address=ray_address,
@@ -320,6 +353,7 @@ def embed_corpus(
                     "dtype": dtype,
                     "token_budget": token_budget,
                     "runtime": runtime,
+                    **({"output": SPARSE} if sparse else {}),
                 },
                 actor_cls=actor_cls,
             )
@@ -344,6 +378,20 @@ def embed_corpus(
     manifest["runs"].append(manifest["run"])
     write_manifest(out, manifest)
     return manifest
+
+
+def check_sparse_job(model: str, precision: str, runtime: str, dtype: str) -> None:
+    """Sparse shards hold the exact float32 weights of ``encode(output="sparse")`` (torch, not int8): any
+    other precision, runtime or the int8 dtype is a one-line ConfigError, before anything is written."""
+    if precision != "float32":
+        raise ConfigError(
+            f"--precision {precision} applies to dense vectors; {model} gives sparse ones, stored as float32 "
+            f"weights: drop --precision"
+        )
+    if runtime != "torch":
+        raise ConfigError(f"sparse shards are embedded with --runtime torch; got --runtime {runtime}")
+    if dtype == "int8":
+        raise ConfigError("sparse shards are embedded with --dtype fp32, bf16 or fp16; int8 is for dense backbones")
 
 
 def run_summary(manifest: dict[str, Any], out: str | Path) -> str:

@@ -15,6 +15,12 @@ Targets (each carries the ids, the texts and the model's metadata):
                             server (gRPC, ``milvus://HOST:PORT``) is not a target: refused in one line.
 ==========================  ======================================================================
 
+Sparse shards (``embed-corpus`` with a sparse model, manifest kind ``sparse``) go to Qdrant as the named
+sparse vector :data:`SPARSE_VECTOR` (``sparse_vectors_config``, no dense vector; scored by the dot product,
+as SPLADE is; same point ids and payload) and to LanceDB as the list columns ``indices`` (int32) and
+``values`` (float32), with ``vocab_size`` in the metadata: LanceDB 0.40 has no sparse vector type or index,
+so the table stores them for reading back and cannot search them. Milvus refuses sparse sources (one line).
+
 Vectors go out as float32 (shards in ``float16``/``int8``/``binary`` are decoded first; an index exports
 its rescoring copy). Every target uses cosine similarity, as embedlab's float search does. The model record
 also names the source's precision (and, for int8 shards, the manifest's quantisation record), so a reader
@@ -42,13 +48,14 @@ from typing import Any, Iterator
 import numpy as np
 
 from embedlab.errors import ConfigError, ExportError
-from embedlab.index.shards import MANIFEST, READ_FORMATS, EmbeddingShards, read_manifest
+from embedlab.index.shards import MANIFEST, READ_FORMATS, SPARSE, EmbeddingShards, read_manifest, shard_kind
 
 DEFAULT_COLLECTION = "embedlab"
 LANCE_MIN_ANN_ROWS = 256  # IVF_PQ trains 256 centroids per sub-vector
 LANCE_SAMPLE_RATE = 256  # Lance trains at most rows // sample_rate IVF partitions (and warns when asked more)
 MILVUS_VARCHAR_BYTES = 65535  # Milvus VARCHAR max_length (ids and texts)
 MILVUS_TEXT_BYTES = MILVUS_VARCHAR_BYTES  # the old name
+SPARSE_VECTOR = "sparse"  # the name of the sparse vector in an exported Qdrant collection
 UUID_NS = uuid.UUID("6f1d3c3e-6a55-4a8e-9d0f-6d2b1c0e3a11")
 
 
@@ -105,6 +112,15 @@ class Source:
     has_texts: bool
     manifest: dict[str, Any]
 
+    @property
+    def sparse(self) -> bool:
+        """True for sparse shards (``dim`` is then their vocabulary size)."""
+        return self.kind == "shards" and shard_kind(self.manifest) == SPARSE
+
+    def sparse_batches(self) -> Iterator[tuple[list[str], Any, list[str] | None]]:
+        """(ids, :class:`~embedlab.vectors.SparseEmbeddings`, texts or None) per sparse shard."""
+        yield from EmbeddingShards(self.path).iter_sparse()
+
     def batches(self) -> Iterator[tuple[list[str], np.ndarray, list[str] | None]]:
         if self.kind == "shards":
             yield from EmbeddingShards(self.path).iter_shards()
@@ -141,7 +157,8 @@ def open_source(path: str | Path) -> Source:
     head = json.loads(manifest_file.read_text())
     if head.get("format") in READ_FORMATS:
         shards = EmbeddingShards(path)
-        return Source(path, "shards", shards.model, shards.dim, len(shards), shards.has_texts, read_manifest(path))
+        dim = shards.vocab_size if shards.kind == SPARSE else shards.dim
+        return Source(path, "shards", shards.model, int(dim or 0), len(shards), shards.has_texts, read_manifest(path))
     if "codec" in head:
         return Source(
             path,
@@ -184,6 +201,17 @@ def _precision_record(src: Source) -> dict[str, Any]:
 
 
 def _metadata(src: Source) -> dict[str, Any]:
+    if src.sparse:
+        return {
+            "model": src.model,
+            "source": str(src.path),
+            "source_kind": src.kind,
+            "kind": SPARSE,
+            "vocab_size": src.dim,
+            "metric": "dot",
+            "exported_as": "sparse float32",
+            "precision": src.manifest.get("precision", "float32"),
+        }
     return {
         "model": src.model,
         "source": str(src.path),
@@ -223,6 +251,8 @@ def _lancedb(src: Source, location: str, collection: str, overwrite: bool, ann: 
     db = lancedb.connect(location)
     if collection in db.table_names() and not overwrite:
         raise ExportError(f"lancedb://{location} already has a table {collection!r}: pass --overwrite to replace it")
+    if src.sparse:
+        return _lancedb_sparse(src, db, collection)
     fields = [pa.field("id", pa.string()), pa.field("vector", pa.list_(pa.float32(), src.dim))]
     if src.has_texts:
         fields.append(pa.field("text", pa.string()))
@@ -255,6 +285,35 @@ def _lancedb(src: Source, location: str, collection: str, overwrite: bool, ann: 
     elif ann:
         index = f"none: {src.count} rows is under {LANCE_MIN_ANN_ROWS} (IVF_PQ cannot train); searches scan exactly"
     return {"rows": table.count_rows(), "index": index}
+
+
+def _lancedb_sparse(src: Source, db: Any, collection: str) -> dict[str, Any]:
+    """Sparse shards as a table of ``id``, ``indices`` (list of int32), ``values`` (list of float32), ``text``."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field("id", pa.string()),
+        pa.field("indices", pa.list_(pa.int32())),
+        pa.field("values", pa.list_(pa.float32())),
+    ]
+    if src.has_texts:
+        fields.append(pa.field("text", pa.string()))
+    schema = pa.schema(fields, metadata={"embedlab": json.dumps(_metadata(src))})
+    table = db.create_table(collection, schema=schema, mode="overwrite")
+    for ids, rows, texts in src.sparse_batches():
+        offsets = pa.array(rows.indptr.astype(np.int32), pa.int32())
+        cols = [
+            pa.array(ids, pa.string()),
+            pa.ListArray.from_arrays(offsets, pa.array(rows.indices.astype(np.int32), pa.int32())),
+            pa.ListArray.from_arrays(offsets, pa.array(rows.values.astype(np.float32), pa.float32())),
+        ]
+        if src.has_texts:
+            cols.append(pa.array(texts, pa.string()))
+        table.add(pa.Table.from_arrays(cols, schema=schema))
+    return {
+        "rows": table.count_rows(),
+        "index": "none: LanceDB has no sparse vector index (indices and values stored as list columns)",
+    }
 
 
 def qdrant_client(target: Target, timeout: float = 3.0) -> Any:
@@ -290,14 +349,24 @@ def _qdrant(
                     f"{target.location} already has a collection {collection!r}: pass --overwrite to replace it"
                 )
             client.delete_collection(collection)
-        client.create_collection(
-            collection,
-            vectors_config=models.VectorParams(size=src.dim, distance=models.Distance.COSINE),
-            metadata=_metadata(src),
-        )
+        if src.sparse:
+            client.create_collection(
+                collection,
+                vectors_config={},
+                sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams()},
+                metadata=_metadata(src),
+            )
+        else:
+            client.create_collection(
+                collection,
+                vectors_config=models.VectorParams(size=src.dim, distance=models.Distance.COSINE),
+                metadata=_metadata(src),
+            )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*local mode.*")  # local mode warns above 20,000 points
-            for ids, vecs, texts in src.batches():
+            if src.sparse:
+                _qdrant_sparse_points(client, src, collection, batch)
+            for ids, vecs, texts in [] if src.sparse else src.batches():
                 for lo in range(0, len(ids), batch):
                     hi = min(len(ids), lo + batch)
                     payload = [
@@ -313,8 +382,31 @@ def _qdrant(
         rows = client.count(collection, exact=True).count
     finally:
         client.close()
-    index = "exact (local mode has no HNSW)" if target.kind == "qdrant-local" else "HNSW (built by the server)"
+    if src.sparse:
+        index = f"sparse vector {SPARSE_VECTOR!r} (dot product, inverted index)"
+    else:
+        index = "exact (local mode has no HNSW)" if target.kind == "qdrant-local" else "HNSW (built by the server)"
     return {"rows": rows, "index": index}
+
+
+def _qdrant_sparse_points(client: Any, src: Source, collection: str, batch: int) -> None:
+    """Upsert sparse shards as points with the named sparse vector, the dense export's ids and payload."""
+    from qdrant_client import models
+
+    for ids, rows, texts in src.sparse_batches():
+        for lo in range(0, len(ids), batch):
+            hi = min(len(ids), lo + batch)
+            points = []
+            for i in range(lo, hi):
+                idx, val = rows.row(i)
+                points.append(
+                    models.PointStruct(
+                        id=point_id(ids[i]),
+                        vector={SPARSE_VECTOR: models.SparseVector(indices=idx.tolist(), values=val.tolist())},
+                        payload={"id": ids[i], **({"text": texts[i]} if texts is not None else {})},
+                    )
+                )
+            client.upsert(collection, points=points, wait=True)
 
 
 def _utf8_prefix(text: str, limit: int) -> str:
@@ -456,6 +548,11 @@ def export(
     if truncate_texts and target.kind != "milvus-lite":
         raise ConfigError("--truncate-texts applies to Milvus Lite targets only (LanceDB and Qdrant keep every text)")
     src = open_source(source)
+    if src.sparse and target.kind == "milvus-lite":
+        raise ConfigError(
+            f"{source} holds sparse shards: the Milvus Lite export takes dense vectors only; "
+            f"export them to qdrant://PATH or lancedb://PATH"
+        )
     if target.kind == "lancedb":
         result = _lancedb(src, target.location, collection, overwrite, ann)
     elif target.kind.startswith("qdrant"):

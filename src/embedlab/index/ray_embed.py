@@ -4,7 +4,10 @@ the model once) embeds them with :meth:`Embedder.encode`'s token-budget batches,
 assembles the vectors into the same shards as the local backend. The actors return float32 vectors; the
 driver encodes each shard in the manifest's precision, so int8 shards from Ray use the directory's one set of
 per-dimension ranges (calibrated by the driver before any shard, or a resumed run's manifest), exactly as
-local ones (:mod:`embedlab.index.shards`).
+local ones (:mod:`embedlab.index.shards`). A sparse model's actors (``output="sparse"``) return each row's
+``encode(output="sparse")`` indices (int64) and weights (float32) as raw bytes, which the driver joins into
+one :class:`~embedlab.vectors.SparseEmbeddings` per shard (the bytes are exact; the rows equal the local
+backend's up to the float rounding of other batch compositions, as dense vectors do).
 
 Rows are placed by id into their shard (shard ``k`` = corpus rows ``[k * shard_rows, (k+1) * shard_rows)``),
 so the output is independent of the order Ray returns blocks in. Ray Data restarts a killed actor and
@@ -47,6 +50,7 @@ class EmbedActor:
         dtype: str,
         token_budget: int | None,
         runtime: str = "torch",
+        output: str = "dense",
     ) -> None:
         import torch
 
@@ -60,9 +64,20 @@ class EmbedActor:
                 f"{fingerprint}: every node must see the same model files"
             )
         self.prompt, self.dtype, self.token_budget, self.runtime = prompt, dtype, token_budget, runtime
+        self.output = output
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
+        if self.output == "sparse":  # ragged rows as bytes: exact, and a plain binary column for Ray Data
+            rows = self.emb.encode(
+                texts, prompt_name=self.prompt, dtype=self.dtype, token_budget=self.token_budget, output="sparse"
+            )
+            pairs = [rows.row(i) for i in range(len(rows))]
+            return {
+                "id": batch["id"],
+                "indices": np.array([i.astype(np.int64).tobytes() for i, _ in pairs], dtype=object),
+                "values": np.array([v.astype(np.float32).tobytes() for _, v in pairs], dtype=object),
+            }
         vecs = self.emb.encode(
             texts, prompt_name=self.prompt, dtype=self.dtype, token_budget=self.token_budget, runtime=self.runtime
         )
@@ -168,6 +183,12 @@ def build_dataset(
     )
 
 
+def _sparse_rows(rows: list[Any], vocab_size: int) -> Any:
+    from embedlab.vectors import SparseEmbeddings
+
+    return SparseEmbeddings.from_rows(rows, vocab_size)
+
+
 def run_ray(
     model: str,
     corpus: Any,
@@ -175,36 +196,47 @@ def run_ray(
     *,
     shard_rows: int,
     dim: int,
-    on_shard: Callable[[int, np.ndarray], None],
+    on_shard: Callable[[int, Any], None],
     on_rows: Callable[[int], Any],
     address: str | None,
     actors: int,
     batch_rows: int,
     actor_kwargs: dict[str, Any],
     actor_cls: Any = None,
+    sparse: bool = False,
 ) -> None:
-    """Embed the rows of the ``pending`` shards; ``on_shard(k, vectors)`` is called as each shard fills."""
+    """Embed the rows of the ``pending`` shards; ``on_shard(k, vectors)`` is called as each shard fills
+    (``sparse``: with a :class:`~embedlab.vectors.SparseEmbeddings` over ``dim`` entries; the actors must
+    have ``output="sparse"`` in ``actor_kwargs``)."""
     n = len(corpus)
     bounds = {k: (k * shard_rows, min(n, (k + 1) * shard_rows)) for k in pending}
     where = {corpus.ids[i]: (k, i - lo) for k, (lo, hi) in bounds.items() for i in range(lo, hi)}
     keep = None if len(where) == n else set(where)
-    buffers: dict[int, np.ndarray] = {}
+    buffers: dict[int, Any] = {}
     filled: dict[int, np.ndarray] = {}
     started = _start(address, actors)
     try:
         ds = build_dataset(corpus.files, keep, actors, batch_rows, actor_cls, actor_kwargs)
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                for doc_id, vec in zip(batch["id"], batch["vector"]):
+                rows = (
+                    zip(batch["indices"], batch["values"]) if sparse else batch["vector"]
+                )  # sparse: (index bytes, weight bytes) per row
+                for doc_id, vec in zip(batch["id"], rows):
                     k, row = where[str(doc_id)]
                     if k not in buffers:
                         lo, hi = bounds[k]
-                        buffers[k], filled[k] = np.empty((hi - lo, dim), np.float32), np.zeros(hi - lo, bool)
+                        buffers[k] = [None] * (hi - lo) if sparse else np.empty((hi - lo, dim), np.float32)
+                        filled[k] = np.zeros(hi - lo, bool)
+                    if sparse:
+                        ib, vb = vec
+                        vec = (np.frombuffer(bytes(ib), np.int64), np.frombuffer(bytes(vb), np.float32))
                     buffers[k][row] = vec
                     filled[k][row] = True
                 on_rows(len(batch["id"]))
                 for k in [k for k in buffers if filled[k].all()]:
-                    on_shard(k, buffers.pop(k))
+                    done = buffers.pop(k)
+                    on_shard(k, _sparse_rows(done, dim) if sparse else done)
                     filled.pop(k)
         except Exception as exc:  # Ray wraps worker errors in its own types (subclassing the cause); show one line
             cause = getattr(exc, "cause", None) or exc

@@ -26,6 +26,15 @@ Format ``embedlab-shards/2`` (this one) differs from ``/1`` only in int8. ``/1``
 ``scale`` per shard in the manifest entries, ``round(127 x / scale)``) stay readable as the read-only
 precision ``int8-absmax``: a manifest with precision ``int8``, per-shard ``scale`` entries and no
 ``int8_ranges`` reads as it. Nothing writes it.
+
+Sparse shards (a sparse model, e.g. pooling ``splade``): the manifest adds ``"kind": "sparse"`` and
+``"vocab_size"`` (dense manifests carry no ``kind`` and read as ``dense``), the precision is always
+``float32``, and each shard's ``vector`` column is replaced by ``indices`` (list of int32, strictly
+increasing per row) and ``values`` (list of float32): row i of a shard is row i of the
+:class:`~embedlab.vectors.SparseEmbeddings` that ``encode(output="sparse")`` gives, exactly. Checksums,
+first ids and ``--resume`` are those of dense shards. :meth:`EmbeddingShards.iter_sparse` /
+:meth:`~EmbeddingShards.read_sparse` read them; the dense readers (and ``index build --from-embeddings``)
+refuse them in one line.
 """
 
 from __future__ import annotations
@@ -61,6 +70,24 @@ def model_record(
         "query_prompt": query_prompt,
         "document_prompt": document_prompt,
     }
+
+
+SPARSE = "sparse"
+
+
+def shard_kind(manifest: dict[str, Any]) -> str:
+    """``sparse`` for sparse shards, ``dense`` otherwise (manifests before sparse shards carry no kind)."""
+    return str(manifest.get("kind") or "dense")
+
+
+def check_dense(manifest: dict[str, Any], directory: str | Path) -> None:
+    """A one-line ShardError when the shards are sparse (the dense readers and index cannot use them)."""
+    if shard_kind(manifest) == SPARSE:
+        raise ShardError(
+            f"{directory} holds sparse shards (pooling {manifest.get('model', {}).get('pooling')!r}, "
+            f"vocab_size {manifest.get('vocab_size')}): a dense index cannot be built from them; use "
+            f"embedlab.index.SparseIndex, or `embedlab export {directory} --to qdrant://PATH`"
+        )
 
 
 def shard_name(index: int) -> str:
@@ -176,6 +203,65 @@ def write_shard(
     return entry
 
 
+def write_sparse_shard(
+    directory: str | Path, index: int, ids: Sequence[str], rows: Any, texts: Sequence[str] | None
+) -> dict[str, Any]:
+    """Write sparse shard ``index`` atomically: ``rows`` (a :class:`~embedlab.vectors.SparseEmbeddings`) as
+    the list columns ``indices`` (int32) and ``values`` (float32); returns its manifest entry."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from embedlab.vectors import SparseEmbeddings
+
+    if not isinstance(rows, SparseEmbeddings):
+        raise ShardError(f"sparse shard {index}: expected SparseEmbeddings, got {type(rows).__name__}")
+    if len(ids) != len(rows) or (texts is not None and len(texts) != len(ids)):
+        raise ShardError(f"shard {index}: {len(ids)} ids, {len(rows)} sparse rows, {len(texts or [])} texts")
+    if rows.vocab_size > np.iinfo(np.int32).max:
+        raise ShardError(f"sparse shard {index}: vocab_size {rows.vocab_size} does not fit int32 indices")
+    offsets = pa.array(rows.indptr.astype(np.int64), pa.int64())
+    cols = {
+        "id": pa.array(list(ids), pa.string()),
+        "indices": pa.LargeListArray.from_arrays(offsets, pa.array(rows.indices.astype(np.int32), pa.int32())),
+        "values": pa.LargeListArray.from_arrays(offsets, pa.array(rows.values.astype(np.float32), pa.float32())),
+    }
+    if texts is not None:
+        cols["text"] = pa.array(list(texts), pa.string())
+    name = shard_name(index)
+    table = pa.table(cols).replace_schema_metadata({"embedlab.vocab_size": str(rows.vocab_size)})
+    with atomic_path(Path(directory) / name) as tmp:
+        pq.write_table(table, tmp)
+        digest = file_sha256(tmp)
+    return {
+        "index": index,
+        "name": name,
+        "rows": len(ids),
+        "sha256": digest,
+        "first_id": str(ids[0]) if len(ids) else None,
+    }
+
+
+def decode_sparse(table: Any, vocab_size: int) -> Any:
+    """The :class:`~embedlab.vectors.SparseEmbeddings` of a sparse shard's ``indices`` and ``values`` columns."""
+    from embedlab.vectors import SparseEmbeddings
+
+    idx = table.column("indices").combine_chunks()
+    val = table.column("values").combine_chunks()
+    indptr = idx.offsets.to_numpy()
+    if not np.array_equal(indptr, val.offsets.to_numpy()):
+        raise ShardError("sparse shard: the indices and values columns have different row lengths")
+    base = int(indptr[0]) if len(indptr) else 0
+    try:
+        return SparseEmbeddings(
+            indptr - base,
+            idx.values.to_numpy(zero_copy_only=False)[base : base + int(indptr[-1] - base)],
+            val.values.to_numpy(zero_copy_only=False)[base : base + int(indptr[-1] - base)],
+            vocab_size,
+        )
+    except InputError as exc:
+        raise ShardError(f"sparse shard: {exc}") from None
+
+
 def shard_ok(directory: str | Path, entry: dict[str, Any]) -> bool:
     """True when the shard file exists and matches the SHA-256 in its manifest entry."""
     f = Path(directory) / entry["name"]
@@ -247,11 +333,18 @@ class EmbeddingShards:
     def has_texts(self) -> bool:
         return bool(self.manifest.get("has_texts"))
 
-    def __len__(self) -> int:
-        return int(self.manifest["corpus"]["rows"])
+    @property
+    def kind(self) -> str:
+        """``dense`` or ``sparse`` (:func:`shard_kind`)."""
+        return shard_kind(self.manifest)
 
-    def iter_shards(self, *, texts: bool = True) -> Iterator[tuple[list[str], np.ndarray, list[str] | None]]:
-        """(ids, float32 vectors, texts or None) per shard, in corpus order."""
+    @property
+    def vocab_size(self) -> int | None:
+        """The sparse shards' vocabulary size (None for dense shards)."""
+        return int(self.manifest["vocab_size"]) if self.kind == SPARSE else None
+
+    def _tables(self, columns: list[str]) -> Iterator[tuple[dict[str, Any], Any]]:
+        """(manifest entry, checked Parquet table of ``columns``) per shard, in corpus order."""
         import pyarrow.parquet as pq
 
         for entry in sorted(self.manifest["shards"], key=lambda e: e["index"]):
@@ -263,13 +356,49 @@ class EmbeddingShards:
                     f"shard corrupt: {f} does not match its SHA-256 in the manifest; "
                     f"re-create it with `embedlab embed-corpus ... --resume`"
                 )
-            cols = ["id", "vector"] + (["text"] if texts and self.has_texts else [])
             try:
-                table = pq.read_table(f, columns=cols)
+                table = pq.read_table(f, columns=columns)
             except Exception as exc:  # pyarrow raises several types for unreadable files
                 raise ShardError(f"shard unreadable: {f} ({exc})") from None
             if table.num_rows != entry["rows"]:
                 raise ShardError(f"shard {f} has {table.num_rows} rows, the manifest says {entry['rows']}")
+            yield entry, table
+
+    def iter_sparse(self, *, texts: bool = True) -> Iterator[tuple[list[str], Any, list[str] | None]]:
+        """(ids, :class:`~embedlab.vectors.SparseEmbeddings`, texts or None) per sparse shard, in corpus order."""
+        if self.kind != SPARSE:
+            raise ShardError(f"{self.directory} holds dense shards: read them with iter_shards / read_all")
+        cols = ["id", "indices", "values"] + (["text"] if texts and self.has_texts else [])
+        for entry, table in self._tables(cols):
+            try:
+                rows = decode_sparse(table, int(self.manifest["vocab_size"]))
+            except ShardError as exc:
+                raise ShardError(f"{self.directory / entry['name']}: {exc}") from None
+            yield (table.column("id").to_pylist(), rows, table.column("text").to_pylist() if "text" in cols else None)
+
+    def read_sparse(self, *, texts: bool = True) -> tuple[list[str], Any, list[str] | None]:
+        """Every sparse shard joined: (ids, one SparseEmbeddings, texts or None)."""
+        from embedlab.vectors import SparseEmbeddings, concat
+
+        ids: list[str] = []
+        parts: list[Any] = []
+        all_texts: list[str] | None = [] if texts and self.has_texts else None
+        for i, rows, t in self.iter_sparse(texts=texts):
+            ids += i
+            parts.append(rows)
+            if all_texts is not None and t is not None:
+                all_texts += t
+        joined = concat(parts) if parts else SparseEmbeddings.from_rows([], int(self.manifest["vocab_size"]))
+        return ids, joined, all_texts
+
+    def __len__(self) -> int:
+        return int(self.manifest["corpus"]["rows"])
+
+    def iter_shards(self, *, texts: bool = True) -> Iterator[tuple[list[str], np.ndarray, list[str] | None]]:
+        """(ids, float32 vectors, texts or None) per shard, in corpus order (dense shards only)."""
+        check_dense(self.manifest, self.directory)
+        cols = ["id", "vector"] + (["text"] if texts and self.has_texts else [])
+        for entry, table in self._tables(cols):
             vecs = decode_vectors(
                 table.column("vector"), self.precision, self.dim, self.int8_ranges, scale=entry.get("scale")
             )
@@ -305,6 +434,7 @@ def build_index_from_shards(
     from embedlab.index.store import VectorIndex
 
     shards = EmbeddingShards(directory)
+    check_dense(shards.manifest, directory)  # before any model loads
     record = dict(shards.model)
     if query_prompt is not None:
         record["query_prompt"] = query_prompt
