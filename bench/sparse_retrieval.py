@@ -138,6 +138,10 @@ def main() -> None:
     if args.report_only:
         _, _, qrels, qids, task = _beir("test")
         saved = json.loads((runs_dir / "results.json").read_text())
+        sys.argv = saved["argv"]  # the table is that run's: its header names the command that measured it
+        for key, value in vars(ap.parse_args(saved["argv"][1:])).items():
+            if key not in ("out", "report_only"):
+                setattr(args, key, value)
         _write_table(args, task, qids, qrels, saved["runs"], saved["rows"])
         return
 
@@ -215,7 +219,7 @@ def main() -> None:
         )
         runs[f"dense + {lexical}, convex α={best}"] = (convex(pair_test, [best, 1 - best]), {})
 
-    saved = {"runs": {name: test for name, (test, _) in runs.items()}, "rows": rows}
+    saved = {"argv": sys.argv, "runs": {name: test for name, (test, _) in runs.items()}, "rows": rows}
     (runs_dir / "results.json").write_text(json.dumps(saved))
     _write_table(args, task, qids, qrels, saved["runs"], rows)
 
@@ -253,10 +257,32 @@ def _write_table(args, task, qids, qrels, test_runs: dict, rows: dict) -> None:
         )
         bars.append((name, 100 * scores["ndcg_at_10"], 100 * b.ci_low, 100 * b.ci_high))
     sp_lat, bm_lat = rows["splade, fine-tuned"]["latency"], rows["BM25"]["latency"]
+    nd = {name: 100 * r[0]["ndcg_at_10"] for name, r in results.items()}
+    cis = {name: (lo, hi) for name, _, lo, hi in bars}  # the 95% CI of Δ vs dense
+    hybrids = [n for n in nd if n.startswith("dense + ")]
+    best = max(hybrids, key=lambda n: nd[n])
+    best_lex = {lex: max((n for n in hybrids if lex in n), key=lambda n: nd[n]) for lex in ("BM25", "splade")}
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
     lines += [
         "",
-        f"Sparse-index latency / bm25s latency on the same queries: p50 {sp_lat[0] / bm_lat[0]:.2f}×, "
-        f"p99 {sp_lat[1] / bm_lat[1]:.2f}× (target ≤ 2×).",
+        "Targets (issue 24):",
+        "",
+        f"- the best hybrid beats dense with a CI that excludes 0: {best}, Δ {nd[best] - nd['minilm-l6 dense']:+.2f} "
+        f"[{cis[best][0]:+.2f}, {cis[best][1]:+.2f}]: {verdict(cis[best][0] > 0)};",
+        f"- the fine-tuned splade reaches at least dense minilm-l6: {nd['splade, fine-tuned']:.2f} vs "
+        f"{nd['minilm-l6 dense']:.2f}: {verdict(nd['splade, fine-tuned'] >= nd['minilm-l6 dense'])} (its distance to "
+        f"BM25: {nd['splade, fine-tuned'] - nd['BM25']:+.2f}; to the dense fine-tune with the same budget: "
+        f"{nd['splade, fine-tuned'] - nd['minilm-l6 dense, fine-tuned']:+.2f});",
+        f"- splade + dense vs BM25 + dense (best fusion of each): {nd[best_lex['splade']]:.2f} vs "
+        f"{nd[best_lex['BM25']]:.2f}: splade + dense {'beats' if nd[best_lex['splade']] > nd[best_lex['BM25']] else 'does not beat'} BM25 + dense;",
+        f"- sparse query latency ≤ 2× bm25s's on the same queries: p50 {sp_lat[0] / bm_lat[0]:.2f}×, "
+        f"p99 {sp_lat[1] / bm_lat[1]:.2f}×: {verdict(sp_lat[0] / bm_lat[0] <= 2)} (active dimensions per query "
+        f"{rows['splade, fine-tuned']['q_dims']:.0f} vs BM25's {rows['BM25']['q_dims']:.0f} terms, per document "
+        f"{rows['splade, fine-tuned']['d_dims']:.0f} vs {rows['BM25']['d_dims']:.0f}: an exact search reads every "
+        "posting list of every active query dimension).",
         "Published and measured anchors (methods-3): bm25s 68.63 here, BEIR's Anserini BM25 66.5; MiniLM 64.51 "
         "(MTEB); RRF of the two 71.7; SPLADE++ CoCondenser-EnsembleDistil (MS MARCO distillation, BERT-base) 70.36.",
     ]
@@ -282,7 +308,7 @@ def _plot(bars, path: Path) -> None:
     ax.axvline(ref, color="#888", ls="--", lw=1)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
-    ax.set_xlabel("SciFact nDCG@10 ×100 (bars: 95% CI of Δ vs dense, placed at dense + Δ)")
+    ax.set_xlabel("SciFact nDCG@10 ×100; whiskers: 95% CI of dense + Δ")
     ax.set_xlim(min(vals.min(), lo.min()) - 3, max(vals.max(), hi.max()) + 2)
     fig.tight_layout()
     with tempfile.TemporaryDirectory() as tmp:
