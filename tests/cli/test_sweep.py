@@ -57,7 +57,7 @@ def cases(tiny: str) -> list[tuple[list[str], int, str]]:
         (["models", "--bogus"], USAGE, "--bogus"),
         (["info"], USAGE, "'model'"),
         (["info", "no-such-model"], RUNTIME, "unknown model"),
-        (["encode", "-i", "texts.txt", "-o", "v.csv"], USAGE, ".npy or .jsonl"),
+        (["encode", "-i", "texts.txt", "-o", "v.csv"], USAGE, ".npy, .npz, .jsonl"),
         (["encode", "-i", "texts.txt", "-o", "afile/v.npy", "-m", tiny], USAGE, "is a file"),
         (["encode", "-i", "nope.txt", "-o", "v.npy", "-m", tiny], RUNTIME, "not found"),
         (["encode", "-i", "texts.txt", "-o", "v.npy", "--dim", "0"], USAGE, "--dim"),
