@@ -228,6 +228,9 @@ def test_ctrl_c_exits_130_and_says_what_was_kept(place, tiny_llama):
             "--shard-rows",
             "2000",
             cwd=place,
+            # a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored in the child:
+            # Ctrl-C is what this test sends, so the child gets the default handling a terminal's command has
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         seen = threading.Event()
         chunks: list[bytes] = []
