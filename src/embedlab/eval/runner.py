@@ -166,8 +166,7 @@ def run_task(
     start = time.perf_counter()
     encoded = {"texts": 0}
     raw = {"query": instruction_prefix(instruction_template, task.instruction)} if instruction_template else None
-    encode = make_encoder(
-        embedder,
+    settings: dict[str, Any] = dict(
         prompts=prompts,
         dtype=dtype,
         cache=cache,
@@ -175,19 +174,11 @@ def run_task(
         runtime=runtime,
         on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n),
     )
+    encode = make_encoder(embedder, **settings)
     evaluator = None
     sparse = task.type == "retrieval" and getattr(embedder, "output_kind", "dense") == "sparse"
     if sparse:  # a sparse model retrieves with its sparse weights: exact dot-product index, never cosine
-        encode_sparse = make_encoder(
-            embedder,
-            prompts=prompts,
-            dtype=dtype,
-            cache=cache,
-            raw_prompts=raw,
-            runtime=runtime,
-            output="sparse",
-            on_encode=lambda n: encoded.__setitem__("texts", encoded["texts"] + n),
-        )
+        encode_sparse = make_encoder(embedder, **settings, output="sparse")
 
         def evaluator(t: TaskSpec, _encode: Any, _rng: Any) -> tuple[dict[str, float], dict[str, Any]]:
             return evaluate_sparse_retrieval(t, encode_sparse)
